@@ -1,0 +1,195 @@
+"""The `textgen` command line: builds a config, calls one library function, prints the result.
+
+torch is imported inside the commands, so `textgen --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from textgen.errors import Interrupted, UserError
+
+app = typer.Typer(
+    add_completion=True,
+    pretty_exceptions_enable=False,
+    no_args_is_help=True,
+    help="Recurrent text generation and sequence-level training.\n\n"
+    "Examples:\n\n"
+    "  textgen train --recipe shakespeare --set train.max_minutes=5\n\n"
+    "  textgen sample shakespeare.pt --prime 'ROMEO:' --temperature 0.8\n\n"
+    "  textgen eval shakespeare.pt --split valid --json",
+)
+data_app = typer.Typer(help="List and fetch the registered corpora.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+
+def _emit_json(obj: dict) -> None:
+    typer.echo(json.dumps(obj, indent=2))
+
+
+@app.command()
+def train(
+    recipe: Optional[str] = typer.Option(None, "--recipe", "-r", help="Recipe name (recipes/NAME.toml) or path."),
+    overrides: list[str] = typer.Option([], "--set", "-s", help="Override a recipe key: section.key=value."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Best checkpoint path [default: ./NAME.pt]."),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue from a checkpoint (e.g. runs/RUN/last.pt)."),
+    run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="Where metrics.csv, recipe.toml, last.pt go."),
+    results: Optional[Path] = typer.Option(None, "--results", help="Also write a results JSON here."),
+    json_out: bool = typer.Option(False, "--json", help="Print final metrics as JSON."),
+) -> None:
+    """Train a model from a recipe.
+
+    Example: textgen train --recipe ptb-small --results results/ptb-small.json
+    """
+    from textgen import checkpoint
+    from textgen.config import from_dict, load_recipe
+    from textgen.results import make_result, write_result
+    from textgen.trainer import check_resume_recipe, train_lm
+
+    saved = checkpoint.load(resume, kind="lm") if resume else None
+    if recipe is None and saved is None:
+        raise UserError("give --recipe NAME (see `textgen recipes`) or --resume CHECKPOINT")
+    if saved is not None and "train_state" not in saved:
+        raise UserError(f"checkpoint '{resume}' has no training state to resume from")
+    if recipe is not None:
+        cfg = load_recipe(recipe, overrides)
+        if saved is not None:
+            check_resume_recipe(from_dict(saved["recipe"]), cfg)
+    else:
+        from textgen.config import apply_overrides
+
+        cfg = from_dict(apply_overrides(saved["recipe"], overrides))
+        check_resume_recipe(from_dict(saved["recipe"]), cfg)
+    output = output or Path(f"{cfg.name}.pt")
+    if run_dir is None:
+        previous = Path(saved["train_state"]["run_dir"]) if saved else None
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        run_dir = previous if previous and previous.is_dir() else Path("runs") / f"{cfg.name}-{stamp}"
+    start = time.perf_counter()
+    summary = train_lm(cfg, output, run_dir, resume=saved)
+    result = make_result(summary["metrics"], summary["data"], time.perf_counter() - start, checkpoint=str(output))
+    if results:
+        write_result(results, result)
+    if json_out:
+        _emit_json(result)
+    else:
+        typer.echo(f"best checkpoint: {output}; " + ", ".join(f"{k} {v}" for k, v in summary["metrics"].items()))
+
+
+@app.command()
+def sample(
+    ckpt: Path = typer.Argument(..., help="Language-model checkpoint."),
+    prime: str = typer.Option("", "--prime", "-p", help="Text to start from."),
+    length: int = typer.Option(500, "--length", "-n", min=0, help="Tokens to generate."),
+    temperature: float = typer.Option(1.0, "--temperature", "-t", help="0 means greedy (argmax)."),
+    top_k: int = typer.Option(0, "--top-k", help="Sample among the k most likely tokens (0: all)."),
+    top_p: float = typer.Option(1.0, "--top-p", help="Sample from the smallest set with this much probability."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed for a repeatable sample."),
+) -> None:
+    """Generate text one token at a time, streamed to stdout.
+
+    Example: textgen sample shakespeare.pt --prime 'ROMEO:' --temperature 0.8 --seed 1
+    """
+    from textgen.decode.generate_lm import generate
+    from textgen.decode.sampling import check_sampling_args
+    from textgen.lm import load_model
+
+    check_sampling_args(temperature, top_k, top_p)
+    model, vocab, recipe, _ = load_model(ckpt)
+    if prime:
+        prime_ids = vocab.encode_prompt(prime)
+    else:  # start after a line break, the most neutral context the corpus has
+        prime_ids = vocab.encode("\n") if "\n" in vocab.symbols else vocab.encode("")
+    if not prime_ids:
+        raise UserError("--prime has no tokens the model knows: give some text")
+    sep = " " if recipe.data.level == "word" else ""
+    sys.stdout.write(prime + (sep if prime else ""))
+    for token in generate(model, prime_ids, length, temperature, top_k, top_p, seed):
+        piece = vocab.decode([token])
+        sys.stdout.write(piece if piece == "\n" or not sep else piece + sep)
+        sys.stdout.flush()
+    sys.stdout.write("\n")
+
+
+@app.command("eval")
+def eval_(
+    ckpt: Path = typer.Argument(..., help="Checkpoint to evaluate."),
+    data: Optional[str] = typer.Option(None, "--data", "-d", help="Corpus name or path [default: the training corpus]."),
+    split: str = typer.Option("valid", "--split", help="valid or test."),
+    batch_size: int = typer.Option(10, "--batch-size", min=1, help="Parallel streams (1: state over the whole text)."),
+    json_out: bool = typer.Option(False, "--json", help="Print a results JSON."),
+    results: Optional[Path] = typer.Option(None, "--results", help="Also write the results JSON here."),
+) -> None:
+    """Score a language model: loss (nats/token), perplexity, bits per character.
+
+    Example: textgen eval ptb-small.pt --split test --batch-size 1 --json
+    """
+    import dataclasses
+
+    from textgen.lm import evaluate, load_model, metrics_from_loss, prepare_data
+    from textgen.results import make_result, write_result
+
+    if split not in ("valid", "test"):
+        raise UserError(f"--split must be valid or test, got '{split}'")
+    start = time.perf_counter()
+    model, vocab, recipe, _ = load_model(ckpt)
+    if data:
+        recipe = dataclasses.replace(recipe, data=dataclasses.replace(recipe.data, corpus=data))
+    corpus = prepare_data(recipe, vocab, splits=(split,))
+    loss = evaluate(model, corpus.ids[split], batch_size, recipe.train.bptt)
+    metrics = metrics_from_loss(loss, recipe.data.level, split)
+    result = make_result(metrics, corpus.sha256, time.perf_counter() - start, checkpoint=str(ckpt))
+    if results:
+        write_result(results, result)
+    if json_out:
+        _emit_json(result)
+    else:
+        typer.echo(", ".join(f"{k} {v}" for k, v in metrics.items()))
+
+
+@app.command()
+def recipes() -> None:
+    """List the recipes with their one-line descriptions."""
+    from textgen.config import list_recipe_files, read_toml
+
+    for path in list_recipe_files():
+        typer.echo(f"{path.stem:<20} {read_toml(path).get('description', '')}")
+
+
+@data_app.command("list")
+def data_list() -> None:
+    """List registered corpora."""
+    from textgen.data.registry import load_registry
+
+    for name, entry in sorted(load_registry().items()):
+        typer.echo(f"{name:<18} {entry.description}")
+
+
+@data_app.command("get")
+def data_get(name: str = typer.Argument(..., help="Corpus name (see `textgen data list`).")) -> None:
+    """Fetch a corpus (mirror folder first, else its URL) and verify its sha256."""
+    from textgen.data.registry import fetch
+
+    for file, path in fetch(name).items():
+        typer.echo(f"{file}: {path} (sha256 ok)")
+
+
+def main() -> None:
+    try:
+        app()
+    except UserError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except Interrupted as exc:
+        typer.echo(str(exc), err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)

@@ -1,0 +1,213 @@
+"""Recipes: frozen dataclasses loaded from TOML, with type-checked dotted `--set` overrides.
+
+A recipe is data; one trainer reads it. Unknown keys and wrong types are errors that name the
+valid keys, so a typo never silently trains the wrong model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from textgen.errors import UserError
+from textgen.paths import project_dir
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    corpus: str = "tinyshakespeare"  # registry name, or a path to a UTF-8 text file
+    level: str = "char"  # char | word
+    holdout: float = 0.1  # fraction at the end kept for validation when the corpus is one file
+    min_freq: int = 1  # word level: rarer words become <unk>
+    max_vocab: int = 0  # word level: keep the most frequent N words (0: no limit)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    cell: str = "lstm"  # rnn (Elman, tanh) | lstm | gru
+    layers: int = 2
+    hidden: int = 512
+    embed: int = 0  # 0: same as hidden
+    dropout: float = 0.0
+    tie_weights: bool = False
+    init_range: float = 0.0  # >0: uniform(-r, r) init of every weight (Zaremba et al.)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    seed: int = 1337
+    batch_size: int = 32  # parallel streams
+    bptt: int = 128  # truncated-BPTT window
+    optimizer: str = "adam"  # sgd | adam | adamw | rmsprop
+    lr: float = 2e-3
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+    clip: float = 5.0  # global gradient-norm clip (0: off)
+    epochs: float = 1.0
+    max_steps: int = 0  # >0: stop after this many updates (overrides epochs)
+    max_minutes: float = 0.0  # >0: wall-clock budget; training stops when it is spent
+    lr_schedule: str = "constant"  # constant | cosine | step | plateau
+    warmup_steps: int = 0
+    decay_after_epochs: int = 0  # step: keep lr for this many epochs, then multiply by decay_factor each epoch
+    decay_factor: float = 0.5  # step / plateau factor
+    patience: int = 0  # plateau: validations without improvement before decaying
+    min_lr_ratio: float = 0.0  # cosine: final lr as a fraction of lr
+    eval_every: int = 0  # validate every N updates (0: once per epoch)
+    eval_batch_size: int = 32
+    log_every: int = 50
+    threads: int = 0  # torch intra-op threads (0: torch default)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str = "custom"
+    description: str = ""
+    task: str = "lm"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
+CHOICES = {
+    "task": ("lm",),
+    "data.level": ("char", "word"),
+    "model.cell": ("rnn", "lstm", "gru"),
+    "train.optimizer": ("sgd", "adam", "adamw", "rmsprop"),
+    "train.lr_schedule": ("constant", "cosine", "step", "plateau"),
+}
+
+
+def valid_keys() -> list[str]:
+    keys = [f.name for f in dataclasses.fields(Recipe) if f.name not in SECTIONS]
+    for section, cls in SECTIONS.items():
+        keys += [f"{section}.{f.name}" for f in dataclasses.fields(cls)]
+    return keys
+
+
+def _unknown_key(key: str) -> UserError:
+    keys = valid_keys()
+    close = difflib.get_close_matches(key, keys, n=1)
+    hint = f"did you mean '{close[0]}'? " if close else ""
+    return UserError(f"unknown recipe key '{key}': {hint}valid keys are {', '.join(keys)}")
+
+
+def _coerce(key: str, value: Any, expected: Any) -> Any:
+    """Check `value` against the field type; ints are accepted where floats are expected."""
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    ok = isinstance(value, expected) and not (expected is int and isinstance(value, bool))
+    if not ok:
+        raise UserError(
+            f"recipe key '{key}' must be {expected.__name__}, got {type(value).__name__} {value!r}"
+        )
+    if key in CHOICES and value not in CHOICES[key]:
+        raise UserError(f"recipe key '{key}' must be one of {', '.join(CHOICES[key])}, got {value!r}")
+    return value
+
+
+def from_dict(raw: dict[str, Any]) -> Recipe:
+    """Build a Recipe from nested dicts (parsed TOML), rejecting unknown keys and wrong types."""
+    top_hints = typing.get_type_hints(Recipe)
+    top: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key in SECTIONS:
+            if not isinstance(value, dict):
+                raise UserError(f"recipe key '{key}' must be a [{key}] table")
+            cls = SECTIONS[key]
+            hints = typing.get_type_hints(cls)
+            for sub in value:
+                if sub not in hints:
+                    raise _unknown_key(f"{key}.{sub}")
+            top[key] = cls(**{k: _coerce(f"{key}.{k}", v, hints[k]) for k, v in value.items()})
+        elif key in top_hints:
+            top[key] = _coerce(key, value, top_hints[key])
+        else:
+            raise _unknown_key(key)
+    return Recipe(**top)
+
+
+def to_dict(recipe: Recipe) -> dict[str, Any]:
+    return dataclasses.asdict(recipe)
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """`train.lr=0.1` → (['train', 'lr'], 0.1). Values are TOML literals; bare words are strings."""
+    if "=" not in text:
+        raise UserError(f"--set '{text}' has no '=': write it as section.key=value, e.g. train.lr=0.1")
+    key, _, literal = text.partition("=")
+    key = key.strip()
+    try:
+        value = tomllib.loads(f"v = {literal.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = literal.strip()
+    return key.split("."), value
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    merged = {k: dict(v) if isinstance(v, dict) else v for k, v in raw.items()}
+    for text in overrides:
+        parts, value = parse_override(text)
+        key = ".".join(parts)
+        if key not in valid_keys():
+            raise _unknown_key(key)
+        if len(parts) == 2:
+            merged.setdefault(parts[0], {})[parts[1]] = value
+        else:
+            merged[parts[0]] = value
+    return merged
+
+
+def recipe_path(name_or_path: str) -> Path:
+    path = Path(name_or_path)
+    if path.suffix == ".toml" or path.exists():
+        if not path.is_file():
+            raise UserError(f"recipe file '{path}' does not exist")
+        return path
+    candidate = project_dir("recipes") / f"{name_or_path}.toml"
+    if not candidate.is_file():
+        names = ", ".join(sorted(p.stem for p in list_recipe_files()))
+        raise UserError(f"unknown recipe '{name_or_path}': available recipes are {names}")
+    return candidate
+
+
+def list_recipe_files() -> list[Path]:
+    return sorted(project_dir("recipes").glob("*.toml"))
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"recipe '{path}' is not valid TOML: {exc}; fix the file") from None
+    except UnicodeDecodeError:
+        raise UserError(f"recipe '{path}' is not UTF-8 text") from None
+
+
+def load_recipe(name_or_path: str, overrides: list[str] = ()) -> Recipe:
+    path = recipe_path(name_or_path)
+    raw = read_toml(path)
+    raw.setdefault("name", path.stem)
+    return from_dict(apply_overrides(raw, list(overrides)))
+
+
+def dump_toml(recipe: Recipe) -> str:
+    """The resolved recipe as TOML, stored beside each run so it can be re-run exactly."""
+
+    def literal(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, str):
+            return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        return repr(v)
+
+    data = to_dict(recipe)
+    lines = [f"{k} = {literal(v)}" for k, v in data.items() if not isinstance(v, dict)]
+    for section in SECTIONS:
+        lines += ["", f"[{section}]"] + [f"{k} = {literal(v)}" for k, v in data[section].items()]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,112 @@
+"""Vocabularies that live inside checkpoints: characters, or words with <unk> and <eos>."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+from textgen.errors import UserError
+
+UNK, EOS = "<unk>", "<eos>"
+
+
+@dataclass(frozen=True)
+class CharVocab:
+    """One id per character; built from every split's characters (as nanoGPT does)."""
+
+    symbols: tuple[str, ...]
+
+    @classmethod
+    def build(cls, texts: list[str]) -> "CharVocab":
+        return cls(tuple(sorted(set("".join(texts)))))
+
+    def __len__(self) -> int:
+        return len(self.symbols)
+
+    @property
+    def index(self) -> dict[str, int]:
+        return {s: i for i, s in enumerate(self.symbols)}
+
+    def encode(self, text: str) -> list[int]:
+        index = self.index
+        return [index[c] for c in text]
+
+    def encode_prompt(self, text: str) -> list[int]:
+        index = self.index
+        missing = sorted({c for c in text if c not in index})
+        if missing:
+            raise UserError(
+                f"characters {''.join(missing)!r} are not in the model's vocabulary of {len(self)} characters: remove them"
+            )
+        return [index[c] for c in text]
+
+    def decode(self, ids: list[int]) -> str:
+        return "".join(self.symbols[i] for i in ids)
+
+    def to_dict(self) -> dict:
+        return {"kind": "char", "symbols": list(self.symbols)}
+
+
+@dataclass(frozen=True)
+class WordVocab:
+    """Whitespace words, <eos> at each line end, rare words mapped to <unk> (the PTB convention)."""
+
+    symbols: tuple[str, ...]
+
+    @staticmethod
+    def tokenize(text: str) -> list[str]:
+        words: list[str] = []
+        for line in text.splitlines():
+            words += line.split() + [EOS]
+        return words
+
+    @classmethod
+    def build(cls, train_text: str, min_freq: int = 1, max_vocab: int = 0) -> "WordVocab":
+        counts = Counter(cls.tokenize(train_text))
+        counts.pop(UNK, None)
+        counts.pop(EOS, None)
+        kept = sorted((w for w, c in counts.items() if c >= min_freq), key=lambda w: (-counts[w], w))
+        if max_vocab:
+            kept = kept[: max(0, max_vocab - 2)]
+        return cls((UNK, EOS, *kept))
+
+    def __len__(self) -> int:
+        return len(self.symbols)
+
+    @property
+    def index(self) -> dict[str, int]:
+        return {s: i for i, s in enumerate(self.symbols)}
+
+    def encode(self, text: str) -> list[int]:
+        index = self.index
+        unk = index[UNK]
+        return [index.get(w, unk) for w in self.tokenize(text)]
+
+    def encode_prompt(self, text: str) -> list[int]:
+        """Prime words, no <eos> appended; unknown words are an error rather than a silent <unk>."""
+        index = self.index
+        words = text.split()
+        missing = sorted({w for w in words if w not in index})
+        if missing:
+            raise UserError(f"words {missing[:5]} are not in the model's vocabulary: remove or replace them")
+        return [index[w] for w in words]
+
+    def decode(self, ids: list[int]) -> str:
+        return " ".join(self.symbols[i] for i in ids).replace(f" {EOS} ", "\n").replace(EOS, "\n")
+
+    def to_dict(self) -> dict:
+        return {"kind": "word", "symbols": list(self.symbols)}
+
+
+Vocab = CharVocab | WordVocab
+VOCABS = {"char": CharVocab, "word": WordVocab}
+
+
+def vocab_from_dict(data: dict) -> Vocab:
+    return VOCABS[data["kind"]](tuple(data["symbols"]))
+
+
+def build_vocab(level: str, splits: dict[str, str], min_freq: int, max_vocab: int) -> Vocab:
+    if level == "char":
+        return CharVocab.build(list(splits.values()))
+    return WordVocab.build(splits["train"], min_freq, max_vocab)

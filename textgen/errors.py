@@ -1,0 +1,13 @@
+"""The one exception type meant for users: the CLI prints it as one line, exit code 2."""
+
+
+class UserError(Exception):
+    """A problem with the user's input, with a message that says what to do about it."""
+
+
+class Interrupted(Exception):
+    """Training stopped by SIGINT/SIGTERM after saving a resumable checkpoint; exit 128 + signal."""
+
+    def __init__(self, signum: int, path):
+        super().__init__(f"interrupted; a resumable checkpoint is saved: textgen train --resume {path}")
+        self.exit_code = 128 + signum

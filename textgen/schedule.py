@@ -1,0 +1,68 @@
+"""Learning-rate schedules as pure functions of progress, plus the plateau state that lives in checkpoints."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from textgen.config import TrainConfig
+
+
+@dataclass
+class LRSchedule:
+    """lr(step) = base * plateau_scale * shape(step); `shape` depends only on the step count."""
+
+    cfg: TrainConfig
+    steps_per_epoch: int
+    total_steps: int
+    scale: float = 1.0  # plateau decays so far
+    best: float = math.inf
+    bad: int = 0
+
+    def lr(self, step: int) -> float:
+        c = self.cfg
+        shape = 1.0
+        if c.warmup_steps and step < c.warmup_steps:
+            shape = (step + 1) / c.warmup_steps
+        elif c.lr_schedule == "cosine":
+            span = max(1, self.total_steps - c.warmup_steps)
+            t = min(1.0, (step - c.warmup_steps) / span)
+            shape = c.min_lr_ratio + (1 - c.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t))
+        elif c.lr_schedule == "step":
+            epoch = step // self.steps_per_epoch  # 0-based
+            shape = c.decay_factor ** max(0, epoch + 1 - c.decay_after_epochs)
+        return c.lr * self.scale * shape
+
+    def on_validation(self, loss: float) -> bool:
+        """Plateau: decay when validation has not improved for `patience` checks. Returns True on decay."""
+        if loss < self.best:
+            self.best, self.bad = loss, 0
+            return False
+        self.bad += 1
+        if self.cfg.lr_schedule == "plateau" and self.bad > self.cfg.patience:
+            self.scale *= self.cfg.decay_factor
+            self.bad = 0
+            return True
+        return False
+
+    def state_dict(self) -> dict:
+        return {"scale": self.scale, "best": self.best, "bad": self.bad}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.scale, self.best, self.bad = state["scale"], state["best"], state["bad"]
+
+
+def build_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "rmsprop":
+        return torch.optim.RMSprop(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+    return cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr
