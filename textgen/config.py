@@ -48,6 +48,7 @@ class TrainConfig:
     momentum: float = 0.0
     weight_decay: float = 0.0
     clip: float = 5.0  # global gradient-norm clip (0: off)
+    loss_norm: str = "tokens"  # divide the summed loss by: tokens (mean) | batch (sum over time, as Zaremba et al.)
     epochs: float = 1.0
     max_steps: int = 0  # >0: stop after this many updates (overrides epochs)
     max_minutes: float = 0.0  # >0: wall-clock budget; training stops when it is spent
@@ -79,6 +80,7 @@ CHOICES = {
     "data.level": ("char", "word"),
     "model.cell": ("rnn", "lstm", "gru"),
     "train.optimizer": ("sgd", "adam", "adamw", "rmsprop"),
+    "train.loss_norm": ("tokens", "batch"),
     "train.lr_schedule": ("constant", "cosine", "step", "plateau"),
 }
 

@@ -45,12 +45,22 @@ def loss_sum(model: RNNLM, x: torch.Tensor, y: torch.Tensor, state: State) -> tu
 
 
 def train_step(
-    model: RNNLM, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, state: State, clip: float
+    model: RNNLM,
+    optimizer: torch.optim.Optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    state: State,
+    clip: float,
+    loss_norm: str = "tokens",
 ) -> tuple[float, State]:
-    """One truncated-BPTT update; returns the mean loss and the detached state to carry on."""
+    """One truncated-BPTT update; returns the mean loss per token and the detached state to carry on.
+
+    loss_norm "batch" sums the loss over time steps and averages over streams, as Zaremba et al.'s
+    code does: the gradient is T times the per-token mean, which their lr 1 / clip 5 assume.
+    """
     optimizer.zero_grad(set_to_none=True)
     loss, state = loss_sum(model, x, y, state)
-    (loss / y.numel()).backward()
+    (loss / (y.numel() if loss_norm == "tokens" else y.size(0))).backward()
     if clip > 0:
         torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
     optimizer.step()

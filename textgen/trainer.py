@@ -164,7 +164,7 @@ def train_lm(
                 state = model.init_state(t.batch_size)
             set_lr(optimizer, schedule.lr(prog.step))
             x, y = window(train, index, t.bptt)
-            loss, state = train_step(model, optimizer, x, y, state, t.clip)
+            loss, state = train_step(model, optimizer, x, y, state, t.clip, t.loss_norm)
             if not math.isfinite(loss):
                 csv_file.close()
                 raise UserError(

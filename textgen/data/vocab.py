@@ -92,7 +92,10 @@ class WordVocab:
         return [index[w] for w in words]
 
     def decode(self, ids: list[int]) -> str:
-        return " ".join(self.symbols[i] for i in ids).replace(f" {EOS} ", "\n").replace(EOS, "\n")
+        text = " ".join(self.symbols[i] for i in ids)
+        for pattern in (f" {EOS} ", f" {EOS}", f"{EOS} ", EOS):
+            text = text.replace(pattern, "\n")
+        return text
 
     def to_dict(self) -> dict:
         return {"kind": "word", "symbols": list(self.symbols)}

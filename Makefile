@@ -1,0 +1,27 @@
+# `make demo` and `make test` each set up .venv on their own (torch first, so the local CPU build is used).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q 'torch>=2.4,<2.14'
+	$(BIN)/pip install -q -e '.[test,plot]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/textgen data get tinyshakespeare
+	$(BIN)/textgen train --recipe shakespeare-tiny --output checkpoints/shakespeare-tiny.pt
+	$(BIN)/textgen sample checkpoints/shakespeare-tiny.pt --prime "ROMEO:" --length 400 --temperature 0.8 --seed 1
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_lm.py
+
+clean:
+	rm -rf $(VENV) runs checkpoints .pytest_cache

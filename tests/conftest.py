@@ -1,0 +1,64 @@
+"""Shared fixtures: tiny synthetic corpora and recipes, and an in-process CLI runner."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+TINY_TEXT = "the cat sat on the mat.\nthe dog sat on the log.\n" * 60
+
+
+@dataclass
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def cli(capsys, monkeypatch, tmp_path):
+    """Run `textgen ARGS` in-process (in tmp_path); returns exit code, stdout, stderr."""
+    from textgen.cli import main
+
+    monkeypatch.chdir(tmp_path)
+
+    def run(*args: str) -> CliResult:
+        capsys.readouterr()
+        monkeypatch.setattr(sys, "argv", ["textgen", *map(str, args)])
+        code = 0
+        try:
+            main()
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
+
+    return run
+
+
+@pytest.fixture
+def tiny_corpus(tmp_path) -> Path:
+    path = tmp_path / "tiny.txt"
+    path.write_text(TINY_TEXT)
+    return path
+
+
+def write_recipe(path: Path, corpus: Path, **train) -> Path:
+    """A tiny char-LSTM recipe on `corpus`; keyword arguments override [train] keys."""
+    settings = {"batch_size": 4, "bptt": 16, "optimizer": "adam", "lr": 0.01, "max_steps": 20,
+                "eval_every": 10, "eval_batch_size": 2, "log_every": 5, "seed": 7, **train}
+    body = "\n".join(f"{k} = {v!r}".replace("'", '"') for k, v in settings.items())
+    path.write_text(
+        f'description = "tiny test recipe"\n[data]\ncorpus = "{corpus}"\nlevel = "char"\nholdout = 0.2\n'
+        f"[model]\ncell = \"lstm\"\nlayers = 1\nhidden = 32\nembed = 16\n[train]\n{body}\n"
+    )
+    return path
+
+
+@pytest.fixture
+def tiny_recipe(tmp_path, tiny_corpus) -> Path:
+    return write_recipe(tmp_path / "tiny.toml", tiny_corpus)

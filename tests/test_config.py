@@ -1,0 +1,68 @@
+from pathlib import Path
+
+import pytest
+
+from textgen.config import (
+    Recipe, apply_overrides, dump_toml, from_dict, list_recipe_files, load_recipe, parse_override, read_toml,
+)
+from textgen.errors import UserError
+
+
+def test_override_values_parse_as_toml_literals():
+    assert parse_override("train.lr=0.1") == (["train", "lr"], 0.1)
+    assert parse_override("model.tie_weights=true") == (["model", "tie_weights"], True)
+    assert parse_override("data.corpus=ptb") == (["data", "corpus"], "ptb")
+    assert parse_override("model.layers = 3") == (["model", "layers"], 3)
+
+
+def test_override_is_applied_and_type_checked():
+    recipe = from_dict(apply_overrides({"train": {"lr": 1.0}}, ["train.lr=3", "model.cell=gru"]))
+    assert recipe.train.lr == 3.0 and isinstance(recipe.train.lr, float)
+    assert recipe.model.cell == "gru"
+    with pytest.raises(UserError, match="must be int"):
+        from_dict(apply_overrides({}, ["model.layers=two"]))
+    with pytest.raises(UserError, match="must be one of"):
+        from_dict(apply_overrides({}, ["model.cell=transformer"]))
+
+
+def test_unknown_key_names_closest_and_lists_valid_keys():
+    with pytest.raises(UserError) as err:
+        apply_overrides({}, ["train.learning_rate=0.1"])
+    message = str(err.value)
+    assert "unknown recipe key 'train.learning_rate'" in message
+    assert "train.lr" in message and "model.hidden" in message
+    with pytest.raises(UserError, match="did you mean 'model.hidden'"):
+        from_dict({"model": {"hiden": 3}})
+
+
+def test_set_without_equals_is_rejected():
+    with pytest.raises(UserError, match="has no '='"):
+        parse_override("train.lr")
+
+
+def test_every_shipped_recipe_loads_and_round_trips():
+    files = list_recipe_files()
+    assert {"shakespeare", "ptb-small", "ptb-medium"} <= {p.stem for p in files}
+    for path in files:
+        recipe = load_recipe(str(path))
+        assert read_toml(path).get("description"), f"{path.name} needs a description"
+        again = from_dict(__import__("tomllib").loads(dump_toml(recipe)))
+        assert again == recipe
+
+
+def test_toml_syntax_error_reports_line(tmp_path: Path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[train]\nlr = 0.1\nbatch_size = = 3\n')
+    with pytest.raises(UserError, match="line 3"):
+        load_recipe(str(bad))
+
+
+def test_unknown_recipe_lists_available():
+    with pytest.raises(UserError, match="available recipes are .*shakespeare"):
+        load_recipe("no-such-recipe")
+
+
+def test_defaults_are_frozen():
+    recipe = Recipe()
+    with pytest.raises(Exception):
+        recipe.train.lr = 3  # type: ignore[misc]

@@ -1,0 +1,50 @@
+import torch
+
+from textgen.decode.sampling import next_token, top_k_filter, top_p_filter
+
+
+def test_temperature_zero_is_argmax():
+    logits = torch.randn(50, 11)
+    assert torch.equal(next_token(logits, temperature=0.0), logits.argmax(-1))
+
+
+def test_top_k_never_samples_outside_the_k_best():
+    torch.manual_seed(0)
+    logits = torch.randn(4, 20)
+    allowed = torch.topk(logits, 3, dim=-1).indices
+    g = torch.Generator().manual_seed(1)
+    for _ in range(300):
+        tokens = next_token(logits, temperature=2.0, top_k=3, generator=g)
+        assert (allowed == tokens[:, None]).any(-1).all()
+
+
+def test_top_p_support_is_smallest_set_reaching_p():
+    probs = torch.tensor([[0.5, 0.3, 0.15, 0.05]])
+    kept = torch.isfinite(top_p_filter(probs.log(), 0.75))
+    assert kept.tolist() == [[True, True, False, False]]
+    kept = torch.isfinite(top_p_filter(probs.log(), 0.81))
+    assert kept.tolist() == [[True, True, True, False]]
+    # the most likely token survives however small p is
+    assert torch.isfinite(top_p_filter(probs.log(), 1e-6)).tolist() == [[True, False, False, False]]
+
+
+def test_top_p_sampling_stays_in_support_with_shuffled_order():
+    torch.manual_seed(3)
+    logits = torch.randn(3, 30)
+    support = torch.isfinite(top_p_filter(logits, 0.6))
+    g = torch.Generator().manual_seed(2)
+    for _ in range(300):
+        tokens = next_token(logits, top_p=0.6, generator=g)
+        assert support.gather(1, tokens[:, None]).all()
+
+
+def test_top_k_filter_keeps_exactly_k():
+    logits = torch.randn(5, 9)
+    assert torch.isfinite(top_k_filter(logits, 4)).sum(-1).tolist() == [4] * 5
+
+
+def test_same_seed_same_tokens():
+    logits = torch.randn(8, 40)
+    a = next_token(logits, generator=torch.Generator().manual_seed(5))
+    b = next_token(logits, generator=torch.Generator().manual_seed(5))
+    assert torch.equal(a, b)
