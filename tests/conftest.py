@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import torch
+
+# Tiny models run fastest on one thread, and several torch processes on 2 cores must not
+# oversubscribe them (spinning OpenMP threads make tiny ops ~100x slower under contention).
+os.environ["OMP_NUM_THREADS"] = "1"
+torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parent.parent
 TINY_TEXT = "the cat sat on the mat.\nthe dog sat on the log.\n" * 60

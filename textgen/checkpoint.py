@@ -18,16 +18,23 @@ from textgen.errors import UserError
 FORMAT_VERSION = 1
 
 
+def check_writable(path: Path) -> None:
+    """Fail before training starts, not after the first hour, when a checkpoint cannot be written."""
+    directory = Path(path).parent
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as exc:
+        raise UserError(f"cannot write in '{directory}' ({exc.strerror}): choose a writable folder") from None
+
+
 def save(path: Path, payload: dict[str, Any]) -> None:
     """Write to a temp file in the same folder, fsync, rename: a crash leaves the old or the new file."""
     path = Path(path)
     payload = {"format": FORMAT_VERSION, **payload}
-    directory = path.parent if str(path.parent) else Path(".")
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as exc:
-        raise UserError(f"cannot write checkpoint in '{directory}' ({exc.strerror}): choose a writable --output") from None
+    check_writable(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save(payload, f)

@@ -125,10 +125,14 @@ def train_lm(
         state = tuple(ts["hidden"]) if isinstance(ts["hidden"], list) else ts["hidden"]
         _set_rng_state(ts["rng"])
 
-    run_dir.mkdir(parents=True, exist_ok=True)
+    checkpoint.check_writable(output)
+    checkpoint.check_writable(run_dir / "last.pt")
     (run_dir / "recipe.toml").write_text(dump_toml(recipe))
     last_path = run_dir / "last.pt"
     csv_path = run_dir / "metrics.csv"
+    if resume and csv_path.exists():  # drop rows logged after the checkpoint we resume from
+        rows = csv_path.read_text().splitlines(keepends=True)
+        csv_path.write_text("".join(rows[:1] + [r for r in rows[1:] if int(r.split(",")[0]) <= prog.step]))
     new_csv = not csv_path.exists()
     csv_file = open(csv_path, "a", newline="")
     writer = csv.DictWriter(csv_file, CSV_FIELDS)

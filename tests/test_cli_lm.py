@@ -1,0 +1,67 @@
+"""End to end through the real CLI: train a tiny recipe, then sample and evaluate its checkpoint."""
+
+import json
+
+import torch
+
+from tests.conftest import write_recipe
+
+
+def test_train_sample_eval_round_trip(cli, tiny_recipe, tmp_path):
+    result = cli("train", "--recipe", tiny_recipe, "--output", "m.pt", "--run-dir", "run", "--results", "r.json")
+    assert result.code == 0, result.err
+    assert (tmp_path / "m.pt").is_file() and (tmp_path / "run" / "last.pt").is_file()
+    header = (tmp_path / "run" / "metrics.csv").read_text().splitlines()[0]
+    assert header.startswith("step,epoch,tokens,seconds,lr,train_loss,valid_loss")
+    assert "[model]" in (tmp_path / "run" / "recipe.toml").read_text()
+    saved = json.loads((tmp_path / "r.json").read_text())
+    assert set(saved) >= {"command", "metrics", "data", "seconds", "hardware", "git_commit"}
+    assert saved["command"].startswith("textgen train --recipe")
+    assert saved["metrics"]["steps"] == 20 and saved["metrics"]["valid_loss"] > 0
+
+    first = cli("sample", "m.pt", "--prime", "the ", "--length", "40", "--seed", "3")
+    second = cli("sample", "m.pt", "--prime", "the ", "--length", "40", "--seed", "3")
+    assert first.code == 0 and first.out == second.out and first.out.startswith("the ")
+    assert len(first.out) == len("the ") + 40 + 1
+    greedy = cli("sample", "m.pt", "--prime", "the ", "--length", "30", "--temperature", "0")
+    assert greedy.out == cli("sample", "m.pt", "--prime", "the ", "--length", "30", "--temperature", "0", "--seed", "9").out
+
+    scored = cli("eval", "m.pt", "--split", "valid", "--json")
+    assert scored.code == 0, scored.err
+    metrics = json.loads(scored.out)["metrics"]
+    assert abs(metrics["valid_ppl"] - torch.tensor(metrics["valid_loss"]).exp().item()) < 0.05
+    assert "valid_bpc" in metrics
+
+
+def test_word_level_training_and_sampling(cli, tmp_path, tiny_corpus):
+    recipe = write_recipe(tmp_path / "w.toml", tiny_corpus, bptt=5)
+    recipe.write_text(recipe.read_text().replace('level = "char"', 'level = "word"'))
+    assert cli("train", "-r", recipe, "-o", "w.pt", "--run-dir", "run").code == 0
+    out = cli("sample", "w.pt", "--prime", "the cat", "--length", "12", "--seed", "1")
+    assert out.code == 0 and out.out.startswith("the cat ")
+    assert cli("sample", "w.pt", "--prime", "the zebra").code == 2
+
+
+def test_set_override_reaches_training(cli, tiny_recipe, tmp_path):
+    result = cli("train", "-r", tiny_recipe, "--set", "train.max_steps=3", "--set", "model.cell=gru",
+                 "-o", "g.pt", "--run-dir", "run", "--json")
+    assert result.code == 0, result.err
+    assert json.loads(result.out)["metrics"]["steps"] == 3
+    state = torch.load(tmp_path / "g.pt", weights_only=True)
+    assert state["recipe"]["model"]["cell"] == "gru"
+
+
+def test_help_lists_commands_and_examples(cli):
+    result = cli("--help")
+    assert result.code == 0
+    for command in ("train", "sample", "eval", "data", "recipes"):
+        assert command in result.out
+    assert "Example" in cli("train", "--help").out
+
+
+def test_recipes_command_lists_descriptions(cli, monkeypatch):
+    from tests.conftest import REPO
+
+    monkeypatch.chdir(REPO)
+    out = cli("recipes").out
+    assert "ptb-small" in out and "Zaremba" in out

@@ -1,0 +1,60 @@
+"""Resume means resume: an interrupted run, resumed, ends bit-identical to an uninterrupted one."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from tests.conftest import REPO
+
+STEPS = 400
+
+
+def final_weights(path):
+    payload = torch.load(path, weights_only=True)
+    assert payload["train_state"]["step"] == STEPS
+    return payload["model"], payload["train_state"]["optimizer"]["state"]
+
+
+def kill_after_first_checkpoint(args, cwd, sig):
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-m", "textgen", *args], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    last = cwd / "run" / "last.pt"
+    deadline = time.time() + 120
+    while not last.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.005)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    return proc.returncode, err
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGKILL, -9), (signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_interrupted_then_resumed_equals_straight_run(cli, tiny_recipe, tmp_path, sig, code):
+    common = ["--set", f"train.max_steps={STEPS}", "--set", "train.eval_every=20", "--set", "model.dropout=0.1"]
+    straight = tmp_path / "straight"
+    straight.mkdir()
+    assert cli("train", "-r", tiny_recipe, *common, "-o", straight / "a.pt", "--run-dir", straight / "run").code == 0
+
+    rc, err = kill_after_first_checkpoint(["train", "-r", tiny_recipe, *common, "-o", "b.pt", "--run-dir", "run"],
+                                          tmp_path, sig)
+    assert rc == code, err
+    if sig != signal.SIGKILL:
+        assert "textgen train --resume" in err
+    stopped_at = torch.load(tmp_path / "run" / "last.pt", weights_only=True)["train_state"]["step"]
+    assert 0 < stopped_at < STEPS, "the run must really have been interrupted"
+
+    resumed = cli("train", "--resume", tmp_path / "run" / "last.pt", "-o", "b.pt")
+    assert resumed.code == 0, resumed.err
+    weights_a, opt_a = final_weights(straight / "run" / "last.pt")
+    weights_b, opt_b = final_weights(tmp_path / "run" / "last.pt")
+    for name in weights_a:
+        assert torch.equal(weights_a[name], weights_b[name]), name
+    for key in opt_a:
+        assert torch.equal(opt_a[key]["exp_avg"], opt_b[key]["exp_avg"])
+    steps = [int(line.split(",")[0]) for line in (tmp_path / "run" / "metrics.csv").read_text().splitlines()[1:]]
+    assert steps == sorted(steps), "metrics.csv must not repeat steps after a resume"
