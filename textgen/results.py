@@ -14,10 +14,9 @@ from typing import Any
 from textgen.paths import REPO_ROOT
 
 
-def invocation() -> str:
-    """The command line as the user typed it (program name shortened to `textgen`)."""
-    argv = ["textgen", *sys.argv[1:]]
-    return shlex.join(argv)
+def invocation(program: str = "textgen") -> str:
+    """The command line as the user typed it, the program named as the user would call it."""
+    return shlex.join([program, *sys.argv[1:]])
 
 
 def hardware() -> dict[str, Any]:
@@ -56,9 +55,11 @@ def git_commit() -> str:
         return "unknown"
 
 
-def make_result(metrics: dict[str, float], data: dict[str, str], seconds: float, **extra: Any) -> dict[str, Any]:
+def make_result(
+    metrics: dict[str, float], data: dict[str, str], seconds: float, command: str | None = None, **extra: Any
+) -> dict[str, Any]:
     return {
-        "command": invocation(),
+        "command": command or invocation(),
         "metrics": metrics,
         "data": data,
         "seconds": round(seconds, 2),
