@@ -3,11 +3,13 @@
 import torch
 
 from textgen import checkpoint
-from textgen.config import ModelConfig, Recipe, TrainConfig, to_dict
+import pytest
+
+from textgen.config import DataConfig, ModelConfig, Recipe, TrainConfig, to_dict
 from textgen.data.batching import batchify, num_windows, window
 from textgen.data.vocab import CharVocab, WordVocab
 from textgen.decode.generate_lm import generate
-from textgen.lm import load_model, train_step
+from textgen.lm import LMTask, load_model
 from textgen.models.lm import RNNLM, detach_state
 
 
@@ -16,16 +18,26 @@ def tiny_model(cell="lstm", vocab=7, seed=0, **kw):
     return RNNLM(vocab, ModelConfig(**{"cell": cell, "layers": 2, "hidden": 12, "embed": 6, **kw}))
 
 
-def test_no_gradient_crosses_a_window_boundary():
-    model = tiny_model()
-    opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    x = torch.randint(0, 7, (3, 8))
-    state = model.init_state(3)
-    _, state = train_step(model, opt, x, x, state, clip=1.0)
-    assert all(not s.requires_grad and s.grad_fn is None for s in state)
-    # and the raw forward state does carry a graph, so the check above is not vacuous
-    _, live = model(x, model.init_state(3))
-    assert live[0].grad_fn is not None and detach_state(live)[0].grad_fn is None
+def lm_task(tmp_path, text, **train):
+    path = tmp_path / "corpus.txt"
+    path.write_text(text)
+    recipe = Recipe(data=DataConfig(corpus=str(path), holdout=0.1),
+                    model=ModelConfig(layers=1, hidden=32, embed=16), train=TrainConfig(**train))
+    torch.manual_seed(0)
+    return LMTask(recipe)
+
+
+def test_no_gradient_crosses_a_window_boundary(tmp_path):
+    task = lm_task(tmp_path, "abcdefgh" * 50, batch_size=2, bptt=8)
+    first = task.loss(0)
+    assert all(s.grad_fn is None and not s.requires_grad for s in task.state)  # carried state is cut
+    second = task.loss(1)
+    first_params = torch.autograd.grad(second.loss_sum, list(task.model.parameters()), retain_graph=True)
+    # the second window's loss depends on the first window only through carried values: its graph
+    # must not reach back into the first window's graph
+    with pytest.raises(RuntimeError):
+        torch.autograd.grad(second.loss_sum, [first.loss_sum])
+    assert any(g.abs().sum() > 0 for g in first_params)
 
 
 def test_carried_state_matches_one_long_sequence():
@@ -49,22 +61,20 @@ def test_batchify_windows_cover_the_stream_in_order():
     assert torch.equal(torch.cat(ys, 1), streams[:, 1:])
 
 
-def test_tiny_model_overfits_tiny_corpus():
-    vocab = CharVocab.build(["hello world\n"])
-    ids = torch.tensor(vocab.encode("hello world\n" * 40))
-    streams = batchify(ids, 4)
-    torch.manual_seed(0)
-    model = RNNLM(len(vocab), ModelConfig(layers=1, hidden=32, embed=16))
-    opt = torch.optim.Adam(model.parameters(), lr=0.02)
+def test_tiny_model_overfits_tiny_corpus(tmp_path):
+    task = lm_task(tmp_path, "hello world\n" * 60, batch_size=4, bptt=10, eval_batch_size=1)
+    opt = torch.optim.Adam(task.model.parameters(), lr=0.02)
     losses = []
-    for epoch in range(30):
-        state = model.init_state(4)
-        for i in range(num_windows(streams, 10)):
-            x, y = window(streams, i, 10)
-            loss, state = train_step(model, opt, x, y, state, clip=5.0)
-            losses.append(loss)
-    assert losses[0] > 2.0 and losses[-1] < 0.1
-    text = vocab.decode(list(generate(model, vocab.encode("hel"), 20, temperature=0)))
+    for step in range(30 * task.steps_per_epoch):
+        out = task.loss(step)
+        opt.zero_grad()
+        (out.loss_sum / out.ntokens).backward()
+        opt.step()
+        losses.append(out.loss_sum.item() / out.ntokens)
+    assert losses[0] > 1.5 and losses[-1] < 0.1
+    assert task.validate()["valid_loss"] < 0.1
+    vocab = task.vocab
+    text = vocab.decode(list(generate(task.model, vocab.encode("hel"), 20, temperature=0)))
     assert text.startswith("lo world\nhello")
 
 

@@ -51,9 +51,11 @@ def train(
     from textgen import checkpoint
     from textgen.config import from_dict, load_recipe
     from textgen.results import make_result, write_result
-    from textgen.trainer import check_resume_recipe, train_lm
+    from textgen.tasks import build_task
+    from textgen.trainer import check_resume_recipe, seed_everything
+    from textgen.trainer import train as run_training
 
-    saved = checkpoint.load(resume, kind="lm") if resume else None
+    saved = checkpoint.load(resume) if resume else None
     if recipe is None and saved is None:
         raise UserError("give --recipe NAME (see `textgen recipes`) or --resume CHECKPOINT")
     if saved is not None and "train_state" not in saved:
@@ -73,7 +75,9 @@ def train(
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         run_dir = previous if previous and previous.is_dir() else Path("runs") / f"{cfg.name}-{stamp}"
     start = time.perf_counter()
-    summary = train_lm(cfg, output, run_dir, resume=saved)
+    seed_everything(cfg)
+    task = build_task(cfg, saved)
+    summary = run_training(task, cfg, output, run_dir, resume=saved)
     result = make_result(summary["metrics"], summary["data"], time.perf_counter() - start, checkpoint=str(output))
     if results:
         write_result(results, result)

@@ -36,6 +36,8 @@ class ModelConfig:
     dropout: float = 0.0
     tie_weights: bool = False
     init_range: float = 0.0  # >0: uniform(-r, r) init of every weight (Zaremba et al.)
+    attention: str = "general"  # seq2seq: general | dot (Luong) | bahdanau (additive)
+    input_feeding: bool = False  # seq2seq: feed the attentional vector to the next step (slower: no fused LSTM)
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,7 @@ CHOICES = {
     "task": ("lm",),
     "data.level": ("char", "word"),
     "model.cell": ("rnn", "lstm", "gru"),
+    "model.attention": ("general", "dot", "bahdanau"),
     "train.optimizer": ("sgd", "adam", "adamw", "rmsprop"),
     "train.loss_norm": ("tokens", "batch"),
     "train.lr_schedule": ("constant", "cosine", "step", "plateau"),

@@ -16,6 +16,7 @@ from textgen.data.corpus import load_text_corpus
 from textgen.data.vocab import Vocab, build_vocab, vocab_from_dict
 from textgen.errors import UserError
 from textgen.models.lm import RNNLM, State, detach_state
+from textgen.trainer import Loss
 
 
 @dataclass(frozen=True)
@@ -44,27 +45,56 @@ def loss_sum(model: RNNLM, x: torch.Tensor, y: torch.Tensor, state: State) -> tu
     return loss, state
 
 
-def train_step(
-    model: RNNLM,
-    optimizer: torch.optim.Optimizer,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    state: State,
-    clip: float,
-    loss_norm: str = "tokens",
-) -> tuple[float, State]:
-    """One truncated-BPTT update; returns the mean loss per token and the detached state to carry on.
+class LMTask:
+    """Truncated BPTT over B parallel streams; the hidden state carries (detached) from window to window."""
 
-    loss_norm "batch" sums the loss over time steps and averages over streams, as Zaremba et al.'s
-    code does: the gradient is T times the per-token mean, which their lr 1 / clip 5 assume.
-    """
-    optimizer.zero_grad(set_to_none=True)
-    loss, state = loss_sum(model, x, y, state)
-    (loss / (y.numel() if loss_norm == "tokens" else y.size(0))).backward()
-    if clip > 0:
-        torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
-    optimizer.step()
-    return loss.item() / y.numel(), detach_state(state)
+    kind = "lm"
+    best_metric = "valid_loss"
+    higher_is_better = False
+
+    def __init__(self, recipe: Recipe, vocab: Vocab | None = None):
+        t = recipe.train
+        self.recipe = recipe
+        data = prepare_data(recipe, vocab, splits=("train", "valid"))
+        if vocab is not None and data.vocab.to_dict() != vocab.to_dict():
+            raise UserError("the corpus gives a different vocabulary than the --resume checkpoint: resume on the same data")
+        self.vocab, self.sha256, self.valid_ids = data.vocab, data.sha256, data.ids["valid"]
+        self.train = batchify(data.ids["train"], t.batch_size, "training split")  # (B, N/B)
+        if self.train.size(1) <= t.bptt:
+            raise UserError(
+                f"the training split has {self.train.size(1)} tokens per stream, fewer than one BPTT window of "
+                f"{t.bptt}: use more text or lower train.bptt / train.batch_size"
+            )
+        self.steps_per_epoch = num_windows(self.train, t.bptt)
+        self.model = RNNLM(len(self.vocab), recipe.model)
+        self.state = self.model.init_state(t.batch_size)
+        self.valid_columns = ["valid_loss", "valid_ppl"] + (["valid_bpc"] if recipe.data.level == "char" else [])
+
+    def loss(self, step: int) -> Loss:
+        index = step % self.steps_per_epoch
+        if index == 0:  # each epoch starts the streams afresh
+            self.state = self.model.init_state(self.recipe.train.batch_size)
+        x, y = window(self.train, index, self.recipe.train.bptt)
+        loss, state = loss_sum(self.model, x, y, self.state)
+        self.state = detach_state(state)  # values carry on, gradients stop at the window edge
+        return Loss(loss, y.numel(), y.size(0))
+
+    def validate(self) -> dict[str, float]:
+        loss = evaluate(self.model, self.valid_ids, self.recipe.train.eval_batch_size, self.recipe.train.bptt)
+        return metrics_from_loss(loss, self.recipe.data.level, "valid")
+
+    def vocab_dict(self) -> dict:
+        return self.vocab.to_dict()
+
+    def state_dict(self) -> dict:
+        return {"hidden": list(self.state) if isinstance(self.state, tuple) else self.state}
+
+    def load_state_dict(self, state: dict) -> None:
+        hidden = state["hidden"]
+        self.state = tuple(hidden) if isinstance(hidden, list) else hidden
+
+    def describe(self) -> str:
+        return f"vocab {len(self.vocab)}, {self.train.numel():,} training tokens"
 
 
 @torch.no_grad()

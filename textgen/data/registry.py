@@ -8,7 +8,7 @@ import shutil
 import tempfile
 import tomllib
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from textgen.errors import UserError
@@ -20,6 +20,7 @@ class CorpusFile:
     name: str
     url: str
     sha256: str
+    derived: bool = False  # extracted from an archive at `url`: only a mirror copy can be used
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,10 @@ class CorpusEntry:
     splits: dict[str, str]  # split name -> file name
     text: str = ""  # single-file corpora: the file split by `holdout`
     holdout: float = 0.0
+    pairs: dict[str, list[str]] = field(default_factory=dict)  # split -> [source file, target file]
+    refs: dict[str, list[str]] = field(default_factory=dict)  # split -> extra reference files
+    hash_split: dict = field(default_factory=dict)  # {files: [src, tgt], valid: fraction, test: fraction}
+    mirror: str = ""  # folder name inside the mirror (default: the corpus name)
 
 
 def load_registry() -> dict[str, CorpusEntry]:
@@ -38,7 +43,7 @@ def load_registry() -> dict[str, CorpusEntry]:
     raw = tomllib.loads(path.read_text(encoding="utf-8"))
     entries = {}
     for name, body in raw.items():
-        files = tuple(CorpusFile(f, v["url"], v["sha256"]) for f, v in body["files"].items())
+        files = tuple(CorpusFile(f, v["url"], v["sha256"], v.get("derived", False)) for f, v in body["files"].items())
         entries[name] = CorpusEntry(
             name=name,
             description=body["description"],
@@ -47,6 +52,10 @@ def load_registry() -> dict[str, CorpusEntry]:
             splits=dict(body.get("splits", {})),
             text=body.get("text", ""),
             holdout=float(body.get("holdout", 0.0)),
+            pairs=dict(body.get("pairs", {})),
+            refs=dict(body.get("refs", {})),
+            hash_split=dict(body.get("hash_split", {})),
+            mirror=body.get("mirror", name),
         )
     return entries
 
@@ -90,18 +99,23 @@ def _download(url: str, out) -> None:
                 bar.advance(task, len(block))
 
 
-def fetch_file(corpus: str, item: CorpusFile) -> Path:
+def fetch_file(corpus: str, item: CorpusFile, mirror_name: str = "") -> Path:
     """Return a verified local copy of one corpus file, copying from a mirror or downloading it."""
     dest = cache_dir() / corpus / item.name
     if dest.is_file() and sha256_of(dest) == item.sha256:
         return dest
     for mirror in mirror_dirs():
-        source = mirror / corpus / item.name
+        source = mirror / (mirror_name or corpus) / item.name
         if source.is_file():
             with open(source, "rb") as src:
                 _atomic_copy(lambda out: shutil.copyfileobj(src, out), dest)
             break
     else:
+        if item.derived:
+            raise UserError(
+                f"{corpus}/{item.name} is extracted from {item.url}, which textgen cannot prepare by itself: "
+                f"prepare it as data/registry.toml describes and put it under $TEXTGEN_DATA_MIRROR/{mirror_name or corpus}/"
+            )
         try:
             _atomic_copy(lambda out: _download(item.url, out), dest)
         except OSError as exc:
@@ -122,4 +136,4 @@ def fetch_file(corpus: str, item: CorpusFile) -> Path:
 def fetch(name: str) -> dict[str, Path]:
     """Fetch every file of a registered corpus; returns file name -> verified local path."""
     entry = lookup(name)
-    return {item.name: fetch_file(name, item) for item in entry.files}
+    return {item.name: fetch_file(name, item, entry.mirror) for item in entry.files}

@@ -1,0 +1,100 @@
+"""Parallel corpora (source/target line-aligned files, plain or gzipped) for seq2seq tasks."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from textgen.data.registry import fetch, lookup
+from textgen.errors import UserError
+
+
+@dataclass(frozen=True)
+class ParallelSplit:
+    sources: list[str]
+    targets: list[str]
+    extra_refs: list[list[str]] = field(default_factory=list)  # each a full list aligned with targets
+
+
+@dataclass(frozen=True)
+class ParallelCorpus:
+    splits: dict[str, ParallelSplit]
+    sha256: dict[str, str]
+
+
+def read_lines(path: Path) -> list[str]:
+    if not path.is_file():
+        raise UserError(f"file '{path}' does not exist: check the path")
+    raw = path.read_bytes()
+    if raw[:2] == b"\x1f\x8b":
+        raw = gzip.decompress(raw)
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise UserError(f"file '{path}' is not UTF-8 (byte {exc.start}): convert it with iconv -t utf-8") from None
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [line.rstrip("\r") for line in lines]
+
+
+def read_pair(src: Path, tgt: Path, allow_empty_target: bool = False) -> ParallelSplit:
+    sources, targets = read_lines(src), read_lines(tgt)
+    if len(sources) != len(targets):
+        raise UserError(
+            f"'{src}' has {len(sources)} lines but '{tgt}' has {len(targets)}: parallel files must be line-aligned"
+        )
+    if not sources:
+        raise UserError(f"'{src}' is empty: give a corpus with at least one pair")
+    for name, lines in ((src, sources), (tgt, targets)):
+        for i, line in enumerate(lines):
+            if not line.strip() and not (allow_empty_target and name == tgt):
+                raise UserError(f"'{name}' line {i + 1} is empty: remove empty pairs from both files")
+    return ParallelSplit(sources, targets)
+
+
+def hash_split(sources: list[str], targets: list[str], valid: float, test: float) -> dict[str, ParallelSplit]:
+    """De-duplicate pairs, then hash each source sentence into train/valid/test.
+
+    Hashing the source (not the pair) keeps every translation of one sentence in one split, so
+    no valid or test source sentence occurs in train; the split never changes with file order.
+    """
+    buckets: dict[str, tuple[list[str], list[str]]] = {s: ([], []) for s in ("train", "valid", "test")}
+    seen = set()
+    for src, tgt in zip(sources, targets):
+        if (src, tgt) in seen or not src.strip() or not tgt.strip():
+            continue
+        seen.add((src, tgt))
+        u = int.from_bytes(hashlib.sha256(src.encode()).digest()[:8], "big") / 2**64
+        split = "valid" if u < valid else "test" if u < valid + test else "train"
+        buckets[split][0].append(src)
+        buckets[split][1].append(tgt)
+    return {name: ParallelSplit(s, t) for name, (s, t) in buckets.items()}
+
+
+def load_parallel(corpus: str) -> ParallelCorpus:
+    """A registered corpus by name, or `SRC_PREFIX` paths given as 'train.de,train.en;valid.de,valid.en'."""
+    if ";" in corpus or "," in corpus:
+        splits = {}
+        for name, spec in zip(("train", "valid", "test"), corpus.split(";")):
+            src, _, tgt = spec.partition(",")
+            splits[name] = read_pair(Path(src), Path(tgt))
+        return ParallelCorpus(splits, {})
+    entry = lookup(corpus)
+    if not (entry.pairs or entry.hash_split):
+        raise UserError(f"corpus '{corpus}' is not a parallel corpus: use it with a language-model recipe")
+    files = fetch(corpus)
+    shas = {f"{corpus}/{f.name}": f.sha256 for f in entry.files}
+    if entry.hash_split:
+        src, tgt = (read_lines(files[name]) for name in entry.hash_split["files"])
+        if len(src) != len(tgt):
+            raise UserError(f"corpus '{corpus}' files have different line counts: re-fetch it")
+        return ParallelCorpus(hash_split(src, tgt, entry.hash_split["valid"], entry.hash_split["test"]), shas)
+    splits = {}
+    for split, (src, tgt) in entry.pairs.items():
+        pair = read_pair(files[src], files[tgt])
+        refs = [read_lines(files[name]) for name in entry.refs.get(split, [])]
+        splits[split] = ParallelSplit(pair.sources, pair.targets, refs)
+    return ParallelCorpus(splits, shas)

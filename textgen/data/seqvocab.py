@@ -1,0 +1,93 @@
+"""Seq2seq vocabularies with fixed special ids: sentencepiece subwords or whitespace words.
+
+Both live in the checkpoint (the sentencepiece model as bytes), so decoding needs no corpus.
+"""
+
+from __future__ import annotations
+
+import io
+from collections import Counter
+from dataclasses import dataclass
+from functools import cached_property
+
+import torch
+
+PAD, UNK, BOS, EOS = 0, 1, 2, 3
+SPECIALS = ("<pad>", "<unk>", "<s>", "</s>")
+
+
+@dataclass(frozen=True)
+class WordVocab:
+    """Whitespace tokens (optionally lowercased), words below `min_freq` → <unk> (Ranzato et al.: 3)."""
+
+    symbols: tuple[str, ...]
+    lowercase: bool = False
+
+    @classmethod
+    def build(cls, lines: list[str], min_freq: int = 1, max_size: int = 0, lowercase: bool = False) -> "WordVocab":
+        counts = Counter(w for line in lines for w in (line.lower() if lowercase else line).split())
+        kept = sorted((w for w, c in counts.items() if c >= min_freq and w not in SPECIALS), key=lambda w: (-counts[w], w))
+        if max_size:
+            kept = kept[: max(0, max_size - len(SPECIALS))]
+        return cls((*SPECIALS, *kept), lowercase)
+
+    def __len__(self) -> int:
+        return len(self.symbols)
+
+    @cached_property
+    def index(self) -> dict[str, int]:
+        return {s: i for i, s in enumerate(self.symbols)}
+
+    def encode(self, line: str) -> list[int]:
+        index = self.index
+        return [index.get(w, UNK) for w in (line.lower() if self.lowercase else line).split()]
+
+    def decode(self, ids: list[int]) -> str:
+        return " ".join(self.symbols[i] for i in ids if i > EOS or i == UNK)
+
+    def to_dict(self) -> dict:
+        return {"kind": "word", "symbols": list(self.symbols), "lowercase": self.lowercase}
+
+
+class SentencePieceVocab:
+    """A sentencepiece model trained in-process on the training text; decode() detokenizes."""
+
+    def __init__(self, model: bytes):
+        import sentencepiece as spm
+
+        self.model = model
+        self.sp = spm.SentencePieceProcessor(model_proto=model)
+
+    @classmethod
+    def train(cls, lines: list[str], vocab_size: int, model_type: str = "unigram") -> "SentencePieceVocab":
+        import sentencepiece as spm
+
+        buffer = io.BytesIO()
+        spm.SentencePieceTrainer.train(
+            sentence_iterator=iter(lines), model_writer=buffer, vocab_size=vocab_size, model_type=model_type,
+            character_coverage=1.0, pad_id=PAD, unk_id=UNK, bos_id=BOS, eos_id=EOS,
+            input_sentence_size=2_000_000, shuffle_input_sentence=False, hard_vocab_limit=False,
+            num_threads=2, minloglevel=2,
+        )
+        return cls(buffer.getvalue())
+
+    def __len__(self) -> int:
+        return self.sp.get_piece_size()
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, SentencePieceVocab) and other.model == self.model
+
+    def encode(self, line: str) -> list[int]:
+        return self.sp.encode(line)
+
+    def decode(self, ids: list[int]) -> str:
+        return self.sp.decode([i for i in ids if i > EOS or i == UNK])
+
+    def to_dict(self) -> dict:
+        return {"kind": "spm", "model": torch.frombuffer(bytearray(self.model), dtype=torch.uint8)}
+
+
+def seqvocab_from_dict(data: dict):
+    if data["kind"] == "spm":
+        return SentencePieceVocab(data["model"].numpy().tobytes())
+    return WordVocab(tuple(data["symbols"]), data.get("lowercase", False))

@@ -1,0 +1,68 @@
+"""Corpus metrics (BLEU-4 via sacrebleu, ROUGE-1/2/L via rouge-score) and sentence-level rewards.
+
+Pure functions, no global scorers; each returns plain numbers so results files stay simple.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from textgen.errors import UserError
+
+
+def bleu4(hyps: list[str], refs: list[list[str]], lowercase: bool = False) -> tuple[float, str]:
+    """Corpus BLEU-4 (sacrebleu defaults: 13a tokenizer, exp smoothing); refs is a list of reference streams."""
+    from sacrebleu.metrics import BLEU
+
+    metric = BLEU(lowercase=lowercase)
+    score = metric.corpus_score(hyps, refs)
+    return score.score, str(metric.get_signature())
+
+
+@lru_cache(maxsize=4)
+def _rouge_scorer(kinds: tuple[str, ...]):
+    from rouge_score.rouge_scorer import RougeScorer
+
+    return RougeScorer(list(kinds), use_stemmer=True)
+
+
+def rouge(hyps: list[str], refs: list[list[str]], kinds=("rouge1", "rouge2", "rougeL")) -> dict[str, float]:
+    """Mean ROUGE F1 x100 (Porter stemmer on); with several reference streams, the best per example."""
+    scorer = _rouge_scorer(tuple(kinds))
+    totals = dict.fromkeys(kinds, 0.0)
+    for i, hyp in enumerate(hyps):
+        per_ref = [scorer.score(stream[i], hyp) for stream in refs]
+        for kind in kinds:
+            totals[kind] += max(s[kind].fmeasure for s in per_ref)
+    return {kind: 100.0 * v / max(1, len(hyps)) for kind, v in totals.items()}
+
+
+METRICS = {
+    "bleu4": "corpus BLEU-4 (sacrebleu, 13a, cased)",
+    "bleu4-lc": "corpus BLEU-4 (sacrebleu, 13a, lowercased)",
+    "rouge1": "ROUGE-1 F1 x100 (rouge-score, stemmer)",
+    "rouge2": "ROUGE-2 F1 x100 (rouge-score, stemmer)",
+    "rougeL": "ROUGE-L F1 x100 (rouge-score, stemmer)",
+}
+
+
+def check_metrics(names: list[str]) -> None:
+    for name in names:
+        if name not in METRICS:
+            raise UserError(f"unknown metric '{name}': choose from {', '.join(METRICS)}")
+
+
+def score(names: list[str], hyps: list[str], refs: list[list[str]]) -> tuple[dict[str, float], dict[str, str]]:
+    """Compute the named metrics; returns values and, for BLEU, sacrebleu's signature."""
+    check_metrics(names)
+    for stream in refs:
+        if len(stream) != len(hyps):
+            raise UserError(f"{len(hyps)} hypotheses but {len(stream)} references: the files must be line-aligned")
+    values, signatures = {}, {}
+    for name in names:
+        if name.startswith("bleu4"):
+            values[name], signatures[name] = bleu4(hyps, refs, lowercase=name == "bleu4-lc")
+    wanted = [n for n in names if n.startswith("rouge")]
+    if wanted:
+        values.update(rouge(hyps, refs, tuple(wanted)))
+    return {k: round(v, 2) for k, v in values.items()}, signatures
