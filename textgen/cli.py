@@ -124,38 +124,112 @@ def sample(
 
 @app.command("eval")
 def eval_(
-    ckpt: Path = typer.Argument(..., help="Checkpoint to evaluate."),
+    ckpt: Optional[Path] = typer.Argument(None, help="Checkpoint to evaluate (omit with --hyp)."),
     data: Optional[str] = typer.Option(None, "--data", "-d", help="Corpus name or path [default: the training corpus]."),
     split: str = typer.Option("valid", "--split", help="valid or test."),
-    batch_size: int = typer.Option(10, "--batch-size", min=1, help="Parallel streams (1: state over the whole text)."),
+    metric: list[str] = typer.Option([], "--metric", "-m", help="bleu4, bleu4-lc, rouge1, rouge2, rougeL (repeatable)."),
+    hyp: Optional[Path] = typer.Option(None, "--hyp", help="Score this hypothesis file instead of a checkpoint."),
+    ref: list[Path] = typer.Option([], "--ref", help="Reference file(s) for --hyp (repeatable: multi-reference)."),
+    beam: Optional[int] = typer.Option(None, "--beam", help="Seq2seq beam size [default: the recipe's]; 1 is greedy."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1,
+                                             help="LM: parallel streams (1: state over the whole text); seq2seq: sentences."),
+    hyp_out: Optional[Path] = typer.Option(None, "--hyp-out", help="Seq2seq: where to write the decoded hypotheses."),
     json_out: bool = typer.Option(False, "--json", help="Print a results JSON."),
     results: Optional[Path] = typer.Option(None, "--results", help="Also write the results JSON here."),
 ) -> None:
-    """Score a language model: loss (nats/token), perplexity, bits per character.
+    """Score a checkpoint on a split (LM: loss, perplexity, bits/char; seq2seq: decode + BLEU/ROUGE) or score files.
 
-    Example: textgen eval ptb-small.pt --split test --batch-size 1 --json
+    Examples:
+
+      textgen eval ptb-small.pt --split test --batch-size 1 --json
+
+      textgen eval mt.pt --split test --beam 5 --metric bleu4 --metric bleu4-lc
+
+      textgen eval --metric bleu4 --hyp hyps.txt --ref refs.txt
     """
-    import dataclasses
-
-    from textgen.lm import evaluate, load_model, metrics_from_loss, prepare_data
+    from textgen import evaluate
     from textgen.results import make_result, write_result
 
-    if split not in ("valid", "test"):
-        raise UserError(f"--split must be valid or test, got '{split}'")
     start = time.perf_counter()
-    model, vocab, recipe, _ = load_model(ckpt)
-    if data:
-        recipe = dataclasses.replace(recipe, data=dataclasses.replace(recipe.data, corpus=data))
-    corpus = prepare_data(recipe, vocab, splits=(split,))
-    loss = evaluate(model, corpus.ids[split], batch_size, recipe.train.bptt)
-    metrics = metrics_from_loss(loss, recipe.data.level, split)
-    result = make_result(metrics, corpus.sha256, time.perf_counter() - start, checkpoint=str(ckpt))
+    if beam is not None and beam < 1:
+        raise UserError(f"--beam must be >= 1, got {beam}")
+    signatures: dict = {}
+    if hyp is not None:
+        values, signatures = evaluate.eval_files(hyp, ref, metric or ["bleu4"])
+        shas: dict = {}
+    elif ckpt is None:
+        raise UserError("give a checkpoint to evaluate, or --hyp FILE --ref FILE to score files")
+    else:
+        if split not in ("valid", "test"):
+            raise UserError(f"--split must be valid or test, got '{split}'")
+        if evaluate.checkpoint_kind(ckpt) == "lm":
+            values, shas = evaluate.eval_lm(ckpt, data, split, batch_size or 10)
+        else:
+            out = hyp_out or Path("results") / f"{ckpt.stem}.{split}.beam{beam or 'default'}.hyp"
+            values, shas, signatures = evaluate.eval_seq2seq(ckpt, data, split, metric or ["bleu4"], beam,
+                                                             batch_size, out)
+            typer.echo(f"hypotheses: {out}", err=True)
+    extra = {"checkpoint": str(ckpt)} if ckpt else {}
+    if signatures:
+        extra["signatures"] = signatures
+    result = make_result(values, shas, time.perf_counter() - start, **extra)
     if results:
         write_result(results, result)
     if json_out:
         _emit_json(result)
     else:
-        typer.echo(", ".join(f"{k} {v}" for k, v in metrics.items()))
+        for name, sig in signatures.items():
+            typer.echo(f"{name} signature: {sig}")
+        typer.echo(", ".join(f"{k} {v}" for k, v in values.items()))
+
+
+@app.command()
+def decode(
+    ckpt: Path = typer.Argument(..., help="Seq2seq checkpoint."),
+    input: Optional[Path] = typer.Option(None, "--input", "-i", help="Source file, one sentence a line [default: stdin]."),
+    beam: Optional[int] = typer.Option(None, "--beam", help="Beam size [default: the recipe's]; 1 is greedy."),
+    nbest: int = typer.Option(1, "--nbest", help="Print the n best: index<TAB>score<TAB>text."),
+    lenpen: Optional[float] = typer.Option(None, "--lenpen", help="Length penalty: score / length**lenpen."),
+    max_len_a: Optional[float] = typer.Option(None, "--max-len-a", help="Max output length = a * source length + b."),
+    max_len_b: Optional[int] = typer.Option(None, "--max-len-b"),
+    no_repeat_ngram: int = typer.Option(0, "--no-repeat-ngram", help="Forbid repeating any n-gram of this size."),
+    sample: bool = typer.Option(False, "--sample", help="Sample instead of searching."),
+    temperature: float = typer.Option(1.0, "--temperature", "-t"),
+    seed: Optional[int] = typer.Option(None, "--seed"),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Sentences decoded together."),
+) -> None:
+    """Translate / summarize: read sources, write one hypothesis per line (n-best: index, score, text).
+
+    Example: echo 'Ein Mann fährt Fahrrad.' | textgen decode mt.pt --beam 5
+    """
+    import dataclasses
+
+    from textgen.data.parallel import read_lines
+    from textgen.decode.sampling import check_sampling_args
+    from textgen.seq2seq import decode_ids, encode_sources, load_model
+
+    check_sampling_args(temperature, 0, 1.0)
+    if beam is not None and beam < 1:
+        raise UserError(f"--beam must be >= 1, got {beam}")
+    if nbest < 1:
+        raise UserError(f"--nbest must be >= 1, got {nbest}")
+    model, vocabs, recipe, _ = load_model(ckpt)
+    changes = {k: v for k, v in dict(lenpen=lenpen, max_len_a=max_len_a, max_len_b=max_len_b,
+                                      batch_size=batch_size).items() if v is not None}
+    cfg = dataclasses.replace(recipe.decode, nbest=nbest, no_repeat_ngram=no_repeat_ngram, **changes)
+    beam = cfg.beam if beam is None else beam
+    if nbest > beam and not sample:
+        raise UserError(f"--nbest {nbest} is larger than --beam {beam}: raise --beam")
+    lines = read_lines(input) if input else sys.stdin.read().splitlines()
+    if not lines:
+        return
+    sources = encode_sources(vocabs, lines, recipe.data.max_source_tokens)
+    for i, (toks, scores) in enumerate(decode_ids(model, sources, cfg, beam, sample, temperature, seed)):
+        if nbest == 1:
+            typer.echo(vocabs.tgt.decode(toks[0]) if toks else "")
+        else:
+            for t, s in zip(toks, scores):
+                typer.echo(f"{i}\t{s:.4f}\t{vocabs.tgt.decode(t)}")
 
 
 @app.command()

@@ -25,6 +25,11 @@ class DataConfig:
     holdout: float = 0.1  # fraction at the end kept for validation when the corpus is one file
     min_freq: int = 1  # word level: rarer words become <unk>
     max_vocab: int = 0  # word level: keep the most frequent N words (0: no limit)
+    tokenizer: str = "spm"  # seq2seq: spm (joint sentencepiece, trained in-process) | word
+    vocab_size: int = 8000  # seq2seq spm: pieces in the joint vocabulary
+    lowercase: bool = False  # seq2seq word level: lowercase before counting
+    max_source_tokens: int = 0  # seq2seq: truncate sources to this many tokens (0: keep all)
+    max_len: int = 0  # seq2seq: drop training pairs with a side longer than this (0: keep all)
 
 
 @dataclass(frozen=True)
@@ -62,8 +67,23 @@ class TrainConfig:
     min_lr_ratio: float = 0.0  # cosine: final lr as a fraction of lr
     eval_every: int = 0  # validate every N updates (0: once per epoch)
     eval_batch_size: int = 32
+    max_tokens: int = 0  # seq2seq: padded tokens per batch (token-budget batches of similar length)
+    label_smoothing: float = 0.0
+    valid_metric: str = "loss"  # seq2seq: loss | bleu4 | rouge2: picks the best checkpoint
+    valid_subset: int = 0  # seq2seq: decode this many validation sentences for the metric (0: all)
     log_every: int = 50
     threads: int = 0  # torch intra-op threads (0: torch default)
+
+
+@dataclass(frozen=True)
+class DecodeConfig:
+    beam: int = 5
+    nbest: int = 1
+    lenpen: float = 1.0
+    max_len_a: float = 1.5
+    max_len_b: int = 10
+    no_repeat_ngram: int = 0
+    batch_size: int = 64  # sentences decoded together
 
 
 @dataclass(frozen=True)
@@ -74,11 +94,14 @@ class Recipe:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
 
 
-SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
+SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "decode": DecodeConfig}
 CHOICES = {
-    "task": ("lm",),
+    "task": ("lm", "seq2seq"),
+    "data.tokenizer": ("spm", "word"),
+    "train.valid_metric": ("loss", "bleu4", "rouge2"),
     "data.level": ("char", "word"),
     "model.cell": ("rnn", "lstm", "gru"),
     "model.attention": ("general", "dot", "bahdanau"),

@@ -77,7 +77,7 @@ def _set_rng_state(state: dict) -> None:
 
 def check_resume_recipe(saved: Recipe, given: Recipe) -> None:
     a, b = to_dict(saved), to_dict(given)
-    for section in ("data", "model", "train"):
+    for section in ("data", "model", "train"):  # decode settings may change freely
         for key, value in a[section].items():
             if section == "train" and key in BUDGET_KEYS:
                 continue

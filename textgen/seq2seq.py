@@ -1,0 +1,183 @@
+"""Seq2seq library functions: data preparation, the teacher-forced task, translation, loading."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from textgen import checkpoint
+from textgen.config import DecodeConfig, Recipe, from_dict
+from textgen.data.parallel import ParallelSplit, load_parallel
+from textgen.data.seqbatch import Batch, collate, token_budget_batches
+from textgen.data.seqvocab import PAD, UNK, SentencePieceVocab, WordVocab, seqvocab_from_dict
+from textgen.decode.search import Hypotheses, beam_search, greedy_or_sample
+from textgen.errors import UserError
+from textgen.metrics import score
+from textgen.models.seq2seq import Seq2Seq
+from textgen.trainer import Loss
+
+
+@dataclass(frozen=True)
+class Vocabs:
+    src: SentencePieceVocab | WordVocab
+    tgt: SentencePieceVocab | WordVocab
+
+    def to_dict(self) -> dict:
+        if self.src is self.tgt:
+            return {"joint": self.src.to_dict()}
+        return {"src": self.src.to_dict(), "tgt": self.tgt.to_dict()}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Vocabs":
+        if "joint" in data:
+            joint = seqvocab_from_dict(data["joint"])
+            return cls(joint, joint)
+        return cls(seqvocab_from_dict(data["src"]), seqvocab_from_dict(data["tgt"]))
+
+    @classmethod
+    def build(cls, recipe: Recipe, train: ParallelSplit) -> "Vocabs":
+        d = recipe.data
+        if d.tokenizer == "spm":
+            joint = SentencePieceVocab.train(train.sources + train.targets, d.vocab_size)
+            return cls(joint, joint)
+        return cls(WordVocab.build(train.sources, d.min_freq, d.max_vocab, d.lowercase),
+                   WordVocab.build(train.targets, d.min_freq, d.max_vocab, d.lowercase))
+
+
+def encode_sources(vocabs: Vocabs, lines: list[str], max_tokens: int) -> list[list[int]]:
+    out = []
+    for line in lines:
+        ids = vocabs.src.encode(line)
+        out.append((ids[:max_tokens] if max_tokens else ids) or [UNK])  # an empty source still gets one token
+    return out
+
+
+def batches_in_order(sources: list[list[int]], batch_size: int) -> list[list[int]]:
+    """Length-sorted groups of `batch_size` sources for decoding (results go back to input order)."""
+    order = sorted(range(len(sources)), key=lambda i: len(sources[i]))
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+class Seq2SeqTask:
+    """Teacher-forced cross-entropy over token-budget batches; validation loss plus a decoded metric."""
+
+    kind = "seq2seq"
+
+    def __init__(self, recipe: Recipe, vocab: dict | None = None):
+        self.recipe = recipe
+        d, t = recipe.data, recipe.train
+        corpus = load_parallel(d.corpus)
+        for split in ("train", "valid"):
+            if split not in corpus.splits:
+                raise UserError(f"corpus '{d.corpus}' has no {split} split: train on a corpus that has one")
+        train = corpus.splits["train"]
+        self.vocabs = Vocabs.from_dict(vocab) if vocab else Vocabs.build(recipe, train)
+        self.sha256 = corpus.sha256
+        src = encode_sources(self.vocabs, train.sources, d.max_source_tokens)
+        tgt = [self.vocabs.tgt.encode(line) for line in train.targets]
+        keep = [i for i in range(len(src)) if tgt[i] and (not d.max_len or max(len(src[i]), len(tgt[i])) <= d.max_len)]
+        self.src, self.tgt = [src[i] for i in keep], [tgt[i] for i in keep]
+        budget = t.max_tokens or 64 * max(max(len(s) for s in self.src), max(len(x) for x in self.tgt) + 1)
+        self.batches = token_budget_batches([len(s) for s in self.src], [len(x) for x in self.tgt], budget)
+        self.steps_per_epoch = len(self.batches)
+        self.valid = corpus.splits["valid"]
+        self.valid_src = encode_sources(self.vocabs, self.valid.sources, d.max_source_tokens)
+        self.valid_tgt = [self.vocabs.tgt.encode(line) for line in self.valid.targets]
+        self.budget = budget
+        self.model = Seq2Seq(len(self.vocabs.src), len(self.vocabs.tgt), recipe.model)
+        metric = t.valid_metric
+        self.best_metric = "valid_loss" if metric == "loss" else f"valid_{metric}"
+        self.higher_is_better = metric != "loss"
+        self.valid_columns = ["valid_loss", "valid_ppl"] + ([] if metric == "loss" else [self.best_metric])
+        self._epoch, self._order = -1, []
+
+    def _batch(self, step: int) -> Batch:
+        epoch, index = divmod(step, self.steps_per_epoch)
+        if epoch != self._epoch:  # batch order is a pure function of (seed, epoch): resume needs no state
+            g = torch.Generator().manual_seed(self.recipe.train.seed * 1000 + epoch)
+            self._epoch, self._order = epoch, torch.randperm(self.steps_per_epoch, generator=g).tolist()
+        ids = self.batches[self._order[index]]
+        return collate([self.src[i] for i in ids], [self.tgt[i] for i in ids], ids)
+
+    def loss(self, step: int) -> Loss:
+        batch = self._batch(step)
+        logits = self.model(batch.src, batch.src_lens, batch.tgt_in)  # (B, T, V)
+        loss = F.cross_entropy(logits.view(-1, logits.size(-1)), batch.tgt_out.view(-1), ignore_index=PAD,
+                               reduction="sum", label_smoothing=self.recipe.train.label_smoothing)
+        return Loss(loss, batch.ntokens, batch.src.size(0))
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        self.model.eval()
+        total, count = 0.0, 0
+        lens = [len(s) for s in self.valid_src]
+        for ids in token_budget_batches(lens, [len(x) for x in self.valid_tgt], self.budget):
+            b = collate([self.valid_src[i] for i in ids], [self.valid_tgt[i] for i in ids], ids)
+            logits = self.model(b.src, b.src_lens, b.tgt_in)
+            total += F.cross_entropy(logits.view(-1, logits.size(-1)), b.tgt_out.view(-1),
+                                     ignore_index=PAD, reduction="sum").item()
+            count += b.ntokens
+        loss = total / count
+        out = {"valid_loss": round(loss, 5), "valid_ppl": round(float(torch.tensor(loss).exp()), 3)}
+        metric = self.recipe.train.valid_metric
+        if metric != "loss":
+            n = self.recipe.train.valid_subset or len(self.valid_src)
+            hyps = translate(self.model, self.vocabs, self.valid_src[:n], self.recipe.decode, beam=1)
+            values, _ = score([metric], [h[0] for h in hyps], [self.valid.targets[:n]])
+            out[self.best_metric] = values[metric]
+        return out
+
+    def vocab_dict(self) -> dict:
+        return self.vocabs.to_dict()
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+    def describe(self) -> str:
+        ntok = sum(len(x) + 1 for x in self.tgt)
+        return (f"vocab {len(self.vocabs.src)}/{len(self.vocabs.tgt)}, {len(self.src):,} pairs, "
+                f"{ntok:,} target tokens, batches of <= {self.budget} tokens")
+
+
+def translate(model: Seq2Seq, vocabs: Vocabs, sources: list[list[int]], cfg: DecodeConfig, beam: int | None = None,
+              sample: bool = False, temperature: float = 1.0, seed: int | None = None) -> list[list[str]]:
+    """Decode encoded sources; returns per source its n-best detokenized strings, in input order."""
+    return [[vocabs.tgt.decode(t) for t in hyp] for hyp, _ in decode_ids(model, sources, cfg, beam, sample,
+                                                                          temperature, seed)]
+
+
+@torch.no_grad()
+def decode_ids(model: Seq2Seq, sources: list[list[int]], cfg: DecodeConfig, beam: int | None = None,
+               sample: bool = False, temperature: float = 1.0, seed: int | None = None):
+    """Yield (n-best token lists, scores) per source, in input order; batches are length-sorted."""
+    model.eval()
+    beam = cfg.beam if beam is None else beam
+    results: list = [None] * len(sources)
+    generator = torch.Generator().manual_seed(seed) if seed is not None else None
+    for ids in batches_in_order(sources, cfg.batch_size):
+        b = collate([sources[i] for i in ids], None, ids)
+        if sample or beam == 1:
+            hyps: Hypotheses = greedy_or_sample(model, b.src, b.src_lens, cfg.max_len_a, cfg.max_len_b,
+                                                temperature if sample else 0.0, generator=generator)
+        else:
+            hyps = beam_search(model, b.src, b.src_lens, beam, cfg.nbest, cfg.lenpen, cfg.max_len_a, cfg.max_len_b,
+                               cfg.no_repeat_ngram)
+        for i, toks, scores in zip(ids, hyps.tokens, hyps.scores):
+            results[i] = (toks, scores)
+    return results
+
+
+def load_model(path: Path) -> tuple[Seq2Seq, Vocabs, Recipe, dict]:
+    payload = checkpoint.load(path, kind="seq2seq")
+    recipe = from_dict(payload["recipe"])
+    vocabs = Vocabs.from_dict(payload["vocab"])
+    model = Seq2Seq(len(vocabs.src), len(vocabs.tgt), recipe.model)
+    model.load_state_dict(payload["model"])
+    model.eval()
+    return model, vocabs, recipe, payload
