@@ -70,8 +70,9 @@ def _block_repeated_ngrams(logp: torch.Tensor, hist: torch.Tensor, n: int) -> to
     windows = hist.unfold(1, n - 1, 1)[:, : t - n + 1]  # (BK, t-n+1, n-1) earlier (n-1)-grams
     match = (windows == prefix.unsqueeze(1)).all(-1)  # (BK, t-n+1)
     following = hist[:, n - 1 :]  # (BK, t-n+1) token after each window
-    banned = torch.zeros_like(logp, dtype=torch.bool)
-    banned.scatter_(1, following, match)
+    V = logp.size(1)
+    target = following.masked_fill(~match, V)  # unmatched windows write into a spare column
+    banned = torch.zeros(logp.size(0), V + 1, dtype=torch.bool).scatter_(1, target, True)[:, :V]
     return logp.masked_fill(banned, torch.finfo(logp.dtype).min)
 
 

@@ -1,0 +1,125 @@
+"""Seq2seq through the real CLI: train a toy reversal task, decode, evaluate; metric parity with sacrebleu."""
+
+import json
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.test_cli_errors import assert_clean_error
+
+
+def make_reversal_corpus(folder: Path) -> str:
+    rng = random.Random(0)
+    words = "a b c d e f g h".split()
+    for split, n in (("train", 600), ("valid", 40), ("test", 40)):
+        pairs = [[rng.choice(words) for _ in range(rng.randint(2, 6))] for _ in range(n)]
+        (folder / f"{split}.src").write_text("".join(" ".join(p) + "\n" for p in pairs))
+        (folder / f"{split}.tgt").write_text("".join(" ".join(reversed(p)) + "\n" for p in pairs))
+    return ";".join(f"{folder}/{s}.src,{folder}/{s}.tgt" for s in ("train", "valid", "test"))
+
+
+@pytest.fixture(scope="module")
+def reversal(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("rev")
+    corpus = make_reversal_corpus(folder)
+    recipe = folder / "rev.toml"
+    recipe.write_text(f'''description = "toy reversal"
+task = "seq2seq"
+[data]
+corpus = "{corpus}"
+tokenizer = "word"
+[model]
+layers = 1
+hidden = 64
+embed = 32
+[train]
+lr = 0.01
+max_tokens = 200
+epochs = 15
+valid_metric = "bleu4"
+log_every = 20
+[decode]
+beam = 3
+max_len_a = 1.0
+max_len_b = 2
+''')
+    return folder, recipe
+
+
+@pytest.fixture(scope="module")
+def trained_mt(reversal):
+    from textgen.cli import main
+
+    folder, recipe = reversal
+    argv = sys.argv
+    sys.argv = ["textgen", "train", "-r", str(recipe), "-o", str(folder / "rev.pt"), "--run-dir", str(folder / "run")]
+    try:
+        with pytest.raises(SystemExit) as done:
+            main()
+        assert done.value.code in (0, None)
+    finally:
+        sys.argv = argv
+    return folder / "rev.pt"
+
+
+def test_seq2seq_learns_and_eval_writes_results(cli, trained_mt, tmp_path):
+    result = cli("eval", trained_mt, "--split", "test", "--beam", "3", "--metric", "bleu4", "--metric", "rouge2",
+                 "--json", "--results", "r.json", "--hyp-out", "hyps.txt")
+    assert result.code == 0, result.err
+    metrics = json.loads(result.out)["metrics"]
+    assert metrics["bleu4"] > 50 and metrics["rouge2"] > 50 and metrics["sentences"] == 40
+    assert len((tmp_path / "hyps.txt").read_text().splitlines()) == 40
+    assert "nrefs:1|case:mixed" in json.loads((tmp_path / "r.json").read_text())["signatures"]["bleu4"]
+
+
+def test_decode_reads_stdin_and_prints_sorted_nbest(cli, trained_mt, monkeypatch):
+    import io
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO("a b c d\ne f\n"))
+    out = cli("decode", trained_mt, "--beam", "4", "--nbest", "3")
+    assert out.code == 0, out.err
+    rows = [line.split("\t") for line in out.out.splitlines()]
+    assert [r[0] for r in rows] == ["0"] * 3 + ["1"] * 3
+    for i in (0, 3):
+        scores = [float(r[1]) for r in rows[i:i + 3]]
+        assert scores == sorted(scores, reverse=True)
+    assert rows[0][2] == "d c b a"
+    monkeypatch.setattr(sys, "stdin", io.StringIO("a b c d\n"))
+    greedy = cli("decode", trained_mt, "--beam", "1")
+    assert greedy.out.strip() == "d c b a"
+
+
+def test_eval_bleu_equals_sacrebleu_cli(cli, tmp_path):
+    hyps = ["The cat sat on the mat.", "A man rides a bike down the hill!", "Two dogs play."]
+    refs = ["The cat is on the mat.", "A man is riding a bicycle down a hill.", "Two dogs are playing."]
+    (tmp_path / "h.txt").write_text("\n".join(hyps) + "\n")
+    (tmp_path / "r.txt").write_text("\n".join(refs) + "\n")
+    ours = json.loads(cli("eval", "--hyp", "h.txt", "--ref", "r.txt", "--metric", "bleu4", "--json").out)
+    sacrebleu = Path(sys.executable).parent / "sacrebleu"
+    theirs = subprocess.run([str(sacrebleu), str(tmp_path / "r.txt"), "-i", str(tmp_path / "h.txt"), "-b", "-w", "4"],
+                            capture_output=True, text=True, check=True)
+    assert ours["metrics"]["bleu4"] == pytest.approx(float(theirs.stdout.strip()), abs=0.005)
+
+
+def test_seq2seq_bad_input(cli, trained_mt, tmp_path):
+    (tmp_path / "a.src").write_text("x\ny\n")
+    (tmp_path / "a.tgt").write_text("x\n")
+    recipe = tmp_path / "bad.toml"
+    recipe.write_text('task = "seq2seq"\n[data]\ncorpus = "a.src,a.tgt;a.src,a.tgt"\ntokenizer = "word"\n')
+    assert_clean_error(cli("train", "-r", recipe), "line-aligned")
+    (tmp_path / "a.tgt").write_text("x\n\n")
+    assert_clean_error(cli("train", "-r", recipe), "line 2 is empty")
+    (tmp_path / "h.txt").write_text("a\nb\n")
+    (tmp_path / "r.txt").write_text("a\n")
+    assert_clean_error(cli("eval", "--hyp", "h.txt", "--ref", "r.txt"), "2 hypotheses but 1 references")
+    assert_clean_error(cli("eval", "--hyp", "h.txt", "--ref", "h.txt", "--metric", "meteor"), "unknown metric")
+    assert_clean_error(cli("decode", trained_mt, "--beam", "0"), "--beam")
+    assert_clean_error(cli("sample", trained_mt), "needs a lm model")
+
+
+def test_decoding_an_lm_checkpoint_is_refused(cli, tiny_recipe):
+    assert cli("train", "-r", tiny_recipe, "-o", "lm.pt", "--run-dir", "run", "--set", "train.max_steps=2").code == 0
+    assert_clean_error(cli("decode", "lm.pt"), "holds a lm model, this command needs a seq2seq model")
