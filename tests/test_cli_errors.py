@@ -1,98 +1,254 @@
-"""Bad input gets one line on stderr naming the problem and the fix, exit code 2, no traceback."""
+"""Bad input gets one line on stderr naming the problem and the fix, exit code 2, no traceback.
+
+Each case runs the real CLI. The messages are also rendered into docs/ERRORS.md and checked
+against it; regenerate the table with `UPDATE_ERRORS_DOC=1 pytest tests/test_cli_errors.py`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
 
 import pytest
+import torch
 
-from tests.conftest import write_recipe
+from tests.conftest import REPO, write_recipe
+
+DOC = REPO / "docs" / "ERRORS.md"
+MESSAGES: dict[str, str] = {}
 
 
 def assert_clean_error(result, *fragments):
     assert result.code == 2, (result.code, result.err)
     lines = result.err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.err
+    errors = [line for line in lines if line.startswith("error: ")]
+    # one error line, last on stderr (training progress may precede it when a fault hits mid-run)
+    assert len(errors) == 1 and lines[-1] == errors[0], result.err
     assert "Traceback" not in result.err
     for fragment in fragments:
-        assert fragment in lines[0], lines[0]
+        assert fragment in errors[0], errors[0]
+    return errors[0]
 
 
-@pytest.fixture
-def trained(cli, tiny_recipe, tmp_path):
-    assert cli("train", "-r", tiny_recipe, "-o", "m.pt", "--run-dir", "run", "--set", "train.max_steps=2").code == 0
-    return tmp_path / "m.pt"
+def lm_checkpoint(cli, tiny_recipe, steps=2, name="m.pt"):
+    assert cli("train", "-r", tiny_recipe, "-o", name, "--run-dir", "run", "--set", f"train.max_steps={steps}",
+               "--set", "train.eval_every=1").code == 0
+    return Path(name)
 
 
-def test_missing_corpus(cli, tmp_path):
-    recipe = write_recipe(tmp_path / "r.toml", tmp_path / "nope.txt")
-    assert_clean_error(cli("train", "-r", recipe), "does not exist")
+def seq2seq_checkpoint(cli, tmp: Path):
+    (tmp / "s.txt").write_text("a b c\nb c d\n" * 20)
+    (tmp / "t.txt").write_text("c b a\nd c b\n" * 20)
+    recipe = tmp / "mt.toml"
+    recipe.write_text('task = "seq2seq"\n[data]\ncorpus = "s.txt,t.txt;s.txt,t.txt"\ntokenizer = "word"\n'
+                      "[model]\nlayers = 1\nhidden = 8\nembed = 8\n[train]\nmax_steps = 1\n")
+    assert cli("train", "-r", recipe, "-o", "mt.pt", "--run-dir", "mtrun").code == 0
+    return Path("mt.pt")
 
 
-def test_empty_corpus(cli, tmp_path):
-    (tmp_path / "empty.txt").write_text("  \n")
-    assert_clean_error(cli("train", "-r", write_recipe(tmp_path / "r.toml", tmp_path / "empty.txt")), "is empty")
+def case_missing_corpus(cli, tmp, recipe):
+    return cli("train", "-r", write_recipe(tmp / "r.toml", tmp / "nope.txt")), "does not exist"
 
 
-def test_binary_corpus(cli, tmp_path):
-    (tmp_path / "bin.txt").write_bytes(bytes(range(256)) * 10)
-    assert_clean_error(cli("train", "-r", write_recipe(tmp_path / "r.toml", tmp_path / "bin.txt")), "binary")
+def case_empty_corpus(cli, tmp, recipe):
+    (tmp / "empty.txt").write_text("  \n")
+    return cli("train", "-r", write_recipe(tmp / "r.toml", tmp / "empty.txt")), "is empty"
 
 
-def test_non_utf8_corpus(cli, tmp_path):
-    (tmp_path / "latin1.txt").write_bytes("Größe und Maß\n".encode("latin-1") * 50)
-    assert_clean_error(cli("train", "-r", write_recipe(tmp_path / "r.toml", tmp_path / "latin1.txt")), "not UTF-8")
+def case_binary_corpus(cli, tmp, recipe):
+    (tmp / "bin.txt").write_bytes(bytes(range(256)) * 10)
+    return cli("train", "-r", write_recipe(tmp / "r.toml", tmp / "bin.txt")), "binary"
 
 
-def test_corpus_shorter_than_a_window(cli, tmp_path):
-    (tmp_path / "short.txt").write_text("abcdefghij" * 3)
-    recipe = write_recipe(tmp_path / "r.toml", tmp_path / "short.txt", bptt=64)
-    assert_clean_error(cli("train", "-r", recipe), "BPTT window")
+def case_non_utf8_corpus(cli, tmp, recipe):
+    (tmp / "latin1.txt").write_bytes("Größe und Maß\n".encode("latin-1") * 50)
+    return cli("train", "-r", write_recipe(tmp / "r.toml", tmp / "latin1.txt")), "not UTF-8"
 
 
-def test_unknown_recipe(cli):
-    assert_clean_error(cli("train", "--recipe", "nope"), "available recipes are")
+def case_corpus_shorter_than_a_window(cli, tmp, recipe):
+    (tmp / "short.txt").write_text("abcdefghij" * 3)
+    return cli("train", "-r", write_recipe(tmp / "r.toml", tmp / "short.txt", bptt=64)), "BPTT window"
 
 
-def test_unknown_key_and_bad_type_and_missing_equals(cli, tiny_recipe):
-    assert_clean_error(cli("train", "-r", tiny_recipe, "--set", "train.lrate=1"), "valid keys are")
-    assert_clean_error(cli("train", "-r", tiny_recipe, "--set", "train.batch_size=big"), "must be int")
-    assert_clean_error(cli("train", "-r", tiny_recipe, "--set", "train.lr"), "no '='")
+def case_corpus_too_small_for_the_batch(cli, tmp, recipe):
+    (tmp / "tiny.txt").write_text("abcdefghij" * 3)
+    return cli("train", "-r", write_recipe(tmp / "r.toml", tmp / "tiny.txt", batch_size=64)), "too few for 64 streams"
 
 
-def test_toml_syntax_error(cli, tmp_path):
-    (tmp_path / "bad.toml").write_text("[train\nlr = 1\n")
-    assert_clean_error(cli("train", "-r", tmp_path / "bad.toml"), "line 1")
+def case_unknown_recipe(cli, tmp, recipe):
+    return cli("train", "--recipe", "nope"), "available recipes are"
 
 
-def test_missing_and_corrupt_checkpoints(cli, trained, tmp_path):
-    assert_clean_error(cli("sample", "absent.pt"), "does not exist")
-    torn = tmp_path / "torn.pt"
-    torn.write_bytes(trained.read_bytes()[:1000])
-    assert_clean_error(cli("sample", torn), "truncated or corrupt")
-    assert_clean_error(cli("eval", torn), "truncated or corrupt")
+def case_recipe_toml_syntax_error(cli, tmp, recipe):
+    (tmp / "bad.toml").write_text("[train]\nlr = 1\nbatch_size = = 3\n")
+    return cli("train", "-r", tmp / "bad.toml"), "line 3"
 
 
-def test_wrong_format_version(cli, trained, tmp_path):
-    import torch
+def case_unknown_recipe_key(cli, tmp, recipe):
+    return cli("train", "-r", recipe, "--set", "train.lrate=1"), "valid keys are"
 
-    payload = torch.load(trained, weights_only=True)
+
+def case_wrong_value_type(cli, tmp, recipe):
+    return cli("train", "-r", recipe, "--set", "train.batch_size=big"), "must be int"
+
+
+def case_set_without_equals(cli, tmp, recipe):
+    return cli("train", "-r", recipe, "--set", "train.lr"), "no '='"
+
+
+def case_checkpoint_missing(cli, tmp, recipe):
+    return cli("sample", "absent.pt"), "does not exist"
+
+
+def case_truncated_checkpoint(cli, tmp, recipe):
+    ckpt = lm_checkpoint(cli, recipe)
+    (tmp / "torn.pt").write_bytes(ckpt.read_bytes()[:1000])
+    return cli("sample", "torn.pt"), "truncated or corrupt"
+
+
+def case_lm_checkpoint_given_to_decode(cli, tmp, recipe):
+    lm_checkpoint(cli, recipe)
+    return cli("decode", "m.pt"), "holds a lm model, this command needs a seq2seq model"
+
+
+def case_seq2seq_checkpoint_given_to_sample(cli, tmp, recipe):
+    seq2seq_checkpoint(cli, tmp)
+    return cli("sample", "mt.pt"), "holds a seq2seq model, this command needs a lm model"
+
+
+def case_incompatible_format_version(cli, tmp, recipe):
+    payload = torch.load(lm_checkpoint(cli, recipe), weights_only=True)
     payload["format"] = 99
-    torch.save(payload, tmp_path / "future.pt")
-    assert_clean_error(cli("sample", tmp_path / "future.pt"), "format version 99")
+    torch.save(payload, tmp / "future.pt")
+    return cli("sample", "future.pt"), "format version 99"
 
 
-def test_sampling_arguments(cli, trained):
-    assert_clean_error(cli("sample", trained, "--temperature", "-1"), "--temperature")
-    assert_clean_error(cli("sample", trained, "--top-p", "0"), "--top-p")
-    assert_clean_error(cli("sample", trained, "--top-p", "1.5"), "--top-p")
-    assert_clean_error(cli("sample", trained, "--prime", "XYZ"), "not in the model's vocabulary")
+def case_vocabulary_mismatch_on_resume(cli, tmp, recipe):
+    lm_checkpoint(cli, recipe)
+    corpus = Path(re.search(r'corpus = "(.*)"', recipe.read_text()).group(1))
+    corpus.write_text(corpus.read_text() + "XYZ!\n")  # same file name, new characters
+    return cli("train", "-r", recipe, "--resume", "run/last.pt"), "different vocabulary"
 
 
-def test_resume_with_a_different_recipe(cli, trained, tiny_recipe, tmp_path):
-    last = tmp_path / "run" / "last.pt"
-    result = cli("train", "-r", tiny_recipe, "--resume", last, "--set", "model.hidden=64")
-    assert_clean_error(result, "model.hidden")
+def case_resume_with_a_different_recipe(cli, tmp, recipe):
+    lm_checkpoint(cli, recipe)
+    return cli("train", "-r", recipe, "--resume", "run/last.pt", "--set", "model.hidden=64"), "model.hidden"
 
 
-def test_unwritable_output(cli, tiny_recipe, tmp_path):
-    (tmp_path / "plainfile").write_text("not a folder")  # not writable as a folder, even for root
-    result = cli("train", "-r", tiny_recipe, "-o", tmp_path / "plainfile" / "m.pt", "--run-dir", "run")
-    assert_clean_error(result, "writable")
-    assert not (tmp_path / "run" / "metrics.csv").exists(), "the error must come before any training"
+def case_parallel_files_with_different_line_counts(cli, tmp, recipe):
+    (tmp / "a.src").write_text("x\ny\n")
+    (tmp / "a.tgt").write_text("x\n")
+    (tmp / "p.toml").write_text('task = "seq2seq"\n[data]\ncorpus = "a.src,a.tgt;a.src,a.tgt"\ntokenizer = "word"\n')
+    return cli("train", "-r", "p.toml"), "line-aligned"
+
+
+def case_parallel_file_with_an_empty_line(cli, tmp, recipe):
+    (tmp / "a.src").write_text("x\ny\n")
+    (tmp / "a.tgt").write_text("x\n\n")
+    (tmp / "p.toml").write_text('task = "seq2seq"\n[data]\ncorpus = "a.src,a.tgt;a.src,a.tgt"\ntokenizer = "word"\n')
+    return cli("train", "-r", "p.toml"), "line 2 is empty"
+
+
+def case_prime_outside_the_vocabulary(cli, tmp, recipe):
+    return cli("sample", lm_checkpoint(cli, recipe), "--prime", "XYZ"), "not in the model's vocabulary"
+
+
+def case_negative_temperature(cli, tmp, recipe):
+    return cli("sample", lm_checkpoint(cli, recipe), "--temperature", "-1"), "--temperature"
+
+
+def case_top_p_outside_0_1(cli, tmp, recipe):
+    return cli("sample", lm_checkpoint(cli, recipe), "--top-p", "1.5"), "--top-p"
+
+
+def case_beam_below_1(cli, tmp, recipe):
+    return cli("decode", seq2seq_checkpoint(cli, tmp), "--beam", "0"), "--beam"
+
+
+def case_unknown_metric(cli, tmp, recipe):
+    (tmp / "h.txt").write_text("a\n")
+    return cli("eval", "--hyp", "h.txt", "--ref", "h.txt", "--metric", "meteor"), "unknown metric"
+
+
+def case_hypothesis_reference_count_mismatch(cli, tmp, recipe):
+    (tmp / "h.txt").write_text("a\nb\n")
+    (tmp / "r.txt").write_text("a\n")
+    return cli("eval", "--hyp", "h.txt", "--ref", "r.txt"), "2 hypotheses but 1 references"
+
+
+def case_output_directory_not_writable(cli, tmp, recipe):
+    (tmp / "plainfile").write_text("a file, not a folder: unwritable as a folder even for root")
+    result = cli("train", "-r", recipe, "-o", "plainfile/m.pt", "--run-dir", "run")
+    assert not (tmp / "run" / "metrics.csv").exists(), "the error must come before any training"
+    return result, "writable"
+
+
+def case_disk_full_while_saving(cli, tmp, recipe, monkeypatch):
+    import textgen.checkpoint as ck
+
+    real_save, calls = torch.save, []
+
+    def failing_save(obj, f, *a, **k):
+        calls.append(1)
+        if len(calls) > 2:  # the first evaluation's two files succeed, later ones hit a full disk
+            raise OSError(28, "No space left on device")
+        return real_save(obj, f, *a, **k)
+
+    monkeypatch.setattr(ck.torch, "save", failing_save)
+    result = cli("train", "-r", recipe, "-o", "m.pt", "--run-dir", "run", "--set", "train.eval_every=5")
+    monkeypatch.setattr(ck.torch, "save", real_save)
+    survivor = torch.load(tmp / "run" / "last.pt", weights_only=True)
+    assert survivor["train_state"]["step"] == 5, "the previous checkpoint must survive intact"
+    assert not [p for p in (tmp / "run").iterdir() if p.name.endswith(".tmp")], "no temp file left behind"
+    return result, "No space left on device"
+
+
+def case_nan_loss(cli, tmp, recipe, monkeypatch):
+    import textgen.lm as lm
+
+    real_loss, calls = lm.loss_sum, []
+
+    def diverging_loss(*args):
+        loss, state = real_loss(*args)
+        calls.append(args[0].training)
+        return (loss * float("nan") if sum(calls) == 8 else loss), state  # the 8th training window diverges
+
+    monkeypatch.setattr(lm, "loss_sum", diverging_loss)
+    result = cli("train", "-r", recipe, "-o", "m.pt", "--run-dir", "run", "--set", "train.eval_every=5")
+    kept = torch.load(tmp / "run" / "last.pt", weights_only=True)
+    assert kept["train_state"]["step"] == 5
+    assert all(torch.isfinite(v).all() for v in kept["model"].values()), "the kept checkpoint must be finite"
+    return result, "loss became nan"
+
+
+CASES = {name[5:]: fn for name, fn in list(globals().items()) if name.startswith("case_")}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_bad_input(name, cli, tmp_path, tiny_recipe, monkeypatch):
+    fn = CASES[name]
+    args = (cli, tmp_path, tiny_recipe) + ((monkeypatch,) if "monkeypatch" in fn.__code__.co_varnames else ())
+    result, fragment = fn(*args)
+    line = assert_clean_error(result, fragment)
+    MESSAGES[name] = line.replace(str(tmp_path), "TMP")
+
+
+def render(messages: dict[str, str]) -> str:
+    rows = [f"| {name.replace('_', ' ')} | `{messages[name]}` |" for name in CASES]
+    return ("# Bad input and what textgen says\n\n"
+            "Every row is produced by `tests/test_cli_errors.py`, which runs the real CLI and checks exit code 2, "
+            "a single line on stderr, and no traceback. Regenerate with "
+            "`UPDATE_ERRORS_DOC=1 .venv/bin/python -m pytest tests/test_cli_errors.py`.\n\n"
+            "| input | message |\n|---|---|\n" + "\n".join(rows) + "\n")
+
+
+def test_errors_doc_matches_the_messages():
+    """Runs after the cases (same module, defined last): docs/ERRORS.md must show what users really see."""
+    if len(MESSAGES) != len(CASES):
+        pytest.fail("run the whole module: the bad-input cases fill the message table")
+    text = render(MESSAGES)
+    if os.environ.get("UPDATE_ERRORS_DOC"):
+        DOC.parent.mkdir(exist_ok=True)
+        DOC.write_text(text)
+    assert DOC.read_text() == text, "docs/ERRORS.md is stale: regenerate it (see its first paragraph)"

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_cli_errors import assert_clean_error
 
 
 def make_reversal_corpus(folder: Path) -> str:
@@ -102,24 +101,3 @@ def test_eval_bleu_equals_sacrebleu_cli(cli, tmp_path):
     theirs = subprocess.run([str(sacrebleu), str(tmp_path / "r.txt"), "-i", str(tmp_path / "h.txt"), "-b", "-w", "4"],
                             capture_output=True, text=True, check=True)
     assert ours["metrics"]["bleu4"] == pytest.approx(float(theirs.stdout.strip()), abs=0.005)
-
-
-def test_seq2seq_bad_input(cli, trained_mt, tmp_path):
-    (tmp_path / "a.src").write_text("x\ny\n")
-    (tmp_path / "a.tgt").write_text("x\n")
-    recipe = tmp_path / "bad.toml"
-    recipe.write_text('task = "seq2seq"\n[data]\ncorpus = "a.src,a.tgt;a.src,a.tgt"\ntokenizer = "word"\n')
-    assert_clean_error(cli("train", "-r", recipe), "line-aligned")
-    (tmp_path / "a.tgt").write_text("x\n\n")
-    assert_clean_error(cli("train", "-r", recipe), "line 2 is empty")
-    (tmp_path / "h.txt").write_text("a\nb\n")
-    (tmp_path / "r.txt").write_text("a\n")
-    assert_clean_error(cli("eval", "--hyp", "h.txt", "--ref", "r.txt"), "2 hypotheses but 1 references")
-    assert_clean_error(cli("eval", "--hyp", "h.txt", "--ref", "h.txt", "--metric", "meteor"), "unknown metric")
-    assert_clean_error(cli("decode", trained_mt, "--beam", "0"), "--beam")
-    assert_clean_error(cli("sample", trained_mt), "needs a lm model")
-
-
-def test_decoding_an_lm_checkpoint_is_refused(cli, tiny_recipe):
-    assert cli("train", "-r", tiny_recipe, "-o", "lm.pt", "--run-dir", "run", "--set", "train.max_steps=2").code == 0
-    assert_clean_error(cli("decode", "lm.pt"), "holds a lm model, this command needs a seq2seq model")

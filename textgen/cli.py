@@ -34,6 +34,18 @@ def _emit_json(obj: dict) -> None:
     typer.echo(json.dumps(obj, indent=2))
 
 
+def _prompt_lines(prompt: str):
+    """Lines typed at a prompt (on stderr, so stdout stays clean) until Ctrl-D."""
+    while True:
+        sys.stderr.write(prompt)
+        sys.stderr.flush()
+        line = sys.stdin.readline()
+        if not line:
+            sys.stderr.write("\n")
+            return
+        yield line.rstrip("\n")
+
+
 @app.command()
 def train(
     recipe: Optional[str] = typer.Option(None, "--recipe", "-r", help="Recipe name (recipes/NAME.toml) or path."),
@@ -96,6 +108,7 @@ def sample(
     top_k: int = typer.Option(0, "--top-k", help="Sample among the k most likely tokens (0: all)."),
     top_p: float = typer.Option(1.0, "--top-p", help="Sample from the smallest set with this much probability."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed for a repeatable sample."),
+    interactive: bool = typer.Option(False, "--interactive", help="Prompt for primes in a loop (Ctrl-D ends)."),
 ) -> None:
     """Generate text one token at a time, streamed to stdout.
 
@@ -107,19 +120,27 @@ def sample(
 
     check_sampling_args(temperature, top_k, top_p)
     model, vocab, recipe, _ = load_model(ckpt)
-    if prime:
-        prime_ids = vocab.encode_prompt(prime)
-    else:  # start after a line break, the most neutral context the corpus has
-        prime_ids = vocab.encode("\n") if "\n" in vocab.symbols else vocab.encode("")
-    if not prime_ids:
-        raise UserError("--prime has no tokens the model knows: give some text")
     sep = " " if recipe.data.level == "word" else ""
-    sys.stdout.write(prime + (sep if prime else ""))
-    for token in generate(model, prime_ids, length, temperature, top_k, top_p, seed):
-        piece = vocab.decode([token])
-        sys.stdout.write(piece if piece == "\n" or not sep else piece + sep)
-        sys.stdout.flush()
-    sys.stdout.write("\n")
+
+    def stream(text: str) -> None:
+        ids = vocab.encode_prompt(text) if text else vocab.start_ids()
+        if not ids:
+            raise UserError("--prime has no tokens the model knows: give some text")
+        sys.stdout.write(text + (sep if text else ""))
+        for token in generate(model, ids, length, temperature, top_k, top_p, seed):
+            piece = vocab.decode([token])
+            sys.stdout.write(piece if piece == "\n" or not sep else piece + sep)
+            sys.stdout.flush()
+        sys.stdout.write("\n")
+
+    if not interactive:
+        stream(prime)
+        return
+    for line in _prompt_lines("prime> "):
+        try:
+            stream(line)
+        except UserError as exc:  # a bad prime should not end the session
+            typer.echo(f"error: {exc}", err=True)
 
 
 @app.command("eval")
@@ -197,6 +218,7 @@ def decode(
     temperature: float = typer.Option(1.0, "--temperature", "-t"),
     seed: Optional[int] = typer.Option(None, "--seed"),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Sentences decoded together."),
+    interactive: bool = typer.Option(False, "--interactive", help="Prompt for one source at a time (Ctrl-D ends)."),
 ) -> None:
     """Translate / summarize: read sources, write one hypothesis per line (n-best: index, score, text).
 
@@ -220,16 +242,40 @@ def decode(
     beam = cfg.beam if beam is None else beam
     if nbest > beam and not sample:
         raise UserError(f"--nbest {nbest} is larger than --beam {beam}: raise --beam")
-    lines = read_lines(input) if input else sys.stdin.read().splitlines()
-    if not lines:
+
+    def emit(lines: list[str], first: int = 0) -> None:
+        sources = encode_sources(vocabs, lines, recipe.data.max_source_tokens)
+        for i, (toks, scores) in enumerate(decode_ids(model, sources, cfg, beam, sample, temperature, seed), first):
+            if nbest == 1:
+                typer.echo(vocabs.tgt.decode(toks[0]) if toks else "")
+            else:
+                for t, s in zip(toks, scores):
+                    typer.echo(f"{i}\t{s:.4f}\t{vocabs.tgt.decode(t)}")
+
+    if interactive:
+        for i, line in enumerate(_prompt_lines("source> ")):
+            if line.strip():
+                emit([line], i)
         return
-    sources = encode_sources(vocabs, lines, recipe.data.max_source_tokens)
-    for i, (toks, scores) in enumerate(decode_ids(model, sources, cfg, beam, sample, temperature, seed)):
-        if nbest == 1:
-            typer.echo(vocabs.tgt.decode(toks[0]) if toks else "")
-        else:
-            for t, s in zip(toks, scores):
-                typer.echo(f"{i}\t{s:.4f}\t{vocabs.tgt.decode(t)}")
+    lines = read_lines(input) if input else sys.stdin.read().splitlines()
+    if lines:
+        emit(lines)
+
+
+@app.command()
+def plot(
+    run_dirs: list[Path] = typer.Argument(..., help="Run folders (runs/NAME-...) or metrics.csv files."),
+    output: Path = typer.Option(Path("curves.png"), "--output", "-o", help="PNG to write."),
+    label: list[str] = typer.Option([], "--label", help="Legend label per run, in order."),
+) -> None:
+    """Draw learning curves (train/valid loss, validation metrics) of one or more runs into a PNG.
+
+    Example: textgen plot runs/xent-* runs/mixer-* --label xent --label mixer -o compare.png
+    """
+    from textgen.plot import plot_runs
+
+    panels = plot_runs(run_dirs, output, label)
+    typer.echo(f"wrote {output} ({', '.join(panels)})")
 
 
 @app.command()

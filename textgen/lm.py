@@ -55,8 +55,8 @@ class LMTask:
     def __init__(self, recipe: Recipe, vocab: Vocab | None = None):
         t = recipe.train
         self.recipe = recipe
-        data = prepare_data(recipe, vocab, splits=("train", "valid"))
-        if vocab is not None and data.vocab.to_dict() != vocab.to_dict():
+        data = prepare_data(recipe, None, splits=("train", "valid"))  # vocab rebuilt, so a resume can compare
+        if vocab is not None and data.vocab != vocab:
             raise UserError("the corpus gives a different vocabulary than the --resume checkpoint: resume on the same data")
         self.vocab, self.sha256, self.valid_ids = data.vocab, data.sha256, data.ids["valid"]
         self.train = batchify(data.ids["train"], t.batch_size, "training split")  # (B, N/B)

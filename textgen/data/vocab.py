@@ -29,6 +29,12 @@ class CharVocab:
 
     def encode(self, text: str) -> list[int]:
         index = self.index
+        missing = set(text) - index.keys()
+        if missing:
+            raise UserError(
+                f"the text has characters {''.join(sorted(missing))!r} that the model's vocabulary lacks: "
+                "use the corpus the model was trained on"
+            )
         return [index[c] for c in text]
 
     def encode_prompt(self, text: str) -> list[int]:
@@ -39,6 +45,10 @@ class CharVocab:
                 f"characters {''.join(missing)!r} are not in the model's vocabulary of {len(self)} characters: remove them"
             )
         return [index[c] for c in text]
+
+    def start_ids(self) -> list[int]:
+        """Context for an unprimed sample: a line break, the most neutral start a corpus has."""
+        return [self.index.get("\n", 0)]
 
     def decode(self, ids: list[int]) -> str:
         return "".join(self.symbols[i] for i in ids)
@@ -96,6 +106,9 @@ class WordVocab:
         for pattern in (f" {EOS} ", f" {EOS}", f"{EOS} ", EOS):
             text = text.replace(pattern, "\n")
         return text
+
+    def start_ids(self) -> list[int]:
+        return [self.index[EOS]]
 
     def to_dict(self) -> dict:
         return {"kind": "word", "symbols": list(self.symbols)}
