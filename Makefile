@@ -22,6 +22,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_lm.py
+	$(BIN)/python benchmarks/bench_seq2seq.py $(if $(wildcard checkpoints/translate-multi30k.pt),--checkpoint checkpoints/translate-multi30k.pt)
 
 clean:
 	rm -rf $(VENV) runs checkpoints .pytest_cache
