@@ -76,6 +76,33 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class ObjectiveConfig:
+    """Sequence-level objectives (Ranzato et al. 2016); see shared notes for the paper's values."""
+
+    name: str = "xent"  # xent | dad | e2e | reinforce | mixer | scst
+    # DAD: probability of feeding the model's own prediction, growing over training
+    dad_schedule: str = "linear"  # linear | inverse_sigmoid
+    dad_max_p: float = 0.25  # linear: p rises from 0 to this over dad_ramp_epochs
+    dad_ramp_epochs: float = 10.0
+    dad_k: float = 10.0  # inverse sigmoid: p = 1 - k / (k + exp(epoch / ... )) per Bengio et al.
+    dad_sample: bool = False  # feed a sample instead of the argmax
+    # E2E: feed the renormalised top-k softmax mixture of embeddings
+    e2e_k: int = 10
+    # MIXER schedule (Algorithm 1): s = T for xent_epochs, then T - delta every epochs_per_stage epochs
+    mixer_T: int = 25
+    mixer_delta: int = 3
+    mixer_xent_epochs: int = 25
+    mixer_epochs_per_stage: int = 5
+    mixer_min_s: int = 0
+    xent_weight: float = 0.5  # weight of the XENT part once s < T (the REINFORCE part gets 1 - this)
+    # REINFORCE
+    reward: str = "bleu"  # bleu (sentence BLEU, +1 smoothing) | rouge2 | rouge1 | rouge-mix
+    baseline: str = "learned"  # learned (linear regressor on h_t) | none
+    baseline_lr_scale: float = 0.1  # the regressor's lr relative to the model's
+    sample_temperature: float = 1.0
+
+
+@dataclass(frozen=True)
 class DecodeConfig:
     beam: int = 5
     nbest: int = 1
@@ -95,13 +122,20 @@ class Recipe:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     decode: DecodeConfig = field(default_factory=DecodeConfig)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    init_from: str = ""  # seq2seq: start from this checkpoint's weights and vocabulary (e.g. an XENT model)
 
 
-SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "decode": DecodeConfig}
+SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "decode": DecodeConfig,
+            "objective": ObjectiveConfig}
 CHOICES = {
     "task": ("lm", "seq2seq"),
     "data.tokenizer": ("spm", "word"),
     "train.valid_metric": ("loss", "bleu4", "rouge2"),
+    "objective.name": ("xent", "dad", "e2e", "reinforce", "mixer", "scst"),
+    "objective.dad_schedule": ("linear", "inverse_sigmoid"),
+    "objective.reward": ("bleu", "rouge2", "rouge1", "rouge-mix"),
+    "objective.baseline": ("learned", "none"),
     "data.level": ("char", "word"),
     "model.cell": ("rnn", "lstm", "gru"),
     "model.attention": ("general", "dot", "bahdanau"),
@@ -217,11 +251,34 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise UserError(f"recipe '{path}' is not UTF-8 text") from None
 
 
-def load_recipe(name_or_path: str, overrides: list[str] = ()) -> Recipe:
+def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    out = {k: dict(v) if isinstance(v, dict) else v for k, v in base.items()}
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key].update(value)
+        else:
+            out[key] = value
+    return out
+
+
+def read_recipe_raw(name_or_path: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A recipe's TOML with `extends = "OTHER"` resolved: OTHER's keys, then this file's on top."""
     path = recipe_path(name_or_path)
     raw = read_toml(path)
+    parent = raw.pop("extends", None)
+    if parent is not None:
+        if parent in seen:
+            raise UserError(f"recipe '{path}' extends itself through {' -> '.join(seen)}: break the cycle")
+        base = read_recipe_raw(parent, seen + (parent,))
+        base.pop("description", None)
+        base.pop("name", None)
+        raw = _merge(base, raw)
     raw.setdefault("name", path.stem)
-    return from_dict(apply_overrides(raw, list(overrides)))
+    return raw
+
+
+def load_recipe(name_or_path: str, overrides: list[str] = ()) -> Recipe:
+    return from_dict(apply_overrides(read_recipe_raw(name_or_path), list(overrides)))
 
 
 def dump_toml(recipe: Recipe) -> str:

@@ -79,6 +79,11 @@ class LMTask:
         self.state = detach_state(state)  # values carry on, gradients stop at the window edge
         return Loss(loss, y.numel(), y.size(0))
 
+    train_log_columns: list[str] = []
+
+    def param_groups(self) -> list[dict]:
+        return [{"params": list(self.model.parameters())}]
+
     def validate(self) -> dict[str, float]:
         loss = evaluate(self.model, self.valid_ids, self.recipe.train.eval_batch_size, self.recipe.train.bptt)
         return metrics_from_loss(loss, self.recipe.data.level, "valid")

@@ -66,3 +66,43 @@ def score(names: list[str], hyps: list[str], refs: list[list[str]]) -> tuple[dic
     if wanted:
         values.update(rouge(hyps, refs, tuple(wanted)))
     return {k: round(v, 2) for k, v in values.items()}, signatures
+
+
+# ---- sentence-level rewards for REINFORCE / MIXER / SCST (pure functions of hypothesis and reference) ----
+
+@lru_cache(maxsize=1)
+def _sentence_bleu_metric():
+    from sacrebleu.metrics import BLEU
+
+    # +1 smoothing of the n-gram precisions, as Ranzato et al. use for the training reward
+    return BLEU(smooth_method="add-k", smooth_value=1, effective_order=True)
+
+
+def sentence_bleu(hyp: str, ref: str) -> float:
+    """Sentence BLEU-4 in [0, 1], add-1 smoothed (sacrebleu's sentence_bleu with add-k, k=1)."""
+    if not hyp.strip():
+        return 0.0
+    return _sentence_bleu_metric().sentence_score(hyp, [ref]).score / 100.0
+
+
+def sentence_rouge(hyp: str, ref: str, kind: str = "rouge2") -> float:
+    """ROUGE-N/L F1 in [0, 1] (stemmer on)."""
+    if not hyp.strip():
+        return 0.0
+    return _rouge_scorer((kind,)).score(ref, hyp)[kind].fmeasure
+
+
+def rouge_mix(hyp: str, ref: str) -> float:
+    """Denser summarisation reward: mean of ROUGE-1 and ROUGE-2 F1 (a unigram match still pays)."""
+    if not hyp.strip():
+        return 0.0
+    scores = _rouge_scorer(("rouge1", "rouge2")).score(ref, hyp)
+    return 0.5 * (scores["rouge1"].fmeasure + scores["rouge2"].fmeasure)
+
+
+REWARDS = {
+    "bleu": sentence_bleu,
+    "rouge2": lambda h, r: sentence_rouge(h, r, "rouge2"),
+    "rouge1": lambda h, r: sentence_rouge(h, r, "rouge1"),
+    "rouge-mix": rouge_mix,
+}

@@ -17,7 +17,8 @@ from textgen.decode.search import Hypotheses, beam_search, greedy_or_sample
 from textgen.errors import UserError
 from textgen.metrics import score
 from textgen.models.seq2seq import Seq2Seq
-from textgen.trainer import Loss
+from textgen.objectives import OBJECTIVES
+from textgen.objectives.common import Context
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,11 @@ class Seq2SeqTask:
             if split not in corpus.splits:
                 raise UserError(f"corpus '{d.corpus}' has no {split} split: train on a corpus that has one")
         train = corpus.splits["train"]
-        self.vocabs = Vocabs.from_dict(vocab) if vocab else Vocabs.build(recipe, train)
+        init_payload = checkpoint.load(Path(recipe.init_from), kind="seq2seq") if recipe.init_from else None
+        if init_payload is not None:
+            check_same_model(init_payload, recipe)
+        saved_vocab = vocab or (init_payload["vocab"] if init_payload else None)
+        self.vocabs = Vocabs.from_dict(saved_vocab) if saved_vocab else Vocabs.build(recipe, train)
         self.sha256 = corpus.sha256
         src = encode_sources(self.vocabs, train.sources, d.max_source_tokens)
         tgt = [self.vocabs.tgt.encode(line) for line in train.targets]
@@ -88,6 +93,12 @@ class Seq2SeqTask:
         self.valid_tgt = [self.vocabs.tgt.encode(line) for line in self.valid.targets]
         self.budget = budget
         self.model = Seq2Seq(len(self.vocabs.src), len(self.vocabs.tgt), recipe.model)
+        if recipe.init_from and vocab is None:  # a fresh run that starts from another model's weights
+            self.model.load_state_dict(init_payload["model"])
+        self.references = [train.targets[i] for i in keep]
+        ctx = Context(recipe, self.vocabs.tgt, self.references, self.steps_per_epoch)
+        self.objective = OBJECTIVES[recipe.objective.name](ctx)
+        self.train_log_columns = ["s", "dad_p", "reward", "reward_nonzero", "baseline_mse", "greedy_reward"]
         metric = t.valid_metric
         self.best_metric = "valid_loss" if metric == "loss" else f"valid_{metric}"
         self.higher_is_better = metric != "loss"
@@ -103,11 +114,15 @@ class Seq2SeqTask:
         return collate([self.src[i] for i in ids], [self.tgt[i] for i in ids], ids)
 
     def loss(self, step: int) -> Loss:
-        batch = self._batch(step)
-        logits = self.model(batch.src, batch.src_lens, batch.tgt_in)  # (B, T, V)
-        loss = F.cross_entropy(logits.view(-1, logits.size(-1)), batch.tgt_out.view(-1), ignore_index=PAD,
-                               reduction="sum", label_smoothing=self.recipe.train.label_smoothing)
-        return Loss(loss, batch.ntokens, batch.src.size(0))
+        return self.objective(self.model, self._batch(step), step=step)
+
+    def param_groups(self) -> list[dict]:
+        """The model at the scheduled lr; the baseline regressor (if any) at its own scaled lr."""
+        groups = [{"params": list(self.model.parameters())}]
+        extra = list(self.objective.parameters())
+        if extra:
+            groups.append({"params": extra, "lr_scale": self.recipe.objective.baseline_lr_scale})
+        return groups
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
@@ -134,15 +149,24 @@ class Seq2SeqTask:
         return self.vocabs.to_dict()
 
     def state_dict(self) -> dict:
-        return {}
+        return {"objective": self.objective.state_dict()}  # batch order is a function of (seed, epoch)
 
     def load_state_dict(self, state: dict) -> None:
-        pass
+        self.objective.load_state_dict(state["objective"])
 
     def describe(self) -> str:
         ntok = sum(len(x) + 1 for x in self.tgt)
         return (f"vocab {len(self.vocabs.src)}/{len(self.vocabs.tgt)}, {len(self.src):,} pairs, "
                 f"{ntok:,} target tokens, batches of <= {self.budget} tokens")
+
+
+def check_same_model(payload: dict, recipe: Recipe) -> None:
+    """init_from must match the recipe's model shape and vocabulary settings."""
+    saved = from_dict(payload["recipe"])
+    for section in ("model", "data"):
+        if getattr(saved, section) != getattr(recipe, section):
+            raise UserError(f"init_from checkpoint has different [{section}] settings than the recipe: "
+                            f"use the recipe it was trained with (e.g. extends = \"{saved.name}\")")
 
 
 def translate(model: Seq2Seq, vocabs: Vocabs, sources: list[list[int]], cfg: DecodeConfig, beam: int | None = None,

@@ -49,7 +49,10 @@ class Task(Protocol):
     higher_is_better: bool
     valid_columns: list[str]
 
+    train_log_columns: list[str]  # names of Loss.logs values averaged into metrics.csv
+
     def loss(self, step: int) -> Loss: ...
+    def param_groups(self) -> list[dict]: ...
     def validate(self) -> dict[str, float]: ...
     def vocab_dict(self) -> dict: ...
     def state_dict(self) -> dict: ...
@@ -77,7 +80,7 @@ def _set_rng_state(state: dict) -> None:
 
 def check_resume_recipe(saved: Recipe, given: Recipe) -> None:
     a, b = to_dict(saved), to_dict(given)
-    for section in ("data", "model", "train"):  # decode settings may change freely
+    for section in ("data", "model", "train", "objective"):  # decode settings may change freely
         for key, value in a[section].items():
             if section == "train" and key in BUDGET_KEYS:
                 continue
@@ -140,7 +143,7 @@ def train(task: Task, recipe: Recipe, output: Path, run_dir: Path, resume: dict 
     per_epoch = task.steps_per_epoch
     total = t.max_steps or max(1, round(t.epochs * per_epoch))
     eval_every = t.eval_every or per_epoch
-    optimizer = build_optimizer(model.parameters(), t)
+    optimizer = build_optimizer(task.param_groups(), t)
     schedule = LRSchedule(t, per_epoch, total)
     prog = Counters()
     if resume:
@@ -156,7 +159,8 @@ def train(task: Task, recipe: Recipe, output: Path, run_dir: Path, resume: dict 
     last_path = run_dir / "last.pt"
     checkpoint.check_writable(last_path)
     (run_dir / "recipe.toml").write_text(dump_toml(recipe))
-    columns = ["step", "epoch", "tokens", "seconds", "lr", "train_loss", *task.valid_columns, "tokens_per_s"]
+    columns = ["step", "epoch", "tokens", "seconds", "lr", "train_loss", *task.valid_columns,
+               *task.train_log_columns, "tokens_per_s"]
     log = _MetricsLog(run_dir / "metrics.csv", columns, prog.step if resume else None)
 
     def payload() -> dict:
@@ -180,7 +184,7 @@ def train(task: Task, recipe: Recipe, output: Path, run_dir: Path, resume: dict 
                   TimeRemainingColumn()]
     model.train()
     valid: dict[str, float] = {}
-    run_loss, run_tokens, log_tokens = 0.0, 0, 0
+    run_loss, run_tokens, log_tokens, run_logs = 0.0, 0, 0, {}
     started = time.perf_counter() - prog.elapsed
     log_start = time.perf_counter()
     try:
@@ -203,11 +207,14 @@ def train(task: Task, recipe: Recipe, output: Path, run_dir: Path, resume: dict 
                 prog.tokens += out.ntokens
                 prog.elapsed = time.perf_counter() - started
                 run_loss, run_tokens, log_tokens = run_loss + loss_sum, run_tokens + out.ntokens, log_tokens + out.ntokens
+                for key, value in (out.logs or {}).items():
+                    run_logs.setdefault(key, []).append(value)
                 if prog.step % t.log_every == 0 or prog.step == total:
                     tps = log_tokens / max(1e-9, time.perf_counter() - log_start)
                     bar.update(ui, completed=prog.step, loss=run_loss / run_tokens, tps=tps)
-                    log.write(row(train_loss=round(run_loss / run_tokens, 5), tokens_per_s=round(tps, 1)))
-                    run_loss, run_tokens, log_tokens, log_start = 0.0, 0, 0, time.perf_counter()
+                    means = {k: round(sum(v) / len(v), 5) for k, v in run_logs.items()}
+                    log.write(row(train_loss=round(run_loss / run_tokens, 5), tokens_per_s=round(tps, 1), **means))
+                    run_loss, run_tokens, log_tokens, log_start, run_logs = 0.0, 0, 0, time.perf_counter(), {}
                 out_of_time = t.max_minutes > 0 and prog.elapsed >= t.max_minutes * 60
                 if prog.step % eval_every == 0 or prog.step == total or out_of_time:
                     valid = task.validate()

@@ -76,15 +76,21 @@ class Seq2Seq(nn.Module):
 
     def features(self, src: torch.Tensor, src_lens: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
         """Teacher-forced attentional vectors (B, T, H) for target inputs (B, T)."""
-        state = self.encode(src, src_lens)
+        return self.prefix(self.encode(src, src_lens), tgt_in)[0]
+
+    def prefix(self, state: DecoderState, tgt_in: torch.Tensor) -> tuple[torch.Tensor, DecoderState]:
+        """Teacher-force the inputs (B, T): features (B, T, H) and the state after the last input."""
+        if tgt_in.size(1) == 0:
+            return state.memory.new_zeros(state.memory.size(0), 0, self.cfg.hidden), state
         if self.cfg.input_feeding:
             outs = []
             for t in range(tgt_in.size(1)):
                 feat, state = self.step_features(tgt_in[:, t], state)
                 outs.append(feat)
-            return torch.stack(outs, dim=1)
-        out, _ = self.decoder(self.drop(self.tgt_embed(tgt_in)), (state.h, state.c))  # (B, T, H): one fused call
-        return self._attend(out, state)
+            return torch.stack(outs, dim=1), state
+        out, (h, c) = self.decoder(self.drop(self.tgt_embed(tgt_in)), (state.h, state.c))  # (B, T, H): one fused call
+        feats = self._attend(out, state)
+        return feats, replace(state, h=h, c=c, feed=feats[:, -1])
 
     def logits(self, features: torch.Tensor) -> torch.Tensor:
         return self.proj(self.drop(features))
@@ -94,7 +100,11 @@ class Seq2Seq(nn.Module):
         return self.logits(self.features(src, src_lens, tgt_in))
 
     def step_features(self, prev: torch.Tensor, state: DecoderState) -> tuple[torch.Tensor, DecoderState]:
-        x = self.drop(self.tgt_embed(prev)).unsqueeze(1)  # (B, 1, E)
+        return self.step_embedded(self.tgt_embed(prev), state)
+
+    def step_embedded(self, emb: torch.Tensor, state: DecoderState) -> tuple[torch.Tensor, DecoderState]:
+        """One step from an input embedding (B, E): a token's, or E2E's mixture of top-k embeddings."""
+        x = self.drop(emb).unsqueeze(1)  # (B, 1, E)
         if self.cfg.input_feeding:
             x = torch.cat([x, state.feed.unsqueeze(1)], dim=-1)  # (B, 1, E+H)
         out, (h, c) = self.decoder(x, (state.h, state.c))  # (B, 1, H)

@@ -1,0 +1,54 @@
+"""Free-running decoder rollouts for the sequence-level objectives (sampled or greedy, with log-probs)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from textgen.data.seqvocab import EOS, PAD
+from textgen.decode.search import _allowed
+
+
+@dataclass
+class Rollout:
+    tokens: torch.Tensor  # (B, L) generated ids, PAD after EOS
+    logp: torch.Tensor  # (B, L) log p(token) under the model (differentiable when sampled with grad)
+    features: torch.Tensor  # (B, L, H) decoder attentional vectors h_t (for the baseline regressor)
+    mask: torch.Tensor  # (B, L) 1.0 up to and including each row's EOS
+
+
+def rollout(model, state, prev: torch.Tensor, limit: torch.Tensor, sample: bool = True,
+            temperature: float = 1.0) -> Rollout:
+    """Run the decoder on its own outputs from `state`, feeding `prev` first, for at most limit[b] steps."""
+    B = prev.size(0)
+    alive = torch.ones(B, dtype=torch.bool)
+    tokens, logps, feats, masks = [], [], [], []
+    for t in range(int(limit.max())):
+        feat, state = model.step_features(prev, state)  # (B, H)
+        logp = _allowed(model.logits(feat).float().log_softmax(-1), t + 1 >= limit)  # (B, V)
+        if sample:
+            probs = (logp.detach() / temperature).softmax(-1) if temperature != 1.0 else logp.detach().exp()
+            tok = torch.multinomial(probs, 1).squeeze(1)
+        else:
+            tok = logp.detach().argmax(-1)
+        masks.append(alive.float())
+        tokens.append(torch.where(alive, tok, torch.full_like(tok, PAD)))
+        logps.append(logp.gather(1, tok[:, None]).squeeze(1))
+        feats.append(feat)
+        alive = alive & (tok != EOS)
+        prev = tok
+        if not bool(alive.any()):
+            break
+    return Rollout(torch.stack(tokens, 1), torch.stack(logps, 1), torch.stack(feats, 1), torch.stack(masks, 1))
+
+
+def strip(row: list[int]) -> list[int]:
+    """Token ids up to (not including) EOS, without padding."""
+    out = []
+    for t in row:
+        if t == EOS:
+            break
+        if t != PAD:
+            out.append(t)
+    return out

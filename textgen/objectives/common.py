@@ -1,0 +1,28 @@
+"""What every objective is built from: its context (recipe, vocab, references) and the token loss."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from textgen.config import Recipe
+from textgen.data.seqvocab import PAD
+
+
+@dataclass(frozen=True)
+class Context:
+    recipe: Recipe
+    tgt_vocab: object  # decode(ids) -> str, for rewards
+    references: list[str]  # raw training targets, indexed by Batch.index
+    steps_per_epoch: int
+
+    def epoch(self, step: int) -> float:
+        return step / self.steps_per_epoch
+
+
+def token_loss(logits: torch.Tensor, targets: torch.Tensor, smoothing: float = 0.0) -> torch.Tensor:
+    """Summed cross-entropy over non-PAD targets; logits (B, T, V), targets (B, T)."""
+    return F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=PAD,
+                           reduction="sum", label_smoothing=smoothing)

@@ -1,0 +1,41 @@
+"""DAD (data as demonstrator / scheduled sampling): sometimes feed the model's own prediction.
+
+Targets stay the reference; with probability p(epoch) each next input is the model's previous
+prediction (argmax, or a sample) instead of the reference token. p = 0 is teacher forcing.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from textgen.data.seqvocab import PAD
+from textgen.objectives.common import Context, token_loss
+from textgen.objectives.schedules import dad_probability
+from textgen.trainer import Loss
+
+
+class DataAsDemonstrator(nn.Module):
+    def __init__(self, ctx: Context):
+        super().__init__()
+        self.ctx = ctx
+        self.cfg = ctx.recipe.objective
+
+    def forward(self, model, batch, *, step: int) -> Loss:
+        p = dad_probability(self.cfg, self.ctx.epoch(step))
+        state = model.encode(batch.src, batch.src_lens)
+        prev = batch.tgt_in[:, 0]
+        logits_per_step = []
+        for t in range(batch.tgt_in.size(1)):
+            logits, state = model.step(prev, state)  # (B, V)
+            logits_per_step.append(logits)
+            if t + 1 < batch.tgt_in.size(1):
+                prev = batch.tgt_in[:, t + 1]
+                if p > 0:
+                    guess = logits.detach()
+                    pred = torch.multinomial(guess.softmax(-1), 1).squeeze(1) if self.cfg.dad_sample else guess.argmax(-1)
+                    use_model = (torch.rand(prev.shape) < p) & (prev != PAD)
+                    prev = torch.where(use_model, pred, prev)
+        logits = torch.stack(logits_per_step, 1)  # (B, T, V)
+        loss = token_loss(logits, batch.tgt_out, self.ctx.recipe.train.label_smoothing)
+        return Loss(loss, batch.ntokens, batch.src.size(0), {"dad_p": p})

@@ -1,0 +1,111 @@
+"""MIXER (Ranzato et al. 2016, Algorithm 1), pure REINFORCE, and SCST over one shared rollout.
+
+For a batch at XENT length s: target steps t < s are teacher-forced with cross-entropy; from step s
+each row samples its own continuation, gets one sequence-level reward R at the end (sentence BLEU or
+ROUGE of reference prefix + sample), and every sampled step gets −(R − b_t)·log p(w_t). The baseline
+b_t is a linear regressor on the detached decoder state h_t (trained by squared error, its own lr,
+no gradient into the RNN) or, for SCST, the reward of the greedy continuation from the same state.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from textgen.data.seqvocab import PAD
+from textgen.decode.generate import Rollout, rollout, strip
+from textgen.decode.search import max_lengths
+from textgen.metrics import REWARDS
+from textgen.objectives.common import Context, token_loss
+from textgen.objectives.schedules import mixer_s
+from textgen.trainer import Loss
+
+
+class SequenceLevel(nn.Module):
+    """Shared machinery; subclasses choose s(step) and the baseline."""
+
+    def __init__(self, ctx: Context):
+        super().__init__()
+        self.ctx = ctx
+        self.cfg = ctx.recipe.objective
+        self.reward_fn = REWARDS[self.cfg.reward]
+        hidden = ctx.recipe.model.hidden
+        self.baseline = nn.Linear(hidden, 1)
+        nn.init.zeros_(self.baseline.weight)  # starts at 0, as in the paper's code
+        nn.init.zeros_(self.baseline.bias)
+
+    def xent_length(self, step: int) -> int:
+        raise NotImplementedError
+
+    def rewards(self, batch_index: torch.Tensor, prefix: torch.Tensor, sampled: torch.Tensor) -> torch.Tensor:
+        """R per row: reward of (reference prefix + sampled continuation) against the reference text."""
+        out = []
+        for i, pre, cont in zip(batch_index.tolist(), prefix.tolist(), sampled.tolist()):
+            hyp = self.ctx.tgt_vocab.decode([t for t in pre if t != PAD] + strip(cont))
+            out.append(self.reward_fn(hyp, self.ctx.references[i]))
+        return torch.tensor(out)
+
+    def advantage(self, model, state, prev, limit, roll: Rollout, reward: torch.Tensor, prefix, index):
+        """(advantage (B, L) with no gradient, baseline loss term, logs); learned-regressor version."""
+        if self.cfg.baseline == "none":
+            return reward.unsqueeze(1).expand_as(roll.logp), torch.zeros(()), {}
+        b = self.baseline(roll.features.detach()).squeeze(-1)  # (B, L): detached input, no gradient into the RNN
+        err = (reward.unsqueeze(1) - b) ** 2 * roll.mask
+        adv = (reward.unsqueeze(1) - b).detach()
+        return adv, err.sum(), {"baseline_mse": float(err.sum() / roll.mask.sum())}
+
+    def forward(self, model, batch, *, step: int) -> Loss:
+        s = self.xent_length(step)
+        B = batch.src.size(0)
+        smoothing = self.ctx.recipe.train.label_smoothing
+        if s >= self.cfg.mixer_T:  # the XENT stage: plain teacher forcing over the whole target
+            logits = model(batch.src, batch.src_lens, batch.tgt_in)
+            return Loss(token_loss(logits, batch.tgt_out, smoothing), batch.ntokens, B, {"s": s})
+        state = model.encode(batch.src, batch.src_lens)
+        s = min(s, batch.tgt_in.size(1))
+        feats, state = model.prefix(state, batch.tgt_in[:, :s])  # (B, s, H)
+        xent = token_loss(model.logits(feats), batch.tgt_out[:, :s], smoothing)
+        n_xent = int((batch.tgt_out[:, :s] != PAD).sum())
+        target_len = (batch.tgt_out != PAD).sum(1)  # (B,) including EOS
+        rows = (target_len > s).nonzero().squeeze(1)  # rows whose reference goes on past the prefix
+        logs = {"s": s}
+        if rows.numel() == 0:
+            return Loss(xent, n_xent, B, logs)
+        sub = model.reorder_state(state, rows)
+        prev = batch.tgt_in[rows, s]
+        limit = (max_lengths(batch.src_lens[rows], self.ctx.recipe.decode.max_len_a,
+                             self.ctx.recipe.decode.max_len_b) - s).clamp(min=1)
+        prefix = batch.tgt_out[rows, :s]
+        index = batch.index[rows]
+        roll = rollout(model, sub, prev, limit, sample=True, temperature=self.cfg.sample_temperature)
+        reward = self.rewards(index, prefix, roll.tokens)
+        adv, baseline_loss, extra = self.advantage(model, sub, prev, limit, roll, reward, prefix, index)
+        reinforce = -(adv * roll.logp * roll.mask).sum()
+        w = self.cfg.xent_weight if s > 0 else 0.0
+        total = w * xent + (1.0 - w) * reinforce + baseline_loss
+        logs.update({"reward": float(reward.mean()), "reward_nonzero": float((reward > 0).float().mean()), **extra})
+        return Loss(total, n_xent + int(roll.mask.sum()), B, logs)
+
+
+class Mixer(SequenceLevel):
+    """Algorithm 1: s = T for the XENT epochs, then T − Δ, T − 2Δ, … every N epochs."""
+
+    def xent_length(self, step: int) -> int:
+        return mixer_s(self.cfg, int(self.ctx.epoch(step)))
+
+
+class PureReinforce(SequenceLevel):
+    """REINFORCE over the whole sequence from the start (s = 0): the paper's failure case from scratch."""
+
+    def xent_length(self, step: int) -> int:
+        return 0
+
+
+class SelfCritical(Mixer):
+    """SCST (Rennie et al. 2017): baseline = reward of the greedy continuation of the same prefix."""
+
+    def advantage(self, model, state, prev, limit, roll, reward, prefix, index):
+        with torch.no_grad():
+            greedy = rollout(model, state, prev, limit, sample=False)
+        base = self.rewards(index, prefix, greedy.tokens)
+        return (reward - base).unsqueeze(1).expand_as(roll.logp), torch.zeros(()), {"greedy_reward": float(base.mean())}
