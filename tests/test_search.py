@@ -41,10 +41,9 @@ def sequence_logprob(model, src, seq):
     prev, total = torch.tensor([BOS]), 0.0
     for tok in seq:
         logits, h = model.step(prev, h)
-        logp = logits.log_softmax(-1)
-        logp[:, :BOS + 1] = -math.inf  # PAD, BOS never emitted (UNK=1 stays allowed below)
-        logp[:, 1] = logits.log_softmax(-1)[:, 1]
-        total += float(logp[0, tok])
+        masked = logits.clone()
+        masked[:, [0, BOS]] = -math.inf  # PAD and BOS are never emitted: renormalise over the rest
+        total += float(masked.log_softmax(-1)[0, tok])
         prev = torch.tensor([tok])
     return total
 

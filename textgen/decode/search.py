@@ -36,7 +36,7 @@ def greedy_or_sample(
     out = []
     for t in range(int(limit.max())):
         logits, state = model.step(prev, state)  # (B, V)
-        logp = _allowed(logits.float().log_softmax(-1), t + 1 >= limit)
+        logp = allowed_log_probs(logits, t + 1 >= limit)
         tok = next_token(logp, temperature, top_k, top_p, generator)  # (B,)
         tok = torch.where(alive, tok, torch.full_like(tok, PAD))
         scores += torch.where(alive, logp.gather(1, tok[:, None]).squeeze(1), torch.tensor(0.0))
@@ -50,13 +50,15 @@ def greedy_or_sample(
     return Hypotheses(tokens, [[s] for s in scores.tolist()])
 
 
-def _allowed(logp: torch.Tensor, at_limit: torch.Tensor) -> torch.Tensor:
-    """Never emit PAD or BOS; rows at their length limit may only emit EOS."""
-    neg = torch.finfo(logp.dtype).min
-    logp[:, PAD] = neg
-    logp[:, BOS] = neg
-    forced = at_limit.unsqueeze(1) & (torch.arange(logp.size(1)) != EOS)  # (B, V)
-    return logp.masked_fill(forced, neg)
+def allowed_log_probs(logits: torch.Tensor, at_limit: torch.Tensor) -> torch.Tensor:
+    """Log-probabilities renormalised over what may be emitted: never PAD or BOS; only EOS at the limit.
+
+    Masking before the softmax makes these the log-probs of the policy actually sampled from, which
+    REINFORCE's gradient needs; it is out of place so rollouts can backpropagate through it.
+    """
+    vocab = torch.arange(logits.size(1))
+    banned = (vocab == PAD) | (vocab == BOS) | (at_limit.unsqueeze(1) & (vocab != EOS))  # (B, V)
+    return logits.float().masked_fill(banned, torch.finfo(torch.float32).min).log_softmax(-1)
 
 
 def _block_repeated_ngrams(logp: torch.Tensor, hist: torch.Tensor, n: int) -> torch.Tensor:
@@ -104,7 +106,7 @@ def beam_search(
     offsets = (torch.arange(B) * K).unsqueeze(1)  # (B, 1)
     for t in range(T):
         logits, state = model.step(prev, state)  # (BK, V)
-        logp = _allowed(logits.float().log_softmax(-1), (t + 1 >= limit).repeat_interleave(K))  # (BK, V)
+        logp = allowed_log_probs(logits, (t + 1 >= limit).repeat_interleave(K))  # (BK, V)
         V = logp.size(1)
         if no_repeat_ngram:
             logp = _block_repeated_ngrams(logp, hist, no_repeat_ngram)
