@@ -52,7 +52,7 @@ class SequenceLevel(nn.Module):
         b = self.baseline(roll.features.detach()).squeeze(-1)  # (B, L): detached input, no gradient into the RNN
         err = (reward.unsqueeze(1) - b) ** 2 * roll.mask
         adv = (reward.unsqueeze(1) - b).detach()
-        return adv, err.sum(), {"baseline_mse": float(err.sum() / roll.mask.sum())}
+        return adv, err.sum(), {"baseline_mse": float(err.detach().sum() / roll.mask.sum())}
 
     def forward(self, model, batch, *, step: int) -> Loss:
         s = self.xent_length(step)
