@@ -84,7 +84,7 @@ class ObjectiveConfig:
     dad_schedule: str = "linear"  # linear | inverse_sigmoid
     dad_max_p: float = 0.25  # linear: p rises from 0 to this over dad_ramp_epochs
     dad_ramp_epochs: float = 10.0
-    dad_k: float = 10.0  # inverse sigmoid: p = 1 - k / (k + exp(epoch / ... )) per Bengio et al.
+    dad_k: float = 10.0  # inverse sigmoid: p = 1 - k / (k + exp(epoch)), Bengio et al.
     dad_sample: bool = False  # feed a sample instead of the argmax
     # E2E: feed the renormalised top-k softmax mixture of embeddings
     e2e_k: int = 10

@@ -8,19 +8,19 @@ from __future__ import annotations
 import io
 from collections import Counter
 from dataclasses import dataclass
-from functools import cached_property
 
 import torch
+
+from textgen.data.vocab import SymbolTable
 
 PAD, UNK, BOS, EOS = 0, 1, 2, 3
 SPECIALS = ("<pad>", "<unk>", "<s>", "</s>")
 
 
 @dataclass(frozen=True)
-class WordVocab:
+class WordVocab(SymbolTable):
     """Whitespace tokens (optionally lowercased), words below `min_freq` → <unk> (Ranzato et al.: 3)."""
 
-    symbols: tuple[str, ...]
     lowercase: bool = False
 
     @classmethod
@@ -30,13 +30,6 @@ class WordVocab:
         if max_size:
             kept = kept[: max(0, max_size - len(SPECIALS))]
         return cls((*SPECIALS, *kept), lowercase)
-
-    def __len__(self) -> int:
-        return len(self.symbols)
-
-    @cached_property
-    def index(self) -> dict[str, int]:
-        return {s: i for i, s in enumerate(self.symbols)}
 
     def encode(self, line: str) -> list[int]:
         index = self.index

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+from functools import cached_property
 
 from textgen.errors import UserError
 
@@ -11,21 +12,26 @@ UNK, EOS = "<unk>", "<eos>"
 
 
 @dataclass(frozen=True)
-class CharVocab:
-    """One id per character; built from every split's characters (as nanoGPT does)."""
+class SymbolTable:
+    """An ordered tuple of symbols; a symbol's id is its position."""
 
     symbols: tuple[str, ...]
-
-    @classmethod
-    def build(cls, texts: list[str]) -> "CharVocab":
-        return cls(tuple(sorted(set("".join(texts)))))
 
     def __len__(self) -> int:
         return len(self.symbols)
 
-    @property
+    @cached_property
     def index(self) -> dict[str, int]:
         return {s: i for i, s in enumerate(self.symbols)}
+
+
+@dataclass(frozen=True)
+class CharVocab(SymbolTable):
+    """One id per character; built from every split's characters (as nanoGPT does)."""
+
+    @classmethod
+    def build(cls, texts: list[str]) -> "CharVocab":
+        return cls(tuple(sorted(set("".join(texts)))))
 
     def encode(self, text: str) -> list[int]:
         index = self.index
@@ -58,10 +64,8 @@ class CharVocab:
 
 
 @dataclass(frozen=True)
-class WordVocab:
+class WordVocab(SymbolTable):
     """Whitespace words, <eos> at each line end, rare words mapped to <unk> (the PTB convention)."""
-
-    symbols: tuple[str, ...]
 
     @staticmethod
     def tokenize(text: str) -> list[str]:
@@ -79,13 +83,6 @@ class WordVocab:
         if max_vocab:
             kept = kept[: max(0, max_vocab - 2)]
         return cls((UNK, EOS, *kept))
-
-    def __len__(self) -> int:
-        return len(self.symbols)
-
-    @property
-    def index(self) -> dict[str, int]:
-        return {s: i for i, s in enumerate(self.symbols)}
 
     def encode(self, text: str) -> list[int]:
         index = self.index
