@@ -34,7 +34,8 @@ def test_registry_entries_are_complete():
     for name, entry in load_registry().items():
         assert entry.description and entry.files, name
         for f in entry.files:
-            assert f.url.startswith("https://") and len(f.sha256) == 64, (name, f.name)
+            pinned = len(f.sha256) == 64 or (entry.prepare and f.sha256 == "")  # prepared files may be unpinned
+            assert f.url.startswith("https://") and pinned, (name, f.name)
         named = set(entry.splits.values()) | {entry.text} | {x for p in entry.pairs.values() for x in p}
         named |= {x for p in entry.refs.values() for x in p} | set(entry.hash_split.get("files", []))
         assert named - {""} <= {f.name for f in entry.files}, name
@@ -68,3 +69,55 @@ def test_help_does_not_import_torch():
             "sys.stderr.write('TORCH=%s' % ('torch' in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert "TORCH=False" in out.stderr
+
+
+def make_iwslt_archive(path, n_train=60):
+    import io
+    import tarfile
+
+    train = {"de": ["<url>http://ted.com/x</url>", "<keywords>talks</keywords>", "<talkid>1</talkid>",
+                    "<title>Ein Titel</title>"],
+             "en": ["<url>http://ted.com/x</url>", "<keywords>talks</keywords>", "<talkid>1</talkid>",
+                    "<title>A Title</title>"]}
+    for i in range(n_train):
+        train["de"].append(f"Das ist ein alt-gewachsener Satz Nummer {i}.")
+        train["en"].append(f"It's an old-growth sentence number {i}.")
+    train["de"].append("kurz")  # ratio 1:7 -> dropped by cleaning
+    train["en"].append("this one is far far too long for its source")
+    files = {f"de-en/train.tags.de-en.{lang}": "\n".join(lines) + "\n" for lang, lines in train.items()}
+    from textgen.data.iwslt14 import TEST_PARTS
+
+    for part in TEST_PARTS:
+        for lang, text in (("de", "Hallo Welt"), ("en", "Hello world’s end")):
+            files[f"de-en/{part}.de-en.{lang}.xml"] = (
+                f'<mteval>\n<doc docid="1">\n<seg id="1"> {text} {part} </seg>\n</doc>\n</mteval>\n')
+    with tarfile.open(path, "w:gz") as tar:
+        for name, text in files.items():
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+
+
+def test_iwslt14_preparation_follows_the_reference_pipeline(tmp_path):
+    from textgen.data.iwslt14 import prepare
+
+    make_iwslt_archive(tmp_path / "de-en.tgz")
+    out = prepare(tmp_path / "de-en.tgz", tmp_path / "prep")
+    lines = {name: path.read_text().splitlines() for name, path in out.items()}
+    assert len(lines["train.en"]) + len(lines["valid.en"]) == 61  # title + 60 sentences; the 1:7 pair dropped
+    assert len(lines["valid.en"]) == 61 // 23 and len(lines["train.de"]) == len(lines["train.en"])
+    assert lines["train.en"][0] == "a title"
+    assert lines["train.en"][1] == "it &apos;s an old @-@ growth sentence number 0 ."
+    assert lines["train.de"][1] == "das ist ein alt @-@ gewachsener satz nummer 0 ."
+    assert lines["test.en"][0] == "hello world &apos;s end iwslt14.ted.dev2010" and len(lines["test.en"]) == 5
+    assert not any("<url>" in x or "talkid" in x for x in lines["train.en"])
+
+
+def test_iwslt14_fetch_verifies_the_prepared_test_set(cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("TEXTGEN_DATA_MIRROR", str(tmp_path / "empty-mirror"))
+    monkeypatch.setenv("TEXTGEN_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "cache" / "iwslt14").mkdir(parents=True)
+    make_iwslt_archive(tmp_path / "cache" / "iwslt14" / "de-en.tgz")  # a stand-in archive: no download
+    result = cli("data", "get", "iwslt14")
+    assert result.code == 2 and "differs from the published file" in result.err

@@ -36,6 +36,8 @@ class CorpusEntry:
     refs: dict[str, list[str]] = field(default_factory=dict)  # split -> extra reference files
     hash_split: dict = field(default_factory=dict)  # {files: [src, tgt], valid: fraction, test: fraction}
     mirror: str = ""  # folder name inside the mirror (default: the corpus name)
+    prepare: str = ""  # a preparation recipe (PREPARERS) that builds the files from `archive`
+    archive: str = ""  # URL of the archive the files are prepared from
 
 
 def load_registry() -> dict[str, CorpusEntry]:
@@ -56,6 +58,8 @@ def load_registry() -> dict[str, CorpusEntry]:
             refs=dict(body.get("refs", {})),
             hash_split=dict(body.get("hash_split", {})),
             mirror=body.get("mirror", name),
+            prepare=body.get("prepare", ""),
+            archive=body.get("archive", ""),
         )
     return entries
 
@@ -133,7 +137,36 @@ def fetch_file(corpus: str, item: CorpusFile, mirror_name: str = "") -> Path:
     return dest
 
 
+def _verified(path: Path, item: CorpusFile) -> bool:
+    """A file is usable when present and, if its sha256 is pinned, matching it."""
+    return path.is_file() and (not item.sha256 or sha256_of(path) == item.sha256)
+
+
+def fetch_prepared(entry: CorpusEntry) -> dict[str, Path]:
+    """Corpora built from an archive (IWSLT14): mirror copies if complete, else download and prepare."""
+    from textgen.data.iwslt14 import prepare
+
+    for folder in [*(m / entry.mirror for m in mirror_dirs()), cache_dir() / entry.name]:
+        paths = {f.name: folder / f.name for f in entry.files}
+        if all(_verified(paths[f.name], f) for f in entry.files):
+            return paths
+    archive = cache_dir() / entry.name / entry.archive.rsplit("/", 1)[-1]
+    if not archive.is_file():
+        try:
+            _atomic_copy(lambda out: _download(entry.archive, out), archive)
+        except OSError as exc:
+            raise UserError(f"cannot download {entry.archive} ({exc}); put it at {archive} and retry") from None
+    paths = prepare(archive, cache_dir() / entry.name)
+    for item in entry.files:
+        if item.sha256 and sha256_of(paths[item.name]) != item.sha256:
+            raise UserError(f"prepared {entry.name}/{item.name} differs from the published file (sha256): "
+                            "the archive or the tokenizer version differs from the reference preparation")
+    return paths
+
+
 def fetch(name: str) -> dict[str, Path]:
     """Fetch every file of a registered corpus; returns file name -> verified local path."""
     entry = lookup(name)
+    if entry.prepare:
+        return fetch_prepared(entry)
     return {item.name: fetch_file(name, item, entry.mirror) for item in entry.files}
