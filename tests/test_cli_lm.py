@@ -65,3 +65,17 @@ def test_recipes_command_lists_descriptions(cli, monkeypatch):
     monkeypatch.chdir(REPO)
     out = cli("recipes").out
     assert "ptb-small" in out and "Zaremba" in out
+
+
+def test_interactive_sampling_answers_each_prime(cli, tiny_recipe, monkeypatch):
+    import io
+    import sys
+
+    assert cli("train", "-r", tiny_recipe, "-o", "m.pt", "--run-dir", "run").code == 0
+    monkeypatch.setattr(sys, "stdin", io.StringIO("the \nXYZ\nthe cat\n"))
+    result = cli("sample", "m.pt", "--interactive", "--length", "5", "--seed", "1")
+    assert result.code == 0
+    lines = result.out.splitlines()
+    assert lines[0].startswith("the ") and lines[1].startswith("the cat")
+    assert "not in the model's vocabulary" in result.err  # a bad prime is reported, the loop goes on
+    assert result.err.count("prime> ") == 4

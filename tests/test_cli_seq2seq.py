@@ -101,3 +101,13 @@ def test_eval_bleu_equals_sacrebleu_cli(cli, tmp_path):
     theirs = subprocess.run([str(sacrebleu), str(tmp_path / "r.txt"), "-i", str(tmp_path / "h.txt"), "-b", "-w", "4"],
                             capture_output=True, text=True, check=True)
     assert ours["metrics"]["bleu4"] == pytest.approx(float(theirs.stdout.strip()), abs=0.005)
+
+
+def test_interactive_decoding(cli, trained_mt, monkeypatch):
+    import io
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO("a b c d\n\ne f\n"))
+    result = cli("decode", trained_mt, "--interactive", "--beam", "3")
+    assert result.code == 0, result.err
+    assert result.out.splitlines() == ["d c b a", "f e"]
+    assert result.err.count("source> ") == 4

@@ -19,6 +19,7 @@ from textgen.metrics import score
 from textgen.models.seq2seq import Seq2Seq
 from textgen.objectives import OBJECTIVES
 from textgen.objectives.common import Context
+from textgen.trainer import Loss
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,6 @@ def greedy_or_sample(
 ) -> Hypotheses:
     """Temperature 0: greedy. Each row stops at its EOS or its length limit; scores are summed log-probs."""
     B = src.size(0)
-    neg = torch.finfo(torch.float32).min
     state = model.encode(src, src_lens)
     limit = max_lengths(src_lens, max_len_a, max_len_b)
     prev = torch.full((B,), BOS, dtype=torch.long)
