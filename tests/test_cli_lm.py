@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 import torch
 
 from tests.conftest import write_recipe
@@ -79,3 +81,15 @@ def test_interactive_sampling_answers_each_prime(cli, tiny_recipe, monkeypatch):
     assert lines[0].startswith("the ") and lines[1].startswith("the cat")
     assert "not in the model's vocabulary" in result.err  # a bad prime is reported, the loop goes on
     assert result.err.count("prime> ") == 4
+
+
+def test_tensorboard_logging_when_installed(cli, tiny_recipe, tmp_path):
+    pytest.importorskip("tensorboard", reason="tensorboard is an optional extra (pip install 'textgen[tensorboard]')")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    result = cli("train", "-r", tiny_recipe, "-o", "m.pt", "--run-dir", "run", "--set", "train.tensorboard=true")
+    assert result.code == 0, result.err
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    events.Reload()
+    assert {"train_loss", "valid_loss"} <= set(events.Tags()["scalars"])
+    assert [e.step for e in events.Scalars("valid_loss")] == [10, 20]

@@ -73,6 +73,7 @@ class TrainConfig:
     valid_subset: int = 0  # seq2seq: decode this many validation sentences for the metric (0: all)
     log_every: int = 50
     threads: int = 0  # torch intra-op threads (0: torch default)
+    tensorboard: bool = False  # also log metrics to RUN_DIR/tensorboard (needs the tensorboard package)
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from textgen.errors import Interrupted, UserError
 from textgen.schedule import LRSchedule, build_optimizer, set_lr
 
 # keys that may differ between a checkpoint's recipe and the one given with --resume
-BUDGET_KEYS = {"epochs", "max_steps", "max_minutes", "eval_every", "log_every", "threads"}
+BUDGET_KEYS = {"epochs", "max_steps", "max_minutes", "eval_every", "log_every", "threads", "tensorboard"}
 
 
 @dataclass
@@ -112,7 +112,14 @@ class _Signals:
 class _MetricsLog:
     """metrics.csv in the run dir; on resume, rows logged after the checkpoint are dropped."""
 
-    def __init__(self, path: Path, columns: list[str], resume_step: int | None):
+    def __init__(self, path: Path, columns: list[str], resume_step: int | None, tensorboard: bool = False):
+        self.board = None
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                raise UserError("train.tensorboard needs the tensorboard package: pip install tensorboard") from None
+            self.board = SummaryWriter(str(path.parent / "tensorboard"), purge_step=resume_step)
         if resume_step is not None and path.exists():
             rows = path.read_text().splitlines(keepends=True)
             path.write_text("".join(rows[:1] + [r for r in rows[1:] if int(r.split(",")[0]) <= resume_step]))
@@ -125,9 +132,15 @@ class _MetricsLog:
     def write(self, row: dict) -> None:
         self.writer.writerow(row)
         self.file.flush()
+        if self.board is not None:
+            for key, value in row.items():
+                if key not in ("step", "epoch") and isinstance(value, (int, float)):
+                    self.board.add_scalar(key, value, row["step"])
 
     def close(self) -> None:
         self.file.close()
+        if self.board is not None:
+            self.board.close()
 
 
 def _improved(value: float, best: float, higher: bool) -> bool:
@@ -161,7 +174,7 @@ def train(task: Task, recipe: Recipe, output: Path, run_dir: Path, resume: dict 
     (run_dir / "recipe.toml").write_text(dump_toml(recipe))
     columns = ["step", "epoch", "tokens", "seconds", "lr", "train_loss", *task.valid_columns,
                *task.train_log_columns, "tokens_per_s"]
-    log = _MetricsLog(run_dir / "metrics.csv", columns, prog.step if resume else None)
+    log = _MetricsLog(run_dir / "metrics.csv", columns, prog.step if resume else None, t.tensorboard)
 
     def payload() -> dict:
         return {
