@@ -50,7 +50,7 @@ def exact_expected_reward(model, batch):
             prev, logp = torch.tensor([BOS]), 0.0
             for t, tok in enumerate(seq):
                 logits, state = model.step(prev, state)
-                step_logp = allowed_log_probs(logits, torch.tensor([t + 1 >= MAX_LEN]))
+                step_logp = allowed_log_probs(logits, torch.tensor([t + 1 >= MAX_LEN]), renormalise=True)
                 logp = logp + step_logp[0, tok]
                 prev = torch.tensor([tok])
             total = total + logp.exp() * x_count(VOCAB.decode(list(body)), "")

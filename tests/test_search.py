@@ -41,9 +41,7 @@ def sequence_logprob(model, src, seq):
     prev, total = torch.tensor([BOS]), 0.0
     for tok in seq:
         logits, h = model.step(prev, h)
-        masked = logits.clone()
-        masked[:, [0, BOS]] = -math.inf  # PAD and BOS are never emitted: renormalise over the rest
-        total += float(masked.log_softmax(-1)[0, tok])
+        total += float(logits.log_softmax(-1)[0, tok])  # the model's own log-prob, as search scores it
         prev = torch.tensor([tok])
     return total
 

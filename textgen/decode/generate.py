@@ -26,7 +26,7 @@ def rollout(model, state, prev: torch.Tensor, limit: torch.Tensor, sample: bool 
     tokens, logps, feats, masks = [], [], [], []
     for t in range(int(limit.max())):
         feat, state = model.step_features(prev, state)  # (B, H)
-        logp = allowed_log_probs(model.logits(feat), t + 1 >= limit)  # (B, V)
+        logp = allowed_log_probs(model.logits(feat), t + 1 >= limit, renormalise=True)  # (B, V)
         if sample:
             probs = (logp.detach() / temperature).softmax(-1) if temperature != 1.0 else logp.detach().exp()
             tok = torch.multinomial(probs, 1).squeeze(1)

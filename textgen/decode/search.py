@@ -25,39 +25,48 @@ def max_lengths(src_lens: torch.Tensor, a: float, b: int, cap: int = 512) -> tor
 def greedy_or_sample(
     model, src, src_lens, max_len_a=1.5, max_len_b=10, temperature=0.0, top_k=0, top_p=1.0, generator=None
 ) -> Hypotheses:
-    """Temperature 0: greedy. Each row stops at its EOS or its length limit; scores are summed log-probs."""
+    """Temperature 0: greedy. Rows leave the batch at their EOS or length limit; scores are summed log-probs."""
     B = src.size(0)
     state = model.encode(src, src_lens)
     limit = max_lengths(src_lens, max_len_a, max_len_b)
+    T = int(limit.max())
+    active = torch.arange(B)  # rows still decoding
     prev = torch.full((B,), BOS, dtype=torch.long)
-    alive = torch.ones(B, dtype=torch.bool)
+    out = torch.full((B, T), PAD, dtype=torch.long)
     scores = torch.zeros(B)
-    out = []
-    for t in range(int(limit.max())):
-        logits, state = model.step(prev, state)  # (B, V)
-        logp = allowed_log_probs(logits, t + 1 >= limit)
-        tok = next_token(logp, temperature, top_k, top_p, generator)  # (B,)
-        tok = torch.where(alive, tok, torch.full_like(tok, PAD))
-        scores += torch.where(alive, logp.gather(1, tok[:, None]).squeeze(1), torch.tensor(0.0))
-        out.append(tok)
-        alive &= tok != EOS
-        prev = tok
-        if not bool(alive.any()):
+    for t in range(T):
+        logits, state = model.step(prev, state)  # (b, V) for the active rows
+        logp = allowed_log_probs(logits, t + 1 >= limit[active])
+        tok = next_token(logp, temperature, top_k, top_p, generator)  # (b,)
+        out[active, t] = tok
+        scores[active] += logp.gather(1, tok[:, None]).squeeze(1)
+        going = tok != EOS
+        if not bool(going.any()):
             break
-    rows = torch.stack(out, 1).tolist()  # one host sync at the end
+        if not bool(going.all()):  # finished rows leave the batch: no more work spent on them
+            keep = going.nonzero().squeeze(1)
+            active, tok = active[keep], tok[keep]
+            state = model.reorder_state(state, keep)
+        prev = tok
+    rows = out.tolist()  # one host sync at the end
     tokens = [[[t for t in row[: row.index(EOS) if EOS in row else len(row)] if t != PAD]] for row in rows]
     return Hypotheses(tokens, [[s] for s in scores.tolist()])
 
 
-def allowed_log_probs(logits: torch.Tensor, at_limit: torch.Tensor) -> torch.Tensor:
-    """Log-probabilities renormalised over what may be emitted: never PAD or BOS; only EOS at the limit.
+def allowed_log_probs(logits: torch.Tensor, at_limit: torch.Tensor, renormalise: bool = False) -> torch.Tensor:
+    """Log-probabilities with PAD and BOS forbidden, and only EOS allowed for rows at their length limit.
 
-    Masking before the softmax makes these the log-probs of the policy actually sampled from, which
-    REINFORCE's gradient needs; it is out of place so rollouts can backpropagate through it.
+    Search (renormalise=False) keeps the model's own log-probs, as fairseq does: a hypothesis forced to
+    stop at the limit pays the model's log p(EOS). Rollouts (renormalise=True) mask before the softmax,
+    giving the log-probs of the policy actually sampled from, which REINFORCE's gradient needs.
+    Out of place, so rollouts can backpropagate through it.
     """
     vocab = torch.arange(logits.size(1))
     banned = (vocab == PAD) | (vocab == BOS) | (at_limit.unsqueeze(1) & (vocab != EOS))  # (B, V)
-    return logits.float().masked_fill(banned, torch.finfo(torch.float32).min).log_softmax(-1)
+    neg = torch.finfo(torch.float32).min
+    if renormalise:
+        return logits.float().masked_fill(banned, neg).log_softmax(-1)
+    return logits.float().log_softmax(-1).masked_fill(banned, neg)
 
 
 def _block_repeated_ngrams(logp: torch.Tensor, hist: torch.Tensor, n: int) -> torch.Tensor:
@@ -94,49 +103,51 @@ def beam_search(
     state = model.reorder_state(state, torch.arange(B).repeat_interleave(K))
     limit = max_lengths(src_lens, max_len_a, max_len_b)  # (B,)
     T = int(limit.max())
+    fin_scores = torch.full((B, K), neg)  # finished hypotheses of every sentence, length-normalised
+    fin_raw = torch.full((B, K), neg)
+    fin_tokens = torch.full((B, K, T), PAD, dtype=torch.long)
+    # the active sentences (finished ones leave the batch); rows of active sentence i are i*K..i*K+K-1
+    sent = torch.arange(B)
     scores = torch.full((B, K), neg)
     scores[:, 0] = 0.0  # only beam 0 is live at step 0
     hist = torch.zeros(B * K, 0, dtype=torch.long)
     prev = torch.full((B * K,), BOS, dtype=torch.long)
-    fin_scores = torch.full((B, K), neg)  # finished, length-normalised
-    fin_raw = torch.full((B, K), neg)
-    fin_tokens = torch.full((B, K, T), PAD, dtype=torch.long)
-    done = torch.zeros(B, dtype=torch.bool)
-    offsets = (torch.arange(B) * K).unsqueeze(1)  # (B, 1)
     for t in range(T):
-        logits, state = model.step(prev, state)  # (BK, V)
-        logp = allowed_log_probs(logits, (t + 1 >= limit).repeat_interleave(K))  # (BK, V)
+        Bc = sent.numel()
+        offsets = (torch.arange(Bc) * K).unsqueeze(1)  # (Bc, 1)
+        logits, state = model.step(prev, state)  # (Bc*K, V)
+        logp = allowed_log_probs(logits, (t + 1 >= limit[sent]).repeat_interleave(K))
         V = logp.size(1)
         if no_repeat_ngram:
             logp = _block_repeated_ngrams(logp, hist, no_repeat_ngram)
-        cand = (scores.view(B * K, 1) + logp).view(B, K * V)  # (B, K*V)
-        top, idx = cand.topk(2 * K, dim=1)  # (B, 2K)
+        cand = (scores.view(Bc * K, 1) + logp).view(Bc, K * V)
+        top, idx = cand.topk(2 * K, dim=1)  # (Bc, 2K)
         src_beam, tok = idx // V, idx % V
-        rows = (offsets + src_beam).view(-1)  # (B*2K,) flat source rows
-        # finished candidates: EOS among the first K ranks, for sentences not yet done
-        is_eos = (tok == EOS) & (top > neg / 2)
+        rows = (offsets + src_beam).view(-1)  # (Bc*2K,) source row of each candidate
+        is_eos = (tok == EOS) & (top > neg / 2)  # finished candidates: EOS among the first K ranks
         is_eos[:, K:] = False
-        is_eos &= ~done.unsqueeze(1)
-        norm = top / float(t + 1) ** lenpen
-        new_fin = torch.where(is_eos, norm, torch.tensor(neg))  # (B, 2K)
         if bool(is_eos.any()):
-            seq = torch.cat([hist.index_select(0, rows), torch.full((B * 2 * K, 1), EOS)], 1)  # (B*2K, t+1)
-            seq = torch.nn.functional.pad(seq, (0, T - t - 1), value=PAD).view(B, 2 * K, T)
-            all_scores = torch.cat([fin_scores, new_fin], 1)  # (B, 3K)
-            all_raw = torch.cat([fin_raw, torch.where(is_eos, top, torch.tensor(neg))], 1)
-            all_tokens = torch.cat([fin_tokens, seq], 1)  # (B, 3K, T)
-            fin_scores, keep = all_scores.topk(K, dim=1)
-            fin_raw = all_raw.gather(1, keep)
-            fin_tokens = all_tokens.gather(1, keep.unsqueeze(-1).expand(B, K, T))
-        done |= (fin_scores > neg / 2).sum(1) >= K
-        if bool(done.all()):
+            seq = torch.cat([hist.index_select(0, rows), torch.full((Bc * 2 * K, 1), EOS)], 1)  # (Bc*2K, t+1)
+            seq = torch.nn.functional.pad(seq, (0, T - t - 1), value=PAD).view(Bc, 2 * K, T)
+            norm = top / float(t + 1) ** lenpen
+            all_scores = torch.cat([fin_scores[sent], torch.where(is_eos, norm, torch.tensor(neg))], 1)  # (Bc, 3K)
+            all_raw = torch.cat([fin_raw[sent], torch.where(is_eos, top, torch.tensor(neg))], 1)
+            all_tokens = torch.cat([fin_tokens[sent], seq], 1)  # (Bc, 3K, T)
+            best, keep = all_scores.topk(K, dim=1)
+            fin_scores[sent] = best
+            fin_raw[sent] = all_raw.gather(1, keep)
+            fin_tokens[sent] = all_tokens.gather(1, keep.unsqueeze(-1).expand(Bc, K, T))
+        finished = ((fin_scores[sent] > neg / 2).sum(1) >= K) | (t + 1 >= limit[sent])  # (Bc,)
+        if bool(finished.all()):
             break
         # live hypotheses: the best K non-EOS candidates
-        live_score = torch.where(tok == EOS, torch.tensor(neg), top)
-        live_score, order = live_score.topk(K, dim=1)  # (B, K)
-        chosen = (offsets * 2 + order).view(-1)  # index into the B*2K candidates
-        rows, tok = rows[chosen], tok.view(-1)[chosen]
-        scores = live_score
+        live_score, order = torch.where(tok == EOS, torch.tensor(neg), top).topk(K, dim=1)  # (Bc, K)
+        chosen = (offsets * 2 + order).view(-1)  # index into the Bc*2K candidates
+        rows, tok, scores = rows[chosen], tok.view(-1)[chosen], live_score
+        if bool(finished.any()):  # finished sentences leave the batch; the others are untouched
+            keep = (~finished).nonzero().squeeze(1)
+            keep_rows = (keep.unsqueeze(1) * K + torch.arange(K)).view(-1)
+            sent, scores, rows, tok = sent[keep], scores[keep], rows[keep_rows], tok[keep_rows]
         hist = torch.cat([hist.index_select(0, rows), tok.unsqueeze(1)], 1)
         state = model.reorder_state(state, rows)
         prev = tok
