@@ -99,7 +99,7 @@ class ObjectiveConfig:
     # REINFORCE
     reward: str = "bleu"  # bleu (sentence BLEU, +1 smoothing) | rouge2 | rouge1 | rouge-mix
     baseline: str = "learned"  # learned (linear regressor on h_t) | none
-    baseline_lr_scale: float = 0.1  # the regressor's lr relative to the model's
+    baseline_lr: float = 1e-3  # the regressor's own fixed lr (not decayed with the model's)
     sample_temperature: float = 1.0
 
 

@@ -65,4 +65,4 @@ def build_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
     for group in optimizer.param_groups:
-        group["lr"] = lr * group.get("lr_scale", 1.0)
+        group["lr"] = group.get("fixed_lr", lr)  # a group with its own fixed lr (the baseline) keeps it

@@ -118,11 +118,11 @@ class Seq2SeqTask:
         return self.objective(self.model, self._batch(step), step=step)
 
     def param_groups(self) -> list[dict]:
-        """The model at the scheduled lr; the baseline regressor (if any) at its own scaled lr."""
+        """The model at the scheduled lr; the baseline regressor (if any) at its own fixed lr."""
         groups = [{"params": list(self.model.parameters())}]
         extra = list(self.objective.parameters())
         if extra:
-            groups.append({"params": extra, "lr_scale": self.recipe.objective.baseline_lr_scale})
+            groups.append({"params": extra, "fixed_lr": self.recipe.objective.baseline_lr})
         return groups
 
     @torch.no_grad()
