@@ -102,3 +102,14 @@ def test_word_vocab_ptb_conventions():
     assert vocab.symbols[:2] == ("<unk>", "<eos>") and set(vocab.symbols[2:]) == {"a", "b"}
     ids = vocab.encode("a c\n")
     assert vocab.decode(ids) == "a <unk>\n"
+
+
+def test_checkpoint_from_an_older_recipe_schema_still_loads(tmp_path):
+    model = tiny_model()
+    recipe = to_dict(Recipe(model=model.cfg))
+    recipe["train"]["a_key_this_version_dropped"] = 1  # a key an older textgen wrote
+    path = tmp_path / "old.pt"
+    vocab = CharVocab(tuple("abcdefg"))
+    checkpoint.save(path, {"kind": "lm", "recipe": recipe, "vocab": vocab.to_dict(), "model": model.state_dict()})
+    loaded, _, loaded_recipe, _ = load_model(path)
+    assert loaded_recipe.model == model.cfg

@@ -61,7 +61,7 @@ def train(
     Example: textgen train --recipe ptb-small --results results/ptb-small.json
     """
     from textgen import checkpoint
-    from textgen.config import from_dict, load_recipe
+    from textgen.config import from_dict, load_recipe, recipe_from_checkpoint
     from textgen.results import make_result, write_result
     from textgen.tasks import build_task
     from textgen.trainer import check_resume_recipe, seed_everything
@@ -75,12 +75,12 @@ def train(
     if recipe is not None:
         cfg = load_recipe(recipe, overrides)
         if saved is not None:
-            check_resume_recipe(from_dict(saved["recipe"]), cfg)
+            check_resume_recipe(recipe_from_checkpoint(saved), cfg)
     else:
-        from textgen.config import apply_overrides
+        from textgen.config import apply_overrides, known_keys_only
 
-        cfg = from_dict(apply_overrides(saved["recipe"], overrides))
-        check_resume_recipe(from_dict(saved["recipe"]), cfg)
+        cfg = from_dict(apply_overrides(known_keys_only(saved["recipe"]), overrides))
+        check_resume_recipe(recipe_from_checkpoint(saved), cfg)
     output = output or Path(f"{cfg.name}.pt")
     if run_dir is None:
         previous = Path(saved["train_state"]["run_dir"]) if saved else None

@@ -195,6 +195,20 @@ def from_dict(raw: dict[str, Any]) -> Recipe:
     return Recipe(**top)
 
 
+def known_keys_only(raw: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint's stored recipe without keys this version no longer has (it was valid when written)."""
+    keys = set(valid_keys())
+    out = {k: v for k, v in raw.items() if k in keys}
+    for section in SECTIONS:
+        if isinstance(raw.get(section), dict):
+            out[section] = {k: v for k, v in raw[section].items() if f"{section}.{k}" in keys}
+    return out
+
+
+def recipe_from_checkpoint(payload: dict[str, Any]) -> Recipe:
+    return from_dict(known_keys_only(payload["recipe"]))
+
+
 def to_dict(recipe: Recipe) -> dict[str, Any]:
     return dataclasses.asdict(recipe)
 

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from textgen import checkpoint
-from textgen.config import Recipe, from_dict
+from textgen.config import Recipe, recipe_from_checkpoint
 from textgen.data.batching import batchify, num_windows, window
 from textgen.data.corpus import load_text_corpus
 from textgen.data.vocab import Vocab, build_vocab, vocab_from_dict
@@ -129,7 +129,7 @@ def metrics_from_loss(loss: float, level: str, prefix: str) -> dict[str, float]:
 def load_model(path: Path) -> tuple[RNNLM, Vocab, Recipe, dict]:
     """Rebuild model, vocab and recipe from a checkpoint file alone."""
     payload = checkpoint.load(path, kind="lm")
-    recipe = from_dict(payload["recipe"])
+    recipe = recipe_from_checkpoint(payload)
     vocab = vocab_from_dict(payload["vocab"])
     model = RNNLM(len(vocab), recipe.model)
     try:

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from textgen import checkpoint
-from textgen.config import DecodeConfig, Recipe, from_dict
+from textgen.config import DecodeConfig, Recipe, recipe_from_checkpoint
 from textgen.data.parallel import ParallelSplit, load_parallel
 from textgen.data.seqbatch import Batch, collate, token_budget_batches
 from textgen.data.seqvocab import PAD, UNK, SentencePieceVocab, WordVocab, seqvocab_from_dict
@@ -163,7 +163,7 @@ class Seq2SeqTask:
 
 def check_same_model(payload: dict, recipe: Recipe) -> None:
     """init_from must match the recipe's model shape and vocabulary settings."""
-    saved = from_dict(payload["recipe"])
+    saved = recipe_from_checkpoint(payload)
     for section in ("model", "data"):
         if getattr(saved, section) != getattr(recipe, section):
             raise UserError(f"init_from checkpoint has different [{section}] settings than the recipe: "
@@ -200,7 +200,7 @@ def decode_ids(model: Seq2Seq, sources: list[list[int]], cfg: DecodeConfig, beam
 
 def load_model(path: Path) -> tuple[Seq2Seq, Vocabs, Recipe, dict]:
     payload = checkpoint.load(path, kind="seq2seq")
-    recipe = from_dict(payload["recipe"])
+    recipe = recipe_from_checkpoint(payload)
     vocabs = Vocabs.from_dict(payload["vocab"])
     model = Seq2Seq(len(vocabs.src), len(vocabs.tgt), recipe.model)
     model.load_state_dict(payload["model"])
