@@ -58,7 +58,9 @@ def test_help_lists_commands_and_examples(cli):
     assert result.code == 0
     for command in ("train", "sample", "eval", "data", "recipes"):
         assert command in result.out
-    assert "Example" in cli("train", "--help").out
+    for command in (["train"], ["sample"], ["eval"], ["decode"], ["plot"], ["recipes"], ["data", "list"],
+                    ["data", "get"], ["data"]):
+        assert "Example" in cli(*command, "--help").out, command
 
 
 def test_recipes_command_lists_descriptions(cli, monkeypatch):

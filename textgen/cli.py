@@ -26,7 +26,8 @@ app = typer.Typer(
     "  textgen sample shakespeare.pt --prime 'ROMEO:' --temperature 0.8\n\n"
     "  textgen eval shakespeare.pt --split valid --json",
 )
-data_app = typer.Typer(help="List and fetch the registered corpora.", no_args_is_help=True)
+data_app = typer.Typer(help="List and fetch the registered corpora.\n\nExample: textgen data get ptb",
+                       no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
 
@@ -280,7 +281,10 @@ def plot(
 
 @app.command()
 def recipes() -> None:
-    """List the recipes with their one-line descriptions."""
+    """List the recipes with their one-line descriptions.
+
+    Example: textgen recipes
+    """
     from textgen.config import list_recipe_files, read_toml
 
     for path in list_recipe_files():
@@ -289,7 +293,10 @@ def recipes() -> None:
 
 @data_app.command("list")
 def data_list() -> None:
-    """List registered corpora."""
+    """List registered corpora.
+
+    Example: textgen data list
+    """
     from textgen.data.registry import load_registry
 
     for name, entry in sorted(load_registry().items()):
@@ -298,7 +305,10 @@ def data_list() -> None:
 
 @data_app.command("get")
 def data_get(name: str = typer.Argument(..., help="Corpus name (see `textgen data list`).")) -> None:
-    """Fetch a corpus (mirror folder first, else its URL) and verify its sha256."""
+    """Fetch a corpus (mirror folder first, else its URL) and verify its sha256.
+
+    Example: TEXTGEN_DATA_MIRROR=/data/mirror textgen data get multi30k
+    """
     from textgen.data.registry import fetch
 
     for file, path in fetch(name).items():
