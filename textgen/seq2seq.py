@@ -6,19 +6,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from textgen import checkpoint
 from textgen.config import DecodeConfig, Recipe, recipe_from_checkpoint
 from textgen.data.parallel import ParallelSplit, load_parallel
 from textgen.data.seqbatch import Batch, collate, token_budget_batches
-from textgen.data.seqvocab import PAD, UNK, SentencePieceVocab, WordVocab, seqvocab_from_dict
+from textgen.data.seqvocab import UNK, SentencePieceVocab, WordVocab, seqvocab_from_dict
 from textgen.decode.search import Hypotheses, beam_search, greedy_or_sample
 from textgen.errors import UserError
 from textgen.metrics import score
 from textgen.models.seq2seq import Seq2Seq
 from textgen.objectives import OBJECTIVES
-from textgen.objectives.common import Context
+from textgen.objectives.common import Context, token_loss
 from textgen.trainer import Loss
 
 
@@ -133,8 +132,7 @@ class Seq2SeqTask:
         for ids in token_budget_batches(lens, [len(x) for x in self.valid_tgt], self.budget):
             b = collate([self.valid_src[i] for i in ids], [self.valid_tgt[i] for i in ids], ids)
             logits = self.model(b.src, b.src_lens, b.tgt_in)
-            total += F.cross_entropy(logits.view(-1, logits.size(-1)), b.tgt_out.view(-1),
-                                     ignore_index=PAD, reduction="sum").item()
+            total += token_loss(logits, b.tgt_out).item()
             count += b.ntokens
         loss = total / count
         out = {"valid_loss": round(loss, 5), "valid_ppl": round(float(torch.tensor(loss).exp()), 3)}
