@@ -145,6 +145,9 @@ def test_mixer_schedule_steps_as_specified():
     assert mixer_s(dataclasses.replace(cfg, mixer_min_s=1), 200) == 1
     summarize = ObjectiveConfig(mixer_T=20, mixer_delta=2, mixer_xent_epochs=20, mixer_epochs_per_stage=5)
     assert [mixer_s(summarize, e) for e in (19, 20, 25, 30)] == [20, 18, 16, 14]
+    assert mixer_s(cfg, 29.99) == 22  # progress is fractional: a stage ends only when its epochs are done
+    finetune = ObjectiveConfig(mixer_T=12, mixer_delta=4, mixer_xent_epochs=0, mixer_epochs_per_stage=0.5, mixer_min_s=1)
+    assert [mixer_s(finetune, e) for e in (0.0, 0.49, 0.5, 1.0, 1.6)] == [8, 8, 4, 1, 1]
 
 
 def test_mixer_below_T_mixes_xent_prefix_and_reinforce():

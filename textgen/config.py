@@ -92,8 +92,8 @@ class ObjectiveConfig:
     # MIXER schedule (Algorithm 1): s = T for xent_epochs, then T - delta every epochs_per_stage epochs
     mixer_T: int = 25
     mixer_delta: int = 3
-    mixer_xent_epochs: int = 25
-    mixer_epochs_per_stage: int = 5
+    mixer_xent_epochs: float = 25.0
+    mixer_epochs_per_stage: float = 5.0  # may be fractional: short fine-tunes anneal within an epoch
     mixer_min_s: int = 0
     xent_weight: float = 0.5  # weight of the XENT part once s < T (the REINFORCE part gets 1 - this)
     # REINFORCE

@@ -20,7 +20,7 @@ class EndToEnd(nn.Module):
         self.cfg = ctx.recipe.objective
 
     def forward(self, model, batch, *, step: int) -> Loss:
-        s = mixer_s(self.cfg, int(self.ctx.epoch(step)))
+        s = mixer_s(self.cfg, self.ctx.epoch(step))
         state = model.encode(batch.src, batch.src_lens)
         logits_per_step = []
         soft = None

@@ -91,7 +91,7 @@ class Mixer(SequenceLevel):
     """Algorithm 1: s = T for the XENT epochs, then T − Δ, T − 2Δ, … every N epochs."""
 
     def xent_length(self, step: int) -> int:
-        return mixer_s(self.cfg, int(self.ctx.epoch(step)))
+        return mixer_s(self.cfg, self.ctx.epoch(step))
 
 
 class PureReinforce(SequenceLevel):

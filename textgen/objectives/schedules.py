@@ -15,9 +15,11 @@ def dad_probability(cfg: ObjectiveConfig, epoch: float) -> float:
     return 1.0 - k / (k + math.exp(min(epoch, 50.0)))  # Bengio et al.'s inverse sigmoid decay of the truth
 
 
-def mixer_s(cfg: ObjectiveConfig, epoch: int) -> int:
-    """MIXER's XENT prefix length: T for xent_epochs, then T - delta, T - 2 delta, ... every stage."""
+def mixer_s(cfg: ObjectiveConfig, epoch: float) -> int:
+    """MIXER's XENT prefix length: T for xent_epochs, then T - delta, T - 2 delta, ... every stage.
+
+    `epoch` is fractional training progress, so stages shorter than an epoch work too."""
     if epoch < cfg.mixer_xent_epochs:
         return cfg.mixer_T
-    stage = 1 + (epoch - cfg.mixer_xent_epochs) // max(1, cfg.mixer_epochs_per_stage)
+    stage = 1 + int((epoch - cfg.mixer_xent_epochs) // max(cfg.mixer_epochs_per_stage, 1e-9))
     return max(cfg.mixer_min_s, cfg.mixer_T - cfg.mixer_delta * stage)

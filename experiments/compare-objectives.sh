@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Same-budget comparison of XENT / DAD / E2E / MIXER fine-tuning (issue #5), one queue per argument.
+# Every run starts from the same XENT checkpoint, trains a fixed number of epochs (not minutes, so
+# machine load changes only wall time), keeps the best checkpoint by validation metric, and is scored on
+# test with greedy and beam 5. Results land in results/objectives/, tabulated by experiments/tabulate.py.
+#   experiments/compare-objectives.sh multi30k   # and, in parallel on a 2-core machine:
+#   experiments/compare-objectives.sh aeslc
+set -euo pipefail
+cd "$(dirname "$0")/.."
+TEXTGEN=${TEXTGEN:-.venv/bin/textgen}
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+OUT=results/objectives
+mkdir -p "$OUT" "$OUT/hyps" checkpoints/objectives runs/objectives
+
+run() {  # run NAME INIT METRICS -- train args...
+  local name=$1 init=$2 metrics=$3; shift 4
+  local ckpt=checkpoints/objectives/$name.pt
+  if [[ ! -f $OUT/$name-train.json ]]; then
+    "$TEXTGEN" train "$@" --set init_from="$init" --set train.max_minutes=0 --set train.threads=1 \
+      -o "$ckpt" --run-dir "runs/objectives/$name" --results "$OUT/$name-train.json"
+  fi
+  for beam in 1 5; do
+    [[ -f $OUT/$name-test-beam$beam.json ]] && continue
+    "$TEXTGEN" eval "$ckpt" --split test --beam $beam $metrics \
+      --hyp-out "$OUT/hyps/$name-test-beam$beam.txt" --results "$OUT/$name-test-beam$beam.json"
+  done
+}
+
+# Multi30k: 2 epochs from the 25-minute XENT model; constant lr 2e-4; MIXER/E2E anneal s = 8, 4, 1, 1
+# (T=12, delta 4, half-epoch stages) since Multi30k targets are ~14 pieces long.
+M30K=(--set train.epochs=2 --set train.lr=2e-4 --set train.lr_schedule=constant --set train.eval_every=170
+      --set train.valid_subset=0 --set objective.mixer_T=12 --set objective.mixer_delta=4
+      --set objective.mixer_xent_epochs=0 --set objective.mixer_epochs_per_stage=0.5 --set objective.mixer_min_s=1
+      --set objective.dad_ramp_epochs=2)
+M30K_METRICS="--metric bleu4 --metric bleu4-lc"
+# AESLC: subjects are ~6 pieces: T=6, delta 2 -> s = 4, 2, 1, 1; ROUGE-2 reward vs the ROUGE-1/2 mix.
+AESLC=(--set train.epochs=2 --set train.lr=2e-4 --set train.lr_schedule=constant --set train.eval_every=200
+       --set train.valid_subset=0 --set objective.mixer_T=6 --set objective.mixer_delta=2
+       --set objective.mixer_xent_epochs=0 --set objective.mixer_epochs_per_stage=0.5 --set objective.mixer_min_s=1
+       --set objective.dad_ramp_epochs=2 --set data.corpus=aeslc --set data.max_source_tokens=100)
+AESLC_METRICS="--metric rouge1 --metric rouge2 --metric rougeL --metric bleu4"
+
+case ${1:?multi30k or aeslc} in
+  multi30k)
+    M=checkpoints/translate-multi30k.pt
+    for seed in 1 2 3; do
+      run multi30k-xent-s$seed $M "$M30K_METRICS" -- --recipe xent "${M30K[@]}" --set train.seed=$seed
+      run multi30k-mixer-s$seed $M "$M30K_METRICS" -- --recipe mixer "${M30K[@]}" --set train.seed=$seed
+    done
+    run multi30k-dad-s1 $M "$M30K_METRICS" -- --recipe dad "${M30K[@]}" --set train.seed=1
+    run multi30k-e2e-s1 $M "$M30K_METRICS" -- --recipe e2e "${M30K[@]}" --set train.seed=1
+    ;;
+  aeslc)
+    A=checkpoints/summarize.pt
+    for seed in 1 2 3; do
+      run aeslc-xent-s$seed $A "$AESLC_METRICS" -- --recipe summarize --set objective.name=xent "${AESLC[@]}" --set train.seed=$seed
+      run aeslc-mixer-mix-s$seed $A "$AESLC_METRICS" -- --recipe mixer-summarize "${AESLC[@]}" --set train.seed=$seed
+      [[ $seed == 1 ]] && run aeslc-mixer-rouge2-s1 $A "$AESLC_METRICS" -- --recipe mixer-summarize \
+        "${AESLC[@]}" --set objective.reward=rouge2 --set train.seed=1
+    done
+    run aeslc-dad-s1 $A "$AESLC_METRICS" -- --recipe summarize --set objective.name=dad "${AESLC[@]}" --set train.seed=1
+    run aeslc-e2e-s1 $A "$AESLC_METRICS" -- --recipe summarize --set objective.name=e2e --set objective.e2e_k=10 "${AESLC[@]}" --set train.seed=1
+    ;;
+  scratch)  # the paper's failure case: REINFORCE from a random init vs XENT, same 400 updates
+    for obj in reinforce xent; do
+      name=multi30k-scratch-$obj
+      [[ -f $OUT/$name-test-beam1.json ]] && continue
+      "$TEXTGEN" train --recipe $obj --set train.max_steps=400 --set train.max_minutes=0 --set train.threads=1 \
+        --set train.eval_every=100 --set objective.mixer_xent_epochs=0 \
+        -o checkpoints/objectives/$name.pt --run-dir runs/objectives/$name --results "$OUT/$name-train.json"
+      "$TEXTGEN" eval checkpoints/objectives/$name.pt --split test --beam 1 $M30K_METRICS \
+        --hyp-out "$OUT/hyps/$name-test-beam1.txt" --results "$OUT/$name-test-beam1.json"
+    done
+    ;;
+esac
+echo "QUEUE $1 DONE"
