@@ -6,6 +6,7 @@ torch is imported inside the commands, so `textgen --help` stays fast.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from datetime import datetime
@@ -56,12 +57,23 @@ def train(
     run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="Where metrics.csv, recipe.toml, last.pt go."),
     results: Optional[Path] = typer.Option(None, "--results", help="Also write a results JSON here."),
     json_out: bool = typer.Option(False, "--json", help="Print final metrics as JSON."),
+    nproc: int = typer.Option(1, "--nproc", min=1, help="Data-parallel processes (runs torchrun for you)."),
 ) -> None:
     """Train a model from a recipe.
 
     Example: textgen train --recipe ptb-small --results results/ptb-small.json
+
+    Data-parallel: textgen train --recipe mixer --nproc 2  (= torchrun --nproc-per-node 2 -m textgen train ...)
     """
-    from textgen import checkpoint
+    if nproc > 1:
+        import subprocess
+
+        from textgen.distributed import torchrun_command
+
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            raise UserError("--nproc is for a plain run; under torchrun leave it out")
+        sys.exit(subprocess.call(torchrun_command(nproc, sys.argv[1:])))
+    from textgen import checkpoint, distributed
     from textgen.config import from_dict, load_recipe, recipe_from_checkpoint
     from textgen.results import make_result, write_result
     from textgen.tasks import build_task
@@ -88,10 +100,17 @@ def train(
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         run_dir = previous if previous and previous.is_dir() else Path("runs") / f"{cfg.name}-{stamp}"
     start = time.perf_counter()
-    seed_everything(cfg)
-    task = build_task(cfg, saved)
-    summary = run_training(task, cfg, output, run_dir, resume=saved)
+    dist = distributed.from_env()
+    try:
+        seed_everything(cfg, dist.rank)
+        task = build_task(cfg, saved, dist)
+        summary = run_training(task, cfg, output, run_dir, resume=saved, dist=dist)
+    finally:
+        distributed.shutdown(dist)
+    if not dist.main:
+        return
     result = make_result(summary["metrics"], summary["data"], time.perf_counter() - start, checkpoint=str(output))
+    result["world_size"] = dist.world
     if results:
         write_result(results, result)
     if json_out:
@@ -316,13 +335,16 @@ def data_get(name: str = typer.Argument(..., help="Corpus name (see `textgen dat
 
 
 def main() -> None:
+    quiet = os.environ.get("RANK", "0") != "0"  # under torchrun, rank 0 speaks for all
     try:
         app()
     except UserError as exc:
-        typer.echo(f"error: {exc}", err=True)
+        if not quiet:
+            typer.echo(f"error: {exc}", err=True)
         sys.exit(2)
     except Interrupted as exc:
-        typer.echo(str(exc), err=True)
+        if not quiet:
+            typer.echo(str(exc), err=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)

@@ -14,6 +14,7 @@ from textgen.config import Recipe, recipe_from_checkpoint
 from textgen.data.batching import batchify, num_windows, window
 from textgen.data.corpus import load_text_corpus
 from textgen.data.vocab import Vocab, build_vocab, vocab_from_dict
+from textgen.distributed import Dist
 from textgen.errors import UserError
 from textgen.models.lm import RNNLM, State, detach_state
 from textgen.trainer import Loss
@@ -46,20 +47,24 @@ def loss_sum(model: RNNLM, x: torch.Tensor, y: torch.Tensor, state: State) -> tu
 
 
 class LMTask:
-    """Truncated BPTT over B parallel streams; the hidden state carries (detached) from window to window."""
+    """Truncated BPTT over B parallel streams; the hidden state carries (detached) from window to window.
+
+    Under data parallelism the corpus is cut into world x B streams and rank r trains rows r*B..r*B+B-1,
+    so N ranks see exactly the windows of one process with batch N*B."""
 
     kind = "lm"
     best_metric = "valid_loss"
     higher_is_better = False
 
-    def __init__(self, recipe: Recipe, vocab: Vocab | None = None):
+    def __init__(self, recipe: Recipe, vocab: Vocab | None = None, dist: Dist = Dist()):
         t = recipe.train
         self.recipe = recipe
         data = prepare_data(recipe, None, splits=("train", "valid"))  # vocab rebuilt, so a resume can compare
         if vocab is not None and data.vocab != vocab:
             raise UserError("the corpus gives a different vocabulary than the --resume checkpoint: resume on the same data")
         self.vocab, self.sha256, self.valid_ids = data.vocab, data.sha256, data.ids["valid"]
-        self.train = batchify(data.ids["train"], t.batch_size, "training split")  # (B, N/B)
+        streams = batchify(data.ids["train"], t.batch_size * dist.world, "training split")  # (world*B, N/(world*B))
+        self.train = streams[dist.rank * t.batch_size : (dist.rank + 1) * t.batch_size]
         if self.train.size(1) <= t.bptt:
             raise UserError(
                 f"the training split has {self.train.size(1)} tokens per stream, fewer than one BPTT window of "
@@ -83,6 +88,9 @@ class LMTask:
 
     def param_groups(self) -> list[dict]:
         return [{"params": list(self.model.parameters())}]
+
+    def trainable_modules(self) -> list[torch.nn.Module]:
+        return [self.model]
 
     def validate(self) -> dict[str, float]:
         loss = evaluate(self.model, self.valid_ids, self.recipe.train.eval_batch_size, self.recipe.train.bptt)

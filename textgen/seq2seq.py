@@ -13,6 +13,7 @@ from textgen.data.parallel import ParallelSplit, load_parallel
 from textgen.data.seqbatch import Batch, collate, token_budget_batches
 from textgen.data.seqvocab import UNK, SentencePieceVocab, WordVocab, seqvocab_from_dict
 from textgen.decode.search import Hypotheses, beam_search, greedy_or_sample
+from textgen.distributed import Dist
 from textgen.errors import UserError
 from textgen.metrics import score
 from textgen.models.seq2seq import Seq2Seq
@@ -67,7 +68,7 @@ class Seq2SeqTask:
 
     kind = "seq2seq"
 
-    def __init__(self, recipe: Recipe, vocab: dict | None = None):
+    def __init__(self, recipe: Recipe, vocab: dict | None = None, dist: Dist = Dist()):
         self.recipe = recipe
         d, t = recipe.data, recipe.train
         corpus = load_parallel(d.corpus)
@@ -87,7 +88,11 @@ class Seq2SeqTask:
         self.src, self.tgt = [src[i] for i in keep], [tgt[i] for i in keep]
         budget = t.max_tokens or 64 * max(max(len(s) for s in self.src), max(len(x) for x in self.tgt) + 1)
         self.batches = token_budget_batches([len(s) for s in self.src], [len(x) for x in self.tgt], budget)
-        self.steps_per_epoch = len(self.batches)
+        self.dist = dist
+        if len(self.batches) < dist.world:
+            raise UserError(f"{len(self.batches)} training batches cannot feed {dist.world} ranks: "
+                            "use fewer processes or a smaller train.max_tokens")
+        self.steps_per_epoch = len(self.batches) // dist.world  # rank r takes every world-th batch
         self.valid = corpus.splits["valid"]
         self.valid_src = encode_sources(self.vocabs, self.valid.sources, d.max_source_tokens)
         self.valid_tgt = [self.vocabs.tgt.encode(line) for line in self.valid.targets]
@@ -109,12 +114,15 @@ class Seq2SeqTask:
         epoch, index = divmod(step, self.steps_per_epoch)
         if epoch != self._epoch:  # batch order is a pure function of (seed, epoch): resume needs no state
             g = torch.Generator().manual_seed(self.recipe.train.seed * 1000 + epoch)
-            self._epoch, self._order = epoch, torch.randperm(self.steps_per_epoch, generator=g).tolist()
-        ids = self.batches[self._order[index]]
+            self._epoch, self._order = epoch, torch.randperm(len(self.batches), generator=g).tolist()
+        ids = self.batches[self._order[index * self.dist.world + self.dist.rank]]
         return collate([self.src[i] for i in ids], [self.tgt[i] for i in ids], ids)
 
     def loss(self, step: int) -> Loss:
         return self.objective(self.model, self._batch(step), step=step)
+
+    def trainable_modules(self) -> list[torch.nn.Module]:
+        return [self.model, self.objective]
 
     def param_groups(self) -> list[dict]:
         """The model at the scheduled lr; the baseline regressor (if any) at its own fixed lr."""

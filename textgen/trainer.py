@@ -21,8 +21,9 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from textgen import checkpoint
+from textgen import checkpoint, distributed
 from textgen.config import Recipe, dump_toml, to_dict
+from textgen.distributed import Dist
 from textgen.errors import Interrupted, UserError
 from textgen.schedule import LRSchedule, build_optimizer, set_lr
 
@@ -52,12 +53,35 @@ class Task(Protocol):
     train_log_columns: list[str]  # names of Loss.logs values averaged into metrics.csv
 
     def loss(self, step: int) -> Loss: ...
+    def trainable_modules(self) -> list[torch.nn.Module]: ...
     def param_groups(self) -> list[dict]: ...
     def validate(self) -> dict[str, float]: ...
     def vocab_dict(self) -> dict: ...
     def state_dict(self) -> dict: ...
     def load_state_dict(self, state: dict) -> None: ...
     def describe(self) -> str: ...
+
+
+class _StepModule(torch.nn.Module):
+    """The task's trainable modules behind one forward(step) -> Loss: the unit DDP wraps."""
+
+    def __init__(self, task: Task):
+        super().__init__()
+        self.parts = torch.nn.ModuleList(task.trainable_modules())
+        self._loss = task.loss
+
+    def forward(self, step: int) -> Loss:
+        return self._loss(step)
+
+
+class _NoLog:
+    """metrics.csv stand-in on ranks other than 0."""
+
+    def write(self, row: dict) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 @dataclass
@@ -147,15 +171,37 @@ def _improved(value: float, best: float, higher: bool) -> bool:
     return math.isnan(best) or (value > best if higher else value < best)
 
 
+def _restore(task: Task, ts: dict, recipe: Recipe, dist: Dist) -> int:
+    """Per-rank RNG and task state from a checkpoint; returns the step to continue from.
+
+    At a different world size the same number of batches counts as consumed (step rescaled), RNG
+    streams are re-seeded and an LM's carried hidden state restarts, since the data shards differ."""
+    world = ts.get("world", 1)
+    if world == dist.world:
+        mine = ts["ranks"][dist.rank] if dist.active else {"rng": ts["rng"], "task": ts["task"]}
+        task.load_state_dict(mine["task"])
+        _set_rng_state(mine["rng"])
+        return ts["step"]
+    step = ts["step"] * world // dist.world
+    torch.manual_seed(recipe.train.seed + 1000 * dist.rank + step)
+    random.seed(recipe.train.seed + 1000 * dist.rank + step)
+    return step
+
+
 def train(task: Task, recipe: Recipe, output: Path, run_dir: Path, resume: dict | None = None,
-          console: Console | None = None) -> dict:
-    """Run the loop to the recipe's budget; the best model (by the task's metric) goes to `output`."""
-    console = console or Console(stderr=True)
+          console: Console | None = None, dist: Dist = Dist()) -> dict:
+    """Run the loop to the recipe's budget; the best model (by the task's metric) goes to `output`.
+
+    Under torchrun every rank runs this loop on its own shard of batches; gradients are averaged by
+    DDP with the loss normalised by the tokens of all ranks, so N ranks of batch B take the same
+    step as one process with batch N*B. Only rank 0 validates, logs and writes files."""
+    console = console or Console(stderr=True, quiet=not dist.main)
     t = recipe.train
     model = task.model
     per_epoch = task.steps_per_epoch
     total = t.max_steps or max(1, round(t.epochs * per_epoch))
     eval_every = t.eval_every or per_epoch
+    step_module = _StepModule(task)
     optimizer = build_optimizer(task.param_groups(), t)
     schedule = LRSchedule(t, per_epoch, total)
     prog = Counters()
@@ -164,25 +210,29 @@ def train(task: Task, recipe: Recipe, output: Path, run_dir: Path, resume: dict 
         model.load_state_dict(resume["model"])
         optimizer.load_state_dict(ts["optimizer"])
         schedule.load_state_dict(ts["schedule"])
-        task.load_state_dict(ts["task"])
-        prog = Counters(ts["step"], ts["tokens"], ts["elapsed"], ts["best"])
-        _set_rng_state(ts["rng"])
+        prog = Counters(_restore(task, ts, recipe, dist), ts["tokens"], ts["elapsed"], ts["best"])
+    runner = distributed.wrap(dist, step_module)
 
-    checkpoint.check_writable(output)
     last_path = run_dir / "last.pt"
-    checkpoint.check_writable(last_path)
-    (run_dir / "recipe.toml").write_text(dump_toml(recipe))
     columns = ["step", "epoch", "tokens", "seconds", "lr", "train_loss", *task.valid_columns,
                *task.train_log_columns, "tokens_per_s"]
-    log = _MetricsLog(run_dir / "metrics.csv", columns, prog.step if resume else None, t.tensorboard)
+    log = _NoLog()
+    if dist.main:
+        checkpoint.check_writable(output)
+        checkpoint.check_writable(last_path)
+        (run_dir / "recipe.toml").write_text(dump_toml(recipe))
+        log = _MetricsLog(run_dir / "metrics.csv", columns, prog.step if resume else None, t.tensorboard)
 
     def payload() -> dict:
+        """The checkpoint contents; a collective under torchrun (per-rank RNG and task state)."""
+        ranks = distributed.gather(dist, {"rng": _rng_state(), "task": task.state_dict()})
         return {
             "kind": task.kind, "recipe": to_dict(recipe), "vocab": task.vocab_dict(), "model": model.state_dict(),
             "train_state": {
                 "step": prog.step, "tokens": prog.tokens, "elapsed": prog.elapsed, "best": prog.best,
-                "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(), "rng": _rng_state(),
-                "task": task.state_dict(), "run_dir": str(run_dir),
+                "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(), "rng": ranks[0]["rng"],
+                "task": ranks[0]["task"], "run_dir": str(run_dir), "world": dist.world,
+                **({"ranks": ranks} if dist.active else {}),
             },
         }
 
@@ -205,21 +255,23 @@ def train(task: Task, recipe: Recipe, output: Path, run_dir: Path, resume: dict 
             ui = bar.add_task("train", total=total, completed=prog.step, loss=math.nan, tps=0.0)
             while prog.step < total:
                 set_lr(optimizer, schedule.lr(prog.step))
-                out = task.loss(prog.step)
-                norm = out.ntokens if t.loss_norm == "tokens" else out.nsentences
+                out = runner(prog.step)
+                loss_sum, ntokens, nsentences = distributed.all_sum(
+                    dist, [out.loss_sum.item(), out.ntokens, out.nsentences])
+                ntokens = int(ntokens)
+                norm = ntokens if t.loss_norm == "tokens" else nsentences
                 optimizer.zero_grad(set_to_none=True)
-                (out.loss_sum / norm).backward()
+                (out.loss_sum * dist.world / norm).backward()  # DDP averages over ranks: sum / all tokens
                 if t.clip > 0:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), t.clip)
                 optimizer.step()
-                loss_sum = out.loss_sum.item()
                 if not math.isfinite(loss_sum):
                     raise UserError(f"loss became {loss_sum} at step {prog.step + 1}; the last good checkpoint is "
                                     "kept: lower train.lr or train.clip and resume")
                 prog.step += 1
-                prog.tokens += out.ntokens
+                prog.tokens += ntokens
                 prog.elapsed = time.perf_counter() - started
-                run_loss, run_tokens, log_tokens = run_loss + loss_sum, run_tokens + out.ntokens, log_tokens + out.ntokens
+                run_loss, run_tokens, log_tokens = run_loss + loss_sum, run_tokens + ntokens, log_tokens + ntokens
                 for key, value in (out.logs or {}).items():
                     run_logs.setdefault(key, []).append(value)
                 if prog.step % t.log_every == 0 or prog.step == total:
@@ -228,22 +280,30 @@ def train(task: Task, recipe: Recipe, output: Path, run_dir: Path, resume: dict 
                     means = {k: round(sum(v) / len(v), 5) for k, v in run_logs.items()}
                     log.write(row(train_loss=round(run_loss / run_tokens, 5), tokens_per_s=round(tps, 1), **means))
                     run_loss, run_tokens, log_tokens, log_start, run_logs = 0.0, 0, 0, time.perf_counter(), {}
-                out_of_time = t.max_minutes > 0 and prog.elapsed >= t.max_minutes * 60
+                interrupted, out_of_time = distributed.any_rank(
+                    dist, [signals.received is not None, t.max_minutes > 0 and prog.elapsed >= t.max_minutes * 60])
                 if prog.step % eval_every == 0 or prog.step == total or out_of_time:
-                    valid = task.validate()
+                    valid = distributed.from_main(dist, task.validate() if dist.main else None)
                     model.train()
+                    distributed.check_in_sync(dist, step_module)
                     schedule.on_validation(valid["valid_loss"])
                     log.write(row(**valid))
                     console.print(f"step {prog.step}: " + ", ".join(f"{k} {v:.4g}" for k, v in valid.items()))
-                    if _improved(valid[task.best_metric], prog.best, task.higher_is_better):
+                    improved = _improved(valid[task.best_metric], prog.best, task.higher_is_better)
+                    if improved:
                         prog.best = valid[task.best_metric]
-                        checkpoint.save(output, payload())
-                    checkpoint.save(last_path, payload())
+                    state = payload()
+                    if dist.main:
+                        if improved:
+                            checkpoint.save(output, state)
+                        checkpoint.save(last_path, state)
                     started = time.perf_counter() - prog.elapsed  # validation time is not training time
                     log_start = time.perf_counter()
-                if signals.received is not None:
-                    checkpoint.save(last_path, payload())
-                    raise Interrupted(signals.received, last_path)
+                if interrupted:
+                    state = payload()
+                    if dist.main:
+                        checkpoint.save(last_path, state)
+                    raise Interrupted(signals.received or signal.SIGTERM, last_path)
                 if out_of_time:
                     console.print(f"time budget of {t.max_minutes} minutes spent at step {prog.step}")
                     break
@@ -255,8 +315,9 @@ def train(task: Task, recipe: Recipe, output: Path, run_dir: Path, resume: dict 
     return {"metrics": metrics, "data": task.sha256}
 
 
-def seed_everything(recipe: Recipe) -> None:
+def seed_everything(recipe: Recipe, rank: int = 0) -> None:
+    """Seed torch and random; ranks get their own streams (dropout, samples), DDP syncs the weights."""
     if recipe.train.threads:
         torch.set_num_threads(recipe.train.threads)
-    torch.manual_seed(recipe.train.seed)
-    random.seed(recipe.train.seed)
+    torch.manual_seed(recipe.train.seed + 1000 * rank)
+    random.seed(recipe.train.seed + 1000 * rank)
