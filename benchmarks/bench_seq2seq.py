@@ -1,4 +1,5 @@
-"""Seq2seq speed: teacher-forced training tokens/s, greedy and beam-5 sentences/s, batched vs per-sentence beam.
+"""Seq2seq speed: teacher-forced training tokens/s, greedy and beam-5 sentences/s, batched vs per-sentence beam,
+and a MIXER training step against an XENT step on the same batches, split into its phases.
 
 Uses the translate-multi30k model shape on Multi30k sources. With --checkpoint a trained model is
 timed (realistic output lengths); without, a random model, whose outputs run to the length limit.
@@ -12,12 +13,15 @@ import argparse
 import dataclasses
 import sys
 import time
+from collections import defaultdict
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from textgen.config import load_recipe  # noqa: E402
+from textgen.objectives import OBJECTIVES, mixer  # noqa: E402
+from textgen.objectives.common import Context  # noqa: E402
 from textgen.results import invocation, make_result, write_result  # noqa: E402
 from textgen.seq2seq import Seq2SeqTask, decode_ids, encode_sources, load_model  # noqa: E402
 
@@ -39,6 +43,76 @@ def train_tokens_per_s(task: Seq2SeqTask, steps: int) -> float:
     return tokens / (time.perf_counter() - start)
 
 
+class PhaseTimer:
+    """Wall time of MIXER's sampling (the rollout) and reward (sentence BLEU) inside a step."""
+
+    def __init__(self, objective):
+        self.seconds = defaultdict(float)
+        self._rollout = mixer.rollout
+        mixer.rollout = self._timed("sampling", self._rollout)
+        if hasattr(objective, "rewards"):
+            objective.rewards = self._timed("reward", objective.rewards)
+
+    def _timed(self, name, fn):
+        def run(*args, **kwargs):
+            start = time.perf_counter()
+            out = fn(*args, **kwargs)
+            self.seconds[name] += time.perf_counter() - start
+            return out
+        return run
+
+    def close(self):
+        mixer.rollout = self._rollout
+
+
+def step_seconds(task: Seq2SeqTask, objective, steps: int, first: int) -> dict[str, float]:
+    """Mean seconds per update over `steps` batches from `first`, split into phases."""
+    task.objective = objective
+    model = task.model.train()
+    opt = torch.optim.Adam(list(model.parameters()) + list(objective.parameters()), lr=1e-5)
+    timer = PhaseTimer(objective)
+    split = defaultdict(float)
+    try:
+        for step in range(first, first + steps):
+            t0 = time.perf_counter()
+            out = objective(model, task._batch(step), step=step)
+            t1 = time.perf_counter()
+            opt.zero_grad()
+            (out.loss_sum / out.ntokens).backward()
+            t2 = time.perf_counter()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            opt.step()
+            t3 = time.perf_counter()
+            split["forward"] += t1 - t0
+            split["backward"] += t2 - t1
+            split["optimizer"] += t3 - t2
+    finally:
+        timer.close()
+    for name in ("sampling", "reward"):
+        split[name] = timer.seconds[name]
+    split["forward"] -= split["sampling"] + split["reward"]  # what remains: encoder, XENT prefix, baseline
+    return {k: v / steps for k, v in split.items()}
+
+
+def mixer_vs_xent(task: Seq2SeqTask, steps: int) -> dict:
+    """One MIXER update (s = 8 of T = 12: XENT prefix, sampled rest, sentence BLEU, learned baseline)
+    against one XENT update on the same batches."""
+    ctx = Context(task.recipe, task.vocabs.tgt, task.references, task.steps_per_epoch)
+    cfg = dataclasses.replace(ctx.recipe.objective, name="mixer", mixer_T=12, mixer_delta=4, mixer_xent_epochs=0,
+                              mixer_epochs_per_stage=1000.0)
+    mixer_ctx = dataclasses.replace(ctx, recipe=dataclasses.replace(ctx.recipe, objective=cfg))
+    step_seconds(task, OBJECTIVES["xent"](ctx), 2, 0)  # warm-up
+    xent = step_seconds(task, OBJECTIVES["xent"](ctx), steps, 2)
+    mix = step_seconds(task, OBJECTIVES["mixer"](mixer_ctx), steps, 2)
+    x, m = sum(xent.values()), sum(mix.values())
+    out = {"xent_step_ms": round(1000 * x, 1), "mixer_step_ms": round(1000 * m, 1),
+           "mixer_over_xent": round(m / x, 2)}
+    out.update({f"mixer_{k}_ms": round(1000 * v, 1) for k, v in mix.items()})
+    print(f"MIXER step {1000 * m:.0f} ms vs XENT step {1000 * x:.0f} ms on the same batches: {m / x:.2f}x | MIXER split: "
+          + ", ".join(f"{k} {1000 * v:.0f} ms ({100 * v / m:.0f}%)" for k, v in mix.items()))
+    return out
+
+
 def sentences_per_s(model, sources, cfg, beam: int, batch_size: int) -> tuple[float, list]:
     start = time.perf_counter()
     out = decode_ids(model, sources, dataclasses.replace(cfg, batch_size=batch_size), beam=beam)
@@ -55,13 +129,17 @@ def main() -> None:
     args = parser.parse_args()
     start = time.perf_counter()
     recipe = load_recipe(args.recipe)
-    task = Seq2SeqTask(recipe)
+    if args.checkpoint:  # trained weights: realistic output lengths for sampling and search
+        model, vocabs, recipe, payload = load_model(args.checkpoint)
+        task = Seq2SeqTask(recipe, payload["vocab"])
+        task.model.load_state_dict(payload["model"])
+    else:
+        task = Seq2SeqTask(recipe)
+        model, vocabs = task.model, task.vocabs
     metrics = {"train_target_tokens_per_s": round(train_tokens_per_s(task, args.train_steps), 1)}
     print(f"teacher-forced training: {metrics['train_target_tokens_per_s']:,.0f} target tokens/s")
-    if args.checkpoint:
-        model, vocabs, recipe, _ = load_model(args.checkpoint)
-    else:
-        model, vocabs = task.model.eval(), task.vocabs
+    metrics.update(mixer_vs_xent(task, args.train_steps))
+    model.eval()
     sources = encode_sources(vocabs, task.valid.sources[: args.sentences], recipe.data.max_source_tokens)
     cfg = recipe.decode
     greedy, _ = sentences_per_s(model, sources, cfg, 1, cfg.batch_size)

@@ -32,7 +32,7 @@ class ToyRNN:
         return h @ self.U, h
 
     @staticmethod
-    def reorder_state(h, index):
+    def reorder_state(h, index, keep_source=False):
         return h.index_select(0, index)
 
 

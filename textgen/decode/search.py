@@ -59,14 +59,24 @@ def allowed_log_probs(logits: torch.Tensor, at_limit: torch.Tensor, renormalise:
     Search (renormalise=False) keeps the model's own log-probs, as fairseq does: a hypothesis forced to
     stop at the limit pays the model's log p(EOS). Rollouts (renormalise=True) mask before the softmax,
     giving the log-probs of the policy actually sampled from, which REINFORCE's gradient needs.
-    Out of place, so rollouts can backpropagate through it.
+    Out of place whenever autograd records, so rollouts can backpropagate through it.
     """
-    vocab = torch.arange(logits.size(1))
-    banned = (vocab == PAD) | (vocab == BOS) | (at_limit.unsqueeze(1) & (vocab != EOS))  # (B, V)
     neg = torch.finfo(torch.float32).min
+    never = torch.tensor([PAD, BOS])
+
+    def eos_only(x: torch.Tensor) -> torch.Tensor:  # rows at their limit: everything but EOS banned
+        if not bool(at_limit.any()):
+            return x  # the common case builds no (B, V) mask at all
+        not_eos = torch.ones(x.size(1), dtype=torch.bool)
+        not_eos[EOS] = False
+        return x.masked_fill(at_limit.unsqueeze(1) & not_eos, neg)
+
     if renormalise:
-        return logits.float().masked_fill(banned, neg).log_softmax(-1)
-    return logits.float().log_softmax(-1).masked_fill(banned, neg)
+        return eos_only(logits.float().index_fill(1, never, neg)).log_softmax(-1)
+    logp = logits.float().log_softmax(-1)
+    # a fresh tensor: fill it in place when no gradient is being recorded (search), saving a (B, V) copy
+    logp = logp.index_fill(1, never, neg) if logp.requires_grad else logp.index_fill_(1, never, neg)
+    return eos_only(logp)
 
 
 def _block_repeated_ngrams(logp: torch.Tensor, hist: torch.Tensor, n: int) -> torch.Tensor:
@@ -93,14 +103,14 @@ def beam_search(
     """Batched beam search; finished hypotheses scored as sum log p / length**lenpen.
 
     Rows are flat (B*K): sentence b owns rows b*K..b*K+K-1. At step 0 only beam 0 is live; the top
-    2K candidates are taken so EOS candidates cannot starve the beam; a sentence is done once it has
+    2K candidates are taken so EOS candidates cannot starve the beam (and the first step runs once per
+    sentence, not K times); a sentence is done once it has
     K finished hypotheses, and its rows no longer affect any other sentence.
     """
     B, K = src.size(0), beam
     nbest = min(nbest, K)
     neg = torch.finfo(torch.float32).min
     state = model.encode(src, src_lens)
-    state = model.reorder_state(state, torch.arange(B).repeat_interleave(K))
     limit = max_lengths(src_lens, max_len_a, max_len_b)  # (B,)
     T = int(limit.max())
     fin_scores = torch.full((B, K), neg)  # finished hypotheses of every sentence, length-normalised
@@ -115,7 +125,12 @@ def beam_search(
     for t in range(T):
         Bc = sent.numel()
         offsets = (torch.arange(Bc) * K).unsqueeze(1)  # (Bc, 1)
-        logits, state = model.step(prev, state)  # (Bc*K, V)
+        if t == 0:  # all K beams of a sentence are the same BOS: step once per sentence, then copy
+            logits, state = model.step(prev[:B], state)
+            expand = torch.arange(B).repeat_interleave(K)
+            logits, state = logits.index_select(0, expand), model.reorder_state(state, expand)
+        else:
+            logits, state = model.step(prev, state)  # (Bc*K, V)
         logp = allowed_log_probs(logits, (t + 1 >= limit[sent]).repeat_interleave(K))
         V = logp.size(1)
         if no_repeat_ngram:
@@ -144,12 +159,14 @@ def beam_search(
         live_score, order = torch.where(tok == EOS, torch.tensor(neg), top).topk(K, dim=1)  # (Bc, K)
         chosen = (offsets * 2 + order).view(-1)  # index into the Bc*2K candidates
         rows, tok, scores = rows[chosen], tok.view(-1)[chosen], live_score
-        if bool(finished.any()):  # finished sentences leave the batch; the others are untouched
+        shrink = bool(finished.any())
+        if shrink:  # finished sentences leave the batch; the others are untouched
             keep = (~finished).nonzero().squeeze(1)
             keep_rows = (keep.unsqueeze(1) * K + torch.arange(K)).view(-1)
             sent, scores, rows, tok = sent[keep], scores[keep], rows[keep_rows], tok[keep_rows]
         hist = torch.cat([hist.index_select(0, rows), tok.unsqueeze(1)], 1)
-        state = model.reorder_state(state, rows)
+        # rows only move within their sentence unless a sentence left: then the source memory must follow
+        state = model.reorder_state(state, rows, keep_source=not shrink)
         prev = tok
     best = fin_scores[:, :nbest].tolist()
     toks = fin_tokens[:, :nbest].tolist()

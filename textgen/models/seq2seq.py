@@ -1,6 +1,7 @@
 """Encoder–decoder with attention: bi-LSTM encoder, LSTM decoder, Luong/Bahdanau attention.
 
-Step protocol (used by every decoder and objective): `encode`, `init_state`, `step`, `reorder_state`;
+Step protocol (used by every decoder and objective): `encode`, `init_state`, `step`,
+`reorder_state(state, index, keep_source=False)`;
 plus a teacher-forced `forward` that runs the fused nn.LSTM over the whole target when the
 decoder has no input feeding (each step then depends only on the reference prefix).
 """
@@ -117,10 +118,14 @@ class Seq2Seq(nn.Module):
         return self.logits(feat), state
 
     @staticmethod
-    def reorder_state(state: DecoderState, index: torch.Tensor) -> DecoderState:
-        """Select / repeat batch rows (beam expansion and reordering)."""
-        return DecoderState(
-            state.h.index_select(1, index), state.c.index_select(1, index), state.feed.index_select(0, index),
-            state.memory.index_select(0, index), state.keys.index_select(0, index),
-            state.pad_mask.index_select(0, index),
-        )
+    def reorder_state(state: DecoderState, index: torch.Tensor, keep_source: bool = False) -> DecoderState:
+        """Select / repeat batch rows (beam expansion and reordering).
+
+        keep_source: the caller guarantees each new row has the same source as the old row at its
+        position (beam search permuting hypotheses within a sentence), so the encoder memory, keys
+        and mask — the large tensors — are not copied."""
+        h, c, feed = state.h.index_select(1, index), state.c.index_select(1, index), state.feed.index_select(0, index)
+        if keep_source:
+            return replace(state, h=h, c=c, feed=feed)
+        return DecoderState(h, c, feed, state.memory.index_select(0, index), state.keys.index_select(0, index),
+                            state.pad_mask.index_select(0, index))
