@@ -2,7 +2,7 @@
 # Same-budget comparison of XENT / DAD / E2E / MIXER fine-tuning (issue #5), one queue per argument.
 # Every run starts from the same XENT checkpoint, trains a fixed number of epochs (not minutes, so
 # machine load changes only wall time), keeps the best checkpoint by validation metric, and is scored on
-# test with greedy and beam 5. Results land in results/objectives/, tabulated by experiments/tabulate.py.
+# test with greedy and beam 5. Results land in results/objectives/, tabulated by experiments/objectives_table.py.
 #   experiments/compare-objectives.sh multi30k   # and, in parallel on a 2-core machine:
 #   experiments/compare-objectives.sh aeslc
 set -euo pipefail

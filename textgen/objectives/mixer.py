@@ -61,6 +61,7 @@ class SequenceLevel(nn.Module):
         if s >= self.cfg.mixer_T:  # the XENT stage: plain teacher forcing over the whole target
             logits = model(batch.src, batch.src_lens, batch.tgt_in)
             return Loss(token_loss(logits, batch.tgt_out, smoothing), batch.ntokens, B, {"s": s})
+        logs = {"s": s}  # the scheduled stage (a short batch may use a shorter prefix below)
         state = model.encode(batch.src, batch.src_lens)
         s = min(s, batch.tgt_in.size(1))
         feats, state = model.prefix(state, batch.tgt_in[:, :s])  # (B, s, H)
@@ -68,7 +69,6 @@ class SequenceLevel(nn.Module):
         n_xent = int((batch.tgt_out[:, :s] != PAD).sum())
         target_len = (batch.tgt_out != PAD).sum(1)  # (B,) including EOS
         rows = (target_len > s).nonzero().squeeze(1)  # rows whose reference goes on past the prefix
-        logs = {"s": s}
         if rows.numel() == 0:
             return Loss(xent, n_xent, B, logs)
         sub = model.reorder_state(state, rows)

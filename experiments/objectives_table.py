@@ -1,0 +1,150 @@
+"""Collect the objective comparison (experiments/compare-objectives.sh) into one table per corpus.
+
+Reads results/objectives/*.json and each run's metrics.csv (reward statistics per MIXER stage), and
+writes results/objectives-<corpus>.json, results/objectives-<corpus>.csv and a markdown rendering
+results/objectives-tables.md (pasted into docs/RESULTS.md).
+
+    python experiments/objectives_table.py
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import statistics
+import sys
+import tomllib
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from textgen.config import from_dict  # noqa: E402
+from textgen.objectives.schedules import mixer_s  # noqa: E402
+
+RESULTS = ROOT / "results"
+METRICS = {"multi30k": ["bleu4"], "aeslc": ["rouge1", "rouge2", "rougeL", "bleu4", "distinct_outputs"]}
+BASE = {"multi30k": "multi30k-test-{}.json", "aeslc": "aeslc-test-{}.json"}  # the starting XENT checkpoints
+NAME = re.compile(r"(?P<corpus>multi30k|aeslc)-(?P<objective>.+)-s(?P<seed>\d+)-test-beam(?P<beam>\d)\.json")
+
+
+def load(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def reward_by_stage(run_dir: Path) -> dict[str, dict[str, float]]:
+    """Mean sampled reward and fraction of non-zero rewards per scheduled XENT-prefix length s.
+
+    The stage comes from each log row's epoch and the run's recipe (the logged s is clipped to each
+    batch's target length, so it is not the stage)."""
+    path = run_dir / "metrics.csv"
+    if not path.exists():
+        return {}
+    cfg = from_dict(tomllib.loads((run_dir / "recipe.toml").read_text())).objective
+    acc: dict[int, list[tuple[float, float]]] = defaultdict(list)
+    for row in csv.DictReader(path.open()):
+        if row.get("reward"):
+            stage = mixer_s(cfg, max(0.0, float(row["epoch"]) - 1e-6))  # the row averages the steps up to it
+            acc[stage].append((float(row["reward"]), float(row["reward_nonzero"])))
+    return {str(s): {"reward": round(statistics.mean(r for r, _ in v), 4),
+                     "reward_nonzero": round(statistics.mean(n for _, n in v), 4), "log_rows": len(v)}
+            for s, v in sorted(acc.items(), key=lambda kv: -kv[0])}
+
+
+def summarise(values: list[float]) -> dict:
+    out = {"mean": round(statistics.mean(values), 2), "n": len(values), "values": values}
+    if len(values) > 1:
+        out["std"] = round(statistics.stdev(values), 2)
+    return out
+
+
+def collect(corpus: str) -> dict:
+    runs: dict[str, dict] = defaultdict(lambda: {"seeds": {}})
+    for path in sorted((RESULTS / "objectives").glob(f"{corpus}-*-test-beam*.json")):
+        m = NAME.fullmatch(path.name)
+        if not m:
+            continue
+        seed, beam = int(m["seed"]), "greedy" if m["beam"] == "1" else "beam5"
+        entry = runs[m["objective"]]["seeds"].setdefault(seed, {})
+        metrics = load(path)["metrics"]
+        entry[beam] = {k: metrics[k] for k in METRICS[corpus] if k in metrics}
+        name = f"{corpus}-{m['objective']}-s{seed}"
+        train = load(RESULTS / "objectives" / f"{name}-train.json")
+        entry["train_seconds"] = train["metrics"]["train_seconds"]
+        entry["train_command"] = train["command"]
+        entry["rewards_by_s"] = reward_by_stage(ROOT / "runs" / "objectives" / name)
+    table = {}
+    for objective, data in runs.items():
+        row = {"seeds": sorted(data["seeds"])}
+        for beam in ("greedy", "beam5"):
+            for metric in METRICS[corpus]:
+                values = [s[beam][metric] for s in data["seeds"].values() if beam in s and metric in s[beam]]
+                if values:
+                    row[f"{metric}_{beam}"] = summarise(values)
+        row["train_seconds"] = summarise([s["train_seconds"] for s in data["seeds"].values()])
+        row["runs"] = data["seeds"]
+        table[objective] = row
+    base = {}
+    for beam, tag in (("greedy", "greedy"), ("beam5", "beam5")):
+        path = RESULTS / BASE[corpus].format(tag)
+        if path.exists():
+            metrics = load(path)["metrics"]
+            base[beam] = {k: metrics[k] for k in METRICS[corpus] if k in metrics}
+    return {"corpus": corpus, "start_checkpoint": base, "objectives": table}
+
+
+def fmt(cell: dict | None) -> str:
+    if not cell:
+        return "–"
+    digits = 0 if all(float(v).is_integer() for v in cell["values"]) else 2
+    if "std" in cell:
+        return f"{cell['mean']:.{digits}f} ± {cell['std']:.{digits}f} (n={cell['n']})"
+    return f"{cell['mean']:.{digits}f}"
+
+
+def markdown(result: dict) -> str:
+    corpus = result["corpus"]
+    metrics = METRICS[corpus]
+    lines = [f"### {corpus}", ""]
+    for beam in ("greedy", "beam5"):
+        lines += [f"{beam}:", "", "| objective | " + " | ".join(metrics) + " | train seconds |",
+                  "|---" * (len(metrics) + 2) + "|"]
+        base = result["start_checkpoint"].get(beam, {})
+        lines.append("| start: the XENT checkpoint | " + " | ".join(str(base.get(m, "–")) for m in metrics) + " | – |")
+        for objective, row in result["objectives"].items():
+            cells = [fmt(row.get(f"{m}_{beam}")) for m in metrics]
+            lines.append(f"| {objective} | " + " | ".join(cells) + f" | {row['train_seconds']['mean']:.0f} |")
+        lines.append("")
+    lines += ["Sampled rewards per MIXER stage (XENT prefix s; training-log means):", "",
+              "| run | s | mean reward | samples with reward > 0 |", "|---|---|---|---|"]
+    for objective, row in result["objectives"].items():
+        for seed, run in row["runs"].items():
+            for s, stats in run["rewards_by_s"].items():
+                lines.append(f"| {objective} seed {seed} | {s} | {stats['reward']:.3f} | {stats['reward_nonzero']:.3f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parts = []
+    for corpus in METRICS:
+        result = collect(corpus)
+        if not result["objectives"]:
+            continue
+        (RESULTS / f"objectives-{corpus}.json").write_text(json.dumps(result, indent=2) + "\n")
+        with (RESULTS / f"objectives-{corpus}.csv").open("w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["objective", "seed", "beam", *METRICS[corpus], "train_seconds"])
+            for objective, row in result["objectives"].items():
+                for seed, run in row["runs"].items():
+                    for beam in ("greedy", "beam5"):
+                        if beam in run:
+                            writer.writerow([objective, seed, beam, *(run[beam].get(m, "") for m in METRICS[corpus]),
+                                             run["train_seconds"]])
+        parts.append(markdown(result))
+    (RESULTS / "objectives-tables.md").write_text("\n".join(parts))
+    print("\n".join(parts))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,64 @@
+"""How sparse is each sequence-level reward on model samples? (issue #5: ROUGE-2 on short subjects)
+
+Samples one full output (s = 0, temperature 1, as REINFORCE does) per validation source from a
+trained checkpoint and reports, per reward, the mean and the fraction of samples with reward > 0,
+also for the greedy output.
+
+    python experiments/reward_sparsity.py checkpoints/summarize.pt --out results/aeslc-reward-sparsity.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from textgen.data.parallel import load_parallel  # noqa: E402
+from textgen.metrics import REWARDS  # noqa: E402
+from textgen.results import invocation, make_result, write_result  # noqa: E402
+from textgen.seq2seq import decode_ids, encode_sources, load_model  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("checkpoint", type=Path)
+    parser.add_argument("--split", default="valid")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    start = time.perf_counter()
+    torch.manual_seed(args.seed)
+    model, vocabs, recipe, _ = load_model(args.checkpoint)
+    corpus = load_parallel(recipe.data.corpus)
+    split = corpus.splits[args.split]
+    sources = encode_sources(vocabs, split.sources, recipe.data.max_source_tokens)
+    outputs = {
+        "sample": decode_ids(model, sources, recipe.decode, sample=True, temperature=1.0, seed=args.seed),
+        "greedy": decode_ids(model, sources, recipe.decode, beam=1),
+    }
+    metrics: dict = {"sentences": len(sources)}
+    for how, results in outputs.items():
+        hyps = [vocabs.tgt.decode(toks[0]) for toks, _ in results]
+        for name, reward in REWARDS.items():
+            values = [reward(h, r) for h, r in zip(hyps, split.targets)]
+            metrics[f"{how}_{name}_mean"] = round(statistics.mean(values), 4)
+            metrics[f"{how}_{name}_nonzero"] = round(sum(v > 0 for v in values) / len(values), 4)
+        metrics[f"{how}_mean_words"] = round(statistics.mean(len(h.split()) for h in hyps), 2)
+    metrics["reference_mean_words"] = round(statistics.mean(len(r.split()) for r in split.targets), 2)
+    for name in REWARDS:
+        print(f"{name:>10}: samples mean {metrics[f'sample_{name}_mean']:.3f}, non-zero "
+              f"{100 * metrics[f'sample_{name}_nonzero']:.1f}% | greedy mean {metrics[f'greedy_{name}_mean']:.3f}, "
+              f"non-zero {100 * metrics[f'greedy_{name}_nonzero']:.1f}%")
+    write_result(args.out, make_result(metrics, corpus.sha256, time.perf_counter() - start,
+                                       command=invocation("python experiments/reward_sparsity.py"),
+                                       checkpoint=str(args.checkpoint)))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
