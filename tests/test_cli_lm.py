@@ -95,3 +95,16 @@ def test_tensorboard_logging_when_installed(cli, tiny_recipe, tmp_path):
     events.Reload()
     assert {"train_loss", "valid_loss"} <= set(events.Tags()["scalars"])
     assert [e.step for e in events.Scalars("valid_loss")] == [10, 20]
+
+
+def test_bf16_training_learns_and_keeps_fp32_weights(cli, tiny_recipe, tmp_path):
+    import torch
+
+    result = cli("train", "-r", tiny_recipe, "--set", "train.precision=bf16", "--set", "train.max_steps=40",
+                 "-o", "bf16.pt", "--run-dir", "run")
+    assert result.code == 0, result.err
+    losses = [float(r.split(",")[5]) for r in (tmp_path / "run/metrics.csv").read_text().splitlines()[1:]
+              if r.split(",")[5]]
+    assert losses[-1] < 0.8 * losses[0]
+    weights = torch.load(tmp_path / "bf16.pt", weights_only=True)["model"]
+    assert all(w.dtype == torch.float32 for w in weights.values() if w.is_floating_point())

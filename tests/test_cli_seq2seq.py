@@ -111,3 +111,27 @@ def test_interactive_decoding(cli, trained_mt, monkeypatch):
     assert result.code == 0, result.err
     assert result.out.splitlines() == ["d c b a", "f e"]
     assert result.err.count("source> ") == 4
+
+
+def test_bf16_decoding_runs_in_bf16_and_matches_fp32_outputs(cli, trained_mt, tmp_path):
+    import torch
+
+    from textgen.precision import autocast
+    from textgen.seq2seq import load_model
+
+    model, _, _, _ = load_model(trained_mt)
+    src, lens = torch.tensor([[4, 5, 6]]), torch.tensor([3])
+    with autocast("bf16"):
+        logits, _ = model.step(torch.tensor([2]), model.encode(src, lens))
+    assert logits.dtype == torch.bfloat16  # the context really lowers the precision
+    runs = {}
+    for precision in ("fp32", "bf16"):
+        result = cli("eval", trained_mt, "--split", "test", "--beam", "3", "--precision", precision, "--json",
+                     "--hyp-out", f"{precision}.txt")
+        assert result.code == 0, result.err
+        assert json.loads(result.out)["metrics"]["precision"] == precision
+        runs[precision] = (tmp_path / f"{precision}.txt").read_text().splitlines()
+    same = sum(a == b for a, b in zip(runs["fp32"], runs["bf16"]))
+    assert same >= 0.9 * len(runs["fp32"])
+    bad = cli("eval", trained_mt, "--split", "test", "--precision", "fp8")
+    assert bad.code == 2 and "unknown precision 'fp8'" in bad.err

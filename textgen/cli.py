@@ -175,6 +175,7 @@ def eval_(
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1,
                                              help="LM: parallel streams (1: state over the whole text); seq2seq: sentences."),
     hyp_out: Optional[Path] = typer.Option(None, "--hyp-out", help="Seq2seq: where to write the decoded hypotheses."),
+    precision: Optional[str] = typer.Option(None, "--precision", help="Seq2seq decoding: fp32 or bf16 [default: the recipe's]."),
     json_out: bool = typer.Option(False, "--json", help="Print a results JSON."),
     results: Optional[Path] = typer.Option(None, "--results", help="Also write the results JSON here."),
 ) -> None:
@@ -208,7 +209,7 @@ def eval_(
         else:
             out = hyp_out or Path("results") / f"{ckpt.stem}.{split}.beam{beam or 'default'}.hyp"
             values, shas, signatures = evaluate.eval_seq2seq(ckpt, data, split, metric or ["bleu4"], beam,
-                                                             batch_size, out)
+                                                             batch_size, out, precision)
             typer.echo(f"hypotheses: {out}", err=True)
     extra = {"checkpoint": str(ckpt)} if ckpt else {}
     if signatures:
@@ -239,6 +240,7 @@ def decode(
     seed: Optional[int] = typer.Option(None, "--seed"),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Sentences decoded together."),
     interactive: bool = typer.Option(False, "--interactive", help="Prompt for one source at a time (Ctrl-D ends)."),
+    precision: Optional[str] = typer.Option(None, "--precision", help="fp32 or bf16 [default: the recipe's]."),
 ) -> None:
     """Translate / summarize: read sources, write one hypothesis per line (n-best: index, score, text).
 
@@ -248,6 +250,7 @@ def decode(
 
     from textgen.data.parallel import read_lines
     from textgen.decode.sampling import check_sampling_args
+    from textgen.precision import check_precision
     from textgen.seq2seq import decode_ids, encode_sources, load_model
 
     check_sampling_args(temperature, 0, 1.0)
@@ -257,7 +260,8 @@ def decode(
         raise UserError(f"--nbest must be >= 1, got {nbest}")
     model, vocabs, recipe, _ = load_model(ckpt)
     changes = {k: v for k, v in dict(lenpen=lenpen, max_len_a=max_len_a, max_len_b=max_len_b,
-                                      batch_size=batch_size).items() if v is not None}
+                                      batch_size=batch_size, precision=check_precision(precision)).items()
+               if v is not None}
     cfg = dataclasses.replace(recipe.decode, nbest=nbest, no_repeat_ngram=no_repeat_ngram, **changes)
     beam = cfg.beam if beam is None else beam
     if nbest > beam and not sample:

@@ -10,6 +10,7 @@ from textgen import checkpoint
 from textgen.data.parallel import load_parallel, read_lines
 from textgen.errors import UserError
 from textgen.metrics import check_metrics, score
+from textgen.precision import check_precision
 
 
 def eval_files(hyp: Path, refs: list[Path], metrics: list[str]) -> tuple[dict, dict]:
@@ -34,7 +35,7 @@ def eval_lm(ckpt: Path, data: str | None, split: str, batch_size: int) -> tuple[
 
 
 def eval_seq2seq(ckpt: Path, data: str | None, split: str, metrics: list[str], beam: int | None,
-                 batch_size: int | None, hyp_out: Path | None) -> tuple[dict, dict, dict]:
+                 batch_size: int | None, hyp_out: Path | None, precision: str | None = None) -> tuple[dict, dict, dict]:
     """Decode a split, write the hypotheses, and score them against the reference (and all references)."""
     from textgen.seq2seq import encode_sources, load_model, translate
 
@@ -44,7 +45,8 @@ def eval_seq2seq(ckpt: Path, data: str | None, split: str, metrics: list[str], b
     if split not in corpus.splits:
         raise UserError(f"corpus '{data or recipe.data.corpus}' has no {split} split: choose from {', '.join(corpus.splits)}")
     part = corpus.splits[split]
-    cfg = recipe.decode if batch_size is None else dataclasses.replace(recipe.decode, batch_size=batch_size)
+    changes = {k: v for k, v in dict(batch_size=batch_size, precision=check_precision(precision)).items() if v is not None}
+    cfg = dataclasses.replace(recipe.decode, **changes)
     beam = cfg.beam if beam is None else beam
     sources = encode_sources(vocabs, part.sources, recipe.data.max_source_tokens)
     start = time.perf_counter()
@@ -57,7 +59,7 @@ def eval_seq2seq(ckpt: Path, data: str | None, split: str, metrics: list[str], b
     if part.extra_refs:
         multi, _ = score(metrics, hyps, [part.targets, *part.extra_refs])
         values.update({f"{k}_multiref": v for k, v in multi.items()})
-    values.update({"beam": beam, "sentences": len(hyps), "distinct_outputs": len(set(hyps)),
+    values.update({"beam": beam, "precision": cfg.precision, "sentences": len(hyps), "distinct_outputs": len(set(hyps)),
                    "decode_seconds": round(seconds, 2), "sentences_per_s": round(len(hyps) / seconds, 1)})
     return values, corpus.sha256, signatures
 

@@ -19,6 +19,7 @@ from textgen.metrics import score
 from textgen.models.seq2seq import Seq2Seq
 from textgen.objectives import OBJECTIVES
 from textgen.objectives.common import Context, token_loss
+from textgen.precision import autocast
 from textgen.trainer import Loss
 
 
@@ -191,16 +192,17 @@ def decode_ids(model: Seq2Seq, sources: list[list[int]], cfg: DecodeConfig, beam
     beam = cfg.beam if beam is None else beam
     results: list = [None] * len(sources)
     generator = torch.Generator().manual_seed(seed) if seed is not None else None
-    for ids in batches_in_order(sources, cfg.batch_size):
-        b = collate([sources[i] for i in ids], None, ids)
-        if sample or beam == 1:
-            hyps: Hypotheses = greedy_or_sample(model, b.src, b.src_lens, cfg.max_len_a, cfg.max_len_b,
-                                                temperature if sample else 0.0, generator=generator)
-        else:
-            hyps = beam_search(model, b.src, b.src_lens, beam, cfg.nbest, cfg.lenpen, cfg.max_len_a, cfg.max_len_b,
-                               cfg.no_repeat_ngram)
-        for i, toks, scores in zip(ids, hyps.tokens, hyps.scores):
-            results[i] = (toks, scores)
+    with autocast(cfg.precision):
+        for ids in batches_in_order(sources, cfg.batch_size):
+            b = collate([sources[i] for i in ids], None, ids)
+            if sample or beam == 1:
+                hyps: Hypotheses = greedy_or_sample(model, b.src, b.src_lens, cfg.max_len_a, cfg.max_len_b,
+                                                    temperature if sample else 0.0, generator=generator)
+            else:
+                hyps = beam_search(model, b.src, b.src_lens, beam, cfg.nbest, cfg.lenpen, cfg.max_len_a,
+                                   cfg.max_len_b, cfg.no_repeat_ngram)
+            for i, toks, scores in zip(ids, hyps.tokens, hyps.scores):
+                results[i] = (toks, scores)
     return results
 
 

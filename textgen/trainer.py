@@ -25,10 +25,11 @@ from textgen import checkpoint, distributed
 from textgen.config import Recipe, dump_toml, to_dict
 from textgen.distributed import Dist
 from textgen.errors import Interrupted, UserError
+from textgen.precision import autocast
 from textgen.schedule import LRSchedule, build_optimizer, set_lr
 
 # keys that may differ between a checkpoint's recipe and the one given with --resume
-BUDGET_KEYS = {"epochs", "max_steps", "max_minutes", "eval_every", "log_every", "threads", "tensorboard"}
+BUDGET_KEYS = {"epochs", "max_steps", "max_minutes", "eval_every", "log_every", "threads", "tensorboard", "precision"}
 
 
 @dataclass
@@ -255,7 +256,8 @@ def train(task: Task, recipe: Recipe, output: Path, run_dir: Path, resume: dict 
             ui = bar.add_task("train", total=total, completed=prog.step, loss=math.nan, tps=0.0)
             while prog.step < total:
                 set_lr(optimizer, schedule.lr(prog.step))
-                out = runner(prog.step)
+                with autocast(t.precision):
+                    out = runner(prog.step)
                 loss_sum, ntokens, nsentences = distributed.all_sum(
                     dist, [out.loss_sum.item(), out.ntokens, out.nsentences])
                 ntokens = int(ntokens)
