@@ -22,19 +22,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from textgen.config import load_recipe  # noqa: E402
 from textgen.objectives import OBJECTIVES, mixer  # noqa: E402
 from textgen.objectives.common import Context  # noqa: E402
+from textgen.precision import autocast  # noqa: E402
 from textgen.results import invocation, make_result, write_result  # noqa: E402
 from textgen.seq2seq import Seq2SeqTask, decode_ids, encode_sources, load_model  # noqa: E402
 
 
-def train_tokens_per_s(task: Seq2SeqTask, steps: int) -> float:
-    """The trainer's update on real batches: forward, backward, clip, Adam."""
+def train_tokens_per_s(task: Seq2SeqTask, steps: int, precision: str = "fp32") -> float:
+    """The trainer's update on real batches: forward (at `precision`), backward, clip, Adam."""
     model = task.model.train()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     tokens = 0
     for step in range(steps + 2):
         if step == 2:  # two warm-up steps excluded
             tokens, start = 0, time.perf_counter()
-        out = task.loss(step)
+        with autocast(precision):
+            out = task.loss(step)
         opt.zero_grad()
         (out.loss_sum / out.ntokens).backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
@@ -113,6 +115,32 @@ def mixer_vs_xent(task: Seq2SeqTask, steps: int) -> dict:
     return out
 
 
+def projection_bound(model, sources, cfg) -> dict:
+    """How much of batched beam search is the output projection alone (hidden x vocab matmul per row)?
+
+    Counts the rows that go through the projection in one batched beam-5 decode and times the same
+    matmul on 512-row blocks: that time is a floor no batching can go under."""
+    rows = [0]
+    hook = model.proj.register_forward_hook(lambda mod, inp, out: rows.__setitem__(0, rows[0] + inp[0].shape[0]))
+    try:
+        start = time.perf_counter()
+        decode_ids(model, sources, cfg, beam=5)
+        total = time.perf_counter() - start
+    finally:
+        hook.remove()
+    x = torch.randn(512, model.proj.in_features)
+    with torch.no_grad(), autocast(cfg.precision):
+        for _ in range(3):
+            model.proj(x)
+        start = time.perf_counter()
+        for _ in range(20):
+            model.proj(x)
+        per_row = (time.perf_counter() - start) / (20 * 512)
+    floor = rows[0] * per_row
+    return {"projection_rows": rows[0], "projection_seconds": round(floor, 3), "beam5_batched_seconds": round(total, 3),
+            "projection_share": round(floor / total, 3)}
+
+
 def sentences_per_s(model, sources, cfg, beam: int, batch_size: int) -> tuple[float, list]:
     start = time.perf_counter()
     out = decode_ids(model, sources, dataclasses.replace(cfg, batch_size=batch_size), beam=beam)
@@ -136,23 +164,38 @@ def main() -> None:
     else:
         task = Seq2SeqTask(recipe)
         model, vocabs = task.model, task.vocabs
-    metrics = {"train_target_tokens_per_s": round(train_tokens_per_s(task, args.train_steps), 1)}
-    print(f"teacher-forced training: {metrics['train_target_tokens_per_s']:,.0f} target tokens/s")
+    metrics = {}
+    for precision in ("fp32", "bf16"):
+        metrics[f"train_target_tokens_per_s_{precision}"] = round(train_tokens_per_s(task, args.train_steps, precision), 1)
+    print(f"teacher-forced training: {metrics['train_target_tokens_per_s_fp32']:,.0f} target tokens/s fp32, "
+          f"{metrics['train_target_tokens_per_s_bf16']:,.0f} bf16 autocast")
     metrics.update(mixer_vs_xent(task, args.train_steps))
     model.eval()
     sources = encode_sources(vocabs, task.valid.sources[: args.sentences], recipe.data.max_source_tokens)
-    cfg = recipe.decode
-    greedy, _ = sentences_per_s(model, sources, cfg, 1, cfg.batch_size)
-    batched, out_batched = sentences_per_s(model, sources, cfg, 5, cfg.batch_size)
     few = sources[: max(10, args.sentences // 10)]  # per-sentence beam is slow: time a tenth
-    single, out_single = sentences_per_s(model, few, cfg, 5, 1)
-    same = all(a[0] == b[0] for a, b in zip(out_single, out_batched[: len(few)]))
-    metrics.update({"greedy_sentences_per_s": round(greedy, 1), "beam5_batched_sentences_per_s": round(batched, 1),
-                    "beam5_single_sentences_per_s": round(single, 1),
-                    "beam5_batched_over_single": round(batched / single, 2),
-                    "batched_equals_single": same, "checkpoint": str(args.checkpoint or "random init")})
-    print(f"greedy {greedy:,.1f} sent/s | beam 5 batched {batched:,.1f} sent/s | beam 5 one at a time "
-          f"{single:,.1f} sent/s | ratio {batched / single:.1f}x (target >= 10x) | same hypotheses: {same}")
+    for precision in ("fp32", "bf16"):
+        cfg = dataclasses.replace(recipe.decode, precision=precision)
+        greedy, _ = sentences_per_s(model, sources, cfg, 1, cfg.batch_size)
+        batched, out_batched = sentences_per_s(model, sources, cfg, 5, cfg.batch_size)
+        single, out_single = sentences_per_s(model, few, cfg, 5, 1)
+        same = sum(a[0] == b[0] for a, b in zip(out_single, out_batched[: len(few)])) / len(few)
+        metrics.update({f"greedy_sentences_per_s_{precision}": round(greedy, 1),
+                        f"beam5_batched_sentences_per_s_{precision}": round(batched, 1),
+                        f"beam5_single_sentences_per_s_{precision}": round(single, 1),
+                        f"beam5_batched_over_single_{precision}": round(batched / single, 2),
+                        f"batched_equals_single_{precision}": same})
+        bound = projection_bound(model, sources, cfg)
+        metrics.update({f"{k}_{precision}": v for k, v in bound.items()})
+        single_seconds = len(sources) / single
+        print(f"{precision}: the output projection alone ({bound['projection_rows']:,} rows) takes "
+              f"{bound['projection_seconds']:.2f} s of the batched beam's {bound['beam5_batched_seconds']:.2f} s; "
+              f"one-at-a-time beam needs {single_seconds:.1f} s for these sentences, so no batching can beat "
+              f"{single_seconds / bound['projection_seconds']:.1f}x on this CPU")
+        metrics[f"beam5_max_ratio_from_projection_{precision}"] = round(single_seconds / bound["projection_seconds"], 1)
+        print(f"{precision}: greedy {greedy:,.1f} sent/s | beam 5 batched {batched:,.1f} sent/s | beam 5 one at a "
+              f"time {single:,.1f} sent/s | ratio {batched / single:.1f}x (target >= 10x) | "
+              f"same hypotheses: {100 * same:.0f}%")
+    metrics["checkpoint"] = str(args.checkpoint or "random init")
     shas = task.sha256
     write_result(args.out, make_result(metrics, shas, time.perf_counter() - start,
                                        command=invocation("python benchmarks/bench_seq2seq.py")))
