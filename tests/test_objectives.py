@@ -112,6 +112,22 @@ def test_baseline_loss_sends_no_gradient_into_the_decoder():
     assert objective.baseline.weight.grad is not None and objective.baseline.weight.grad.abs().sum() > 0
 
 
+def test_scst_advantage_is_sample_reward_minus_greedy_reward():
+    model, scst = setup("scst", mixer_T=4, mixer_delta=4, mixer_xent_epochs=0, mixer_epochs_per_stage=1,
+                        xent_weight=0.0)
+    assert not list(scst.parameters())  # no regressor: the greedy decode is the baseline
+    batch = copies(16)
+    scst.reward_fn = lambda hyp, ref: 1.0  # every continuation earns the same: nothing to learn
+    flat = scst(model, batch, step=0)
+    assert float(flat.loss_sum.detach()) == 0.0 and flat.logs["greedy_reward"] == 1.0
+    scst.reward_fn = x_count
+    torch.manual_seed(1)
+    out = scst(model, batch, step=0)
+    out.loss_sum.backward()
+    assert out.logs["s"] == 0 and out.loss_sum.requires_grad
+    assert sum(float(p.grad.abs().sum()) for p in model.parameters() if p.grad is not None) > 0
+
+
 def test_dad_with_p_zero_equals_xent():
     model, dad = setup("dad", dad_max_p=0.0)
     _, xent = setup("xent")

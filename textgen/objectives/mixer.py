@@ -24,15 +24,17 @@ from textgen.trainer import Loss
 class SequenceLevel(nn.Module):
     """Shared machinery; subclasses choose s(step) and the baseline."""
 
+    learned_baseline = True  # SCST's baseline is a greedy decode, not a regressor
+
     def __init__(self, ctx: Context):
         super().__init__()
         self.ctx = ctx
         self.cfg = ctx.recipe.objective
         self.reward_fn = REWARDS[self.cfg.reward]
-        hidden = ctx.recipe.model.hidden
-        self.baseline = nn.Linear(hidden, 1)
-        nn.init.zeros_(self.baseline.weight)  # starts at 0, as in the paper's code
-        nn.init.zeros_(self.baseline.bias)
+        if self.learned_baseline and self.cfg.baseline == "learned":
+            self.baseline = nn.Linear(ctx.recipe.model.hidden, 1)
+            nn.init.zeros_(self.baseline.weight)  # starts at 0, as in the paper's code
+            nn.init.zeros_(self.baseline.bias)
 
     def xent_length(self, step: int) -> int:
         raise NotImplementedError
@@ -103,6 +105,8 @@ class PureReinforce(SequenceLevel):
 
 class SelfCritical(Mixer):
     """SCST (Rennie et al. 2017): baseline = reward of the greedy continuation of the same prefix."""
+
+    learned_baseline = False
 
     def advantage(self, model, state, prev, limit, roll, reward, prefix, index):
         with torch.no_grad():
