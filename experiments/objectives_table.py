@@ -52,6 +52,19 @@ def reward_by_stage(run_dir: Path) -> dict[str, dict[str, float]]:
             for s, v in sorted(acc.items(), key=lambda kv: -kv[0])}
 
 
+def bleu_details(corpus: str, hyp_file: Path) -> dict:
+    """sacreBLEU's n-gram precisions and length ratio for a hypothesis file (why BLEU moved)."""
+    from sacrebleu.metrics import BLEU
+
+    from textgen.data.parallel import load_parallel
+
+    refs = load_parallel(corpus).splits["test"].targets
+    hyps = hyp_file.read_text().splitlines()
+    result = BLEU().corpus_score(hyps, [refs])
+    return {"precisions": [round(p, 2) for p in result.precisions], "bp": round(result.bp, 4),
+            "length_ratio": round(100 * result.sys_len / result.ref_len, 2)}  # percent
+
+
 def summarise(values: list[float]) -> dict:
     out = {"mean": round(statistics.mean(values), 2), "n": len(values), "values": values}
     if len(values) > 1:
@@ -69,6 +82,9 @@ def collect(corpus: str) -> dict:
         entry = runs[m["objective"]]["seeds"].setdefault(seed, {})
         metrics = load(path)["metrics"]
         entry[beam] = {k: metrics[k] for k in METRICS[corpus] if k in metrics}
+        hyp_file = RESULTS / "objectives" / "hyps" / path.name.replace(".json", ".txt")
+        if hyp_file.exists():
+            entry[beam].update(bleu_details(corpus, hyp_file))
         name = f"{corpus}-{m['objective']}-s{seed}"
         train = load(RESULTS / "objectives" / f"{name}-train.json")
         entry["train_seconds"] = train["metrics"]["train_seconds"]
@@ -78,7 +94,7 @@ def collect(corpus: str) -> dict:
     for objective, data in runs.items():
         row = {"seeds": sorted(data["seeds"])}
         for beam in ("greedy", "beam5"):
-            for metric in METRICS[corpus]:
+            for metric in [*METRICS[corpus], "length_ratio"]:
                 values = [s[beam][metric] for s in data["seeds"].values() if beam in s and metric in s[beam]]
                 if values:
                     row[f"{metric}_{beam}"] = summarise(values)
@@ -91,6 +107,9 @@ def collect(corpus: str) -> dict:
         if path.exists():
             metrics = load(path)["metrics"]
             base[beam] = {k: metrics[k] for k in METRICS[corpus] if k in metrics}
+            hyp_file = RESULTS / "hyps" / path.name.replace(".json", ".txt")
+            if hyp_file.exists():
+                base[beam].update(bleu_details(corpus, hyp_file))
     return {"corpus": corpus, "start_checkpoint": base, "objectives": table}
 
 
@@ -108,12 +127,13 @@ def markdown(result: dict) -> str:
     metrics = METRICS[corpus]
     lines = [f"### {corpus}", ""]
     for beam in ("greedy", "beam5"):
-        lines += [f"{beam}:", "", "| objective | " + " | ".join(metrics) + " | train seconds |",
-                  "|---" * (len(metrics) + 2) + "|"]
+        lines += [f"{beam}:", "", "| objective | " + " | ".join(metrics) + " | hyp/ref length % | train seconds |",
+                  "|---" * (len(metrics) + 3) + "|"]
         base = result["start_checkpoint"].get(beam, {})
-        lines.append("| start: the XENT checkpoint | " + " | ".join(str(base.get(m, "–")) for m in metrics) + " | – |")
+        lines.append("| start: the XENT checkpoint | " + " | ".join(str(base.get(m, "–")) for m in metrics)
+                     + f" | {base.get('length_ratio', '–')} | – |")
         for objective, row in result["objectives"].items():
-            cells = [fmt(row.get(f"{m}_{beam}")) for m in metrics]
+            cells = [fmt(row.get(f"{m}_{beam}")) for m in [*metrics, "length_ratio"]]
             lines.append(f"| {objective} | " + " | ".join(cells) + f" | {row['train_seconds']['mean']:.0f} |")
         lines.append("")
     lines += ["Sampled rewards per MIXER stage (XENT prefix s; training-log means):", "",
