@@ -53,6 +53,19 @@ def greedy_or_sample(
     return Hypotheses(tokens, [[s] for s in scores.tolist()])
 
 
+def _ban(x: torch.Tensor, at_limit: torch.Tensor, inplace: bool) -> torch.Tensor:
+    """PAD and BOS to -inf everywhere; every token but EOS for rows at their length limit."""
+    neg = torch.finfo(torch.float32).min
+    never = torch.tensor([PAD, BOS])
+    x = x.index_fill_(1, never, neg) if inplace else x.index_fill(1, never, neg)
+    if bool(at_limit.any()):  # the common case builds no (B, V) mask at all
+        not_eos = torch.ones(x.size(1), dtype=torch.bool)
+        not_eos[EOS] = False
+        mask = at_limit.unsqueeze(1) & not_eos
+        x = x.masked_fill_(mask, neg) if inplace else x.masked_fill(mask, neg)
+    return x
+
+
 def allowed_log_probs(logits: torch.Tensor, at_limit: torch.Tensor, renormalise: bool = False) -> torch.Tensor:
     """Log-probabilities with PAD and BOS forbidden, and only EOS allowed for rows at their length limit.
 
@@ -61,22 +74,18 @@ def allowed_log_probs(logits: torch.Tensor, at_limit: torch.Tensor, renormalise:
     giving the log-probs of the policy actually sampled from, which REINFORCE's gradient needs.
     Out of place whenever autograd records, so rollouts can backpropagate through it.
     """
-    neg = torch.finfo(torch.float32).min
-    never = torch.tensor([PAD, BOS])
-
-    def eos_only(x: torch.Tensor) -> torch.Tensor:  # rows at their limit: everything but EOS banned
-        if not bool(at_limit.any()):
-            return x  # the common case builds no (B, V) mask at all
-        not_eos = torch.ones(x.size(1), dtype=torch.bool)
-        not_eos[EOS] = False
-        return x.masked_fill(at_limit.unsqueeze(1) & not_eos, neg)
-
     if renormalise:
-        return eos_only(logits.float().index_fill(1, never, neg)).log_softmax(-1)
+        return _ban(logits.float(), at_limit, inplace=False).log_softmax(-1)
     logp = logits.float().log_softmax(-1)
-    # a fresh tensor: fill it in place when no gradient is being recorded (search), saving a (B, V) copy
-    logp = logp.index_fill(1, never, neg) if logp.requires_grad else logp.index_fill_(1, never, neg)
-    return eos_only(logp)
+    return _ban(logp, at_limit, inplace=not logp.requires_grad)
+
+
+def candidate_scores(logits: torch.Tensor, at_limit: torch.Tensor, prefix: torch.Tensor) -> torch.Tensor:
+    """prefix[b] + log p(v) for every row b and token v, banned as in allowed_log_probs (no gradient).
+
+    allowed_log_probs plus an add, all in place on one fresh (rows, V) tensor: beam search's hot spot
+    next to the output projection. (torch's logsumexp is a slower composite on CPU than log_softmax.)"""
+    return _ban(logits.float().log_softmax(-1), at_limit, inplace=True).add_(prefix.unsqueeze(1))
 
 
 def _block_repeated_ngrams(logp: torch.Tensor, hist: torch.Tensor, n: int) -> torch.Tensor:
@@ -131,11 +140,11 @@ def beam_search(
             logits, state = logits.index_select(0, expand), model.reorder_state(state, expand)
         else:
             logits, state = model.step(prev, state)  # (Bc*K, V)
-        logp = allowed_log_probs(logits, (t + 1 >= limit[sent]).repeat_interleave(K))
-        V = logp.size(1)
+        cand = candidate_scores(logits, (t + 1 >= limit[sent]).repeat_interleave(K), scores.view(Bc * K))
+        V = cand.size(1)
         if no_repeat_ngram:
-            logp = _block_repeated_ngrams(logp, hist, no_repeat_ngram)
-        cand = (scores.view(Bc * K, 1) + logp).view(Bc, K * V)
+            cand = _block_repeated_ngrams(cand, hist, no_repeat_ngram)
+        cand = cand.view(Bc, K * V)
         top, idx = cand.topk(2 * K, dim=1)  # (Bc, 2K)
         src_beam, tok = idx // V, idx % V
         rows = (offsets + src_beam).view(-1)  # (Bc*2K,) source row of each candidate
