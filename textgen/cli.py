@@ -66,13 +66,11 @@ def train(
     Data-parallel: textgen train --recipe mixer --nproc 2  (= torchrun --nproc-per-node 2 -m textgen train ...)
     """
     if nproc > 1:
-        import subprocess
-
-        from textgen.distributed import torchrun_command
+        from textgen.distributed import launch
 
         if int(os.environ.get("WORLD_SIZE", "1")) > 1:
             raise UserError("--nproc is for a plain run; under torchrun leave it out")
-        sys.exit(subprocess.call(torchrun_command(nproc, sys.argv[1:])))
+        sys.exit(launch(nproc, sys.argv[1:]))
     from textgen import checkpoint, distributed
     from textgen.config import from_dict, load_recipe, recipe_from_checkpoint
     from textgen.results import make_result, write_result

@@ -1,6 +1,7 @@
 """Data parallelism: which rank this process is, and the few collectives the training loop needs.
 
-`torchrun --nproc-per-node N -m textgen train ...` (or `textgen train --nproc N`) starts N processes;
+`torchrun --nproc-per-node N -m textgen train ...` (or `textgen train --nproc N`, which launches the
+ranks itself so that Ctrl-C and errors stay one clean line) starts N processes;
 each reads its own shard of the batches, DistributedDataParallel averages the gradients, and only
 rank 0 validates, logs and writes checkpoints. textgen trains on CPU, so the process group is gloo.
 """
@@ -8,6 +9,11 @@ rank 0 validates, logs and writes checkpoints. textgen trains on CPU, so the pro
 from __future__ import annotations
 
 import os
+import signal
+import socket
+import subprocess
+import sys
+import time
 from dataclasses import dataclass
 
 import torch
@@ -100,20 +106,29 @@ def check_in_sync(d: Dist, module: torch.nn.Module) -> None:
         raise RuntimeError(f"data-parallel replicas differ (parameter checksums {sums})")
 
 
-def wrap(d: Dist, module: torch.nn.Module) -> torch.nn.Module:
+def wrap(d: Dist, module: torch.nn.Module, may_skip_parameters: bool) -> torch.nn.Module:
     """DDP around `module` when running distributed; it broadcasts rank 0's weights at construction.
 
-    find_unused_parameters: an objective's extra parameters (MIXER's baseline regressor) get no
-    gradient during its pure-XENT stage."""
+    `may_skip_parameters`: some parameters can get no gradient in a step (MIXER's baseline regressor
+    during its pure-XENT stage), which DDP must then look for."""
     if not d.active:
         return module
     from torch.nn.parallel import DistributedDataParallel
 
-    return DistributedDataParallel(module, find_unused_parameters=True)
+    return DistributedDataParallel(module, find_unused_parameters=may_skip_parameters)
 
 
-def torchrun_command(nproc: int, argv: list[str]) -> list[str]:
-    """The torchrun command that re-runs `textgen ARGV` (with --nproc removed) as `nproc` ranks."""
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def launch(nproc: int, argv: list[str]) -> int:
+    """Run `textgen ARGV` (without --nproc) as `nproc` local ranks, as torchrun would; returns the exit code.
+
+    The ranks share this terminal's process group, so Ctrl-C reaches each of them (they agree to stop,
+    rank 0 saves last.pt); this process only waits. If a rank fails, the others are stopped."""
     args, skip = [], False
     for arg in argv:
         if skip:
@@ -122,7 +137,19 @@ def torchrun_command(nproc: int, argv: list[str]) -> list[str]:
             skip = True
         elif not arg.startswith("--nproc="):
             args.append(arg)
-    import sys
-
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-            "-m", "textgen", *args]
+    base = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()), "WORLD_SIZE": str(nproc),
+            "LOCAL_WORLD_SIZE": str(nproc), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    ranks = [subprocess.Popen([sys.executable, "-m", "textgen", *args],
+                              env={**base, "RANK": str(r), "LOCAL_RANK": str(r)}) for r in range(nproc)]
+    codes: dict[int, int] = {}
+    while len(codes) < nproc:
+        for r, proc in enumerate(ranks):
+            if r not in codes and proc.poll() is not None:
+                codes[r] = proc.returncode
+                if proc.returncode not in (0, 130, 143):  # a crash: the others would wait for it forever
+                    for other in ranks:
+                        if other.poll() is None:
+                            other.kill()
+        time.sleep(0.2)
+    return codes[0] or max(codes.values(), key=abs)

@@ -212,7 +212,8 @@ def train(task: Task, recipe: Recipe, output: Path, run_dir: Path, resume: dict 
         optimizer.load_state_dict(ts["optimizer"])
         schedule.load_state_dict(ts["schedule"])
         prog = Counters(_restore(task, ts, recipe, dist), ts["tokens"], ts["elapsed"], ts["best"])
-    runner = distributed.wrap(dist, step_module)
+    extra = [p for m in task.trainable_modules()[1:] for p in m.parameters()]  # objective parameters besides the model
+    runner = distributed.wrap(dist, step_module, may_skip_parameters=bool(extra))
 
     last_path = run_dir / "last.pt"
     columns = ["step", "epoch", "tokens", "seconds", "lr", "train_loss", *task.valid_columns,
