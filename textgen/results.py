@@ -16,7 +16,7 @@ from textgen.paths import REPO_ROOT
 
 def invocation(program: str = "textgen") -> str:
     """The command line as the user typed it, the program named as the user would call it."""
-    return shlex.join([program, *sys.argv[1:]])
+    return shlex.join([*shlex.split(program), *sys.argv[1:]])
 
 
 def hardware() -> dict[str, Any]:
