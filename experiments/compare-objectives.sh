@@ -5,6 +5,8 @@
 # test with greedy and beam 5. Results land in results/objectives/, tabulated by experiments/objectives_table.py.
 #   experiments/compare-objectives.sh multi30k   # and, in parallel on a 2-core machine:
 #   experiments/compare-objectives.sh aeslc
+#   experiments/compare-objectives.sh scratch    # pure REINFORCE vs XENT from a random init
+#   experiments/compare-objectives.sh samples    # sampled vs greedy validation rewards of every run
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TEXTGEN=${TEXTGEN:-.venv/bin/textgen}
@@ -70,6 +72,15 @@ case ${1:?multi30k or aeslc} in
         -o checkpoints/objectives/$name.pt --run-dir runs/objectives/$name --results "$OUT/$name-train.json"
       "$TEXTGEN" eval checkpoints/objectives/$name.pt --split test --beam 1 $M30K_METRICS \
         --hyp-out "$OUT/hyps/$name-test-beam1.txt" --results "$OUT/$name-test-beam1.json"
+    done
+    ;;
+  samples)  # validation rewards of samples vs greedy output, for every finished run and both starting points
+    for ckpt in checkpoints/translate-multi30k.pt checkpoints/summarize.pt checkpoints/objectives/*.pt; do
+      name=$(basename "$ckpt" .pt)
+      [[ $name == translate-multi30k ]] && name=multi30k-start
+      [[ $name == summarize ]] && name=aeslc-start
+      [[ -f $OUT/$name-valid-samples.json ]] && continue
+      .venv/bin/python experiments/sample_rewards.py "$ckpt" --out "$OUT/$name-valid-samples.json"
     done
     ;;
 esac

@@ -26,6 +26,7 @@ from textgen.objectives.schedules import mixer_s  # noqa: E402
 RESULTS = ROOT / "results"
 METRICS = {"multi30k": ["bleu4"], "aeslc": ["rouge1", "rouge2", "rougeL", "bleu4", "distinct_outputs"]}
 BASE = {"multi30k": "multi30k-test-{}.json", "aeslc": "aeslc-test-{}.json"}  # the starting XENT checkpoints
+REWARD = {"multi30k": "bleu", "aeslc": "rouge-mix"}  # the training reward each corpus's MIXER uses
 NAME = re.compile(r"(?P<corpus>multi30k|aeslc)-(?P<objective>.+)-s(?P<seed>\d+)-test-beam(?P<beam>\d)\.json")
 
 
@@ -90,6 +91,9 @@ def collect(corpus: str) -> dict:
         entry["train_seconds"] = train["metrics"]["train_seconds"]
         entry["train_command"] = train["command"]
         entry["rewards_by_s"] = reward_by_stage(ROOT / "runs" / "objectives" / name)
+        samples = RESULTS / "objectives" / f"{name}-valid-samples.json"
+        if samples.exists():
+            entry["valid_samples"] = load(samples)["metrics"]
     table = {}
     for objective, data in runs.items():
         row = {"seeds": sorted(data["seeds"])}
@@ -110,6 +114,9 @@ def collect(corpus: str) -> dict:
             hyp_file = RESULTS / "hyps" / path.name.replace(".json", ".txt")
             if hyp_file.exists():
                 base[beam].update(bleu_details(corpus, hyp_file))
+    start = RESULTS / "objectives" / f"{corpus}-start-valid-samples.json"
+    if start.exists():
+        base["valid_samples"] = load(start)["metrics"]
     return {"corpus": corpus, "start_checkpoint": base, "objectives": table}
 
 
@@ -136,6 +143,18 @@ def markdown(result: dict) -> str:
             cells = [fmt(row.get(f"{m}_{beam}")) for m in [*metrics, "length_ratio"]]
             lines.append(f"| {objective} | " + " | ".join(cells) + f" | {row['train_seconds']['mean']:.0f} |")
         lines.append("")
+    reward = REWARD[corpus]
+    lines += [f"Validation {reward} of one sample per source (temperature 1) and of the greedy output, and the "
+              "mean log-probability per sampled token:", "",
+              "| run | sample reward | greedy reward | sample log p / token |", "|---|---|---|---|"]
+    runs = [("start: the XENT checkpoint", result["start_checkpoint"].get("valid_samples"))]
+    runs += [(f"{objective} seed {seed}", run.get("valid_samples"))
+             for objective, row in result["objectives"].items() for seed, run in row["runs"].items()]
+    for label, m in runs:
+        if m:
+            lines.append(f"| {label} | {m[f'sample_{reward}_mean']:.3f} | {m[f'greedy_{reward}_mean']:.3f} | "
+                         f"{m['sample_logprob_per_token']:.3f} |")
+    lines.append("")
     lines += ["Sampled rewards per MIXER stage (XENT prefix s; training-log means):", "",
               "| run | s | mean reward | samples with reward > 0 |", "|---|---|---|---|"]
     for objective, row in result["objectives"].items():

@@ -1,10 +1,12 @@
-"""How sparse is each sequence-level reward on model samples? (issue #5: ROUGE-2 on short subjects)
+"""Sequence-level rewards of a model's samples and of its greedy output, on the validation set.
 
-Samples one full output (s = 0, temperature 1, as REINFORCE does) per validation source from a
-trained checkpoint and reports, per reward, the mean and the fraction of samples with reward > 0,
-also for the greedy output.
+Samples one full output (s = 0, temperature 1, as REINFORCE does) per source and reports, per reward,
+the mean and the fraction of outputs with reward > 0 (how sparse the reward is: ROUGE-2 on short
+subjects), the same for the greedy output, and the mean log-probability per sampled token (how peaked
+the policy is: RL fine-tuning can raise the sampled reward by sharpening the distribution while the
+greedy output, what decoding uses, barely moves).
 
-    python experiments/reward_sparsity.py checkpoints/summarize.pt --out results/aeslc-reward-sparsity.json
+    python experiments/sample_rewards.py checkpoints/summarize.pt --out results/aeslc-reward-sparsity.json
 """
 
 from __future__ import annotations
@@ -49,13 +51,15 @@ def main() -> None:
             metrics[f"{how}_{name}_mean"] = round(statistics.mean(values), 4)
             metrics[f"{how}_{name}_nonzero"] = round(sum(v > 0 for v in values) / len(values), 4)
         metrics[f"{how}_mean_words"] = round(statistics.mean(len(h.split()) for h in hyps), 2)
+        tokens = sum(len(toks[0]) + 1 for toks, _ in results)  # + EOS
+        metrics[f"{how}_logprob_per_token"] = round(sum(scores[0] for _, scores in results) / tokens, 4)
     metrics["reference_mean_words"] = round(statistics.mean(len(r.split()) for r in split.targets), 2)
     for name in REWARDS:
         print(f"{name:>10}: samples mean {metrics[f'sample_{name}_mean']:.3f}, non-zero "
               f"{100 * metrics[f'sample_{name}_nonzero']:.1f}% | greedy mean {metrics[f'greedy_{name}_mean']:.3f}, "
               f"non-zero {100 * metrics[f'greedy_{name}_nonzero']:.1f}%")
     write_result(args.out, make_result(metrics, corpus.sha256, time.perf_counter() - start,
-                                       command=invocation("python experiments/reward_sparsity.py"),
+                                       command=invocation("python experiments/sample_rewards.py"),
                                        checkpoint=str(args.checkpoint)))
     print(f"wrote {args.out}")
 
