@@ -80,8 +80,13 @@ mixer_epochs_per_stage = 1
     saved = torch.load(tmp_path / "run/last.pt", weights_only=True)["train_state"]
     assert saved["world"] == 2 and saved["step"] == 12 and len(saved["ranks"]) == 2
     # resume the 2-rank run in one process with a bigger budget: the step is rescaled to the same data position
-    done = run_textgen(["--resume", tmp_path / "run/last.pt", "--set", "train.max_steps=30", "-o", "m2.pt"], tmp_path)
+    baseline = saved["task"]["objective"]["baseline.weight"]
+    assert baseline.abs().max() > 0  # the regressor has learned something worth keeping
+    done = run_textgen(["--resume", tmp_path / "run/last.pt", "--set", "train.max_steps=25", "-o", "m2.pt"], tmp_path)
     resumed = torch.load(tmp_path / "run/last.pt", weights_only=True)["train_state"]
-    assert resumed["world"] == 1 and resumed["step"] == 30, done.stderr[-500:]
+    assert resumed["world"] == 1 and resumed["step"] == 25, done.stderr[-500:]
     steps = [int(r.split(",")[0]) for r in (tmp_path / "run/metrics.csv").read_text().splitlines()[1:]]
-    assert min(s for s in steps if s > 12) == 26  # 12 steps x 2 ranks = 24 one-process batches consumed
+    assert min(s for s in steps if s > 12) == 25  # 12 steps x 2 ranks = 24 one-process batches consumed
+    # one more update moved the regressor a little; a reset would have thrown its 12 steps away
+    after = resumed["task"]["objective"]["baseline.weight"]
+    assert (after - baseline).abs().max() < 0.5 * baseline.abs().max()

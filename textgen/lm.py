@@ -102,7 +102,9 @@ class LMTask:
     def state_dict(self) -> dict:
         return {"hidden": list(self.state) if isinstance(self.state, tuple) else self.state}
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: dict, resharded: bool = False) -> None:
+        if resharded:  # the saved state belongs to other streams: start these afresh
+            return
         hidden = state["hidden"]
         self.state = tuple(hidden) if isinstance(hidden, list) else hidden
 

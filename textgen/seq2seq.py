@@ -159,8 +159,8 @@ class Seq2SeqTask:
     def state_dict(self) -> dict:
         return {"objective": self.objective.state_dict()}  # batch order is a function of (seed, epoch)
 
-    def load_state_dict(self, state: dict) -> None:
-        self.objective.load_state_dict(state["objective"])
+    def load_state_dict(self, state: dict, resharded: bool = False) -> None:
+        self.objective.load_state_dict(state["objective"])  # the baseline regressor: the same on every rank
 
     def describe(self) -> str:
         ntok = sum(len(x) + 1 for x in self.tgt)

@@ -59,7 +59,7 @@ class Task(Protocol):
     def validate(self) -> dict[str, float]: ...
     def vocab_dict(self) -> dict: ...
     def state_dict(self) -> dict: ...
-    def load_state_dict(self, state: dict) -> None: ...
+    def load_state_dict(self, state: dict, resharded: bool = False) -> None: ...
     def describe(self) -> str: ...
 
 
@@ -176,13 +176,15 @@ def _restore(task: Task, ts: dict, recipe: Recipe, dist: Dist) -> int:
     """Per-rank RNG and task state from a checkpoint; returns the step to continue from.
 
     At a different world size the same number of batches counts as consumed (step rescaled), RNG
-    streams are re-seeded and an LM's carried hidden state restarts, since the data shards differ."""
+    streams are re-seeded, and the task keeps what does not depend on the shards (an objective's
+    baseline regressor) but not what does (an LM's carried hidden state)."""
     world = ts.get("world", 1)
     if world == dist.world:
         mine = ts["ranks"][dist.rank] if dist.active else {"rng": ts["rng"], "task": ts["task"]}
         task.load_state_dict(mine["task"])
         _set_rng_state(mine["rng"])
         return ts["step"]
+    task.load_state_dict(ts["task"], resharded=True)
     step = ts["step"] * world // dist.world
     torch.manual_seed(recipe.train.seed + 1000 * dist.rank + step)
     random.seed(recipe.train.seed + 1000 * dist.rank + step)
