@@ -7,6 +7,7 @@
 #   experiments/compare-objectives.sh aeslc
 #   experiments/compare-objectives.sh scratch    # pure REINFORCE vs XENT from a random init
 #   experiments/compare-objectives.sh samples    # sampled vs greedy validation rewards of every run
+#   experiments/compare-objectives.sh long       # XENT and MIXER for 4 epochs (seed 1)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TEXTGEN=${TEXTGEN:-.venv/bin/textgen}
@@ -73,6 +74,12 @@ case ${1:?multi30k or aeslc} in
       "$TEXTGEN" eval checkpoints/objectives/$name.pt --split test --beam 1 $M30K_METRICS \
         --hyp-out "$OUT/hyps/$name-test-beam1.txt" --results "$OUT/$name-test-beam1.json"
     done
+    ;;
+  long)  # does MIXER's validation gain keep growing? XENT and MIXER for 4 epochs instead of 2, seed 1, in parallel
+    M=checkpoints/translate-multi30k.pt
+    run multi30k-xent-long-s1 $M "$M30K_METRICS" -- --recipe xent "${M30K[@]}" --set train.epochs=4 --set train.seed=1 &
+    run multi30k-mixer-long-s1 $M "$M30K_METRICS" -- --recipe mixer "${M30K[@]}" --set train.epochs=4 --set train.seed=1 &
+    wait
     ;;
   samples)  # validation rewards of samples vs greedy output, for every finished run and both starting points
     for ckpt in checkpoints/translate-multi30k.pt checkpoints/summarize.pt checkpoints/objectives/*.pt; do
