@@ -27,24 +27,6 @@ from textgen.results import invocation, make_result, write_result  # noqa: E402
 from textgen.seq2seq import Seq2SeqTask, decode_ids, encode_sources, load_model  # noqa: E402
 
 
-def train_tokens_per_s(task: Seq2SeqTask, steps: int, precision: str = "fp32") -> float:
-    """The trainer's update on real batches: forward (at `precision`), backward, clip, Adam."""
-    model = task.model.train()
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    tokens = 0
-    for step in range(steps + 2):
-        if step == 2:  # two warm-up steps excluded
-            tokens, start = 0, time.perf_counter()
-        with autocast(precision):
-            out = task.loss(step)
-        opt.zero_grad()
-        (out.loss_sum / out.ntokens).backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-        opt.step()
-        tokens += out.ntokens
-    return tokens / (time.perf_counter() - start)
-
-
 class PhaseTimer:
     """Wall time of MIXER's sampling (the rollout) and reward (sentence BLEU) inside a step."""
 
@@ -67,17 +49,18 @@ class PhaseTimer:
         mixer.rollout = self._rollout
 
 
-def step_seconds(task: Seq2SeqTask, objective, steps: int, first: int) -> dict[str, float]:
-    """Mean seconds per update over `steps` batches from `first`, split into phases."""
-    task.objective = objective
+def timed_updates(task: Seq2SeqTask, objective, first: int, steps: int, precision: str = "fp32"):
+    """The trainer's update (forward at `precision`, backward, clip, Adam) on `steps` real batches from
+    `first`: seconds per phase, summed, and the target tokens seen. A tiny lr leaves the model as it was."""
     model = task.model.train()
     opt = torch.optim.Adam(list(model.parameters()) + list(objective.parameters()), lr=1e-5)
     timer = PhaseTimer(objective)
-    split = defaultdict(float)
+    split, tokens = defaultdict(float), 0
     try:
         for step in range(first, first + steps):
             t0 = time.perf_counter()
-            out = objective(model, task._batch(step), step=step)
+            with autocast(precision):
+                out = objective(model, task._batch(step), step=step)
             t1 = time.perf_counter()
             opt.zero_grad()
             (out.loss_sum / out.ntokens).backward()
@@ -88,24 +71,37 @@ def step_seconds(task: Seq2SeqTask, objective, steps: int, first: int) -> dict[s
             split["forward"] += t1 - t0
             split["backward"] += t2 - t1
             split["optimizer"] += t3 - t2
+            tokens += out.ntokens
     finally:
         timer.close()
     for name in ("sampling", "reward"):
         split[name] = timer.seconds[name]
     split["forward"] -= split["sampling"] + split["reward"]  # what remains: encoder, XENT prefix, baseline
-    return {k: v / steps for k, v in split.items()}
+    return split, tokens
+
+
+def xent_context(task: Seq2SeqTask) -> Context:
+    return Context(task.recipe, task.vocabs.tgt, task.references, task.steps_per_epoch)
+
+
+def train_tokens_per_s(task: Seq2SeqTask, steps: int, precision: str = "fp32") -> float:
+    """Teacher-forced (XENT) training throughput, two warm-up updates excluded."""
+    xent = OBJECTIVES["xent"](xent_context(task))
+    timed_updates(task, xent, 0, 2, precision)
+    split, tokens = timed_updates(task, xent, 2, steps, precision)
+    return tokens / sum(split.values())
 
 
 def mixer_vs_xent(task: Seq2SeqTask, steps: int) -> dict:
     """One MIXER update (s = 8 of T = 12: XENT prefix, sampled rest, sentence BLEU, learned baseline)
     against one XENT update on the same batches."""
-    ctx = Context(task.recipe, task.vocabs.tgt, task.references, task.steps_per_epoch)
+    ctx = xent_context(task)
     cfg = dataclasses.replace(ctx.recipe.objective, name="mixer", mixer_T=12, mixer_delta=4, mixer_xent_epochs=0,
                               mixer_epochs_per_stage=1000.0)
     mixer_ctx = dataclasses.replace(ctx, recipe=dataclasses.replace(ctx.recipe, objective=cfg))
-    step_seconds(task, OBJECTIVES["xent"](ctx), 2, 0)  # warm-up
-    xent = step_seconds(task, OBJECTIVES["xent"](ctx), steps, 2)
-    mix = step_seconds(task, OBJECTIVES["mixer"](mixer_ctx), steps, 2)
+    timed_updates(task, OBJECTIVES["xent"](ctx), 0, 2)  # warm-up
+    xent = {k: v / steps for k, v in timed_updates(task, OBJECTIVES["xent"](ctx), 2, steps)[0].items()}
+    mix = {k: v / steps for k, v in timed_updates(task, OBJECTIVES["mixer"](mixer_ctx), 2, steps)[0].items()}
     x, m = sum(xent.values()), sum(mix.values())
     out = {"xent_step_ms": round(1000 * x, 1), "mixer_step_ms": round(1000 * m, 1),
            "mixer_over_xent": round(m / x, 2)}

@@ -57,13 +57,13 @@ def train(
     run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="Where metrics.csv, recipe.toml, last.pt go."),
     results: Optional[Path] = typer.Option(None, "--results", help="Also write a results JSON here."),
     json_out: bool = typer.Option(False, "--json", help="Print final metrics as JSON."),
-    nproc: int = typer.Option(1, "--nproc", min=1, help="Data-parallel processes (runs torchrun for you)."),
+    nproc: int = typer.Option(1, "--nproc", min=1, help="Data-parallel processes on this machine (started for you)."),
 ) -> None:
     """Train a model from a recipe.
 
     Example: textgen train --recipe ptb-small --results results/ptb-small.json
 
-    Data-parallel: textgen train --recipe mixer --nproc 2  (= torchrun --nproc-per-node 2 -m textgen train ...)
+    Data-parallel: textgen train --recipe mixer --nproc 2  (or: torchrun --nproc-per-node 2 -m textgen train ...)
     """
     if nproc > 1:
         from textgen.distributed import launch
@@ -244,8 +244,7 @@ def decode(
 
     Example: echo 'Ein Mann fährt Fahrrad.' | textgen decode mt.pt --beam 5
     """
-    import dataclasses
-
+    from textgen.config import replace_given
     from textgen.data.parallel import read_lines
     from textgen.decode.sampling import check_sampling_args
     from textgen.precision import check_precision
@@ -257,10 +256,8 @@ def decode(
     if nbest < 1:
         raise UserError(f"--nbest must be >= 1, got {nbest}")
     model, vocabs, recipe, _ = load_model(ckpt)
-    changes = {k: v for k, v in dict(lenpen=lenpen, max_len_a=max_len_a, max_len_b=max_len_b,
-                                      batch_size=batch_size, precision=check_precision(precision)).items()
-               if v is not None}
-    cfg = dataclasses.replace(recipe.decode, nbest=nbest, no_repeat_ngram=no_repeat_ngram, **changes)
+    cfg = replace_given(recipe.decode, nbest=nbest, no_repeat_ngram=no_repeat_ngram, lenpen=lenpen, max_len_a=max_len_a,
+                        max_len_b=max_len_b, batch_size=batch_size, precision=check_precision(precision))
     beam = cfg.beam if beam is None else beam
     if nbest > beam and not sample:
         raise UserError(f"--nbest {nbest} is larger than --beam {beam}: raise --beam")

@@ -209,6 +209,11 @@ def known_keys_only(raw: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def replace_given(cfg: Any, **values: Any) -> Any:
+    """`dataclasses.replace` with the options a user gave on the command line (None: not given, keep the recipe's)."""
+    return dataclasses.replace(cfg, **{k: v for k, v in values.items() if v is not None})
+
+
 def recipe_from_checkpoint(payload: dict[str, Any]) -> Recipe:
     return from_dict(known_keys_only(payload["recipe"]))
 

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from textgen import checkpoint
+from textgen.config import replace_given
 from textgen.data.parallel import load_parallel, read_lines
 from textgen.errors import UserError
 from textgen.metrics import check_metrics, score
@@ -45,8 +46,7 @@ def eval_seq2seq(ckpt: Path, data: str | None, split: str, metrics: list[str], b
     if split not in corpus.splits:
         raise UserError(f"corpus '{data or recipe.data.corpus}' has no {split} split: choose from {', '.join(corpus.splits)}")
     part = corpus.splits[split]
-    changes = {k: v for k, v in dict(batch_size=batch_size, precision=check_precision(precision)).items() if v is not None}
-    cfg = dataclasses.replace(recipe.decode, **changes)
+    cfg = replace_given(recipe.decode, batch_size=batch_size, precision=check_precision(precision))
     beam = cfg.beam if beam is None else beam
     sources = encode_sources(vocabs, part.sources, recipe.data.max_source_tokens)
     start = time.perf_counter()

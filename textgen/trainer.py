@@ -214,8 +214,9 @@ def train(task: Task, recipe: Recipe, output: Path, run_dir: Path, resume: dict 
         optimizer.load_state_dict(ts["optimizer"])
         schedule.load_state_dict(ts["schedule"])
         prog = Counters(_restore(task, ts, recipe, dist), ts["tokens"], ts["elapsed"], ts["best"])
-    extra = [p for m in task.trainable_modules()[1:] for p in m.parameters()]  # objective parameters besides the model
-    runner = distributed.wrap(dist, step_module, may_skip_parameters=bool(extra))
+    in_model = {id(p) for p in model.parameters()}
+    outside = any(id(p) not in in_model for p in step_module.parameters())  # e.g. MIXER's baseline regressor
+    runner = distributed.wrap(dist, step_module, may_skip_parameters=outside)
 
     last_path = run_dir / "last.pt"
     columns = ["step", "epoch", "tokens", "seconds", "lr", "train_loss", *task.valid_columns,
