@@ -20,31 +20,26 @@ def make_reversal_corpus(folder: Path) -> str:
     return ";".join(f"{folder}/{s}.src,{folder}/{s}.tgt" for s in ("train", "valid", "test"))
 
 
+def write_reversal_recipe(path: Path, corpus: str, description: str, hidden: int, train: dict, **sections: dict) -> Path:
+    """A word-level seq2seq recipe for the toy reversal corpus; [train] and further sections given as dicts."""
+    def table(name: str, values: dict) -> str:
+        return f"[{name}]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in values.items())
+
+    path.write_text(f"description = {json.dumps(description)}\ntask = \"seq2seq\"\n"
+                    + table("data", {"corpus": corpus, "tokenizer": "word"})
+                    + table("model", {"layers": 1, "hidden": hidden, "embed": hidden // 2})
+                    + table("train", train) + "".join(table(name, values) for name, values in sections.items()))
+    return path
+
+
 @pytest.fixture(scope="module")
 def reversal(tmp_path_factory):
     folder = tmp_path_factory.mktemp("rev")
     corpus = make_reversal_corpus(folder)
-    recipe = folder / "rev.toml"
-    recipe.write_text(f'''description = "toy reversal"
-task = "seq2seq"
-[data]
-corpus = "{corpus}"
-tokenizer = "word"
-[model]
-layers = 1
-hidden = 64
-embed = 32
-[train]
-lr = 0.01
-max_tokens = 200
-epochs = 15
-valid_metric = "bleu4"
-log_every = 20
-[decode]
-beam = 3
-max_len_a = 1.0
-max_len_b = 2
-''')
+    recipe = write_reversal_recipe(folder / "rev.toml", corpus, "toy reversal", hidden=64,
+                                   train={"lr": 0.01, "max_tokens": 200, "epochs": 15, "valid_metric": "bleu4",
+                                          "log_every": 20},
+                                   decode={"beam": 3, "max_len_a": 1.0, "max_len_b": 2})
     return folder, recipe
 
 

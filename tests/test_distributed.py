@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from conftest import REPO, write_recipe
-from test_cli_seq2seq import make_reversal_corpus
+from test_cli_seq2seq import make_reversal_corpus, write_reversal_recipe
 
 
 def run_textgen(args: list, cwd: Path, nproc: int = 1) -> subprocess.CompletedProcess:
@@ -48,30 +48,11 @@ def test_two_ranks_of_batch_b_step_like_one_process_of_batch_2b(tmp_path):
 def test_mixer_under_two_ranks_trains_in_sync_and_resumes_on_one(tmp_path):
     """Sampling and rewards per rank, baseline regressor in sync (the trainer checks replica checksums)."""
     corpus = make_reversal_corpus(tmp_path)
-    recipe = tmp_path / "mixer.toml"
-    recipe.write_text(f'''description = "toy reversal, MIXER"
-task = "seq2seq"
-[data]
-corpus = "{corpus}"
-tokenizer = "word"
-[model]
-layers = 1
-hidden = 32
-embed = 16
-[train]
-lr = 0.01
-max_tokens = 120
-max_steps = 12
-eval_every = 6
-valid_metric = "bleu4"
-log_every = 2
-[objective]
-name = "mixer"
-mixer_T = 4
-mixer_delta = 2
-mixer_xent_epochs = 0
-mixer_epochs_per_stage = 1
-''')
+    recipe = write_reversal_recipe(tmp_path / "mixer.toml", corpus, "toy reversal, MIXER", hidden=32,
+                                   train={"lr": 0.01, "max_tokens": 120, "max_steps": 12, "eval_every": 6,
+                                          "valid_metric": "bleu4", "log_every": 2},
+                                   objective={"name": "mixer", "mixer_T": 4, "mixer_delta": 2, "mixer_xent_epochs": 0,
+                                              "mixer_epochs_per_stage": 1})
     run_textgen(["-r", recipe, "-o", "m.pt", "--run-dir", "run"], tmp_path, nproc=2)
     rows = (tmp_path / "run/metrics.csv").read_text().splitlines()
     header = rows[0].split(",")
