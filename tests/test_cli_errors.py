@@ -166,6 +166,20 @@ def case_beam_below_1(cli, tmp, recipe):
     return cli("decode", seq2seq_checkpoint(cli, tmp), "--beam", "0"), "--beam"
 
 
+def case_cuda_asked_for_on_a_machine_without_one(cli, tmp, recipe, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.version, "cuda", None)
+    return cli("train", "-r", recipe, "--device", "cuda"), "torch sees no CUDA device"
+
+
+def case_unknown_device(cli, tmp, recipe):
+    return cli("sample", lm_checkpoint(cli, recipe), "--device", "gpu"), "unknown device 'gpu'"
+
+
+def case_fp16_on_the_cpu(cli, tmp, recipe):
+    return cli("decode", seq2seq_checkpoint(cli, tmp), "--device", "cpu", "--precision", "fp16"), "use bf16 here"
+
+
 def case_unknown_metric(cli, tmp, recipe):
     (tmp / "h.txt").write_text("a\n")
     return cli("eval", "--hyp", "h.txt", "--ref", "h.txt", "--metric", "meteor"), "unknown metric"

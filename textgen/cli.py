@@ -32,6 +32,10 @@ data_app = typer.Typer(help="List and fetch the registered corpora.\n\nExample: 
 app.add_typer(data_app, name="data")
 
 
+def _device_option(what: str):
+    return typer.Option("auto", "--device", help=f"Where to {what}: auto (a GPU if torch sees one), cpu, cuda, cuda:N, mps.")
+
+
 def _emit_json(obj: dict) -> None:
     typer.echo(json.dumps(obj, indent=2))
 
@@ -58,6 +62,7 @@ def train(
     results: Optional[Path] = typer.Option(None, "--results", help="Also write a results JSON here."),
     json_out: bool = typer.Option(False, "--json", help="Print final metrics as JSON."),
     nproc: int = typer.Option(1, "--nproc", min=1, help="Data-parallel processes on this machine (started for you)."),
+    device: str = _device_option("train (under torchrun, auto and cuda mean cuda:LOCAL_RANK)"),
 ) -> None:
     """Train a model from a recipe.
 
@@ -98,7 +103,7 @@ def train(
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         run_dir = previous if previous and previous.is_dir() else Path("runs") / f"{cfg.name}-{stamp}"
     start = time.perf_counter()
-    dist = distributed.from_env()
+    dist = distributed.from_env(device)
     try:
         seed_everything(cfg, dist.rank)
         task = build_task(cfg, saved, dist)
@@ -109,6 +114,7 @@ def train(
         return
     result = make_result(summary["metrics"], summary["data"], time.perf_counter() - start, checkpoint=str(output))
     result["world_size"] = dist.world
+    result["device"] = str(dist.device)
     if results:
         write_result(results, result)
     if json_out:
@@ -127,6 +133,7 @@ def sample(
     top_p: float = typer.Option(1.0, "--top-p", help="Sample from the smallest set with this much probability."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed for a repeatable sample."),
     interactive: bool = typer.Option(False, "--interactive", help="Prompt for primes in a loop (Ctrl-D ends)."),
+    device: str = _device_option("sample"),
 ) -> None:
     """Generate text one token at a time, streamed to stdout.
 
@@ -134,10 +141,11 @@ def sample(
     """
     from textgen.decode.generate_lm import generate
     from textgen.decode.sampling import check_sampling_args
+    from textgen.device import resolve_device
     from textgen.lm import load_model
 
     check_sampling_args(temperature, top_k, top_p)
-    model, vocab, recipe, _ = load_model(ckpt)
+    model, vocab, recipe, _ = load_model(ckpt, resolve_device(device))
     sep = " " if recipe.data.level == "word" else ""
 
     def stream(text: str) -> None:
@@ -173,7 +181,9 @@ def eval_(
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1,
                                              help="LM: parallel streams (1: state over the whole text); seq2seq: sentences."),
     hyp_out: Optional[Path] = typer.Option(None, "--hyp-out", help="Seq2seq: where to write the decoded hypotheses."),
-    precision: Optional[str] = typer.Option(None, "--precision", help="Seq2seq decoding: fp32 or bf16 [default: the recipe's]."),
+    precision: Optional[str] = typer.Option(None, "--precision",
+                                            help="Seq2seq decoding: fp32, bf16 or fp16 (GPU) [default: the recipe's]."),
+    device: str = _device_option("run the model"),
     json_out: bool = typer.Option(False, "--json", help="Print a results JSON."),
     results: Optional[Path] = typer.Option(None, "--results", help="Also write the results JSON here."),
 ) -> None:
@@ -188,6 +198,7 @@ def eval_(
       textgen eval --metric bleu4 --hyp hyps.txt --ref refs.txt
     """
     from textgen import evaluate
+    from textgen.device import resolve_device
     from textgen.results import make_result, write_result
 
     start = time.perf_counter()
@@ -203,11 +214,11 @@ def eval_(
         if split not in ("valid", "test"):
             raise UserError(f"--split must be valid or test, got '{split}'")
         if evaluate.checkpoint_kind(ckpt) == "lm":
-            values, shas = evaluate.eval_lm(ckpt, data, split, batch_size or 10)
+            values, shas = evaluate.eval_lm(ckpt, data, split, batch_size or 10, resolve_device(device))
         else:
             out = hyp_out or Path("results") / f"{ckpt.stem}.{split}.beam{beam or 'default'}.hyp"
             values, shas, signatures = evaluate.eval_seq2seq(ckpt, data, split, metric or ["bleu4"], beam,
-                                                             batch_size, out, precision)
+                                                             batch_size, out, precision, resolve_device(device))
             typer.echo(f"hypotheses: {out}", err=True)
     extra = {"checkpoint": str(ckpt)} if ckpt else {}
     if signatures:
@@ -238,7 +249,8 @@ def decode(
     seed: Optional[int] = typer.Option(None, "--seed"),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Sentences decoded together."),
     interactive: bool = typer.Option(False, "--interactive", help="Prompt for one source at a time (Ctrl-D ends)."),
-    precision: Optional[str] = typer.Option(None, "--precision", help="fp32 or bf16 [default: the recipe's]."),
+    precision: Optional[str] = typer.Option(None, "--precision", help="fp32, bf16 or fp16 (GPU) [default: the recipe's]."),
+    device: str = _device_option("decode"),
 ) -> None:
     """Translate / summarize: read sources, write one hypothesis per line (n-best: index, score, text).
 
@@ -247,6 +259,7 @@ def decode(
     from textgen.config import replace_given
     from textgen.data.parallel import read_lines
     from textgen.decode.sampling import check_sampling_args
+    from textgen.device import resolve_device
     from textgen.precision import check_precision
     from textgen.seq2seq import decode_ids, encode_sources, load_model
 
@@ -255,9 +268,11 @@ def decode(
         raise UserError(f"--beam must be >= 1, got {beam}")
     if nbest < 1:
         raise UserError(f"--nbest must be >= 1, got {nbest}")
-    model, vocabs, recipe, _ = load_model(ckpt)
+    placed = resolve_device(device)
+    model, vocabs, recipe, _ = load_model(ckpt, placed)
     cfg = replace_given(recipe.decode, nbest=nbest, no_repeat_ngram=no_repeat_ngram, lenpen=lenpen, max_len_a=max_len_a,
-                        max_len_b=max_len_b, batch_size=batch_size, precision=check_precision(precision))
+                        max_len_b=max_len_b, batch_size=batch_size, precision=precision)
+    check_precision(cfg.precision, placed)
     beam = cfg.beam if beam is None else beam
     if nbest > beam and not sample:
         raise UserError(f"--nbest {nbest} is larger than --beam {beam}: raise --beam")

@@ -3,7 +3,8 @@
 `torchrun --nproc-per-node N -m textgen train ...` (or `textgen train --nproc N`, which launches the
 ranks itself so that Ctrl-C and errors stay one clean line) starts N processes;
 each reads its own shard of the batches, DistributedDataParallel averages the gradients, and only
-rank 0 validates, logs and writes checkpoints. textgen trains on CPU, so the process group is gloo.
+rank 0 validates, logs and writes checkpoints. On GPUs each rank drives cuda:LOCAL_RANK and the
+process group is NCCL; on CPUs it is gloo.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import torch
 class Dist:
     rank: int = 0
     world: int = 1
+    device: torch.device = torch.device("cpu")  # where this rank's model, batches and collectives live
 
     @property
     def main(self) -> bool:
@@ -33,15 +35,22 @@ class Dist:
         return self.world > 1
 
 
-def from_env() -> Dist:
-    """Join the process group torchrun describes in the environment; a plain run is world 1."""
+def from_env(device: str = "cpu") -> Dist:
+    """Join the process group torchrun describes in the environment; a plain run is world 1.
+
+    `device` is the --device setting: under torchrun, `auto`/`cuda` mean this rank's GPU, cuda:LOCAL_RANK."""
+    from textgen.device import resolve_device
+
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return Dist()
+        return Dist(device=resolve_device(device))
     import torch.distributed as dist
 
+    placed = resolve_device(device, int(os.environ.get("LOCAL_RANK", "0")))
+    if placed.type == "cuda":
+        torch.cuda.set_device(placed)  # NCCL's object collectives use the current device
     if not dist.is_initialized():
-        dist.init_process_group("gloo")
-    return Dist(dist.get_rank(), dist.get_world_size())
+        dist.init_process_group("nccl" if placed.type == "cuda" else "gloo")
+    return Dist(dist.get_rank(), dist.get_world_size(), placed)
 
 
 def shutdown(d: Dist) -> None:
@@ -57,7 +66,7 @@ def all_sum(d: Dist, values: list[float]) -> list[float]:
         return values
     import torch.distributed as dist
 
-    t = torch.tensor(values, dtype=torch.float64)
+    t = torch.tensor(values, dtype=torch.float64, device=d.device)  # NCCL reduces device tensors only
     dist.all_reduce(t)
     return t.tolist()
 
@@ -68,7 +77,7 @@ def any_rank(d: Dist, flags: list[bool]) -> list[bool]:
         return flags
     import torch.distributed as dist
 
-    t = torch.tensor([float(f) for f in flags])
+    t = torch.tensor([float(f) for f in flags], device=d.device)
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return [bool(v) for v in t.tolist()]
 
@@ -115,7 +124,8 @@ def wrap(d: Dist, module: torch.nn.Module, may_skip_parameters: bool) -> torch.n
         return module
     from torch.nn.parallel import DistributedDataParallel
 
-    return DistributedDataParallel(module, find_unused_parameters=may_skip_parameters)
+    ids = [d.device] if d.device.type == "cuda" else None
+    return DistributedDataParallel(module, device_ids=ids, find_unused_parameters=may_skip_parameters)
 
 
 def _free_port() -> int:

@@ -6,6 +6,8 @@ import dataclasses
 import time
 from pathlib import Path
 
+import torch
+
 from textgen import checkpoint
 from textgen.config import replace_given
 from textgen.data.parallel import load_parallel, read_lines
@@ -22,10 +24,10 @@ def eval_files(hyp: Path, refs: list[Path], metrics: list[str]) -> tuple[dict, d
     return score(metrics, read_lines(hyp), [read_lines(r) for r in refs])
 
 
-def eval_lm(ckpt: Path, data: str | None, split: str, batch_size: int) -> tuple[dict, dict]:
+def eval_lm(ckpt: Path, data: str | None, split: str, batch_size: int, device: torch.device) -> tuple[dict, dict]:
     from textgen.lm import evaluate, load_model, metrics_from_loss, prepare_data
 
-    model, vocab, recipe, _ = load_model(ckpt)
+    model, vocab, recipe, _ = load_model(ckpt, device)
     if data:
         recipe = dataclasses.replace(recipe, data=dataclasses.replace(recipe.data, corpus=data))
     corpus = prepare_data(recipe, vocab, splits=(split,))
@@ -36,17 +38,19 @@ def eval_lm(ckpt: Path, data: str | None, split: str, batch_size: int) -> tuple[
 
 
 def eval_seq2seq(ckpt: Path, data: str | None, split: str, metrics: list[str], beam: int | None,
-                 batch_size: int | None, hyp_out: Path | None, precision: str | None = None) -> tuple[dict, dict, dict]:
+                 batch_size: int | None, hyp_out: Path | None, precision: str | None,
+                 device: torch.device) -> tuple[dict, dict, dict]:
     """Decode a split, write the hypotheses, and score them against the reference (and all references)."""
     from textgen.seq2seq import encode_sources, load_model, translate
 
     check_metrics(metrics)
-    model, vocabs, recipe, _ = load_model(ckpt)
+    model, vocabs, recipe, _ = load_model(ckpt, device)
     corpus = load_parallel(data or recipe.data.corpus)
     if split not in corpus.splits:
         raise UserError(f"corpus '{data or recipe.data.corpus}' has no {split} split: choose from {', '.join(corpus.splits)}")
     part = corpus.splits[split]
-    cfg = replace_given(recipe.decode, batch_size=batch_size, precision=check_precision(precision))
+    cfg = replace_given(recipe.decode, batch_size=batch_size, precision=precision)
+    check_precision(cfg.precision, device)
     beam = cfg.beam if beam is None else beam
     sources = encode_sources(vocabs, part.sources, recipe.data.max_source_tokens)
     start = time.perf_counter()
@@ -59,7 +63,7 @@ def eval_seq2seq(ckpt: Path, data: str | None, split: str, metrics: list[str], b
     if part.extra_refs:
         multi, _ = score(metrics, hyps, [part.targets, *part.extra_refs])
         values.update({f"{k}_multiref": v for k, v in multi.items()})
-    values.update({"beam": beam, "precision": cfg.precision, "sentences": len(hyps), "distinct_outputs": len(set(hyps)),
+    values.update({"beam": beam, "precision": cfg.precision, "device": str(device), "sentences": len(hyps), "distinct_outputs": len(set(hyps)),
                    "decode_seconds": round(seconds, 2), "sentences_per_s": round(len(hyps) / seconds, 1)})
     return values, corpus.sha256, signatures
 

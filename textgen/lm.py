@@ -64,14 +64,14 @@ class LMTask:
             raise UserError("the corpus gives a different vocabulary than the --resume checkpoint: resume on the same data")
         self.vocab, self.sha256, self.valid_ids = data.vocab, data.sha256, data.ids["valid"]
         streams = batchify(data.ids["train"], t.batch_size * dist.world, "training split")  # (world*B, N/(world*B))
-        self.train = streams[dist.rank * t.batch_size : (dist.rank + 1) * t.batch_size]
+        self.train = streams[dist.rank * t.batch_size : (dist.rank + 1) * t.batch_size].to(dist.device)
         if self.train.size(1) <= t.bptt:
             raise UserError(
                 f"the training split has {self.train.size(1)} tokens per stream, fewer than one BPTT window of "
                 f"{t.bptt}: use more text or lower train.bptt / train.batch_size"
             )
         self.steps_per_epoch = num_windows(self.train, t.bptt)
-        self.model = RNNLM(len(self.vocab), recipe.model)
+        self.model = RNNLM(len(self.vocab), recipe.model).to(dist.device)
         self.state = self.model.init_state(t.batch_size)
         self.valid_columns = ["valid_loss", "valid_ppl"] + (["valid_bpc"] if recipe.data.level == "char" else [])
 
@@ -105,8 +105,9 @@ class LMTask:
     def load_state_dict(self, state: dict, resharded: bool = False) -> None:
         if resharded:  # the saved state belongs to other streams: start these afresh
             return
+        device = self.train.device  # checkpoints load onto the CPU
         hidden = state["hidden"]
-        self.state = tuple(hidden) if isinstance(hidden, list) else hidden
+        self.state = tuple(h.to(device) for h in hidden) if isinstance(hidden, list) else hidden.to(device)
 
     def describe(self) -> str:
         return f"vocab {len(self.vocab)}, {self.train.numel():,} training tokens"
@@ -117,7 +118,7 @@ def evaluate(model: RNNLM, ids: torch.Tensor, batch_size: int, bptt: int) -> flo
     """Mean next-token loss (nats) over a split, state carried through each stream."""
     was_training = model.training
     model.eval()
-    streams = batchify(ids, batch_size, "evaluation split")
+    streams = batchify(ids.to(model.proj.weight.device), batch_size, "evaluation split")
     state = model.init_state(batch_size)
     total, count = 0.0, 0
     for i in range(num_windows(streams, bptt)):
@@ -136,8 +137,8 @@ def metrics_from_loss(loss: float, level: str, prefix: str) -> dict[str, float]:
     return out
 
 
-def load_model(path: Path) -> tuple[RNNLM, Vocab, Recipe, dict]:
-    """Rebuild model, vocab and recipe from a checkpoint file alone."""
+def load_model(path: Path, device: torch.device = torch.device("cpu")) -> tuple[RNNLM, Vocab, Recipe, dict]:
+    """Rebuild model, vocab and recipe from a checkpoint file alone, on `device`."""
     payload = checkpoint.load(path, kind="lm")
     recipe = recipe_from_checkpoint(payload)
     vocab = vocab_from_dict(payload["vocab"])
@@ -146,5 +147,5 @@ def load_model(path: Path) -> tuple[RNNLM, Vocab, Recipe, dict]:
         model.load_state_dict(payload["model"])
     except RuntimeError:
         raise UserError(f"checkpoint '{path}' weights do not match its recipe: it is damaged") from None
-    model.eval()
+    model.to(device).eval()
     return model, vocab, recipe, payload

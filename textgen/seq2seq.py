@@ -101,9 +101,10 @@ class Seq2SeqTask:
         self.model = Seq2Seq(len(self.vocabs.src), len(self.vocabs.tgt), recipe.model)
         if recipe.init_from and vocab is None:  # a fresh run that starts from another model's weights
             self.model.load_state_dict(init_payload["model"])
+        self.model.to(dist.device)
         self.references = [train.targets[i] for i in keep]
         ctx = Context(recipe, self.vocabs.tgt, self.references, self.steps_per_epoch)
-        self.objective = OBJECTIVES[recipe.objective.name](ctx)
+        self.objective = OBJECTIVES[recipe.objective.name](ctx).to(dist.device)  # its baseline regressor
         self.train_log_columns = ["s", "dad_p", "reward", "reward_nonzero", "baseline_mse", "greedy_reward"]
         metric = t.valid_metric
         self.best_metric = "valid_loss" if metric == "loss" else f"valid_{metric}"
@@ -117,7 +118,7 @@ class Seq2SeqTask:
             g = torch.Generator().manual_seed(self.recipe.train.seed * 1000 + epoch)
             self._epoch, self._order = epoch, torch.randperm(len(self.batches), generator=g).tolist()
         ids = self.batches[self._order[index * self.dist.world + self.dist.rank]]
-        return collate([self.src[i] for i in ids], [self.tgt[i] for i in ids], ids)
+        return collate([self.src[i] for i in ids], [self.tgt[i] for i in ids], ids).to(self.dist.device)
 
     def loss(self, step: int) -> Loss:
         return self.objective(self.model, self._batch(step), step=step)
@@ -139,7 +140,7 @@ class Seq2SeqTask:
         total, count = 0.0, 0
         lens = [len(s) for s in self.valid_src]
         for ids in token_budget_batches(lens, [len(x) for x in self.valid_tgt], self.budget):
-            b = collate([self.valid_src[i] for i in ids], [self.valid_tgt[i] for i in ids], ids)
+            b = collate([self.valid_src[i] for i in ids], [self.valid_tgt[i] for i in ids], ids).to(self.dist.device)
             logits = self.model(b.src, b.src_lens, b.tgt_in)
             total += token_loss(logits, b.tgt_out).item()
             count += b.ntokens
@@ -191,10 +192,11 @@ def decode_ids(model: Seq2Seq, sources: list[list[int]], cfg: DecodeConfig, beam
     model.eval()
     beam = cfg.beam if beam is None else beam
     results: list = [None] * len(sources)
-    generator = torch.Generator().manual_seed(seed) if seed is not None else None
-    with autocast(cfg.precision):
+    device = model.proj.weight.device
+    generator = torch.Generator(device=device).manual_seed(seed) if seed is not None else None
+    with autocast(cfg.precision, device):
         for ids in batches_in_order(sources, cfg.batch_size):
-            b = collate([sources[i] for i in ids], None, ids)
+            b = collate([sources[i] for i in ids], None, ids).to(device)
             if sample or beam == 1:
                 hyps: Hypotheses = greedy_or_sample(model, b.src, b.src_lens, cfg.max_len_a, cfg.max_len_b,
                                                     temperature if sample else 0.0, generator=generator)
@@ -206,11 +208,11 @@ def decode_ids(model: Seq2Seq, sources: list[list[int]], cfg: DecodeConfig, beam
     return results
 
 
-def load_model(path: Path) -> tuple[Seq2Seq, Vocabs, Recipe, dict]:
+def load_model(path: Path, device: torch.device = torch.device("cpu")) -> tuple[Seq2Seq, Vocabs, Recipe, dict]:
     payload = checkpoint.load(path, kind="seq2seq")
     recipe = recipe_from_checkpoint(payload)
     vocabs = Vocabs.from_dict(payload["vocab"])
     model = Seq2Seq(len(vocabs.src), len(vocabs.tgt), recipe.model)
     model.load_state_dict(payload["model"])
-    model.eval()
+    model.to(device).eval()
     return model, vocabs, recipe, payload

@@ -21,11 +21,11 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from textgen import checkpoint, distributed
+from textgen import checkpoint, device, distributed
 from textgen.config import Recipe, dump_toml, to_dict
 from textgen.distributed import Dist
 from textgen.errors import Interrupted, UserError
-from textgen.precision import autocast
+from textgen.precision import autocast, check_precision, grad_scaler
 from textgen.schedule import LRSchedule, build_optimizer, set_lr
 
 # keys that may differ between a checkpoint's recipe and the one given with --resume
@@ -93,14 +93,15 @@ class Counters:
     best: float = math.nan
 
 
-def _rng_state() -> dict:
-    return {"torch": torch.get_rng_state(), "python": random.getstate()}
+def _rng_state(on: torch.device) -> dict:
+    return {"torch": torch.get_rng_state(), "python": random.getstate(), **device.rng_state(on)}
 
 
-def _set_rng_state(state: dict) -> None:
+def _set_rng_state(state: dict, on: torch.device) -> None:
     torch.set_rng_state(state["torch"])
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
+    device.set_rng_state(state, on)
 
 
 def check_resume_recipe(saved: Recipe, given: Recipe) -> None:
@@ -182,7 +183,7 @@ def _restore(task: Task, ts: dict, recipe: Recipe, dist: Dist) -> int:
     if world == dist.world:
         mine = ts["ranks"][dist.rank] if dist.active else {"rng": ts["rng"], "task": ts["task"]}
         task.load_state_dict(mine["task"])
-        _set_rng_state(mine["rng"])
+        _set_rng_state(mine["rng"], dist.device)
         return ts["step"]
     task.load_state_dict(ts["task"], resharded=True)
     step = ts["step"] * world // dist.world
@@ -207,12 +208,16 @@ def train(task: Task, recipe: Recipe, output: Path, run_dir: Path, resume: dict 
     step_module = _StepModule(task)
     optimizer = build_optimizer(task.param_groups(), t)
     schedule = LRSchedule(t, per_epoch, total)
+    check_precision(t.precision, dist.device)
+    scaler = grad_scaler(t.precision, dist.device)
     prog = Counters()
     if resume:
         ts = resume["train_state"]
         model.load_state_dict(resume["model"])
         optimizer.load_state_dict(ts["optimizer"])
         schedule.load_state_dict(ts["schedule"])
+        if scaler.is_enabled() and ts.get("scaler"):
+            scaler.load_state_dict(ts["scaler"])
         prog = Counters(_restore(task, ts, recipe, dist), ts["tokens"], ts["elapsed"], ts["best"])
     in_model = {id(p) for p in model.parameters()}
     outside = any(id(p) not in in_model for p in step_module.parameters())  # e.g. MIXER's baseline regressor
@@ -230,12 +235,13 @@ def train(task: Task, recipe: Recipe, output: Path, run_dir: Path, resume: dict 
 
     def payload() -> dict:
         """The checkpoint contents; a collective under torchrun (per-rank RNG and task state)."""
-        ranks = distributed.gather(dist, {"rng": _rng_state(), "task": task.state_dict()})
+        ranks = distributed.gather(dist, {"rng": _rng_state(dist.device), "task": task.state_dict()})
         return {
             "kind": task.kind, "recipe": to_dict(recipe), "vocab": task.vocab_dict(), "model": model.state_dict(),
             "train_state": {
                 "step": prog.step, "tokens": prog.tokens, "elapsed": prog.elapsed, "best": prog.best,
-                "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(), "rng": ranks[0]["rng"],
+                "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(), "scaler": scaler.state_dict(),
+                "rng": ranks[0]["rng"],
                 "task": ranks[0]["task"], "run_dir": str(run_dir), "world": dist.world,
                 **({"ranks": ranks} if dist.active else {}),
             },
@@ -260,17 +266,19 @@ def train(task: Task, recipe: Recipe, output: Path, run_dir: Path, resume: dict 
             ui = bar.add_task("train", total=total, completed=prog.step, loss=math.nan, tps=0.0)
             while prog.step < total:
                 set_lr(optimizer, schedule.lr(prog.step))
-                with autocast(t.precision):
+                with autocast(t.precision, dist.device):
                     out = runner(prog.step)
                 loss_sum, ntokens, nsentences = distributed.all_sum(
                     dist, [out.loss_sum.item(), out.ntokens, out.nsentences])
                 ntokens = int(ntokens)
                 norm = ntokens if t.loss_norm == "tokens" else nsentences
                 optimizer.zero_grad(set_to_none=True)
-                (out.loss_sum * dist.world / norm).backward()  # DDP averages over ranks: sum / all tokens
+                scaler.scale(out.loss_sum * dist.world / norm).backward()  # DDP averages over ranks: sum / all tokens
                 if t.clip > 0:
+                    scaler.unscale_(optimizer)  # clip the true gradients, not the fp16-scaled ones
                     torch.nn.utils.clip_grad_norm_(model.parameters(), t.clip)
-                optimizer.step()
+                scaler.step(optimizer)  # with fp16, a step whose gradients overflowed is skipped
+                scaler.update()
                 if not math.isfinite(loss_sum):
                     raise UserError(f"loss became {loss_sum} at step {prog.step + 1}; the last good checkpoint is "
                                     "kept: lower train.lr or train.clip and resume")

@@ -21,6 +21,13 @@ class Batch:
     def ntokens(self) -> int:
         return int((self.tgt_out != PAD).sum())
 
+    def to(self, device: torch.device) -> "Batch":
+        """The batch on `device` (lengths too: they index and mask device tensors)."""
+        if self.src.device == device:
+            return self
+        return Batch(*(t.to(device, non_blocking=True) for t in (self.src, self.src_lens, self.tgt_in, self.tgt_out,
+                                                                  self.index)))
+
 
 def pad(seqs: list[list[int]], value: int = PAD) -> torch.Tensor:
     out = torch.full((len(seqs), max(len(s) for s in seqs)), value, dtype=torch.long)

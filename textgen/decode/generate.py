@@ -22,7 +22,7 @@ def rollout(model, state, prev: torch.Tensor, limit: torch.Tensor, sample: bool 
             temperature: float = 1.0) -> Rollout:
     """Run the decoder on its own outputs from `state`, feeding `prev` first, for at most limit[b] steps."""
     B = prev.size(0)
-    alive = torch.ones(B, dtype=torch.bool)
+    alive = torch.ones(B, dtype=torch.bool, device=prev.device)
     tokens, logps, feats, masks = [], [], [], []
     for t in range(int(limit.max())):
         feat, state = model.step_features(prev, state)  # (B, H)

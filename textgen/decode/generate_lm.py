@@ -22,9 +22,10 @@ def generate(
 ) -> Iterator[int]:
     """Yield `length` token ids continuing `prime` (which must be non-empty)."""
     model.eval()
-    generator = torch.Generator().manual_seed(seed) if seed is not None else None
+    device = model.proj.weight.device
+    generator = torch.Generator(device=device).manual_seed(seed) if seed is not None else None
     state = model.init_state(1)
-    logits, state = model(torch.tensor([prime]), state)  # (1, P, V): the prime in one fused call
+    logits, state = model(torch.tensor([prime], device=device), state)  # (1, P, V): the prime in one fused call
     logits = logits[:, -1]  # (1, V)
     for _ in range(length):
         token = next_token(logits, temperature, top_k, top_p, generator)  # (1,)

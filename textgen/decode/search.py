@@ -26,14 +26,14 @@ def greedy_or_sample(
     model, src, src_lens, max_len_a=1.5, max_len_b=10, temperature=0.0, top_k=0, top_p=1.0, generator=None
 ) -> Hypotheses:
     """Temperature 0: greedy. Rows leave the batch at their EOS or length limit; scores are summed log-probs."""
-    B = src.size(0)
+    B, device = src.size(0), src.device
     state = model.encode(src, src_lens)
     limit = max_lengths(src_lens, max_len_a, max_len_b)
     T = int(limit.max())
-    active = torch.arange(B)  # rows still decoding
-    prev = torch.full((B,), BOS, dtype=torch.long)
-    out = torch.full((B, T), PAD, dtype=torch.long)
-    scores = torch.zeros(B)
+    active = torch.arange(B, device=device)  # rows still decoding
+    prev = torch.full((B,), BOS, dtype=torch.long, device=device)
+    out = torch.full((B, T), PAD, dtype=torch.long, device=device)
+    scores = torch.zeros(B, device=device)
     for t in range(T):
         logits, state = model.step(prev, state)  # (b, V) for the active rows
         logp = allowed_log_probs(logits, t + 1 >= limit[active])
@@ -56,10 +56,10 @@ def greedy_or_sample(
 def _ban(x: torch.Tensor, at_limit: torch.Tensor, inplace: bool) -> torch.Tensor:
     """PAD and BOS to -inf everywhere; every token but EOS for rows at their length limit."""
     neg = torch.finfo(torch.float32).min
-    never = torch.tensor([PAD, BOS])
+    never = torch.tensor([PAD, BOS], device=x.device)
     x = x.index_fill_(1, never, neg) if inplace else x.index_fill(1, never, neg)
     if bool(at_limit.any()):  # the common case builds no (B, V) mask at all
-        not_eos = torch.ones(x.size(1), dtype=torch.bool)
+        not_eos = torch.ones(x.size(1), dtype=torch.bool, device=x.device)
         not_eos[EOS] = False
         mask = at_limit.unsqueeze(1) & not_eos
         x = x.masked_fill_(mask, neg) if inplace else x.masked_fill(mask, neg)
@@ -101,7 +101,7 @@ def _block_repeated_ngrams(logp: torch.Tensor, hist: torch.Tensor, n: int) -> to
     following = hist[:, n - 1 :]  # (BK, t-n+1) token after each window
     V = logp.size(1)
     target = following.masked_fill(~match, V)  # unmatched windows write into a spare column
-    banned = torch.zeros(logp.size(0), V + 1, dtype=torch.bool).scatter_(1, target, True)[:, :V]
+    banned = torch.zeros(logp.size(0), V + 1, dtype=torch.bool, device=logp.device).scatter_(1, target, True)[:, :V]
     return logp.masked_fill(banned, torch.finfo(logp.dtype).min)
 
 
@@ -116,27 +116,27 @@ def beam_search(
     sentence, not K times); a sentence is done once it has
     K finished hypotheses, and its rows no longer affect any other sentence.
     """
-    B, K = src.size(0), beam
+    B, K, device = src.size(0), beam, src.device
     nbest = min(nbest, K)
     neg = torch.finfo(torch.float32).min
     state = model.encode(src, src_lens)
     limit = max_lengths(src_lens, max_len_a, max_len_b)  # (B,)
     T = int(limit.max())
-    fin_scores = torch.full((B, K), neg)  # finished hypotheses of every sentence, length-normalised
-    fin_raw = torch.full((B, K), neg)
-    fin_tokens = torch.full((B, K, T), PAD, dtype=torch.long)
+    fin_scores = torch.full((B, K), neg, device=device)  # finished hypotheses of every sentence, length-normalised
+    fin_raw = torch.full((B, K), neg, device=device)
+    fin_tokens = torch.full((B, K, T), PAD, dtype=torch.long, device=device)
     # the active sentences (finished ones leave the batch); rows of active sentence i are i*K..i*K+K-1
-    sent = torch.arange(B)
-    scores = torch.full((B, K), neg)
+    sent = torch.arange(B, device=device)
+    scores = torch.full((B, K), neg, device=device)
     scores[:, 0] = 0.0  # only beam 0 is live at step 0
-    hist = torch.zeros(B * K, 0, dtype=torch.long)
-    prev = torch.full((B * K,), BOS, dtype=torch.long)
+    hist = torch.zeros(B * K, 0, dtype=torch.long, device=device)
+    prev = torch.full((B * K,), BOS, dtype=torch.long, device=device)
     for t in range(T):
         Bc = sent.numel()
-        offsets = (torch.arange(Bc) * K).unsqueeze(1)  # (Bc, 1)
+        offsets = (torch.arange(Bc, device=device) * K).unsqueeze(1)  # (Bc, 1)
         if t == 0:  # all K beams of a sentence are the same BOS: step once per sentence, then copy
             logits, state = model.step(prev[:B], state)
-            expand = torch.arange(B).repeat_interleave(K)
+            expand = torch.arange(B, device=device).repeat_interleave(K)
             logits, state = logits.index_select(0, expand), model.reorder_state(state, expand)
         else:
             logits, state = model.step(prev, state)  # (Bc*K, V)
@@ -151,11 +151,11 @@ def beam_search(
         is_eos = (tok == EOS) & (top > neg / 2)  # finished candidates: EOS among the first K ranks
         is_eos[:, K:] = False
         if bool(is_eos.any()):
-            seq = torch.cat([hist.index_select(0, rows), torch.full((Bc * 2 * K, 1), EOS)], 1)  # (Bc*2K, t+1)
+            seq = torch.cat([hist.index_select(0, rows), torch.full((Bc * 2 * K, 1), EOS, device=device)], 1)  # (Bc*2K, t+1)
             seq = torch.nn.functional.pad(seq, (0, T - t - 1), value=PAD).view(Bc, 2 * K, T)
             norm = top / float(t + 1) ** lenpen
-            all_scores = torch.cat([fin_scores[sent], torch.where(is_eos, norm, torch.tensor(neg))], 1)  # (Bc, 3K)
-            all_raw = torch.cat([fin_raw[sent], torch.where(is_eos, top, torch.tensor(neg))], 1)
+            all_scores = torch.cat([fin_scores[sent], torch.where(is_eos, norm, neg)], 1)  # (Bc, 3K)
+            all_raw = torch.cat([fin_raw[sent], torch.where(is_eos, top, neg)], 1)
             all_tokens = torch.cat([fin_tokens[sent], seq], 1)  # (Bc, 3K, T)
             best, keep = all_scores.topk(K, dim=1)
             fin_scores[sent] = best
@@ -165,13 +165,13 @@ def beam_search(
         if bool(finished.all()):
             break
         # live hypotheses: the best K non-EOS candidates
-        live_score, order = torch.where(tok == EOS, torch.tensor(neg), top).topk(K, dim=1)  # (Bc, K)
+        live_score, order = torch.where(tok == EOS, neg, top).topk(K, dim=1)  # (Bc, K)
         chosen = (offsets * 2 + order).view(-1)  # index into the Bc*2K candidates
         rows, tok, scores = rows[chosen], tok.view(-1)[chosen], live_score
         shrink = bool(finished.any())
         if shrink:  # finished sentences leave the batch; the others are untouched
             keep = (~finished).nonzero().squeeze(1)
-            keep_rows = (keep.unsqueeze(1) * K + torch.arange(K)).view(-1)
+            keep_rows = (keep.unsqueeze(1) * K + torch.arange(K, device=device)).view(-1)
             sent, scores, rows, tok = sent[keep], scores[keep], rows[keep_rows], tok[keep_rows]
         hist = torch.cat([hist.index_select(0, rows), tok.unsqueeze(1)], 1)
         # rows only move within their sentence unless a sentence left: then the source memory must follow

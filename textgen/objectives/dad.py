@@ -34,7 +34,7 @@ class DataAsDemonstrator(nn.Module):
                 if p > 0:
                     guess = logits.detach()
                     pred = torch.multinomial(guess.softmax(-1), 1).squeeze(1) if self.cfg.dad_sample else guess.argmax(-1)
-                    use_model = (torch.rand(prev.shape) < p) & (prev != PAD)
+                    use_model = (torch.rand(prev.shape, device=prev.device) < p) & (prev != PAD)
                     prev = torch.where(use_model, pred, prev)
         logits = torch.stack(logits_per_step, 1)  # (B, T, V)
         loss = token_loss(logits, batch.tgt_out, self.ctx.recipe.train.label_smoothing)

@@ -45,12 +45,12 @@ class SequenceLevel(nn.Module):
         for i, pre, cont in zip(batch_index.tolist(), prefix.tolist(), sampled.tolist()):
             hyp = self.ctx.tgt_vocab.decode([t for t in pre if t != PAD] + strip(cont))
             out.append(self.reward_fn(hyp, self.ctx.references[i]))
-        return torch.tensor(out)
+        return torch.tensor(out, device=prefix.device)
 
     def advantage(self, model, state, prev, limit, roll: Rollout, reward: torch.Tensor, prefix, index):
         """(advantage (B, L) with no gradient, baseline loss term, logs); learned-regressor version."""
         if self.cfg.baseline == "none":
-            return reward.unsqueeze(1).expand_as(roll.logp), torch.zeros(()), {}
+            return reward.unsqueeze(1).expand_as(roll.logp), reward.new_zeros(()), {}
         b = self.baseline(roll.features.detach()).squeeze(-1)  # (B, L): detached input, no gradient into the RNN
         err = (reward.unsqueeze(1) - b) ** 2 * roll.mask
         adv = (reward.unsqueeze(1) - b).detach()
@@ -112,4 +112,4 @@ class SelfCritical(Mixer):
         with torch.no_grad():
             greedy = rollout(model, state, prev, limit, sample=False)
         base = self.rewards(index, prefix, greedy.tokens)
-        return (reward - base).unsqueeze(1).expand_as(roll.logp), torch.zeros(()), {"greedy_reward": float(base.mean())}
+        return (reward - base).unsqueeze(1).expand_as(roll.logp), reward.new_zeros(()), {"greedy_reward": float(base.mean())}
