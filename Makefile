@@ -20,9 +20,15 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
+MT_CKPT = $(if $(wildcard checkpoints/translate-multi30k.pt),--checkpoint checkpoints/translate-multi30k.pt)
+
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_lm.py
-	$(BIN)/python benchmarks/bench_seq2seq.py $(if $(wildcard checkpoints/translate-multi30k.pt),--checkpoint checkpoints/translate-multi30k.pt)
+	$(BIN)/python benchmarks/bench_seq2seq.py $(MT_CKPT)
+	@if $(BIN)/python -c "import sys, torch; sys.exit(not torch.cuda.is_available())"; then \
+		$(BIN)/python benchmarks/bench_lm.py --device cuda --out results/bench-lm-cuda.json && \
+		$(BIN)/python benchmarks/bench_seq2seq.py $(MT_CKPT) --device cuda --out results/bench-seq2seq-cuda.json; \
+	else echo "no CUDA device: GPU benchmarks skipped"; fi
 
 clean:
 	rm -rf $(VENV) runs checkpoints .pytest_cache

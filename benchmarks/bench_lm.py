@@ -3,7 +3,7 @@
 Both run in this process's machine, interleaved (bare, textgen, bare, textgen, ...), on the same
 corpus windows; the ratio of medians is printed (target >= 0.9). Also times `textgen --help`.
 
-    python benchmarks/bench_lm.py [--steps 40] [--repeats 3] [--out results/bench-lm.json]
+    python benchmarks/bench_lm.py [--steps 40] [--repeats 3] [--device cpu|cuda] [--out results/bench-lm.json]
 """
 
 from __future__ import annotations
@@ -23,28 +23,30 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from textgen.config import load_recipe  # noqa: E402
 from textgen.data.batching import batchify, window  # noqa: E402
+from textgen.device import resolve_device, synchronize  # noqa: E402
 from textgen.lm import prepare_data  # noqa: E402
 from textgen.results import invocation, make_result, write_result  # noqa: E402
 
 TEXTGEN = [sys.executable, "-m", "textgen"]
 
 
-def bare_loop(recipe, ids: torch.Tensor, steps: int) -> float:
+def bare_loop(recipe, ids: torch.Tensor, steps: int, device: torch.device) -> float:
     """The loop a user would write by hand: embedding, fused nn.LSTM, linear, Adam/SGD, clipping."""
     m, t = recipe.model, recipe.train
     torch.manual_seed(0)
     vocab = int(ids.max()) + 1
-    embed = nn.Embedding(vocab, m.embed or m.hidden)
-    lstm = nn.LSTM(m.embed or m.hidden, m.hidden, m.layers, batch_first=True, dropout=m.dropout)
-    proj = nn.Linear(m.hidden, vocab)
+    embed = nn.Embedding(vocab, m.embed or m.hidden).to(device)
+    lstm = nn.LSTM(m.embed or m.hidden, m.hidden, m.layers, batch_first=True, dropout=m.dropout).to(device)
+    proj = nn.Linear(m.hidden, vocab).to(device)
     drop = nn.Dropout(m.dropout)
     params = [*embed.parameters(), *lstm.parameters(), *proj.parameters()]
     opt = torch.optim.Adam(params, lr=t.lr) if t.optimizer == "adam" else torch.optim.SGD(params, lr=t.lr)
-    streams = batchify(ids, t.batch_size)
+    streams = batchify(ids, t.batch_size).to(device)
     h = None
     tokens, start = 0, 0.0
     for i in range(steps + 3):
         if i == 3:  # warm-up steps excluded
+            synchronize(device)
             tokens, start = 0, time.perf_counter()
         x, y = window(streams, i, t.bptt)
         out, h = lstm(drop(embed(x)), h)
@@ -55,19 +57,20 @@ def bare_loop(recipe, ids: torch.Tensor, steps: int) -> float:
         nn.utils.clip_grad_norm_(params, t.clip)
         opt.step()
         tokens += y.numel()
+    synchronize(device)
     return tokens / (time.perf_counter() - start)
 
 
-def _step_time(recipe, ids: torch.Tensor) -> float:
+def _step_time(recipe, ids: torch.Tensor, device: torch.device) -> float:
     """Seconds per update of the bare loop, from a short calibration run."""
     t = recipe.train
-    return t.batch_size * t.bptt / bare_loop(recipe, ids, 5)
+    return t.batch_size * t.bptt / bare_loop(recipe, ids, 5, device)
 
 
-def textgen_train(recipe_name: str, steps: int, workdir: Path) -> float:
+def textgen_train(recipe_name: str, steps: int, workdir: Path, device: torch.device) -> float:
     """Tokens/s reported by the real `textgen train` command (data windows, progress, CSV included)."""
     cmd = TEXTGEN + ["train", "-r", recipe_name, "--set", f"train.max_steps={steps}", "--set",
-                     f"train.eval_every={steps}", "--set", "train.max_minutes=0.0",
+                     f"train.eval_every={steps}", "--set", "train.max_minutes=0.0", "--device", str(device),
                      "-o", str(workdir / "bench.pt"), "--run-dir", str(workdir / f"run-{time.time_ns()}"), "--json"]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True)
     return json.loads(out.stdout)["metrics"]["tokens_per_s"]
@@ -87,8 +90,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--recipes", nargs="+", default=["shakespeare", "ptb-small"])
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N (both loops run there)")
     parser.add_argument("--out", type=Path, default=Path("results/bench-lm.json"))
     args = parser.parse_args()
+    device = resolve_device(args.device)
     workdir = Path("runs/bench")
     workdir.mkdir(parents=True, exist_ok=True)
     metrics, shas = {}, {}
@@ -98,12 +103,12 @@ def main() -> None:
         data = prepare_data(recipe, splits=("train",))
         shas.update(data.sha256)
         # enough steps for ~10 s per run, so start-up costs (first allocations) do not decide the ratio
-        step_seconds = _step_time(recipe, data.ids["train"])
+        step_seconds = _step_time(recipe, data.ids["train"], device)
         steps = max(args.steps, round(10.0 / step_seconds))
         bare, ours = [], []
         for _ in range(args.repeats):
-            bare.append(bare_loop(recipe, data.ids["train"], steps))
-            ours.append(textgen_train(name, steps, workdir))
+            bare.append(bare_loop(recipe, data.ids["train"], steps, device))
+            ours.append(textgen_train(name, steps, workdir, device))
         # textgen's figure includes its own first steps, the bare loop's excludes 3 warm-up steps
         ratio = statistics.median(ours) / statistics.median(bare)
         metrics[f"{name}_bare_tokens_per_s"] = round(statistics.median(bare), 1)
@@ -112,6 +117,7 @@ def main() -> None:
         metrics[f"{name}_steps"] = steps
         print(f"{name:<12} {steps} steps: bare nn.LSTM loop {statistics.median(bare):>9,.0f} tok/s   "
               f"textgen train {statistics.median(ours):>9,.0f} tok/s   ratio {ratio:.2f} (target >= 0.9)")
+    metrics["device"] = str(device)
     metrics["help_seconds"] = round(help_seconds(), 3)
     print(f"textgen --help: {metrics['help_seconds']:.2f} s")
     write_result(args.out, make_result(metrics, shas, time.perf_counter() - start,

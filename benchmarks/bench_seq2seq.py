@@ -4,7 +4,9 @@ and a MIXER training step against an XENT step on the same batches, split into i
 Uses the translate-multi30k model shape on Multi30k sources. With --checkpoint a trained model is
 timed (realistic output lengths); without, a random model, whose outputs run to the length limit.
 
-    python benchmarks/bench_seq2seq.py [--checkpoint checkpoints/translate-multi30k.pt] [--sentences 200]
+    python benchmarks/bench_seq2seq.py [--checkpoint checkpoints/translate-multi30k.pt] [--sentences 200] [--device cuda]
+
+On a GPU, fp16 (with loss scaling) is timed next to fp32 and bf16.
 """
 
 from __future__ import annotations
@@ -19,19 +21,23 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from textgen.config import load_recipe  # noqa: E402
+from textgen import checkpoint  # noqa: E402
+from textgen.config import load_recipe, recipe_from_checkpoint  # noqa: E402
+from textgen.device import resolve_device, synchronize  # noqa: E402
+from textgen.distributed import Dist  # noqa: E402
 from textgen.objectives import OBJECTIVES, mixer  # noqa: E402
 from textgen.objectives.common import Context  # noqa: E402
-from textgen.precision import autocast  # noqa: E402
+from textgen.precision import autocast, grad_scaler  # noqa: E402
 from textgen.results import invocation, make_result, write_result  # noqa: E402
-from textgen.seq2seq import Seq2SeqTask, decode_ids, encode_sources, load_model  # noqa: E402
+from textgen.seq2seq import Seq2SeqTask, decode_ids, encode_sources  # noqa: E402
 
 
 class PhaseTimer:
     """Wall time of MIXER's sampling (the rollout) and reward (sentence BLEU) inside a step."""
 
-    def __init__(self, objective):
+    def __init__(self, objective, device: torch.device):
         self.seconds = defaultdict(float)
+        self.device = device
         self._rollout = mixer.rollout
         mixer.rollout = self._timed("sampling", self._rollout)
         if hasattr(objective, "rewards"):
@@ -39,8 +45,10 @@ class PhaseTimer:
 
     def _timed(self, name, fn):
         def run(*args, **kwargs):
+            synchronize(self.device)
             start = time.perf_counter()
             out = fn(*args, **kwargs)
+            synchronize(self.device)
             self.seconds[name] += time.perf_counter() - start
             return out
         return run
@@ -53,21 +61,30 @@ def timed_updates(task: Seq2SeqTask, objective, first: int, steps: int, precisio
     """The trainer's update (forward at `precision`, backward, clip, Adam) on `steps` real batches from
     `first`: seconds per phase, summed, and the target tokens seen. A tiny lr leaves the model as it was."""
     model = task.model.train()
+    device = task.dist.device
     opt = torch.optim.Adam(list(model.parameters()) + list(objective.parameters()), lr=1e-5)
-    timer = PhaseTimer(objective)
+    scaler = grad_scaler(precision, device)
+    timer = PhaseTimer(objective, device)
     split, tokens = defaultdict(float), 0
+
+    def clock() -> float:
+        synchronize(device)
+        return time.perf_counter()
+
     try:
         for step in range(first, first + steps):
-            t0 = time.perf_counter()
-            with autocast(precision):
+            t0 = clock()
+            with autocast(precision, device):
                 out = objective(model, task._batch(step), step=step)
-            t1 = time.perf_counter()
+            t1 = clock()
             opt.zero_grad()
-            (out.loss_sum / out.ntokens).backward()
-            t2 = time.perf_counter()
+            scaler.scale(out.loss_sum / out.ntokens).backward()
+            t2 = clock()
+            scaler.unscale_(opt)
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-            opt.step()
-            t3 = time.perf_counter()
+            scaler.step(opt)
+            scaler.update()
+            t3 = clock()
             split["forward"] += t1 - t0
             split["backward"] += t2 - t1
             split["optimizer"] += t3 - t2
@@ -124,13 +141,16 @@ def projection_bound(model, sources, cfg) -> dict:
         total = time.perf_counter() - start
     finally:
         hook.remove()
-    x = torch.randn(512, model.proj.in_features)
-    with torch.no_grad(), autocast(cfg.precision):
+    device = model.proj.weight.device
+    x = torch.randn(512, model.proj.in_features, device=device)
+    with torch.no_grad(), autocast(cfg.precision, device):
         for _ in range(3):
             model.proj(x)
+        synchronize(device)
         start = time.perf_counter()
         for _ in range(20):
             model.proj(x)
+        synchronize(device)
         per_row = (time.perf_counter() - start) / (20 * 512)
     floor = rows[0] * per_row
     return {"projection_rows": rows[0], "projection_seconds": round(floor, 3), "beam5_batched_seconds": round(total, 3),
@@ -139,7 +159,7 @@ def projection_bound(model, sources, cfg) -> dict:
 
 def sentences_per_s(model, sources, cfg, beam: int, batch_size: int) -> tuple[float, list]:
     start = time.perf_counter()
-    out = decode_ids(model, sources, dataclasses.replace(cfg, batch_size=batch_size), beam=beam)
+    out = decode_ids(model, sources, dataclasses.replace(cfg, batch_size=batch_size), beam=beam)  # ends on the host
     return len(sources) / (time.perf_counter() - start), out
 
 
@@ -149,27 +169,31 @@ def main() -> None:
     parser.add_argument("--checkpoint", type=Path)
     parser.add_argument("--sentences", type=int, default=200)
     parser.add_argument("--train-steps", type=int, default=20)
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N")
     parser.add_argument("--out", type=Path, default=Path("results/bench-seq2seq.json"))
     args = parser.parse_args()
     start = time.perf_counter()
+    device = resolve_device(args.device)
     recipe = load_recipe(args.recipe)
     if args.checkpoint:  # trained weights: realistic output lengths for sampling and search
-        model, vocabs, recipe, payload = load_model(args.checkpoint)
-        task = Seq2SeqTask(recipe, payload["vocab"])
+        payload = checkpoint.load(args.checkpoint, kind="seq2seq")
+        recipe = recipe_from_checkpoint(payload)
+        task = Seq2SeqTask(recipe, payload["vocab"], Dist(device=device))
         task.model.load_state_dict(payload["model"])
     else:
-        task = Seq2SeqTask(recipe)
-        model, vocabs = task.model, task.vocabs
-    metrics = {}
-    for precision in ("fp32", "bf16"):
+        task = Seq2SeqTask(recipe, dist=Dist(device=device))
+    model, vocabs = task.model, task.vocabs
+    precisions = ("fp32", "bf16", "fp16") if device.type == "cuda" else ("fp32", "bf16")
+    metrics = {"device": str(device), **({"gpu": torch.cuda.get_device_name(device)} if device.type == "cuda" else {})}
+    for precision in precisions:
         metrics[f"train_target_tokens_per_s_{precision}"] = round(train_tokens_per_s(task, args.train_steps, precision), 1)
-    print(f"teacher-forced training: {metrics['train_target_tokens_per_s_fp32']:,.0f} target tokens/s fp32, "
-          f"{metrics['train_target_tokens_per_s_bf16']:,.0f} bf16 autocast")
+    print(f"teacher-forced training on {device}: " + ", ".join(
+        f"{metrics[f'train_target_tokens_per_s_{p}']:,.0f} target tokens/s {p}" for p in precisions))
     metrics.update(mixer_vs_xent(task, args.train_steps))
     model.eval()
     sources = encode_sources(vocabs, task.valid.sources[: args.sentences], recipe.data.max_source_tokens)
     few = sources[: max(10, args.sentences // 10)]  # per-sentence beam is slow: time a tenth
-    for precision in ("fp32", "bf16"):
+    for precision in precisions:
         cfg = dataclasses.replace(recipe.decode, precision=precision)
         greedy, _ = sentences_per_s(model, sources, cfg, 1, cfg.batch_size)
         batched, out_batched = sentences_per_s(model, sources, cfg, 5, cfg.batch_size)
@@ -186,7 +210,7 @@ def main() -> None:
         print(f"{precision}: the output projection alone ({bound['projection_rows']:,} rows) takes "
               f"{bound['projection_seconds']:.2f} s of the batched beam's {bound['beam5_batched_seconds']:.2f} s; "
               f"one-at-a-time beam needs {single_seconds:.1f} s for these sentences, so no batching can beat "
-              f"{single_seconds / bound['projection_seconds']:.1f}x on this CPU")
+              f"{single_seconds / bound['projection_seconds']:.1f}x on this {device.type}")
         metrics[f"beam5_max_ratio_from_projection_{precision}"] = round(single_seconds / bound["projection_seconds"], 1)
         print(f"{precision}: greedy {greedy:,.1f} sent/s | beam 5 batched {batched:,.1f} sent/s | beam 5 one at a "
               f"time {single:,.1f} sent/s | ratio {batched / single:.1f}x (target >= 10x) | "

@@ -71,10 +71,12 @@ def train(
     Data-parallel: textgen train --recipe mixer --nproc 2  (or: torchrun --nproc-per-node 2 -m textgen train ...)
     """
     if nproc > 1:
+        from textgen.device import resolve_device
         from textgen.distributed import launch
 
         if int(os.environ.get("WORLD_SIZE", "1")) > 1:
             raise UserError("--nproc is for a plain run; under torchrun leave it out")
+        resolve_device(device, local_rank=nproc - 1)  # here, once: rank N-1 needs cuda:N-1 when on GPUs
         sys.exit(launch(nproc, sys.argv[1:]))
     from textgen import checkpoint, distributed
     from textgen.config import from_dict, load_recipe, recipe_from_checkpoint
