@@ -93,6 +93,18 @@ class Counters:
     best: float = math.nan
 
 
+def _to_host(obj):
+    """Tensors in nested dicts/lists moved to the CPU: per-rank state travels between processes that may
+    not see each other's GPUs, and checkpoints must load anywhere."""
+    if isinstance(obj, torch.Tensor):
+        return obj.cpu()
+    if isinstance(obj, dict):
+        return {k: _to_host(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to_host(v) for v in obj)
+    return obj
+
+
 def _rng_state(on: torch.device) -> dict:
     return {"torch": torch.get_rng_state(), "python": random.getstate(), **device.rng_state(on)}
 
@@ -235,7 +247,7 @@ def train(task: Task, recipe: Recipe, output: Path, run_dir: Path, resume: dict 
 
     def payload() -> dict:
         """The checkpoint contents; a collective under torchrun (per-rank RNG and task state)."""
-        ranks = distributed.gather(dist, {"rng": _rng_state(dist.device), "task": task.state_dict()})
+        ranks = distributed.gather(dist, _to_host({"rng": _rng_state(dist.device), "task": task.state_dict()}))
         return {
             "kind": task.kind, "recipe": to_dict(recipe), "vocab": task.vocab_dict(), "model": model.state_dict(),
             "train_state": {
