@@ -1,5 +1,6 @@
-"""Seq2seq speed: teacher-forced training tokens/s, greedy and beam-5 sentences/s, batched vs per-sentence beam,
-and a MIXER training step against an XENT step on the same batches, split into its phases.
+"""Seq2seq speed: teacher-forced training tokens/s (and `textgen train` against a bare hand-written loop of the
+same shapes), greedy and beam-5 sentences/s, batched vs per-sentence beam, and a MIXER training step
+against an XENT step on the same batches, split into its phases.
 
 Uses the translate-multi30k model shape on Multi30k sources. With --checkpoint a trained model is
 timed (realistic output lengths); without, a random model, whose outputs run to the length limit.
@@ -12,17 +13,24 @@ On a GPU, fp16 (with loss scaling) is timed next to fp32 and bf16.
 from __future__ import annotations
 
 import argparse
+import csv
 import dataclasses
+import statistics
+import subprocess
 import sys
 import time
 from collections import defaultdict
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from textgen import checkpoint  # noqa: E402
 from textgen.config import load_recipe, recipe_from_checkpoint  # noqa: E402
+from textgen.data.seqvocab import PAD  # noqa: E402
 from textgen.device import resolve_device, synchronize  # noqa: E402
 from textgen.distributed import Dist  # noqa: E402
 from textgen.objectives import OBJECTIVES, mixer  # noqa: E402
@@ -109,6 +117,90 @@ def train_tokens_per_s(task: Seq2SeqTask, steps: int, precision: str = "fp32") -
     return tokens / sum(split.values())
 
 
+class BareSeq2Seq(nn.Module):
+    """What a user would write by hand for the recipe's model: packed bi-LSTM encoder, one fused decoder
+    nn.LSTM call over the target, Luong general attention, tied output projection."""
+
+    def __init__(self, src_vocab: int, tgt_vocab: int, m):
+        super().__init__()
+        self.src_embed, self.tgt_embed = nn.Embedding(src_vocab, m.embed), nn.Embedding(tgt_vocab, m.embed)
+        self.encoder = nn.LSTM(m.embed, m.hidden // 2, m.layers, batch_first=True, bidirectional=True,
+                               dropout=m.dropout)
+        self.decoder = nn.LSTM(m.embed, m.hidden, m.layers, batch_first=True, dropout=m.dropout)
+        self.key = nn.Linear(m.hidden, m.hidden, bias=False)
+        self.combine = nn.Linear(2 * m.hidden, m.hidden, bias=False)
+        self.proj = nn.Linear(m.hidden, tgt_vocab)
+        self.proj.weight = self.tgt_embed.weight
+        self.drop = nn.Dropout(m.dropout)
+
+    def forward(self, src, src_lens, tgt_in):
+        packed = pack_padded_sequence(self.drop(self.src_embed(src)), src_lens.cpu(), batch_first=True,
+                                      enforce_sorted=False)
+        out, (h, c) = self.encoder(packed)
+        memory, _ = pad_packed_sequence(out, batch_first=True, total_length=src.size(1))
+        h = torch.cat([h[0::2], h[1::2]], -1)  # (layers, B, hidden): both directions side by side
+        c = torch.cat([c[0::2], c[1::2]], -1)
+        dec, _ = self.decoder(self.drop(self.tgt_embed(tgt_in)), (h, c))
+        scores = torch.bmm(dec, self.key(memory).transpose(1, 2))
+        pad = torch.arange(src.size(1), device=src.device)[None, :] >= src_lens[:, None]
+        weights = scores.masked_fill(pad[:, None, :], torch.finfo(scores.dtype).min).softmax(-1)
+        feats = torch.tanh(self.combine(torch.cat([torch.bmm(weights, memory), dec], -1)))
+        return self.proj(self.drop(feats))
+
+
+def bare_loop_tokens_per_s(task: Seq2SeqTask, steps: int, warmup: int) -> float:
+    """Target tokens/s of the hand-written loop on the batches `textgen train` takes first, after `warmup`
+    steps (new batch shapes make oneDNN build kernels at first). Batches are collated and on the device
+    beforehand, so the bare loop does not even pay for its data."""
+    recipe, device = task.recipe, task.dist.device
+    torch.manual_seed(0)
+    model = BareSeq2Seq(len(task.vocabs.src), len(task.vocabs.tgt), recipe.model).to(device).train()
+    opt = torch.optim.Adam(model.parameters(), lr=recipe.train.lr)
+    batches = [task._batch(step) for step in range(steps)]
+    tokens, start = 0, 0.0
+    for i, b in enumerate(batches):
+        if i == warmup:
+            synchronize(device)
+            tokens, start = 0, time.perf_counter()
+        logits = model(b.src, b.src_lens, b.tgt_in)
+        loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), b.tgt_out.reshape(-1), ignore_index=PAD,
+                               reduction="sum", label_smoothing=recipe.train.label_smoothing) / b.ntokens
+        opt.zero_grad()
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), recipe.train.clip)
+        opt.step()
+        tokens += b.ntokens
+    synchronize(device)
+    return tokens / (time.perf_counter() - start)
+
+
+def textgen_tokens_per_s(recipe_name: str, steps: int, warmup: int, device: torch.device) -> float:
+    """The real `textgen train` (its batching, loss, logging, progress bar), over the same steps as the bare
+    loop: read from its metrics.csv, whose cumulative tokens and training seconds are logged every `warmup` steps."""
+    run_dir = Path("runs/bench") / f"seq2seq-{time.time_ns()}"
+    cmd = [sys.executable, "-m", "textgen", "train", "-r", recipe_name, "--device", str(device),
+           "--set", f"train.max_steps={steps}", "--set", f"train.eval_every={steps}", "--set", f"train.log_every={warmup}",
+           "--set", "train.max_minutes=0.0", "--set", "train.valid_metric=loss", "--set", "train.valid_subset=50",
+           "-o", str(run_dir / "bench.pt"), "--run-dir", str(run_dir)]
+    subprocess.run(cmd, capture_output=True, text=True, check=True)
+    rows = [r for r in csv.DictReader(open(run_dir / "metrics.csv")) if r["train_loss"]]
+    first, last = rows[0], rows[-1]  # rows[0] is logged at step `warmup`
+    return (int(last["tokens"]) - int(first["tokens"])) / (float(last["seconds"]) - float(first["seconds"]))
+
+
+def textgen_vs_bare(task: Seq2SeqTask, recipe_name: str, steps: int, repeats: int, warmup: int = 20) -> dict:
+    """`textgen train` next to the bare loop, interleaved, both timed after the same warm-up steps."""
+    bare, ours = [], []
+    for _ in range(repeats):
+        bare.append(bare_loop_tokens_per_s(task, steps, warmup))
+        ours.append(textgen_tokens_per_s(recipe_name, steps, warmup, task.dist.device))
+    b, o = statistics.median(bare), statistics.median(ours)
+    print(f"teacher-forced training, steps {warmup}-{steps}: bare hand-written loop {b:,.0f} target tok/s   "
+          f"textgen train {o:,.0f} target tok/s   ratio {o / b:.2f} (target >= 0.9)")
+    return {"bare_loop_target_tokens_per_s": round(b, 1), "textgen_train_target_tokens_per_s": round(o, 1),
+            "textgen_over_bare": round(o / b, 3), "compare_steps": steps, "compare_warmup_steps": warmup}
+
+
 def mixer_vs_xent(task: Seq2SeqTask, steps: int) -> dict:
     """One MIXER update (s = 8 of T = 12: XENT prefix, sampled rest, sentence BLEU, learned baseline)
     against one XENT update on the same batches."""
@@ -169,6 +261,8 @@ def main() -> None:
     parser.add_argument("--checkpoint", type=Path)
     parser.add_argument("--sentences", type=int, default=200)
     parser.add_argument("--train-steps", type=int, default=20)
+    parser.add_argument("--compare-steps", type=int, default=80, help="steps per run of textgen vs the bare loop")
+    parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N")
     parser.add_argument("--out", type=Path, default=Path("results/bench-seq2seq.json"))
     args = parser.parse_args()
@@ -189,6 +283,8 @@ def main() -> None:
         metrics[f"train_target_tokens_per_s_{precision}"] = round(train_tokens_per_s(task, args.train_steps, precision), 1)
     print(f"teacher-forced training on {device}: " + ", ".join(
         f"{metrics[f'train_target_tokens_per_s_{p}']:,.0f} target tokens/s {p}" for p in precisions))
+    if args.compare_steps:
+        metrics.update(textgen_vs_bare(task, args.recipe, args.compare_steps, args.repeats))
     metrics.update(mixer_vs_xent(task, args.train_steps))
     model.eval()
     sources = encode_sources(vocabs, task.valid.sources[: args.sentences], recipe.data.max_source_tokens)
