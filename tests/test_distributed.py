@@ -71,3 +71,14 @@ def test_mixer_under_two_ranks_trains_in_sync_and_resumes_on_one(tmp_path):
     # one more update moved the regressor a little; a reset would have thrown its 12 steps away
     after = resumed["task"]["objective"]["baseline.weight"]
     assert (after - baseline).abs().max() < 0.5 * baseline.abs().max()
+
+
+def test_a_rank_without_its_gpu_says_so_itself(cli, tiny_recipe, monkeypatch):
+    """Only rank 0 prints ordinary errors (all ranks share them); a device error is this rank's alone."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for key, value in {"WORLD_SIZE": "2", "RANK": "1", "LOCAL_RANK": "1"}.items():
+        monkeypatch.setenv(key, value)
+    result = cli("train", "-r", tiny_recipe, "--device", "cuda")
+    assert result.code == 2 and result.err.startswith("error: rank 1: device 'cuda' asked for"), result.err
+    quiet = cli("train", "-r", tiny_recipe, "--set", "train.nope=1")  # the same on every rank: rank 0 reports it
+    assert quiet.code == 2 and quiet.err == ""

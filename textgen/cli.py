@@ -15,7 +15,7 @@ from typing import Optional
 
 import typer
 
-from textgen.errors import Interrupted, UserError
+from textgen.errors import Interrupted, RankError, UserError
 
 app = typer.Typer(
     add_completion=True,
@@ -355,7 +355,7 @@ def main() -> None:
     try:
         app()
     except UserError as exc:
-        if not quiet:
+        if not quiet or isinstance(exc, RankError):
             typer.echo(f"error: {exc}", err=True)
         sys.exit(2)
     except Interrupted as exc:

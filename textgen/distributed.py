@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import torch
 
+from textgen.errors import RankError, UserError
+
 
 @dataclass(frozen=True)
 class Dist:
@@ -45,7 +47,10 @@ def from_env(device: str = "cpu") -> Dist:
         return Dist(device=resolve_device(device))
     import torch.distributed as dist
 
-    placed = resolve_device(device, int(os.environ.get("LOCAL_RANK", "0")))
+    try:
+        placed = resolve_device(device, int(os.environ.get("LOCAL_RANK", "0")))
+    except UserError as exc:  # before joining the group: the other ranks' torchrun sees this one exit
+        raise RankError(f"rank {os.environ.get('RANK', '?')}: {exc}") from None
     if placed.type == "cuda":
         torch.cuda.set_device(placed)  # NCCL's object collectives use the current device
     if not dist.is_initialized():

@@ -5,6 +5,10 @@ class UserError(Exception):
     """A problem with the user's input, with a message that says what to do about it."""
 
 
+class RankError(UserError):
+    """A problem only this data-parallel rank sees (its GPU): printed by every rank, not just rank 0."""
+
+
 class Interrupted(Exception):
     """Training stopped by SIGINT/SIGTERM after saving a resumable checkpoint; exit 128 + signal."""
 
