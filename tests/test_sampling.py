@@ -1,6 +1,6 @@
 import torch
 
-from textgen.decode.sampling import next_token, top_k_filter, top_p_filter
+from textgen.decode.sampling import next_token, sample_categorical, top_k_filter, top_p_filter
 
 
 def test_temperature_zero_is_argmax():
@@ -48,3 +48,16 @@ def test_same_seed_same_tokens():
     a = next_token(logits, generator=torch.Generator().manual_seed(5))
     b = next_token(logits, generator=torch.Generator().manual_seed(5))
     assert torch.equal(a, b)
+
+
+def test_categorical_draws_follow_the_probabilities_and_skip_zeros():
+    probs = torch.tensor([[0.1, 0.0, 0.6, 0.3, 0.0], [2.0, 2.0, 0.0, 0.0, 4.0]])  # the second row is unnormalised
+    n = 40_000
+    draws = sample_categorical(probs.repeat(n, 1).view(n, 2, 5), torch.Generator().manual_seed(0))  # (n, 2)
+    assert draws.shape == (n, 2)
+    for row, expected in enumerate(probs / probs.sum(-1, keepdim=True)):
+        freq = torch.bincount(draws[:, row], minlength=5).float() / n
+        assert freq[expected == 0].sum() == 0, "a zero-probability token was drawn"
+        torch.testing.assert_close(freq, expected, atol=0.01, rtol=0)
+    again = sample_categorical(probs.repeat(n, 1).view(n, 2, 5), torch.Generator().manual_seed(0))
+    assert torch.equal(draws, again)

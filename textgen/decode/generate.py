@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from textgen.data.seqvocab import EOS, PAD
+from textgen.decode.sampling import sample_categorical
 from textgen.decode.search import allowed_log_probs
 
 
@@ -29,7 +30,7 @@ def rollout(model, state, prev: torch.Tensor, limit: torch.Tensor, sample: bool 
         logp = allowed_log_probs(model.logits(feat), t + 1 >= limit, renormalise=True)  # (B, V)
         if sample:
             probs = (logp.detach() / temperature).softmax(-1) if temperature != 1.0 else logp.detach().exp()
-            tok = torch.multinomial(probs, 1).squeeze(1)
+            tok = sample_categorical(probs)
         else:
             tok = logp.detach().argmax(-1)
         masks.append(alive.float())

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from textgen.data.seqvocab import PAD
+from textgen.decode.sampling import sample_categorical
 from textgen.objectives.common import Context, token_loss
 from textgen.objectives.schedules import dad_probability
 from textgen.trainer import Loss
@@ -33,7 +34,7 @@ class DataAsDemonstrator(nn.Module):
                 prev = batch.tgt_in[:, t + 1]
                 if p > 0:
                     guess = logits.detach()
-                    pred = torch.multinomial(guess.softmax(-1), 1).squeeze(1) if self.cfg.dad_sample else guess.argmax(-1)
+                    pred = sample_categorical(guess.softmax(-1)) if self.cfg.dad_sample else guess.argmax(-1)
                     use_model = (torch.rand(prev.shape, device=prev.device) < p) & (prev != PAD)
                     prev = torch.where(use_model, pred, prev)
         logits = torch.stack(logits_per_step, 1)  # (B, T, V)
