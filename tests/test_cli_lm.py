@@ -61,6 +61,9 @@ def test_help_lists_commands_and_examples(cli):
     for command in (["train"], ["sample"], ["eval"], ["decode"], ["plot"], ["recipes"], ["data", "list"],
                     ["data", "get"], ["data"]):
         assert "Example" in cli(*command, "--help").out, command
+    # help texts that name a default in brackets must show it (rich would eat an unescaped [..] as markup)
+    flat = " ".join(cli("decode", "--help").out.replace("│", " ").split())
+    assert "[default: stdin]" in flat and "[default: the recipe's]" in flat
 
 
 def test_recipes_command_lists_descriptions(cli, monkeypatch):

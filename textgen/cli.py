@@ -56,7 +56,7 @@ def _prompt_lines(prompt: str):
 def train(
     recipe: Optional[str] = typer.Option(None, "--recipe", "-r", help="Recipe name (recipes/NAME.toml) or path."),
     overrides: list[str] = typer.Option([], "--set", "-s", help="Override a recipe key: section.key=value."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Best checkpoint path [default: ./NAME.pt]."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Best checkpoint path \\[default: ./NAME.pt]."),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue from a checkpoint (e.g. runs/RUN/last.pt)."),
     run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="Where metrics.csv, recipe.toml, last.pt go."),
     results: Optional[Path] = typer.Option(None, "--results", help="Also write a results JSON here."),
@@ -174,17 +174,17 @@ def sample(
 @app.command("eval")
 def eval_(
     ckpt: Optional[Path] = typer.Argument(None, help="Checkpoint to evaluate (omit with --hyp)."),
-    data: Optional[str] = typer.Option(None, "--data", "-d", help="Corpus name or path [default: the training corpus]."),
+    data: Optional[str] = typer.Option(None, "--data", "-d", help="Corpus name or path \\[default: the training corpus]."),
     split: str = typer.Option("valid", "--split", help="valid or test."),
     metric: list[str] = typer.Option([], "--metric", "-m", help="bleu4, bleu4-lc, rouge1, rouge2, rougeL (repeatable)."),
     hyp: Optional[Path] = typer.Option(None, "--hyp", help="Score this hypothesis file instead of a checkpoint."),
     ref: list[Path] = typer.Option([], "--ref", help="Reference file(s) for --hyp (repeatable: multi-reference)."),
-    beam: Optional[int] = typer.Option(None, "--beam", help="Seq2seq beam size [default: the recipe's]; 1 is greedy."),
+    beam: Optional[int] = typer.Option(None, "--beam", help="Seq2seq beam size \\[default: the recipe's]; 1 is greedy."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1,
                                              help="LM: parallel streams (1: state over the whole text); seq2seq: sentences."),
     hyp_out: Optional[Path] = typer.Option(None, "--hyp-out", help="Seq2seq: where to write the decoded hypotheses."),
     precision: Optional[str] = typer.Option(None, "--precision",
-                                            help="Seq2seq decoding: fp32, bf16 or fp16 (GPU) [default: the recipe's]."),
+                                            help="Seq2seq decoding: fp32, bf16 or fp16 (GPU) \\[default: the recipe's]."),
     device: str = _device_option("run the model"),
     json_out: bool = typer.Option(False, "--json", help="Print a results JSON."),
     results: Optional[Path] = typer.Option(None, "--results", help="Also write the results JSON here."),
@@ -239,8 +239,8 @@ def eval_(
 @app.command()
 def decode(
     ckpt: Path = typer.Argument(..., help="Seq2seq checkpoint."),
-    input: Optional[Path] = typer.Option(None, "--input", "-i", help="Source file, one sentence a line [default: stdin]."),
-    beam: Optional[int] = typer.Option(None, "--beam", help="Beam size [default: the recipe's]; 1 is greedy."),
+    input: Optional[Path] = typer.Option(None, "--input", "-i", help="Source file, one sentence a line \\[default: stdin]."),
+    beam: Optional[int] = typer.Option(None, "--beam", help="Beam size \\[default: the recipe's]; 1 is greedy."),
     nbest: int = typer.Option(1, "--nbest", help="Print the n best: index<TAB>score<TAB>text."),
     lenpen: Optional[float] = typer.Option(None, "--lenpen", help="Length penalty: score / length**lenpen."),
     max_len_a: Optional[float] = typer.Option(None, "--max-len-a", help="Max output length = a * source length + b."),
@@ -251,7 +251,7 @@ def decode(
     seed: Optional[int] = typer.Option(None, "--seed"),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Sentences decoded together."),
     interactive: bool = typer.Option(False, "--interactive", help="Prompt for one source at a time (Ctrl-D ends)."),
-    precision: Optional[str] = typer.Option(None, "--precision", help="fp32, bf16 or fp16 (GPU) [default: the recipe's]."),
+    precision: Optional[str] = typer.Option(None, "--precision", help="fp32, bf16 or fp16 (GPU) \\[default: the recipe's]."),
     device: str = _device_option("decode"),
 ) -> None:
     """Translate / summarize: read sources, write one hypothesis per line (n-best: index, score, text).
