@@ -220,22 +220,14 @@ def mixer_vs_xent(task: Seq2SeqTask, steps: int) -> dict:
     return out
 
 
-def projection_bound(model, sources, cfg) -> dict:
+def projection_bound(model, rows: int, batched_seconds: float, precision: str) -> dict:
     """How much of batched beam search is the output projection alone (hidden x vocab matmul per row)?
 
-    Counts the rows that go through the projection in one batched beam-5 decode and times the same
-    matmul on 512-row blocks: that time is a floor no batching can go under."""
-    rows = [0]
-    hook = model.proj.register_forward_hook(lambda mod, inp, out: rows.__setitem__(0, rows[0] + inp[0].shape[0]))
-    try:
-        start = time.perf_counter()
-        decode_ids(model, sources, cfg, beam=5)
-        total = time.perf_counter() - start
-    finally:
-        hook.remove()
+    `rows` went through the projection in the timed batched beam-5 decode; the same matmul is timed on
+    512-row blocks: that time is a floor no batching can go under."""
     device = model.proj.weight.device
     x = torch.randn(512, model.proj.in_features, device=device)
-    with torch.no_grad(), autocast(cfg.precision, device):
+    with torch.no_grad(), autocast(precision, device):
         for _ in range(3):
             model.proj(x)
         synchronize(device)
@@ -244,9 +236,9 @@ def projection_bound(model, sources, cfg) -> dict:
             model.proj(x)
         synchronize(device)
         per_row = (time.perf_counter() - start) / (20 * 512)
-    floor = rows[0] * per_row
-    return {"projection_rows": rows[0], "projection_seconds": round(floor, 3), "beam5_batched_seconds": round(total, 3),
-            "projection_share": round(floor / total, 3)}
+    floor = rows * per_row
+    return {"projection_rows": rows, "projection_seconds": round(floor, 3),
+            "beam5_batched_seconds": round(batched_seconds, 3), "projection_share": round(floor / batched_seconds, 3)}
 
 
 def sentences_per_s(model, sources, cfg, beam: int, batch_size: int) -> tuple[float, list]:
@@ -292,7 +284,12 @@ def main() -> None:
     for precision in precisions:
         cfg = dataclasses.replace(recipe.decode, precision=precision)
         greedy, _ = sentences_per_s(model, sources, cfg, 1, cfg.batch_size)
-        batched, out_batched = sentences_per_s(model, sources, cfg, 5, cfg.batch_size)
+        rows = [0]  # rows through the output projection during the batched decode
+        hook = model.proj.register_forward_hook(lambda mod, inp, out: rows.__setitem__(0, rows[0] + inp[0].shape[0]))
+        try:
+            batched, out_batched = sentences_per_s(model, sources, cfg, 5, cfg.batch_size)
+        finally:
+            hook.remove()
         single, out_single = sentences_per_s(model, few, cfg, 5, 1)
         same = sum(a[0] == b[0] for a, b in zip(out_single, out_batched[: len(few)])) / len(few)
         metrics.update({f"greedy_sentences_per_s_{precision}": round(greedy, 1),
@@ -300,7 +297,7 @@ def main() -> None:
                         f"beam5_single_sentences_per_s_{precision}": round(single, 1),
                         f"beam5_batched_over_single_{precision}": round(batched / single, 2),
                         f"batched_equals_single_{precision}": same})
-        bound = projection_bound(model, sources, cfg)
+        bound = projection_bound(model, rows[0], len(sources) / batched, precision)
         metrics.update({f"{k}_{precision}": v for k, v in bound.items()})
         single_seconds = len(sources) / single
         print(f"{precision}: the output projection alone ({bound['projection_rows']:,} rows) takes "

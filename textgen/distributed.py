@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
+from textgen.device import resolve_device
 from textgen.errors import RankError, UserError
 
 
@@ -41,8 +42,6 @@ def from_env(device: str = "cpu") -> Dist:
     """Join the process group torchrun describes in the environment; a plain run is world 1.
 
     `device` is the --device setting: under torchrun, `auto`/`cuda` mean this rank's GPU, cuda:LOCAL_RANK."""
-    from textgen.device import resolve_device
-
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return Dist(device=resolve_device(device))
     import torch.distributed as dist
