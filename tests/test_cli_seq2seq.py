@@ -130,3 +130,55 @@ def test_bf16_decoding_runs_in_bf16_and_matches_fp32_outputs(cli, trained_mt, tm
     assert same >= 0.9 * len(runs["fp32"])
     bad = cli("eval", trained_mt, "--split", "test", "--precision", "fp8")
     assert bad.code == 2 and "unknown precision 'fp8'" in bad.err
+
+
+def test_decode_keeps_the_recipes_no_repeat_ngram_unless_given(cli, trained_mt, tmp_path, monkeypatch):
+    """Options left unset keep the recipe's decode settings, so decode and eval agree on one checkpoint."""
+    import io
+
+    import torch
+
+    payload = torch.load(trained_mt, weights_only=True)
+    payload["recipe"]["decode"]["no_repeat_ngram"] = 1
+    torch.save(payload, tmp_path / "norepeat.pt")
+    source = "a a b b c\n"
+    monkeypatch.setattr(sys, "stdin", io.StringIO(source))
+    plain = cli("decode", trained_mt, "--beam", "3").out.split()
+    assert len(set(plain)) < len(plain)  # the model itself repeats tokens (it reverses "a a b b c")
+    monkeypatch.setattr(sys, "stdin", io.StringIO(source))
+    recipe_setting = cli("decode", tmp_path / "norepeat.pt", "--beam", "3").out.split()
+    assert recipe_setting and len(set(recipe_setting)) == len(recipe_setting)
+    monkeypatch.setattr(sys, "stdin", io.StringIO(source))
+    assert cli("decode", tmp_path / "norepeat.pt", "--beam", "3", "--no-repeat-ngram", "0").out.split() == plain
+
+
+def test_training_batches_are_redrawn_every_epoch_from_seed_and_epoch(reversal):
+    from textgen.config import load_recipe
+    from textgen.seq2seq import Seq2SeqTask
+
+    _, recipe = reversal
+    task = Seq2SeqTask(load_recipe(str(recipe), ["train.seed=3"]))
+    first, second = task.epoch_batches(0), task.epoch_batches(1)
+    assert len(first) == len(second) == task.steps_per_epoch
+    for batches in (first, second):
+        assert sorted(i for b in batches for i in b) == list(range(len(task.src)))  # each example once
+    assert sorted(map(sorted, first)) != sorted(map(sorted, second))  # different compositions, not just order
+    assert task.epoch_batches(1) == second  # a pure function of (seed, epoch): resume needs no state
+    other_seed = Seq2SeqTask(load_recipe(str(recipe), ["train.seed=4"]))
+    assert sorted(map(sorted, other_seed.epoch_batches(0))) != sorted(map(sorted, first))
+    shapes = [sorted(len(b) for b in batches) for batches in (first, second, other_seed.epoch_batches(0))]
+    assert shapes[0] == shapes[1] == shapes[2]  # same boundaries: steps per epoch never change
+
+
+def test_load_model_with_a_mismatched_vocabulary_is_a_user_error(trained_mt, tmp_path):
+    import torch
+
+    from textgen.errors import UserError
+    from textgen.seq2seq import load_model
+
+    payload = torch.load(trained_mt, weights_only=True)
+    vocab = payload["vocab"]["src"] if "src" in payload["vocab"] else payload["vocab"]["joint"]
+    vocab["symbols"] = vocab["symbols"][:-1]
+    torch.save(payload, tmp_path / "mismatch.pt")
+    with pytest.raises(UserError, match="do not match"):
+        load_model(tmp_path / "mismatch.pt")

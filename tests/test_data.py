@@ -121,3 +121,15 @@ def test_iwslt14_fetch_verifies_the_prepared_test_set(cli, tmp_path, monkeypatch
     make_iwslt_archive(tmp_path / "cache" / "iwslt14" / "de-en.tgz")  # a stand-in archive: no download
     result = cli("data", "get", "iwslt14")
     assert result.code == 2 and "differs from the published file" in result.err
+
+
+def test_one_file_corpus_gives_distinct_validation_and_test_text():
+    """nanoGPT's 90% training cut, then the tail halved: the text that picks checkpoints is not the test text."""
+    from textgen.data.corpus import split_tail
+
+    text = "".join(f"line {i}\n" for i in range(1000))
+    parts = split_tail(text, 0.1)
+    assert parts["train"] == text[: int(len(text) * 0.9)]
+    assert parts["train"] + parts["valid"] + parts["test"] == text
+    assert parts["valid"] and parts["test"] and parts["valid"] != parts["test"]
+    assert abs(len(parts["valid"]) - len(parts["test"])) <= 1

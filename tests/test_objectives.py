@@ -2,6 +2,7 @@
 
 import dataclasses
 import itertools
+import math
 
 import pytest
 import sacrebleu
@@ -10,21 +11,23 @@ import torch
 from textgen.config import DecodeConfig, ModelConfig, ObjectiveConfig, Recipe, TrainConfig
 from textgen.data.seqbatch import collate
 from textgen.data.seqvocab import BOS, EOS, WordVocab
+from textgen.data.seqvocab import PAD
 from textgen.decode.generate import rollout
-from textgen.decode.search import allowed_log_probs
+from textgen.decode.search import allowed_log_probs, greedy_or_sample
 from textgen.metrics import sentence_bleu
 from textgen.models.seq2seq import Seq2Seq
 from textgen.objectives import OBJECTIVES
-from textgen.objectives.common import Context
+from textgen.objectives.common import Context, token_loss
+from textgen.objectives.mixer import Segment
 from textgen.objectives.schedules import dad_probability, mixer_s
 
 VOCAB = WordVocab(("<pad>", "<unk>", "<s>", "</s>", "x", "y"))
 MAX_LEN = 3  # outputs of at most 3 tokens including EOS: 13 sequences in all
 
 
-def setup(name="xent", seed=0, **objective):
+def setup(name="xent", seed=0, dropout=0.0, **objective):
     torch.manual_seed(seed)
-    recipe = Recipe(task="seq2seq", model=ModelConfig(layers=1, hidden=8, embed=6, dropout=0.0),
+    recipe = Recipe(task="seq2seq", model=ModelConfig(layers=1, hidden=8, embed=6, dropout=dropout),
                     train=TrainConfig(), decode=DecodeConfig(max_len_a=0.0, max_len_b=MAX_LEN),
                     objective=ObjectiveConfig(name=name, **objective))
     model = Seq2Seq(9, len(VOCAB), recipe.model).train()
@@ -40,8 +43,8 @@ def x_count(hyp: str, ref: str) -> float:
     return hyp.split().count("x") / 2.0
 
 
-def exact_expected_reward(model, batch):
-    """Sum over every sequence of p(sequence) * reward, differentiable in the model's weights."""
+def exact_expected_reward(model, batch, temperature=1.0):
+    """Sum over every sequence of p(sequence) * reward under softmax(logits / temperature), differentiable."""
     total = 0.0
     for n in range(MAX_LEN):
         for body in itertools.product([1, 4, 5], repeat=n):
@@ -50,18 +53,21 @@ def exact_expected_reward(model, batch):
             prev, logp = torch.tensor([BOS]), 0.0
             for t, tok in enumerate(seq):
                 logits, state = model.step(prev, state)
-                step_logp = allowed_log_probs(logits, torch.tensor([t + 1 >= MAX_LEN]), renormalise=True)
+                step_logp = allowed_log_probs(logits / temperature, torch.tensor([t + 1 >= MAX_LEN]), renormalise=True)
                 logp = logp + step_logp[0, tok]
                 prev = torch.tensor([tok])
             total = total + logp.exp() * x_count(VOCAB.decode(list(body)), "")
     return total
 
 
-def test_reinforce_gradient_matches_exact_gradient_of_expected_reward():
-    model, objective = setup("reinforce", baseline="none")
+@pytest.mark.parametrize("temperature", [1.0, 0.5])
+def test_reinforce_gradient_matches_exact_gradient_of_expected_reward(temperature):
+    """Unbiased for the policy actually sampled, tempered too (samples and log-probs from softmax(z / T))."""
+    model, objective = setup("reinforce", baseline="none", sample_temperature=temperature)
     objective.reward_fn = x_count
     batch = copies(1)
-    exact = torch.autograd.grad(exact_expected_reward(model, batch), list(model.parameters()), allow_unused=True)
+    expected = exact_expected_reward(model, batch, temperature)
+    exact = torch.autograd.grad(expected, list(model.parameters()), allow_unused=True)
     exact = torch.cat([g.flatten() for g in exact if g is not None])
     torch.manual_seed(1)
     n = 6000
@@ -105,11 +111,34 @@ def test_baseline_loss_sends_no_gradient_into_the_decoder():
     state = model.encode(batch.src, batch.src_lens)
     roll = rollout(model, state, batch.tgt_in[:, 0], torch.full((8,), MAX_LEN))
     reward = torch.rand(8)
-    adv, baseline_loss, _ = objective.advantage(model, state, None, None, roll, reward, None, None)
+    adv, baseline_loss, _ = objective.advantage(model, None, roll, reward)
     assert baseline_loss.requires_grad and not adv.requires_grad
     baseline_loss.backward()
     assert all(p.grad is None for p in model.parameters())
     assert objective.baseline.weight.grad is not None and objective.baseline.weight.grad.abs().sum() > 0
+
+
+def test_scst_baseline_is_the_test_time_greedy_decode_with_dropout_off():
+    """Rennie et al.: the baseline is the reward of what greedy decoding outputs at test time, not a dropout decode;
+    it draws nothing from the RNG, and the model is left in train mode."""
+    model, scst = setup("scst", dropout=0.5, mixer_T=1, mixer_delta=1, mixer_xent_epochs=0, xent_weight=0.0)
+    scst.reward_fn = lambda hyp, ref: float(len(hyp.split()) + 3 * hyp.split().count("x"))
+    batch = collate([[4, 5, 6], [7, 8], [6, 6, 8, 7], [5]] * 4, [[4, 5]] * 16, list(range(16)))
+    rows = torch.arange(16)
+    limit = torch.full((16,), MAX_LEN)
+    seg = Segment(batch, rows, 0, model.encode(batch.src, batch.src_lens), batch.tgt_in[:, 0], limit,
+                  batch.tgt_out[:, :0], torch.zeros(16, dtype=torch.long))
+    roll = rollout(model, seg.state, seg.prev, limit)
+    reward = torch.rand(16)
+    rng = torch.get_rng_state()
+    adv, baseline_loss, logs = scst.advantage(model, seg, roll, reward)
+    assert torch.equal(torch.get_rng_state(), rng) and model.training
+    model.eval()
+    greedy = greedy_or_sample(model, batch.src, batch.src_lens, 0.0, MAX_LEN)
+    model.train()
+    base = torch.tensor([scst.reward_fn(VOCAB.decode(h[0]), "") for h in greedy.tokens])
+    torch.testing.assert_close(adv, (reward - base).unsqueeze(1).expand_as(roll.logp))
+    assert logs["greedy_reward"] == pytest.approx(float(base.mean())) and float(baseline_loss) == 0.0
 
 
 def test_scst_advantage_is_sample_reward_minus_greedy_reward():
@@ -141,11 +170,21 @@ def test_dad_with_p_zero_equals_xent():
     assert a.ntokens == b.ntokens
 
 
-def test_dad_with_p_one_feeds_predictions():
+def test_dad_with_p_one_feeds_the_argmax_of_the_previous_step():
+    """p = 1: every input after BOS is the model's own previous argmax; targets stay the reference."""
     model, dad = setup("dad", dad_max_p=1.0, dad_ramp_epochs=1.0)
-    _, xent = setup("xent")
-    batch = collate([[4, 5, 6]], [[4, 5, 4, 5]], [0])
-    assert not torch.allclose(dad(model, batch, step=100).loss_sum, xent(model, batch, step=100).loss_sum)
+    batch = collate([[4, 5, 6], [7, 8]], [[4, 5, 4, 5], [5, 4]], [0, 1])
+    state = model.encode(batch.src, batch.src_lens)
+    prev, logits_per_step = batch.tgt_in[:, 0], []
+    for t in range(batch.tgt_in.size(1)):
+        logits, state = model.step(prev, state)
+        logits_per_step.append(logits)
+        prev = torch.where(batch.tgt_in[:, min(t + 1, batch.tgt_in.size(1) - 1)] == PAD,
+                           batch.tgt_in[:, min(t + 1, batch.tgt_in.size(1) - 1)], logits.argmax(-1))
+    expected = token_loss(torch.stack(logits_per_step, 1), batch.tgt_out)
+    out = dad(model, batch, step=100)
+    assert out.logs["dad_p"] == 1.0
+    torch.testing.assert_close(out.loss_sum, expected)
 
 
 def test_mixer_with_s_equal_T_is_xent_exactly():
@@ -166,30 +205,90 @@ def test_mixer_schedule_steps_as_specified():
     assert [mixer_s(finetune, e) for e in (0.0, 0.49, 0.5, 1.0, 1.6)] == [8, 8, 4, 1, 1]
 
 
-def test_mixer_below_T_mixes_xent_prefix_and_reinforce():
-    model, mixer = setup("mixer", mixer_T=3, mixer_xent_epochs=0, mixer_delta=2, mixer_epochs_per_stage=1)
-    out = mixer(model, copies(4, tgt=(4, 5, 4)), step=0)  # epoch 0: s = 1
-    assert out.logs["s"] == 1 and 0.0 <= out.logs["reward"] <= 1.0
-    assert out.loss_sum.requires_grad and out.ntokens >= 4
+def continuation_logp(model, src, prefix, continuation, limit):
+    """log p(continuation + EOS | src, BOS + reference prefix) under the rollout's policy (renormalised, limit)."""
+    batch = collate([src], [prefix], [0])
+    state = model.encode(batch.src, batch.src_lens)
+    _, state = model.prefix(state, batch.tgt_in[:, : len(prefix)])
+    prev, total = batch.tgt_in[:, len(prefix)], 0.0
+    for t, tok in enumerate(continuation + [EOS]):
+        logits, state = model.step(prev, state)
+        total = total + allowed_log_probs(logits, torch.tensor([t + 1 >= limit]), renormalise=True)[0, tok]
+        prev = torch.tensor([tok])
+    return total
 
 
-def test_dad_schedule_rises():
+def test_mixer_below_T_weights_xent_prefix_and_reinforce_continuation_half_and_half():
+    """At s = 1 (T = 3): loss = 0.5 * XENT(first reference token) + 0.5 * -(R - b) log p(sampled continuation),
+    the continuation sampled after the reference prefix."""
+    model, mixer = setup("mixer", mixer_T=3, mixer_xent_epochs=0, mixer_delta=2, mixer_epochs_per_stage=1,
+                         baseline="none")
+    src, tgt = [4, 5, 6], [4, 5, 4]
+    batch = copies(6, src=src, tgt=tgt)
+    state = model.encode(batch.src, batch.src_lens)
+    xent = token_loss(model.logits(model.prefix(state, batch.tgt_in[:, :1])[0]), batch.tgt_out[:, :1])
+    mixer.reward_fn = lambda hyp, ref: 0.0
+    zero = mixer(model, batch, step=0)
+    assert zero.logs["s"] == 1
+    torch.testing.assert_close(zero.loss_sum, 0.5 * xent)
+    hyps = []
+    mixer.reward_fn = lambda hyp, ref: hyps.append(hyp) or 2.0
+    out = mixer(model, batch, step=0)
+    limit = MAX_LEN - 1  # max_len_b = 3 steps in all, one of them teacher-forced
+    nll = 0.0
+    for hyp in hyps:
+        words = hyp.split()
+        assert words[:1] == ["x"]  # every rollout starts after the reference prefix (token 4 = "x")
+        nll = nll - continuation_logp(model, src, tgt[:1], [VOCAB.encode(w)[0] for w in words[1:]], limit)
+    assert len(hyps) == 6
+    torch.testing.assert_close(out.loss_sum, 0.5 * xent + 0.5 * 2.0 * nll)
+    assert out.ntokens == 6 + sum(len(h.split()) for h in hyps)  # 6 prefix tokens + sampled tokens incl. EOS
+
+
+def test_dad_linear_schedule_rises_over_epochs():
     cfg = ObjectiveConfig(dad_max_p=0.25, dad_ramp_epochs=10)
-    assert [dad_probability(cfg, e) for e in (0, 5, 10, 20)] == [0.0, 0.125, 0.25, 0.25]
-    inv = ObjectiveConfig(dad_schedule="inverse_sigmoid", dad_k=10)
-    values = [dad_probability(inv, e) for e in (0, 2, 4, 8)]
-    assert values == sorted(values) and 0 < values[0] < 0.1 and values[-1] > 0.9
+    assert [dad_probability(cfg, e * 100, 100) for e in (0, 5, 10, 20)] == [0.0, 0.125, 0.25, 0.25]
 
 
-def test_e2e_with_all_reference_inputs_equals_xent_and_soft_inputs_carry_gradient():
-    model, e2e = setup("e2e", mixer_T=25, mixer_xent_epochs=10, e2e_k=3)
+@pytest.mark.parametrize("k", [10.0, 300.0])
+def test_dad_inverse_sigmoid_is_bengio_et_al_in_updates(k):
+    """p(i) = 1 - k / (k + exp(i / k)) at update i: k moves the midpoint (k ln k) and the width (k) together."""
+    inv = ObjectiveConfig(dad_schedule="inverse_sigmoid", dad_k=k)
+    for i in (0, 1, 7, int(k), int(3 * k), int(10 * k)):
+        assert dad_probability(inv, i, 50) == pytest.approx(1 - k / (k + math.exp(i / k)), rel=1e-12, abs=1e-15)
+    assert dad_probability(inv, round(k * math.log(k)), 50) == pytest.approx(0.5, abs=0.002 if k == 10 else 2e-4)
+    assert dad_probability(ObjectiveConfig(dad_schedule="inverse_sigmoid", dad_k=10.0), 0, 50) == pytest.approx(1 / 11)
+    assert dad_probability(inv, 10**9, 50) == 1.0  # no overflow far along
+
+
+def test_e2e_during_its_xent_epochs_is_xent_on_targets_longer_than_T():
+    model, e2e = setup("e2e", mixer_T=2, mixer_xent_epochs=10, e2e_k=3)
     _, xent = setup("xent")
+    batch = collate([[4, 5, 6], [7, 8]], [[4, 5, 4, 5, 4], [5, 4, 5]], [0, 1])  # targets longer than T = 2
+    out = e2e(model, batch, step=0)
+    assert out.logs["s"] == 2
+    torch.testing.assert_close(out.loss_sum, xent(model, batch, step=0).loss_sum, rtol=0, atol=0)
+
+
+def test_e2e_gradient_flows_through_the_top_k_weights():
+    """d loss / d proj.bias by autograd equals finite differences: the bias moves the loss through the soft
+    inputs' renormalised top-k weights too, so detaching them would make the two disagree."""
+    model, soft = setup("e2e", mixer_T=2, mixer_xent_epochs=0, mixer_delta=2, e2e_k=3)
+    model.double()
     batch = collate([[4, 5, 6]], [[4, 5, 4, 5]], [0])
-    torch.testing.assert_close(e2e(model, batch, step=0).loss_sum, xent(model, batch, step=0).loss_sum)
-    model, soft = setup("e2e", mixer_T=2, mixer_xent_epochs=0, mixer_delta=1, e2e_k=3)
-    loss = soft(model, batch, step=100).loss_sum
-    loss.backward()
-    assert model.tgt_embed.weight.grad[4:].abs().sum() > 0
+    assert soft(model, batch, step=100).logs["s"] == 0
+    bias = model.proj.bias
+    grad = torch.autograd.grad(soft(model, batch, step=100).loss_sum, bias)[0]
+    eps, numeric = 1e-6, torch.zeros_like(bias)
+    with torch.no_grad():
+        for i in range(bias.numel()):
+            bias[i] += eps
+            up = soft(model, batch, step=100).loss_sum
+            bias[i] -= 2 * eps
+            down = soft(model, batch, step=100).loss_sum
+            bias[i] += eps
+            numeric[i] = (up - down) / (2 * eps)
+    torch.testing.assert_close(grad, numeric, rtol=1e-5, atol=1e-7)
 
 
 def test_sentence_bleu_reward_matches_sacrebleu():

@@ -98,3 +98,17 @@ mixer_epochs_per_stage = 1
     header = rows[0].split(",")
     s_values = {r.split(",")[header.index("s")] for r in rows[1:] if r.split(",")[header.index("s")]}
     assert len(s_values) > 1, "the MIXER schedule must have moved past the XENT stage"
+
+
+def test_resume_without_output_keeps_writing_the_first_runs_best_checkpoint(cli, tiny_recipe, tmp_path):
+    """The best-checkpoint path is part of the run: a resume that leaves out -o must not report (or write)
+    a path of its own invention."""
+    first = cli("train", "-r", tiny_recipe, "--set", "train.max_steps=10", "-o", "models/best.pt", "--run-dir", "run")
+    assert first.code == 0, first.err
+    written = (tmp_path / "models" / "best.pt").stat().st_mtime_ns
+    resumed = cli("train", "--resume", "run/last.pt", "--set", "train.max_steps=30")
+    assert resumed.code == 0, resumed.err
+    assert f"best checkpoint: {tmp_path / 'models' / 'best.pt'};" in resumed.out
+    assert not (tmp_path / "tiny.pt").exists()
+    best = torch.load(tmp_path / "models" / "best.pt", weights_only=True)
+    assert best["train_state"]["step"] > 10 and (tmp_path / "models" / "best.pt").stat().st_mtime_ns > written

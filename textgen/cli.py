@@ -99,7 +99,9 @@ def train(
 
         cfg = from_dict(apply_overrides(known_keys_only(saved["recipe"]), overrides))
         check_resume_recipe(recipe_from_checkpoint(saved), cfg)
-    output = output or Path(f"{cfg.name}.pt")
+    if output is None:  # a resumed run keeps writing its best checkpoint where the first run did
+        saved_output = saved["train_state"].get("output") if saved else None
+        output = Path(saved_output) if saved_output else Path(f"{cfg.name}.pt")
     if run_dir is None:
         previous = Path(saved["train_state"]["run_dir"]) if saved else None
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -241,11 +243,12 @@ def decode(
     ckpt: Path = typer.Argument(..., help="Seq2seq checkpoint."),
     input: Optional[Path] = typer.Option(None, "--input", "-i", help="Source file, one sentence a line \\[default: stdin]."),
     beam: Optional[int] = typer.Option(None, "--beam", help="Beam size \\[default: the recipe's]; 1 is greedy."),
-    nbest: int = typer.Option(1, "--nbest", help="Print the n best: index<TAB>score<TAB>text."),
+    nbest: int = typer.Option(1, "--nbest", help="Print the n best: index<TAB>score<TAB>text (1: the best alone)."),
     lenpen: Optional[float] = typer.Option(None, "--lenpen", help="Length penalty: score / length**lenpen."),
     max_len_a: Optional[float] = typer.Option(None, "--max-len-a", help="Max output length = a * source length + b."),
     max_len_b: Optional[int] = typer.Option(None, "--max-len-b"),
-    no_repeat_ngram: int = typer.Option(0, "--no-repeat-ngram", help="Forbid repeating any n-gram of this size."),
+    no_repeat_ngram: Optional[int] = typer.Option(None, "--no-repeat-ngram",
+                                                  help="Forbid repeating any n-gram of this size \\[default: the recipe's]."),
     sample: bool = typer.Option(False, "--sample", help="Sample instead of searching."),
     temperature: float = typer.Option(1.0, "--temperature", "-t"),
     seed: Optional[int] = typer.Option(None, "--seed"),

@@ -17,8 +17,9 @@ class LRSchedule:
     cfg: TrainConfig
     steps_per_epoch: int
     total_steps: int
+    higher_is_better: bool = False  # the plateau follows the checkpoint-selection metric (BLEU: higher)
     scale: float = 1.0  # plateau decays so far
-    best: float = math.inf
+    best: float = math.nan
     bad: int = 0
 
     def lr(self, step: int) -> float:
@@ -35,10 +36,14 @@ class LRSchedule:
             shape = c.decay_factor ** max(0, epoch + 1 - c.decay_after_epochs)
         return c.lr * self.scale * shape
 
-    def on_validation(self, loss: float) -> bool:
-        """Plateau: decay when validation has not improved for `patience` checks. Returns True on decay."""
-        if loss < self.best:
-            self.best, self.bad = loss, 0
+    def on_validation(self, value: float) -> bool:
+        """Plateau: decay when the selection metric has not improved for `patience` checks. Returns True on decay.
+
+        It must be the metric checkpoints are chosen by: sequence-level objectives raise validation XENT
+        loss by design, so a loss-driven plateau would halve the lr at nearly every validation of RL."""
+        better = value > self.best if self.higher_is_better else value < self.best
+        if math.isnan(self.best) or better:
+            self.best, self.bad = value, 0
             return False
         self.bad += 1
         if self.cfg.lr_schedule == "plateau" and self.bad > self.cfg.patience:
@@ -52,6 +57,8 @@ class LRSchedule:
 
     def load_state_dict(self, state: dict) -> None:
         self.scale, self.best, self.bad = state["scale"], state["best"], state["bad"]
+        if math.isinf(self.best):  # checkpoints before the plateau followed the selection metric
+            self.best = math.nan
 
 
 def build_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:

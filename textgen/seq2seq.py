@@ -88,12 +88,13 @@ class Seq2SeqTask:
         keep = [i for i in range(len(src)) if tgt[i] and (not d.max_len or max(len(src[i]), len(tgt[i])) <= d.max_len)]
         self.src, self.tgt = [src[i] for i in keep], [tgt[i] for i in keep]
         budget = t.max_tokens or 64 * max(max(len(s) for s in self.src), max(len(x) for x in self.tgt) + 1)
-        self.batches = token_budget_batches([len(s) for s in self.src], [len(x) for x in self.tgt], budget)
+        self.src_lens, self.tgt_lens = [len(s) for s in self.src], [len(x) for x in self.tgt]
+        nbatches = len(token_budget_batches(self.src_lens, self.tgt_lens, budget))  # the same for every epoch
         self.dist = dist
-        if len(self.batches) < dist.world:
-            raise UserError(f"{len(self.batches)} training batches cannot feed {dist.world} ranks: "
+        if nbatches < dist.world:
+            raise UserError(f"{nbatches} training batches cannot feed {dist.world} ranks: "
                             "use fewer processes or a smaller train.max_tokens")
-        self.steps_per_epoch = len(self.batches) // dist.world  # rank r takes every world-th batch
+        self.steps_per_epoch = nbatches // dist.world  # rank r takes every world-th batch
         self.valid = corpus.splits["valid"]
         self.valid_src = encode_sources(self.vocabs, self.valid.sources, d.max_source_tokens)
         self.valid_tgt = [self.vocabs.tgt.encode(line) for line in self.valid.targets]
@@ -105,19 +106,28 @@ class Seq2SeqTask:
         self.references = [train.targets[i] for i in keep]
         ctx = Context(recipe, self.vocabs.tgt, self.references, self.steps_per_epoch)
         self.objective = OBJECTIVES[recipe.objective.name](ctx).to(dist.device)  # its baseline regressor
-        self.train_log_columns = ["s", "dad_p", "reward", "reward_nonzero", "baseline_mse", "greedy_reward"]
+        self.train_log_columns = ["s", "dad_p", "loss_xent", "loss_reinforce", "reward", "reward_nonzero",
+                                  "baseline_mse", "greedy_reward"]
         metric = t.valid_metric
         self.best_metric = "valid_loss" if metric == "loss" else f"valid_{metric}"
         self.higher_is_better = metric != "loss"
         self.valid_columns = ["valid_loss", "valid_ppl"] + ([] if metric == "loss" else [self.best_metric])
-        self._epoch, self._order = -1, []
+        self._epoch, self._batches = -1, []
+
+    def epoch_batches(self, epoch: int) -> list[list[int]]:
+        """The epoch's batches, in order: a pure function of (seed, epoch), so resume needs no state.
+
+        Examples of equal lengths are re-drawn into batches every epoch (ties broken at random, then
+        the batch order shuffled); batch boundaries depend only on the sorted lengths, so every epoch
+        has the same number of batches of the same shapes, but not the same sentences together."""
+        g = torch.Generator().manual_seed(self.recipe.train.seed * 1000 + epoch)
+        return token_budget_batches(self.src_lens, self.tgt_lens, self.budget, generator=g)
 
     def _batch(self, step: int) -> Batch:
         epoch, index = divmod(step, self.steps_per_epoch)
-        if epoch != self._epoch:  # batch order is a pure function of (seed, epoch): resume needs no state
-            g = torch.Generator().manual_seed(self.recipe.train.seed * 1000 + epoch)
-            self._epoch, self._order = epoch, torch.randperm(len(self.batches), generator=g).tolist()
-        ids = self.batches[self._order[index * self.dist.world + self.dist.rank]]
+        if epoch != self._epoch:
+            self._epoch, self._batches = epoch, self.epoch_batches(epoch)
+        ids = self._batches[index * self.dist.world + self.dist.rank]
         return collate([self.src[i] for i in ids], [self.tgt[i] for i in ids], ids).to(self.dist.device)
 
     def loss(self, step: int) -> Loss:
@@ -213,6 +223,9 @@ def load_model(path: Path, device: torch.device = torch.device("cpu")) -> tuple[
     recipe = recipe_from_checkpoint(payload)
     vocabs = Vocabs.from_dict(payload["vocab"])
     model = Seq2Seq(len(vocabs.src), len(vocabs.tgt), recipe.model)
-    model.load_state_dict(payload["model"])
+    try:
+        model.load_state_dict(payload["model"])
+    except RuntimeError:
+        raise UserError(f"checkpoint '{path}' weights do not match its recipe and vocabulary: it is damaged") from None
     model.to(device).eval()
     return model, vocabs, recipe, payload

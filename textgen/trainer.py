@@ -89,8 +89,9 @@ class _NoLog:
 class Counters:
     step: int = 0
     tokens: int = 0
-    elapsed: float = 0.0
+    elapsed: float = 0.0  # seconds spent in updates (tokens/s is measured on this)
     best: float = math.nan
+    wall: float = 0.0  # wall-clock seconds, validation and checkpointing included (train.max_minutes)
 
 
 def _to_host(obj):
@@ -181,6 +182,18 @@ class _MetricsLog:
             self.board.close()
 
 
+def _mean_logs(dist: Dist, logs: dict[str, list[float]], columns: list[str]) -> dict[str, float]:
+    """Per-step objective logs averaged over the interval and, under torchrun, over all ranks' steps.
+
+    One collective of fixed layout (sum and count per column), so a rank that logged nothing for a
+    column (no sampled rows in its batches) still takes part and the means are global like train_loss."""
+    values = []
+    for key in columns:
+        values += [sum(logs.get(key, [])), len(logs.get(key, []))]
+    totals = distributed.all_sum(dist, values) if columns else []
+    return {key: round(totals[2 * i] / totals[2 * i + 1], 5) for i, key in enumerate(columns) if totals[2 * i + 1]}
+
+
 def _improved(value: float, best: float, higher: bool) -> bool:
     return math.isnan(best) or (value > best if higher else value < best)
 
@@ -219,7 +232,7 @@ def train(task: Task, recipe: Recipe, output: Path, run_dir: Path, resume: dict 
     eval_every = t.eval_every or per_epoch
     step_module = _StepModule(task)
     optimizer = build_optimizer(task.param_groups(), t)
-    schedule = LRSchedule(t, per_epoch, total)
+    schedule = LRSchedule(t, per_epoch, total, higher_is_better=task.higher_is_better)
     check_precision(t.precision, dist.device)
     scaler = grad_scaler(t.precision, dist.device)
     prog = Counters()
@@ -230,7 +243,8 @@ def train(task: Task, recipe: Recipe, output: Path, run_dir: Path, resume: dict 
         schedule.load_state_dict(ts["schedule"])
         if scaler.is_enabled() and ts.get("scaler"):
             scaler.load_state_dict(ts["scaler"])
-        prog = Counters(_restore(task, ts, recipe, dist), ts["tokens"], ts["elapsed"], ts["best"])
+        prog = Counters(_restore(task, ts, recipe, dist), ts["tokens"], ts["elapsed"], ts["best"],
+                        ts.get("wall", ts["elapsed"]))
     in_model = {id(p) for p in model.parameters()}
     outside = any(id(p) not in in_model for p in step_module.parameters())  # e.g. MIXER's baseline regressor
     runner = distributed.wrap(dist, step_module, may_skip_parameters=outside)
@@ -252,6 +266,7 @@ def train(task: Task, recipe: Recipe, output: Path, run_dir: Path, resume: dict 
             "kind": task.kind, "recipe": to_dict(recipe), "vocab": task.vocab_dict(), "model": model.state_dict(),
             "train_state": {
                 "step": prog.step, "tokens": prog.tokens, "elapsed": prog.elapsed, "best": prog.best,
+                "wall": prog.wall, "output": str(output.resolve()),
                 "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(), "scaler": scaler.state_dict(),
                 "rng": ranks[0]["rng"],
                 "task": ranks[0]["task"], "run_dir": str(run_dir), "world": dist.world,
@@ -265,6 +280,9 @@ def train(task: Task, recipe: Recipe, output: Path, run_dir: Path, resume: dict 
 
     console.print(f"[bold]{recipe.name}[/]: {sum(p.numel() for p in model.parameters()):,} parameters, "
                   f"{task.describe()}, {per_epoch} steps/epoch, {total} steps; run dir {run_dir}")
+    if t.lr_schedule == "plateau":
+        console.print(f"lr plateau follows {task.best_metric} ({'higher' if task.higher_is_better else 'lower'} "
+                      "is better), the metric that picks the best checkpoint")
     columns_ui = [TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("loss {task.fields[loss]:.3f}"), TextColumn("{task.fields[tps]:,.0f} tok/s"),
                   TimeRemainingColumn()]
@@ -272,6 +290,7 @@ def train(task: Task, recipe: Recipe, output: Path, run_dir: Path, resume: dict 
     valid: dict[str, float] = {}
     run_loss, run_tokens, log_tokens, run_logs = 0.0, 0, 0, {}
     started = time.perf_counter() - prog.elapsed
+    wall_start = time.perf_counter() - prog.wall
     log_start = time.perf_counter()
     try:
         with _Signals() as signals, Progress(*columns_ui, console=console) as bar:
@@ -297,22 +316,23 @@ def train(task: Task, recipe: Recipe, output: Path, run_dir: Path, resume: dict 
                 prog.step += 1
                 prog.tokens += ntokens
                 prog.elapsed = time.perf_counter() - started
+                prog.wall = time.perf_counter() - wall_start
                 run_loss, run_tokens, log_tokens = run_loss + loss_sum, run_tokens + ntokens, log_tokens + ntokens
                 for key, value in (out.logs or {}).items():
                     run_logs.setdefault(key, []).append(value)
                 if prog.step % t.log_every == 0 or prog.step == total:
                     tps = log_tokens / max(1e-9, time.perf_counter() - log_start)
                     bar.update(ui, completed=prog.step, loss=run_loss / run_tokens, tps=tps)
-                    means = {k: round(sum(v) / len(v), 5) for k, v in run_logs.items()}
+                    means = _mean_logs(dist, run_logs, task.train_log_columns)
                     log.write(row(train_loss=round(run_loss / run_tokens, 5), tokens_per_s=round(tps, 1), **means))
                     run_loss, run_tokens, log_tokens, log_start, run_logs = 0.0, 0, 0, time.perf_counter(), {}
                 interrupted, out_of_time = distributed.any_rank(
-                    dist, [signals.received is not None, t.max_minutes > 0 and prog.elapsed >= t.max_minutes * 60])
+                    dist, [signals.received is not None, t.max_minutes > 0 and prog.wall >= t.max_minutes * 60])
                 if prog.step % eval_every == 0 or prog.step == total or out_of_time:
                     valid = distributed.from_main(dist, task.validate() if dist.main else None)
                     model.train()
                     distributed.check_in_sync(dist, step_module)
-                    schedule.on_validation(valid["valid_loss"])
+                    schedule.on_validation(valid[task.best_metric])
                     log.write(row(**valid))
                     console.print(f"step {prog.step}: " + ", ".join(f"{k} {v:.4g}" for k, v in valid.items()))
                     improved = _improved(valid[task.best_metric], prog.best, task.higher_is_better)
@@ -323,7 +343,8 @@ def train(task: Task, recipe: Recipe, output: Path, run_dir: Path, resume: dict 
                         if improved:
                             checkpoint.save(output, state)
                         checkpoint.save(last_path, state)
-                    started = time.perf_counter() - prog.elapsed  # validation time is not training time
+                    started = time.perf_counter() - prog.elapsed  # validation time is not update time (tok/s)
+                    prog.wall = time.perf_counter() - wall_start
                     log_start = time.perf_counter()
                 if interrupted:
                     state = payload()

@@ -32,11 +32,13 @@ def read_text(path: Path) -> str:
 
 
 def split_tail(text: str, holdout: float) -> dict[str, str]:
-    """First (1-holdout) for training, the rest for validation and test (nanoGPT's split)."""
+    """First (1-holdout) for training (nanoGPT's cut), then the held-out tail's first half for validation
+    and its second half for test: the text that picks checkpoints is never the text reported as test."""
     if not 0.0 < holdout < 1.0:
         raise UserError(f"data.holdout must be between 0 and 1, got {holdout}")
     cut = int(len(text) * (1.0 - holdout))
-    return {"train": text[:cut], "valid": text[cut:], "test": text[cut:]}
+    mid = cut + (len(text) - cut) // 2
+    return {"train": text[:cut], "valid": text[cut:mid], "test": text[mid:]}
 
 
 def load_text_corpus(corpus: str, holdout: float) -> TextCorpus:

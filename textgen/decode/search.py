@@ -71,7 +71,8 @@ def allowed_log_probs(logits: torch.Tensor, at_limit: torch.Tensor, renormalise:
 
     Search (renormalise=False) keeps the model's own log-probs, as fairseq does: a hypothesis forced to
     stop at the limit pays the model's log p(EOS). Rollouts (renormalise=True) mask before the softmax,
-    giving the log-probs of the policy actually sampled from, which REINFORCE's gradient needs.
+    giving the log-probs of the policy actually sampled from, which REINFORCE's gradient needs (rollouts
+    pass logits already divided by their sampling temperature).
     Out of place whenever autograd records, so rollouts can backpropagate through it.
     """
     if renormalise:

@@ -1,6 +1,6 @@
 """DAD (data as demonstrator / scheduled sampling): sometimes feed the model's own prediction.
 
-Targets stay the reference; with probability p(epoch) each next input is the model's previous
+Targets stay the reference; with probability p(step) each next input is the model's previous
 prediction (argmax, or a sample) instead of the reference token. p = 0 is teacher forcing.
 """
 
@@ -11,6 +11,7 @@ from torch import nn
 
 from textgen.data.seqvocab import PAD
 from textgen.decode.sampling import sample_categorical
+from textgen.errors import UserError
 from textgen.objectives.common import Context, token_loss
 from textgen.objectives.schedules import dad_probability
 from textgen.trainer import Loss
@@ -21,9 +22,11 @@ class DataAsDemonstrator(nn.Module):
         super().__init__()
         self.ctx = ctx
         self.cfg = ctx.recipe.objective
+        if self.cfg.dad_schedule == "inverse_sigmoid" and self.cfg.dad_k < 1:
+            raise UserError(f"objective.dad_k must be >= 1 for the inverse sigmoid schedule, got {self.cfg.dad_k}")
 
     def forward(self, model, batch, *, step: int) -> Loss:
-        p = dad_probability(self.cfg, self.ctx.epoch(step))
+        p = dad_probability(self.cfg, step, self.ctx.steps_per_epoch)
         state = model.encode(batch.src, batch.src_lens)
         prev = batch.tgt_in[:, 0]
         logits_per_step = []

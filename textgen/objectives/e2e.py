@@ -1,6 +1,7 @@
 """E2E: from step s on, the next input is the top-k softmax mixture of embeddings; gradients flow through it.
 
-s follows MIXER's schedule (reference inputs for the first s steps), as the paper anneals E2E.
+s follows MIXER's schedule (reference inputs for the first s steps), as the paper anneals E2E; while
+s = T (the XENT epochs) every position is teacher-forced, as in MIXER, so those epochs are XENT exactly.
 """
 
 from __future__ import annotations
@@ -21,6 +22,10 @@ class EndToEnd(nn.Module):
 
     def forward(self, model, batch, *, step: int) -> Loss:
         s = mixer_s(self.cfg, self.ctx.epoch(step))
+        smoothing = self.ctx.recipe.train.label_smoothing
+        if s >= self.cfg.mixer_T:  # the XENT stage: plain teacher forcing over the whole target
+            logits = model(batch.src, batch.src_lens, batch.tgt_in)
+            return Loss(token_loss(logits, batch.tgt_out, smoothing), batch.ntokens, batch.src.size(0), {"s": s})
         state = model.encode(batch.src, batch.src_lens)
         logits_per_step = []
         soft = None
@@ -35,5 +40,4 @@ class EndToEnd(nn.Module):
             weights = top.softmax(-1)  # renormalised over the top k; differentiable
             soft = (weights.unsqueeze(-1) * model.tgt_embed(idx)).sum(1)  # (B, E)
         logits = torch.stack(logits_per_step, 1)
-        loss = token_loss(logits, batch.tgt_out, self.ctx.recipe.train.label_smoothing)
-        return Loss(loss, batch.ntokens, batch.src.size(0), {"s": s})
+        return Loss(token_loss(logits, batch.tgt_out, smoothing), batch.ntokens, batch.src.size(0), {"s": s})

@@ -4,10 +4,14 @@ For a batch at XENT length s: target steps t < s are teacher-forced with cross-e
 each row samples its own continuation, gets one sequence-level reward R at the end (sentence BLEU or
 ROUGE of reference prefix + sample), and every sampled step gets −(R − b_t)·log p(w_t). The baseline
 b_t is a linear regressor on the detached decoder state h_t (trained by squared error, its own lr,
-no gradient into the RNN) or, for SCST, the reward of the greedy continuation from the same state.
+no gradient into the RNN) or, for SCST, the reward of the test-time greedy continuation of the same
+prefix. The logged parts: loss_xent (per prefix token), loss_reinforce (surrogate per sampled token),
+baseline_mse; train_loss is their weighted sum over all tokens.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -19,6 +23,20 @@ from textgen.metrics import REWARDS
 from textgen.objectives.common import Context, token_loss
 from textgen.objectives.schedules import mixer_s
 from textgen.trainer import Loss
+
+
+@dataclass
+class Segment:
+    """The rows of a batch that are rolled out from step s: where each continuation starts and ends."""
+
+    batch: object  # the Batch
+    rows: torch.Tensor  # (R,) rows whose reference goes on past the prefix
+    s: int  # teacher-forced prefix length
+    state: object  # decoder state after the prefix, for these rows
+    prev: torch.Tensor  # (R,) the first input of the continuation (the last prefix token)
+    limit: torch.Tensor  # (R,) steps each continuation may take
+    prefix: torch.Tensor  # (R, s) reference prefix (target side)
+    index: torch.Tensor  # (R,) positions in the training split, for the references
 
 
 class SequenceLevel(nn.Module):
@@ -47,7 +65,7 @@ class SequenceLevel(nn.Module):
             out.append(self.reward_fn(hyp, self.ctx.references[i]))
         return torch.tensor(out, device=prefix.device)
 
-    def advantage(self, model, state, prev, limit, roll: Rollout, reward: torch.Tensor, prefix, index):
+    def advantage(self, model, seg: Segment, roll: Rollout, reward: torch.Tensor):
         """(advantage (B, L) with no gradient, baseline loss term, logs); learned-regressor version."""
         if self.cfg.baseline == "none":
             return reward.unsqueeze(1).expand_as(roll.logp), reward.new_zeros(()), {}
@@ -73,20 +91,22 @@ class SequenceLevel(nn.Module):
         rows = (target_len > s).nonzero().squeeze(1)  # rows whose reference goes on past the prefix
         if rows.numel() == 0:
             return Loss(xent, n_xent, B, logs)
-        sub = model.reorder_state(state, rows)
-        prev = batch.tgt_in[rows, s]
         limit = (max_lengths(batch.src_lens[rows], self.ctx.recipe.decode.max_len_a,
                              self.ctx.recipe.decode.max_len_b) - s).clamp(min=1)
-        prefix = batch.tgt_out[rows, :s]
-        index = batch.index[rows]
-        roll = rollout(model, sub, prev, limit, sample=True, temperature=self.cfg.sample_temperature)
-        reward = self.rewards(index, prefix, roll.tokens)
-        adv, baseline_loss, extra = self.advantage(model, sub, prev, limit, roll, reward, prefix, index)
+        seg = Segment(batch, rows, s, model.reorder_state(state, rows), batch.tgt_in[rows, s], limit,
+                      batch.tgt_out[rows, :s], batch.index[rows])
+        roll = rollout(model, seg.state, seg.prev, limit, sample=True, temperature=self.cfg.sample_temperature)
+        reward = self.rewards(seg.index, seg.prefix, roll.tokens)
+        adv, baseline_loss, extra = self.advantage(model, seg, roll, reward)
         reinforce = -(adv * roll.logp * roll.mask).sum()
         w = self.cfg.xent_weight if s > 0 else 0.0
         total = w * xent + (1.0 - w) * reinforce + baseline_loss
-        logs.update({"reward": float(reward.mean()), "reward_nonzero": float((reward > 0).float().mean()), **extra})
-        return Loss(total, n_xent + int(roll.mask.sum()), B, logs)
+        n_sampled = int(roll.mask.sum())
+        logs.update({"reward": float(reward.mean()), "reward_nonzero": float((reward > 0).float().mean()),
+                     "loss_reinforce": float(reinforce.detach()) / max(n_sampled, 1), **extra})
+        if n_xent:
+            logs["loss_xent"] = float(xent.detach()) / n_xent
+        return Loss(total, n_xent + n_sampled, B, logs)
 
 
 class Mixer(SequenceLevel):
@@ -104,12 +124,23 @@ class PureReinforce(SequenceLevel):
 
 
 class SelfCritical(Mixer):
-    """SCST (Rennie et al. 2017): baseline = reward of the greedy continuation of the same prefix."""
+    """SCST (Rennie et al. 2017): baseline = reward of the test-time greedy continuation of the same prefix.
+
+    The greedy decode runs with dropout off (eval mode), re-encoding the rows: it is the output a user
+    would get, not a noisy dropout decode, and it draws nothing from the RNG stream."""
 
     learned_baseline = False
 
-    def advantage(self, model, state, prev, limit, roll, reward, prefix, index):
-        with torch.no_grad():
-            greedy = rollout(model, state, prev, limit, sample=False)
-        base = self.rewards(index, prefix, greedy.tokens)
+    def advantage(self, model, seg: Segment, roll, reward):
+        b = seg.batch
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                state = model.encode(b.src[seg.rows], b.src_lens[seg.rows])
+                _, state = model.prefix(state, b.tgt_in[seg.rows, : seg.s])
+                greedy = rollout(model, state, seg.prev, seg.limit, sample=False)
+        finally:
+            model.train(was_training)
+        base = self.rewards(seg.index, seg.prefix, greedy.tokens)
         return (reward - base).unsqueeze(1).expand_as(roll.logp), reward.new_zeros(()), {"greedy_reward": float(base.mean())}
