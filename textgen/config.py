@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import os
 import tomllib
 import typing
 from dataclasses import dataclass, field
@@ -15,14 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from textgen.errors import UserError
-from textgen.paths import project_dir
+from textgen.paths import recipes_dir
 
 
 @dataclass(frozen=True)
 class DataConfig:
     corpus: str = "tinyshakespeare"  # registry name, or a path to a UTF-8 text file
     level: str = "char"  # char | word
-    holdout: float = 0.1  # fraction at the end kept for validation when the corpus is one file
+    holdout: float = 0.1  # one-file corpora: the tail kept out of training, first half validation, second half test
     min_freq: int = 1  # word level: rarer words become <unk>
     max_vocab: int = 0  # word level: keep the most frequent N words (0: no limit)
     tokenizer: str = "spm"  # seq2seq: spm (joint sentencepiece, trained in-process) | word
@@ -58,7 +59,7 @@ class TrainConfig:
     loss_norm: str = "tokens"  # divide the summed loss by: tokens (mean) | batch (sum over time, as Zaremba et al.)
     epochs: float = 1.0
     max_steps: int = 0  # >0: stop after this many updates (overrides epochs)
-    max_minutes: float = 0.0  # >0: wall-clock budget; training stops when it is spent
+    max_minutes: float = 0.0  # >0: wall-clock budget (validation and checkpoints included); training stops when spent
     lr_schedule: str = "constant"  # constant | cosine | step | plateau
     warmup_steps: int = 0
     decay_after_epochs: int = 0  # step: keep lr for this many epochs, then multiply by decay_factor each epoch
@@ -86,7 +87,7 @@ class ObjectiveConfig:
     dad_schedule: str = "linear"  # linear | inverse_sigmoid
     dad_max_p: float = 0.25  # linear: p rises from 0 to this over dad_ramp_epochs
     dad_ramp_epochs: float = 10.0
-    dad_k: float = 10.0  # inverse sigmoid: p = 1 - k / (k + exp(epoch)), Bengio et al.
+    dad_k: float = 1000.0  # inverse sigmoid (Bengio et al.): p = 1 - k / (k + exp(update / k)); p = 1/2 at k ln k updates
     dad_sample: bool = False  # feed a sample instead of the argmax
     # E2E: feed the renormalised top-k softmax mixture of embeddings
     e2e_k: int = 10
@@ -249,21 +250,32 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     return merged
 
 
-def recipe_path(name_or_path: str) -> Path:
+def recipe_path(name_or_path: str, relative_to: Path | None = None) -> Path:
+    """A built-in recipe's name (`textgen recipes`), or a path to a user's own TOML file.
+
+    Text ending in `.toml` or holding a path separator is always a path; a bare name is a built-in recipe,
+    else an existing file. Relative paths are taken from `relative_to` (the folder of the recipe whose
+    `extends` names this one), else from the working directory. Built-ins are never looked up there.
+    """
     path = Path(name_or_path)
-    if path.suffix == ".toml" or path.exists():
+    if relative_to is not None and not path.is_absolute():
+        path = relative_to / path
+    separators = {"/", os.sep, os.altsep} - {None}
+    if not (name_or_path.endswith(".toml") or any(sep in name_or_path for sep in separators)):
+        builtin = recipes_dir() / f"{name_or_path}.toml"
+        if builtin.is_file():
+            return builtin
         if not path.is_file():
-            raise UserError(f"recipe file '{path}' does not exist")
-        return path
-    candidate = project_dir("recipes") / f"{name_or_path}.toml"
-    if not candidate.is_file():
-        names = ", ".join(sorted(p.stem for p in list_recipe_files()))
-        raise UserError(f"unknown recipe '{name_or_path}': available recipes are {names}")
-    return candidate
+            names = ", ".join(sorted(p.stem for p in list_recipe_files()))
+            raise UserError(f"unknown recipe '{name_or_path}': available recipes are {names}")
+    if not path.is_file():
+        raise UserError(f"recipe file '{path}' does not exist")
+    return path
 
 
 def list_recipe_files() -> list[Path]:
-    return sorted(project_dir("recipes").glob("*.toml"))
+    """The built-in recipes shipped in the package (never a `recipes/` folder in the working directory)."""
+    return sorted(recipes_dir().glob("*.toml"))
 
 
 def read_toml(path: Path) -> dict[str, Any]:
@@ -285,15 +297,20 @@ def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def read_recipe_raw(name_or_path: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
-    """A recipe's TOML with `extends = "OTHER"` resolved: OTHER's keys, then this file's on top."""
-    path = recipe_path(name_or_path)
+def read_recipe_raw(name_or_path: str, seen: tuple[str, ...] = (), relative_to: Path | None = None) -> dict[str, Any]:
+    """A recipe's TOML with `extends = "OTHER"` resolved: OTHER's keys, then this file's on top.
+
+    OTHER is a built-in recipe's name or a path relative to this recipe's folder.
+    """
+    path = recipe_path(name_or_path, relative_to)
     raw = read_toml(path)
     parent = raw.pop("extends", None)
     if parent is not None:
+        if not isinstance(parent, str):
+            raise UserError(f"recipe '{path}': extends must be a recipe name or path in quotes, got {parent!r}")
         if parent in seen:
             raise UserError(f"recipe '{path}' extends itself through {' -> '.join(seen)}: break the cycle")
-        base = read_recipe_raw(parent, seen + (parent,))
+        base = read_recipe_raw(parent, seen + (parent,), path.parent)
         base.pop("description", None)
         base.pop("name", None)
         raw = _merge(base, raw)

@@ -3,16 +3,33 @@
 from __future__ import annotations
 
 import os
+from importlib import resources
 from pathlib import Path
 
 PACKAGE_ROOT = Path(__file__).resolve().parent
-REPO_ROOT = PACKAGE_ROOT.parent
+REPO_ROOT = PACKAGE_ROOT.parent  # the checkout when running from one; site-packages when installed
 
 
-def project_dir(name: str) -> Path:
-    """`recipes/` or `data/`: the one next to the working directory wins over the installed one."""
-    local = Path.cwd() / name
-    return local if local.is_dir() else REPO_ROOT / name
+def package_dir(name: str) -> Path:
+    """A folder shipped inside the package (`recipes`, `registry`), found through importlib.resources.
+
+    Never looked up in the working directory: a user's own `recipes/` or `data/` folder cannot shadow it.
+    The checkout's top-level `recipes/` and `data/` are links to these folders.
+    """
+    folder = resources.files("textgen") / name
+    if not isinstance(folder, Path):  # a zip import: textgen must be installed as files (pip always does)
+        raise RuntimeError(f"textgen's package data '{name}' is not on the file system ({folder})")
+    return folder
+
+
+def recipes_dir() -> Path:
+    """The built-in recipes (`textgen/recipes/*.toml`)."""
+    return package_dir("recipes")
+
+
+def registry_file() -> Path:
+    """The corpus registry (`textgen/registry/registry.toml`)."""
+    return package_dir("registry") / "registry.toml"
 
 
 def mirror_dirs() -> list[Path]:

@@ -1,4 +1,7 @@
-"""The corpus registry (`data/registry.toml`) and `textgen data get`: mirror first, sha256 always."""
+"""The corpus registry (package data: `textgen/registry/registry.toml`) and `textgen data get`.
+
+Mirror first, sha256 always.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from textgen.errors import UserError
-from textgen.paths import cache_dir, mirror_dirs, project_dir
+from textgen.paths import cache_dir, mirror_dirs, registry_file
 
 
 @dataclass(frozen=True)
@@ -41,8 +44,7 @@ class CorpusEntry:
 
 
 def load_registry() -> dict[str, CorpusEntry]:
-    path = project_dir("data") / "registry.toml"
-    raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    raw = tomllib.loads(registry_file().read_text(encoding="utf-8"))
     entries = {}
     for name, body in raw.items():
         files = tuple(CorpusFile(f, v["url"], v["sha256"], v.get("derived", False)) for f, v in body["files"].items())
@@ -118,7 +120,8 @@ def fetch_file(corpus: str, item: CorpusFile, mirror_name: str = "") -> Path:
         if item.derived:
             raise UserError(
                 f"{corpus}/{item.name} is extracted from {item.url}, which textgen cannot prepare by itself: "
-                f"prepare it as data/registry.toml describes and put it under $TEXTGEN_DATA_MIRROR/{mirror_name or corpus}/"
+                f"prepare it as {registry_file()} describes and put it under "
+                f"$TEXTGEN_DATA_MIRROR/{mirror_name or corpus}/"
             )
         try:
             _atomic_copy(lambda out: _download(item.url, out), dest)
