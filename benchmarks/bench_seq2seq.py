@@ -201,22 +201,26 @@ def textgen_vs_bare(task: Seq2SeqTask, recipe_name: str, steps: int, repeats: in
             "textgen_over_bare": round(o / b, 3), "compare_steps": steps, "compare_warmup_steps": warmup}
 
 
-def mixer_vs_xent(task: Seq2SeqTask, steps: int) -> dict:
-    """One MIXER update (s = 8 of T = 12: XENT prefix, sampled rest, sentence BLEU, learned baseline)
-    against one XENT update on the same batches."""
+def mixer_vs_xent(task: Seq2SeqTask, steps: int, T: int = 12, stages: tuple[int, ...] = (12, 8, 4, 0)) -> dict:
+    """MIXER updates at each stage of its schedule (s = T: the XENT epochs; then XENT prefix of s tokens,
+    sampled rest, sentence BLEU, learned baseline) against XENT updates on the same batches: the cost grows
+    as s shrinks, so one stage alone misstates what a whole run costs."""
     ctx = xent_context(task)
-    cfg = dataclasses.replace(ctx.recipe.objective, name="mixer", mixer_T=12, mixer_delta=4, mixer_xent_epochs=0,
-                              mixer_epochs_per_stage=1000.0)
-    mixer_ctx = dataclasses.replace(ctx, recipe=dataclasses.replace(ctx.recipe, objective=cfg))
     timed_updates(task, OBJECTIVES["xent"](ctx), 0, 2)  # warm-up
     xent = {k: v / steps for k, v in timed_updates(task, OBJECTIVES["xent"](ctx), 2, steps)[0].items()}
-    mix = {k: v / steps for k, v in timed_updates(task, OBJECTIVES["mixer"](mixer_ctx), 2, steps)[0].items()}
-    x, m = sum(xent.values()), sum(mix.values())
-    out = {"xent_step_ms": round(1000 * x, 1), "mixer_step_ms": round(1000 * m, 1),
-           "mixer_over_xent": round(m / x, 2)}
-    out.update({f"mixer_{k}_ms": round(1000 * v, 1) for k, v in mix.items()})
-    print(f"MIXER step {1000 * m:.0f} ms vs XENT step {1000 * x:.0f} ms on the same batches: {m / x:.2f}x | MIXER split: "
-          + ", ".join(f"{k} {1000 * v:.0f} ms ({100 * v / m:.0f}%)" for k, v in mix.items()))
+    x = sum(xent.values())
+    out = {"xent_step_ms": round(1000 * x, 1), "mixer_T": T}
+    for s in stages:
+        cfg = dataclasses.replace(ctx.recipe.objective, name="mixer", mixer_T=T, mixer_delta=max(T - s, 1),
+                                  mixer_xent_epochs=1e9 if s >= T else 0.0, mixer_epochs_per_stage=1e9,
+                                  mixer_min_s=min(s, T))
+        mixer_ctx = dataclasses.replace(ctx, recipe=dataclasses.replace(ctx.recipe, objective=cfg))
+        mix = {k: v / steps for k, v in timed_updates(task, OBJECTIVES["mixer"](mixer_ctx), 2, steps)[0].items()}
+        m = sum(mix.values())
+        out.update({f"mixer_s{s}_step_ms": round(1000 * m, 1), f"mixer_s{s}_over_xent": round(m / x, 2)})
+        out.update({f"mixer_s{s}_{k}_ms": round(1000 * v, 1) for k, v in mix.items()})
+        print(f"MIXER step at s = {s:2d} of T = {T}: {1000 * m:.0f} ms vs XENT {1000 * x:.0f} ms on the same batches: "
+              f"{m / x:.2f}x | split: " + ", ".join(f"{k} {1000 * v:.0f} ms ({100 * v / m:.0f}%)" for k, v in mix.items()))
     return out
 
 
