@@ -143,23 +143,21 @@ def sample(
 
     Example: textgen sample shakespeare.pt --prime 'ROMEO:' --temperature 0.8 --seed 1
     """
-    from textgen.decode.generate_lm import generate
-    from textgen.decode.sampling import check_sampling_args
-    from textgen.device import resolve_device
-    from textgen.lm import load_model
+    from textgen.api import LanguageModel, load
 
-    check_sampling_args(temperature, top_k, top_p)
-    model, vocab, recipe, _ = load_model(ckpt, resolve_device(device))
-    sep = " " if recipe.data.level == "word" else ""
+    lm = load(ckpt, device)
+    if not isinstance(lm, LanguageModel):
+        raise UserError(f"checkpoint '{ckpt}' holds a {lm.kind} model, this command needs a lm model")
+    sep = lm.separator
 
     def stream(text: str) -> None:
-        ids = vocab.encode_prompt(text) if text else vocab.start_ids()
-        if not ids:
-            raise UserError("--prime has no tokens the model knows: give some text")
+        pieces = lm.stream(text, length, temperature, top_k, top_p, seed)
+        first = next(pieces, None)  # raises a bad prime's error before anything is printed
         sys.stdout.write(text + (sep if text else ""))
-        for token in generate(model, ids, length, temperature, top_k, top_p, seed):
-            piece = vocab.decode([token])
-            sys.stdout.write(piece if piece == "\n" or not sep else piece + sep)
+        if first is not None:
+            sys.stdout.write(first)
+        for piece in pieces:
+            sys.stdout.write(piece)
             sys.stdout.flush()
         sys.stdout.write("\n")
 
@@ -261,35 +259,29 @@ def decode(
 
     Example: echo 'Ein Mann fährt Fahrrad.' | textgen decode mt.pt --beam 5
     """
-    from textgen.config import replace_given
+    from textgen.api import Translator, load
     from textgen.data.parallel import read_lines
-    from textgen.decode.sampling import check_sampling_args
-    from textgen.device import resolve_device
-    from textgen.precision import check_precision
-    from textgen.seq2seq import decode_ids, encode_sources, load_model
 
-    check_sampling_args(temperature, 0, 1.0)
     if beam is not None and beam < 1:
         raise UserError(f"--beam must be >= 1, got {beam}")
     if nbest < 1:
         raise UserError(f"--nbest must be >= 1, got {nbest}")
-    placed = resolve_device(device)
-    model, vocabs, recipe, _ = load_model(ckpt, placed)
-    cfg = replace_given(recipe.decode, nbest=nbest, no_repeat_ngram=no_repeat_ngram, lenpen=lenpen, max_len_a=max_len_a,
-                        max_len_b=max_len_b, batch_size=batch_size, precision=precision)
-    check_precision(cfg.precision, placed)
-    beam = cfg.beam if beam is None else beam
-    if nbest > beam and not sample:
-        raise UserError(f"--nbest {nbest} is larger than --beam {beam}: raise --beam")
+    mt = load(ckpt, device)
+    if not isinstance(mt, Translator):
+        raise UserError(f"checkpoint '{ckpt}' holds a {mt.kind} model, this command needs a seq2seq model")
+    settings = dict(beam=beam, nbest=nbest, lenpen=lenpen, sample=sample, temperature=temperature, seed=seed,
+                    **{k: v for k, v in dict(no_repeat_ngram=no_repeat_ngram, max_len_a=max_len_a, max_len_b=max_len_b,
+                                             batch_size=batch_size, precision=precision).items() if v is not None})
+    mt.translate([], **settings)  # bad settings fail here, before any input is read
 
     def emit(lines: list[str], first: int = 0) -> None:
-        sources = encode_sources(vocabs, lines, recipe.data.max_source_tokens)
-        for i, (toks, scores) in enumerate(decode_ids(model, sources, cfg, beam, sample, temperature, seed), first):
+        out = mt.translate(lines, **settings)
+        for i, hyp in enumerate(out, first):
             if nbest == 1:
-                typer.echo(vocabs.tgt.decode(toks[0]) if toks else "")
+                typer.echo(hyp)
             else:
-                for t, s in zip(toks, scores):
-                    typer.echo(f"{i}\t{s:.4f}\t{vocabs.tgt.decode(t)}")
+                for text, score in hyp:
+                    typer.echo(f"{i}\t{score:.4f}\t{text}")
 
     if interactive:
         for i, line in enumerate(_prompt_lines("source> ")):
@@ -299,6 +291,44 @@ def decode(
     lines = read_lines(input) if input else sys.stdin.read().splitlines()
     if lines:
         emit(lines)
+
+
+@app.command()
+def score(
+    ckpt: Path = typer.Argument(..., help="Checkpoint (seq2seq or language model)."),
+    src: Optional[Path] = typer.Option(None, "--src", help="Seq2seq: source file, one sentence a line."),
+    tgt: Optional[Path] = typer.Option(None, "--tgt", help="Seq2seq: the targets to score, line-aligned with --src."),
+    text: Optional[Path] = typer.Option(None, "--text", help="Language model: the lines to score."),
+    json_out: bool = typer.Option(False, "--json", help="One JSON object a line, with per-token log-probs."),
+    device: str = _device_option("run the model"),
+) -> None:
+    """Forced decoding: the log-probability the model gives to given outputs, one line out per input line.
+
+    Prints total<TAB>tokens<TAB>mean (natural log; tokens include EOS for seq2seq).
+
+    Examples:
+
+      textgen score mt.pt --src test.de --tgt hyps.en
+
+      textgen score shakespeare.pt --text lines.txt --json
+    """
+    from textgen.api import Translator, load
+    from textgen.data.parallel import read_lines
+
+    model = load(ckpt, device)
+    if isinstance(model, Translator):
+        if src is None or tgt is None or text is not None:
+            raise UserError("a seq2seq checkpoint scores --src FILE --tgt FILE (line-aligned), not --text")
+        scored = model.score(read_lines(src), read_lines(tgt))
+    else:
+        if text is None or src is not None or tgt is not None:
+            raise UserError("a language-model checkpoint scores --text FILE, not --src/--tgt")
+        scored = model.score(read_lines(text))
+    for item in scored:
+        if json_out:
+            typer.echo(json.dumps(item.to_dict(), ensure_ascii=False))
+        else:
+            typer.echo(f"{item.total:.4f}\t{len(item.logprobs)}\t{item.mean:.4f}")
 
 
 @app.command()

@@ -140,6 +140,10 @@ def metrics_from_loss(loss: float, level: str, prefix: str) -> dict[str, float]:
 def load_model(path: Path, device: torch.device = torch.device("cpu")) -> tuple[RNNLM, Vocab, Recipe, dict]:
     """Rebuild model, vocab and recipe from a checkpoint file alone, on `device`."""
     payload = checkpoint.load(path, kind="lm")
+    return (*model_from_payload(payload, path, device), payload)
+
+
+def model_from_payload(payload: dict, path: Path, device: torch.device) -> tuple[RNNLM, Vocab, Recipe]:
     recipe = recipe_from_checkpoint(payload)
     vocab = vocab_from_dict(payload["vocab"])
     model = RNNLM(len(vocab), recipe.model)
@@ -148,4 +152,4 @@ def load_model(path: Path, device: torch.device = torch.device("cpu")) -> tuple[
     except RuntimeError:
         raise UserError(f"checkpoint '{path}' weights do not match its recipe: it is damaged") from None
     model.to(device).eval()
-    return model, vocab, recipe, payload
+    return model, vocab, recipe

@@ -220,6 +220,10 @@ def decode_ids(model: Seq2Seq, sources: list[list[int]], cfg: DecodeConfig, beam
 
 def load_model(path: Path, device: torch.device = torch.device("cpu")) -> tuple[Seq2Seq, Vocabs, Recipe, dict]:
     payload = checkpoint.load(path, kind="seq2seq")
+    return (*model_from_payload(payload, path, device), payload)
+
+
+def model_from_payload(payload: dict, path: Path, device: torch.device) -> tuple[Seq2Seq, Vocabs, Recipe]:
     recipe = recipe_from_checkpoint(payload)
     vocabs = Vocabs.from_dict(payload["vocab"])
     model = Seq2Seq(len(vocabs.src), len(vocabs.tgt), recipe.model)
@@ -228,4 +232,4 @@ def load_model(path: Path, device: torch.device = torch.device("cpu")) -> tuple[
     except RuntimeError:
         raise UserError(f"checkpoint '{path}' weights do not match its recipe and vocabulary: it is damaged") from None
     model.to(device).eval()
-    return model, vocabs, recipe, payload
+    return model, vocabs, recipe
