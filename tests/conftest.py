@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import random
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,3 +71,52 @@ def write_recipe(path: Path, corpus: Path, **train) -> Path:
 @pytest.fixture
 def tiny_recipe(tmp_path, tiny_corpus) -> Path:
     return write_recipe(tmp_path / "tiny.toml", tiny_corpus)
+
+
+def make_reversal_corpus(folder: Path) -> str:
+    rng = random.Random(0)
+    words = "a b c d e f g h".split()
+    for split, n in (("train", 600), ("valid", 40), ("test", 40)):
+        pairs = [[rng.choice(words) for _ in range(rng.randint(2, 6))] for _ in range(n)]
+        (folder / f"{split}.src").write_text("".join(" ".join(p) + "\n" for p in pairs))
+        (folder / f"{split}.tgt").write_text("".join(" ".join(reversed(p)) + "\n" for p in pairs))
+    return ";".join(f"{folder}/{s}.src,{folder}/{s}.tgt" for s in ("train", "valid", "test"))
+
+
+def write_reversal_recipe(path: Path, corpus: str, description: str, hidden: int, train: dict, **sections: dict) -> Path:
+    """A word-level seq2seq recipe for the toy reversal corpus; [train] and further sections given as dicts."""
+    def table(name: str, values: dict) -> str:
+        return f"[{name}]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in values.items())
+
+    path.write_text(f"description = {json.dumps(description)}\ntask = \"seq2seq\"\n"
+                    + table("data", {"corpus": corpus, "tokenizer": "word"})
+                    + table("model", {"layers": 1, "hidden": hidden, "embed": hidden // 2})
+                    + table("train", train) + "".join(table(name, values) for name, values in sections.items()))
+    return path
+
+
+@pytest.fixture(scope="session")
+def reversal(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("rev")
+    corpus = make_reversal_corpus(folder)
+    recipe = write_reversal_recipe(folder / "rev.toml", corpus, "toy reversal", hidden=64,
+                                   train={"lr": 0.01, "max_tokens": 200, "epochs": 15, "valid_metric": "bleu4",
+                                          "log_every": 20},
+                                   decode={"beam": 3, "max_len_a": 1.0, "max_len_b": 2})
+    return folder, recipe
+
+
+@pytest.fixture(scope="session")
+def trained_mt(reversal):
+    from textgen.cli import main
+
+    folder, recipe = reversal
+    argv = sys.argv
+    sys.argv = ["textgen", "train", "-r", str(recipe), "-o", str(folder / "rev.pt"), "--run-dir", str(folder / "run")]
+    try:
+        with pytest.raises(SystemExit) as done:
+            main()
+        assert done.value.code in (0, None)
+    finally:
+        sys.argv = argv
+    return folder / "rev.pt"

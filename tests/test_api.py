@@ -1,0 +1,99 @@
+"""The public Python API (textgen.load) and `textgen score`: one path with the CLI, scores that match search."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import textgen
+from textgen.errors import UserError
+
+
+def test_importing_textgen_does_not_import_torch():
+    code = "import sys, textgen; assert callable(textgen.load); print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_translate_lists_in_lists_out_and_matches_the_cli(cli, trained_mt, tmp_path):
+    mt = textgen.load(trained_mt, device="cpu")
+    assert mt.kind == "seq2seq"
+    sources = ["a b c d", "e f", "h g h"]
+    assert mt.translate(sources, beam=3)[:2] == ["d c b a", "f e"]
+    (tmp_path / "src.txt").write_text("\n".join(sources) + "\n")
+    assert cli("decode", trained_mt, "-i", "src.txt", "--beam", "3").out.splitlines() == mt.translate(sources, beam=3)
+    nbest = mt.translate(sources, beam=4, nbest=3)
+    assert [len(n) for n in nbest] == [3, 3, 3]
+    assert all(isinstance(text, str) and s1 >= s2 for n in nbest for (text, s1), (_, s2) in zip(n, n[1:]))
+    samples = [mt.translate(sources, sample=True, temperature=1.5, seed=s) for s in (1, 1, 2)]
+    assert samples[0] == samples[1]  # repeatable with a seed
+    assert mt.translate([]) == []
+
+
+def test_api_errors_are_user_errors(trained_mt):
+    mt = textgen.load(trained_mt, device="cpu")
+    for call, fragment in [(lambda: mt.translate("a b"), "list of strings"),
+                           (lambda: mt.translate(["a"], beam=2, nbest=3), "raise the beam"),
+                           (lambda: mt.translate(["a"], temperature=-1), "temperature"),
+                           (lambda: mt.translate(["a"], beams=2), "unknown decode setting"),
+                           (lambda: mt.score(["a", "b"], ["a"]), "one target per source")]:
+        with pytest.raises(UserError, match=fragment):
+            call()
+    with pytest.raises(UserError, match="does not exist"):
+        textgen.load("absent.pt")
+
+
+def test_forced_decoding_equals_the_beam_search_score_of_its_own_hypotheses(trained_mt):
+    """With lenpen 0 a beam hypothesis' score is its summed log-probability: scoring it must give the same."""
+    mt = textgen.load(trained_mt, device="cpu")
+    sources = ["a b c d", "e f g", "h h a b c d"]
+    nbest = mt.translate(sources, beam=4, nbest=4, lenpen=0.0)
+    for source, hyps in zip(sources, nbest):
+        scored = mt.score([source] * len(hyps), [text for text, _ in hyps])
+        for (text, beam_score), item in zip(hyps, scored):
+            assert item.total == pytest.approx(beam_score, abs=1e-4), text
+            assert len(item.tokens) == len(text.split()) + 1 and item.tokens[-1] == "</s>"
+            assert item.mean == pytest.approx(item.total / len(item.tokens))
+
+
+def test_lm_sample_and_score(cli, tiny_recipe, tmp_path):
+    assert cli("train", "-r", tiny_recipe, "-o", "lm.pt", "--run-dir", "run").code == 0
+    lm = textgen.load(tmp_path / "lm.pt", device="cpu")
+    assert lm.kind == "lm"
+    text = lm.sample("the ", length=30, temperature=0.8, seed=3)
+    assert text.startswith("the ") and len(text) == 34 and text == lm.sample("the ", 30, 0.8, seed=3)
+    assert cli("sample", "lm.pt", "--prime", "the ", "--length", "30", "--temperature", "0.8",
+               "--seed", "3").out == text + "\n"
+    line = "the cat sat on the mat."
+    (scored,) = lm.score([line])
+    model, vocab = lm.model, lm.vocab  # the same log-probs, one step at a time from the start context
+    state, prev, total = model.init_state(1), vocab.start_ids(), 0.0
+    for token in vocab.encode(line):
+        with torch.no_grad():
+            logits, state = model(torch.tensor([prev[-1:]]), state)
+        total += float(logits[0, -1].log_softmax(-1)[token])
+        prev = [token]
+    assert scored.total == pytest.approx(total, abs=1e-4) and len(scored.logprobs) == len(line)
+    assert lm.score(["the cat sat on the mat."])[0].total > lm.score(["tac eht mat eht no tas"])[0].total
+
+
+def test_score_command_for_both_kinds(cli, trained_mt, tiny_recipe, tmp_path):
+    (tmp_path / "s.txt").write_text("a b c\ne f\n")
+    (tmp_path / "t.txt").write_text("c b a\nf e\n")
+    out = cli("score", trained_mt, "--src", "s.txt", "--tgt", "t.txt")
+    assert out.code == 0, out.err
+    rows = [line.split("\t") for line in out.out.splitlines()]
+    assert len(rows) == 2 and [int(r[1]) for r in rows] == [4, 3]
+    mt = textgen.load(trained_mt, device="cpu")
+    assert float(rows[0][0]) == pytest.approx(mt.score(["a b c"], ["c b a"])[0].total, abs=1e-4)
+    as_json = [json.loads(line) for line in cli("score", trained_mt, "--src", "s.txt", "--tgt", "t.txt",
+                                                 "--json").out.splitlines()]
+    assert [d["tokens"] for d in as_json] == [4, 3] and as_json[1]["per_token"][0]["token"] == "f"
+    bad = cli("score", trained_mt, "--text", "s.txt")
+    assert bad.code == 2 and "--src FILE --tgt FILE" in bad.err
+    assert cli("train", "-r", tiny_recipe, "-o", "lm.pt", "--run-dir", "run").code == 0
+    (tmp_path / "lines.txt").write_text("the cat\nthe dog sat\n")
+    lm_out = cli("score", "lm.pt", "--text", "lines.txt")
+    assert lm_out.code == 0 and [int(r.split("\t")[1]) for r in lm_out.out.splitlines()] == [7, 11]
