@@ -298,3 +298,152 @@ def test_sentence_bleu_reward_matches_sacrebleu():
         expected = sacrebleu.sentence_bleu(hyp, [ref], smooth_method="add-k", smooth_value=1).score / 100
         assert sentence_bleu(hyp, ref) == pytest.approx(expected)
     assert sentence_bleu("", "a b") == 0.0
+
+
+def test_leave_one_out_baseline_keeps_reinforce_unbiased():
+    """k = 4 samples per source, each with the mean reward of the other three as its baseline (Kool et al.):
+    the estimate still matches the exact gradient of the expected reward on an enumerable model."""
+    model, objective = setup("reinforce", baseline="loo", samples=4)
+    objective.reward_fn = x_count
+    exact = torch.autograd.grad(exact_expected_reward(model, copies(1)), list(model.parameters()), allow_unused=True)
+    exact = torch.cat([g.flatten() for g in exact if g is not None])
+    torch.manual_seed(1)
+    n = 1500
+    out = objective(model, copies(n), step=0)
+    estimate = torch.autograd.grad(-out.loss_sum / n, list(model.parameters()), allow_unused=True)
+    estimate = torch.cat([g.flatten() for g, e in zip(estimate, exact) if g is not None])
+    cosine = torch.nn.functional.cosine_similarity(estimate, exact, dim=0)
+    relative = (estimate - exact).norm() / exact.norm()
+    assert cosine > 0.98 and relative < 0.2, (float(cosine), float(relative))
+
+
+def test_leave_one_out_advantage_is_reward_minus_the_others_mean_and_cuts_variance():
+    model, objective = setup("reinforce", baseline="loo", samples=3)
+    reward = torch.tensor([1.0, 0.0, 0.5, 0.2, 0.2, 0.8])  # two sources, three samples each
+    roll = rollout(model, model.encode(copies(6).src, copies(6).src_lens), copies(6).tgt_in[:, 0],
+                   torch.full((6,), MAX_LEN))
+    adv, baseline_loss, _ = objective.advantage(model, None, roll, reward)
+    expected = torch.tensor([1.0 - 0.25, 0.0 - 0.75, 0.5 - 0.5, 0.2 - 0.5, 0.2 - 0.5, 0.8 - 0.2])
+    torch.testing.assert_close(adv[:, 0], expected)
+    assert float(baseline_loss) == 0.0 and not list(objective.parameters())
+    objective.reward_fn = lambda hyp, ref: 2.0 + x_count(hyp, ref)  # rewards far from 0, as BLEU's are
+    loo = per_sample_gradients(model, objective, 300).var(0).sum()
+    objective.cfg = dataclasses.replace(objective.cfg, baseline="none")
+    none = per_sample_gradients(model, objective, 300).var(0).sum()
+    assert loo < 0.5 * none, (float(loo), float(none))
+    with pytest.raises(Exception, match="samples"):
+        setup("reinforce", baseline="loo", samples=1)
+
+
+def test_per_step_baselines_learn_and_send_no_gradient_into_the_decoder():
+    model, objective = setup("reinforce", baseline="learned-per-step")
+    objective.reward_fn = x_count
+    opt = torch.optim.SGD(objective.baseline.parameters(), lr=0.5)
+    first = None
+    for step in range(100):
+        out = objective(model, copies(32), step=0)
+        first = first if first is not None else out.logs["baseline_mse"]
+        opt.zero_grad()
+        (out.loss_sum / out.ntokens).backward()
+        opt.step()
+    assert out.logs["baseline_mse"] < 0.5 * first
+    w = objective.baseline.weight
+    assert w[0].abs().sum() > 0 and w[1].abs().sum() > 0 and not torch.equal(w[0], w[1])  # one regressor per step
+    batch = copies(8)
+    state = model.encode(batch.src, batch.src_lens)
+    roll = rollout(model, state, batch.tgt_in[:, 0], torch.full((8,), MAX_LEN))
+    seg = Segment(batch, torch.arange(8), 0, state, batch.tgt_in[:, 0], torch.full((8,), MAX_LEN), None, None)
+    model.zero_grad()
+    _, baseline_loss, _ = objective.advantage(model, seg, roll, torch.rand(8))
+    baseline_loss.backward()
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_sampled_ngram_bleu_is_sacrebleu_with_no_prefix_and_ignores_prefix_only_ngrams():
+    from textgen.sampled_bleu import sampled_ngram_bleu
+
+    words = "the a cat dog sat on mat rug".split()
+    ids = {w: i + 10 for i, w in enumerate(words)}
+
+    def enc(text):
+        return [ids[w] for w in text.split()]
+
+    for hyp, ref in [("the cat sat on the mat", "the cat sat on the rug"), ("a dog", "the dog sat on a mat"),
+                     ("mat rug the", "the cat sat on the mat"), ("the cat sat on the mat", "the cat sat on the mat")]:
+        expected = sacrebleu.sentence_bleu(hyp, [ref], smooth_method="add-k", smooth_value=1, tokenize="none",
+                                           use_effective_order=True).score / 100
+        assert sampled_ngram_bleu([], enc(hyp), enc(ref)) == pytest.approx(expected, abs=1e-12)
+    ref = enc("the cat sat on the mat")
+    prefix = enc("the cat sat on the")
+    # the prefix alone matches 5 words of the reference; a wrong last word must earn only add-1 smoothing,
+    # while plain BLEU of the whole output would pay for the prefix
+    wrong, right = sampled_ngram_bleu(prefix, enc("rug"), ref), sampled_ngram_bleu(prefix, enc("mat"), ref)
+    plain = sacrebleu.sentence_bleu("the cat sat on the rug", ["the cat sat on the mat"], smooth_method="add-k",
+                                    smooth_value=1, tokenize="none").score / 100
+    assert wrong == 0.0 and plain > 0.5 and right == pytest.approx(1.0)
+    assert sampled_ngram_bleu(prefix, [], ref) == 0.0
+    repeated = sampled_ngram_bleu(enc("the cat"), enc("the cat"), enc("the cat sat"))
+    assert repeated < sampled_ngram_bleu(enc("the cat"), enc("sat"), enc("the cat sat"))  # clipping counts the prefix
+
+
+def test_mrt_gradient_equals_finite_differences_of_the_expected_risk():
+    """For a fixed candidate set the risk sum_y q(y) cost(y), q ~ p(y|x)^alpha renormalised, is a smooth
+    function of the weights: autograd through the batched rescoring must match central differences."""
+    from textgen.objectives.mrt import expected_risk, sequence_log_probs
+
+    model, _ = setup("mrt")
+    model.double()
+    batch = collate([[4, 5, 6], [7, 8]], [[4, 5], [5]], [0, 1])
+    candidates = [[4, 5], [5], [], [4, 4, 5], [5, 4]]
+    owner = torch.tensor([0, 0, 0, 1, 1])
+    cost = torch.tensor([0.1, 0.7, 1.0, 0.3, 0.9], dtype=torch.float64)
+
+    def risk():
+        logp = sequence_log_probs(model, batch.src[owner], batch.src_lens[owner], candidates).double()
+        return expected_risk(logp, owner, cost, 2, alpha=0.7)
+
+    bias = model.proj.bias
+    grad = torch.autograd.grad(risk(), bias)[0]
+    numeric = torch.zeros_like(bias)
+    with torch.no_grad():
+        for i in range(bias.numel()):
+            bias[i] += 1e-6
+            up = risk()
+            bias[i] -= 2e-6
+            down = risk()
+            bias[i] += 1e-6
+            numeric[i] = (up - down) / 2e-6
+    torch.testing.assert_close(grad, numeric, rtol=1e-5, atol=1e-8)
+    assert grad.abs().sum() > 0
+    # and the risk itself: the exact expectation under the renormalised distribution
+    with torch.no_grad():
+        logp = sequence_log_probs(model, batch.src[owner], batch.src_lens[owner], candidates).double()
+    q0, q1 = (0.7 * logp[:3]).softmax(0), (0.7 * logp[3:]).softmax(0)
+    torch.testing.assert_close(expected_risk(logp, owner, cost, 2, 0.7), (q0 * cost[:3]).sum() + (q1 * cost[3:]).sum())
+
+
+def test_mrt_with_one_candidate_is_weighted_xent_and_otherwise_moves_towards_better_candidates():
+    model, mrt = setup("mrt", mrt_candidates=1, xent_weight=0.3)
+    _, xent = setup("xent")
+    batch = copies(4)
+    mrt.ctx = dataclasses.replace(mrt.ctx, references=["x y"] * 4)
+    one = mrt(model, batch, step=0)
+    assert one.logs["candidates"] == 1.0
+    g_mrt = torch.autograd.grad(one.loss_sum, list(model.parameters()))
+    g_xent = torch.autograd.grad(0.3 * xent(model, batch, step=0).loss_sum, list(model.parameters()))
+    for a, b in zip(g_mrt, g_xent):
+        torch.testing.assert_close(a, b)
+    model, many = setup("mrt", mrt_candidates=6, xent_weight=0.0, mrt_reference=True)
+    many.reward_fn = x_count
+    out = many(model, copies(8), step=0)
+    assert out.logs["candidates"] > 1 and out.loss_sum.requires_grad
+    opt = torch.optim.SGD(model.parameters(), lr=1.0)
+    with torch.no_grad():
+        before = float(exact_expected_reward(model, copies(1)))
+    for step in range(30):
+        out = many(model, copies(8), step=step)
+        opt.zero_grad()
+        (out.loss_sum / out.ntokens).backward()
+        opt.step()
+    with torch.no_grad():
+        assert float(exact_expected_reward(model, copies(1))) > before + 0.05  # lower risk = more x's

@@ -82,7 +82,7 @@ class TrainConfig:
 class ObjectiveConfig:
     """Sequence-level objectives (Ranzato et al. 2016); see shared notes for the paper's values."""
 
-    name: str = "xent"  # xent | dad | e2e | reinforce | mixer | scst
+    name: str = "xent"  # xent | dad | e2e | reinforce | mixer | scst | mrt
     # DAD: probability of feeding the model's own prediction, growing over training
     dad_schedule: str = "linear"  # linear | inverse_sigmoid
     dad_max_p: float = 0.25  # linear: p rises from 0 to this over dad_ramp_epochs
@@ -99,10 +99,15 @@ class ObjectiveConfig:
     mixer_min_s: int = 0
     xent_weight: float = 0.5  # weight of the XENT part once s < T (the REINFORCE part gets 1 - this)
     # REINFORCE
-    reward: str = "bleu"  # bleu (sentence BLEU, +1 smoothing) | rouge2 | rouge1 | rouge-mix
-    baseline: str = "learned"  # learned (linear regressor on h_t) | none
+    reward: str = "bleu"  # bleu (sentence BLEU, +1 smoothing) | bleu-sampled (the paper's: n-grams with a sampled token) | rouge2 | rouge1 | rouge-mix
+    baseline: str = "learned"  # learned (one linear regressor on h_t) | learned-per-step (one per decoder step, as the paper's code) | loo (mean reward of the other samples) | none
     baseline_lr: float = 1e-3  # the regressor's own fixed lr (not decayed with the model's)
     sample_temperature: float = 1.0
+    samples: int = 1  # rollouts per source and update (loo needs >= 2; Kool et al. 2019 use 4)
+    # MRT (Shen et al. 2016; Edunov et al. 2018): expected cost 1 - reward over a candidate set, mixed with XENT
+    mrt_candidates: int = 8  # samples per source, drawn without gradient and deduplicated
+    mrt_alpha: float = 1.0  # sharpness: q(y) ~ p(y|x)^alpha renormalised over the candidates (Shen et al.: 5e-3)
+    mrt_reference: bool = False  # add the reference to every candidate set
 
 
 @dataclass(frozen=True)
@@ -136,10 +141,10 @@ CHOICES = {
     "task": ("lm", "seq2seq"),
     "data.tokenizer": ("spm", "word"),
     "train.valid_metric": ("loss", "bleu4", "rouge2"),
-    "objective.name": ("xent", "dad", "e2e", "reinforce", "mixer", "scst"),
+    "objective.name": ("xent", "dad", "e2e", "reinforce", "mixer", "scst", "mrt"),
     "objective.dad_schedule": ("linear", "inverse_sigmoid"),
-    "objective.reward": ("bleu", "rouge2", "rouge1", "rouge-mix"),
-    "objective.baseline": ("learned", "none"),
+    "objective.reward": ("bleu", "bleu-sampled", "rouge2", "rouge1", "rouge-mix"),
+    "objective.baseline": ("learned", "learned-per-step", "loo", "none"),
     "data.level": ("char", "word"),
     "model.cell": ("rnn", "lstm", "gru"),
     "model.attention": ("general", "dot", "bahdanau"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from textgen.objectives.dad import DataAsDemonstrator
 from textgen.objectives.e2e import EndToEnd
 from textgen.objectives.mixer import Mixer, PureReinforce, SelfCritical
+from textgen.objectives.mrt import MinimumRisk
 from textgen.objectives.xent import Xent
 
 OBJECTIVES = {
@@ -14,4 +15,5 @@ OBJECTIVES = {
     "mixer": Mixer,
     "reinforce": PureReinforce,
     "scst": SelfCritical,
+    "mrt": MinimumRisk,
 }

@@ -19,9 +19,11 @@ from torch import nn
 from textgen.data.seqvocab import PAD
 from textgen.decode.generate import Rollout, rollout, strip
 from textgen.decode.search import max_lengths
+from textgen.errors import UserError
 from textgen.metrics import REWARDS
 from textgen.objectives.common import Context, token_loss
 from textgen.objectives.schedules import mixer_s
+from textgen.sampled_bleu import sampled_ngram_bleu
 from textgen.trainer import Loss
 
 
@@ -39,6 +41,21 @@ class Segment:
     index: torch.Tensor  # (R,) positions in the training split, for the references
 
 
+class PerStepBaseline(nn.Module):
+    """One linear regressor per decoder step t (the paper's code), b_t = w_t . h_t + c_t; steps past the
+    last share its regressor. Zero-initialised, as the paper's."""
+
+    def __init__(self, hidden: int, steps: int = 256):
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(steps, hidden))
+        self.bias = nn.Parameter(torch.zeros(steps))
+
+    def forward(self, features: torch.Tensor, first_step: int) -> torch.Tensor:
+        L = features.size(1)
+        pos = torch.arange(first_step, first_step + L, device=features.device).clamp(max=self.bias.numel() - 1)
+        return (features * self.weight[pos]).sum(-1) + self.bias[pos]  # (B, L)
+
+
 class SequenceLevel(nn.Module):
     """Shared machinery; subclasses choose s(step) and the baseline."""
 
@@ -48,28 +65,52 @@ class SequenceLevel(nn.Module):
         super().__init__()
         self.ctx = ctx
         self.cfg = ctx.recipe.objective
-        self.reward_fn = REWARDS[self.cfg.reward]
+        self.reward_fn = REWARDS.get(self.cfg.reward)  # bleu-sampled scores token ids, not text
+        self._reference_ids: dict[int, list[int]] = {}
+        if self.cfg.samples < 1 or (self.cfg.baseline == "loo" and self.cfg.samples < 2):
+            raise UserError(f"objective.samples must be >= 1, and >= 2 with baseline = \"loo\" (the others' mean "
+                            f"reward is each sample's baseline), got {self.cfg.samples}")
         if self.learned_baseline and self.cfg.baseline == "learned":
             self.baseline = nn.Linear(ctx.recipe.model.hidden, 1)
             nn.init.zeros_(self.baseline.weight)  # starts at 0, as in the paper's code
             nn.init.zeros_(self.baseline.bias)
+        elif self.learned_baseline and self.cfg.baseline == "learned-per-step":
+            self.baseline = PerStepBaseline(ctx.recipe.model.hidden)
 
     def xent_length(self, step: int) -> int:
         raise NotImplementedError
 
+    def reference_ids(self, i: int) -> list[int]:
+        if i not in self._reference_ids:
+            self._reference_ids[i] = self.ctx.tgt_vocab.encode(self.ctx.references[i])
+        return self._reference_ids[i]
+
     def rewards(self, batch_index: torch.Tensor, prefix: torch.Tensor, sampled: torch.Tensor) -> torch.Tensor:
-        """R per row: reward of (reference prefix + sampled continuation) against the reference text."""
+        """R per row: reward of (reference prefix + sampled continuation) against the reference."""
         out = []
         for i, pre, cont in zip(batch_index.tolist(), prefix.tolist(), sampled.tolist()):
-            hyp = self.ctx.tgt_vocab.decode([t for t in pre if t != PAD] + strip(cont))
-            out.append(self.reward_fn(hyp, self.ctx.references[i]))
+            given = [t for t in pre if t != PAD]
+            if self.reward_fn is None:
+                out.append(sampled_ngram_bleu(given, strip(cont), self.reference_ids(i)))
+            else:
+                out.append(self.reward_fn(self.ctx.tgt_vocab.decode(given + strip(cont)), self.ctx.references[i]))
         return torch.tensor(out, device=prefix.device)
 
     def advantage(self, model, seg: Segment, roll: Rollout, reward: torch.Tensor):
-        """(advantage (B, L) with no gradient, baseline loss term, logs); learned-regressor version."""
+        """(advantage (B, L) with no gradient, baseline loss term, logs): regressor, leave-one-out, or none."""
         if self.cfg.baseline == "none":
             return reward.unsqueeze(1).expand_as(roll.logp), reward.new_zeros(()), {}
-        b = self.baseline(roll.features.detach()).squeeze(-1)  # (B, L): detached input, no gradient into the RNN
+        if self.cfg.baseline == "loo":  # Kool et al. 2019: rows are k samples of each source, side by side
+            k = self.cfg.samples
+            r = reward.view(-1, k)
+            others = (r.sum(1, keepdim=True) - r) / (k - 1)  # (R, k): the mean reward of the other samples
+            adv = (r - others).view(-1)
+            return adv.unsqueeze(1).expand_as(roll.logp), reward.new_zeros(()), {}
+        features = roll.features.detach()  # detached input: no gradient into the RNN
+        if self.cfg.baseline == "learned-per-step":
+            b = self.baseline(features, seg.s)  # (B, L)
+        else:
+            b = self.baseline(features).squeeze(-1)  # (B, L)
         err = (reward.unsqueeze(1) - b) ** 2 * roll.mask
         adv = (reward.unsqueeze(1) - b).detach()
         return adv, err.sum(), {"baseline_mse": float(err.detach().sum() / roll.mask.sum())}
@@ -91,6 +132,8 @@ class SequenceLevel(nn.Module):
         rows = (target_len > s).nonzero().squeeze(1)  # rows whose reference goes on past the prefix
         if rows.numel() == 0:
             return Loss(xent, n_xent, B, logs)
+        k = self.cfg.samples
+        rows = rows.repeat_interleave(k)  # k rollouts per source, side by side
         limit = (max_lengths(batch.src_lens[rows], self.ctx.recipe.decode.max_len_a,
                              self.ctx.recipe.decode.max_len_b) - s).clamp(min=1)
         seg = Segment(batch, rows, s, model.reorder_state(state, rows), batch.tgt_in[rows, s], limit,
@@ -98,10 +141,10 @@ class SequenceLevel(nn.Module):
         roll = rollout(model, seg.state, seg.prev, limit, sample=True, temperature=self.cfg.sample_temperature)
         reward = self.rewards(seg.index, seg.prefix, roll.tokens)
         adv, baseline_loss, extra = self.advantage(model, seg, roll, reward)
-        reinforce = -(adv * roll.logp * roll.mask).sum()
+        reinforce = -(adv * roll.logp * roll.mask).sum() / k  # the mean over a source's samples
         w = self.cfg.xent_weight if s > 0 else 0.0
-        total = w * xent + (1.0 - w) * reinforce + baseline_loss
-        n_sampled = int(roll.mask.sum())
+        total = w * xent + (1.0 - w) * reinforce + baseline_loss / k
+        n_sampled = round(float(roll.mask.sum()) / k)
         logs.update({"reward": float(reward.mean()), "reward_nonzero": float((reward > 0).float().mean()),
                      "loss_reinforce": float(reinforce.detach()) / max(n_sampled, 1), **extra})
         if n_xent:

@@ -1,0 +1,99 @@
+"""Minimum risk training (Shen et al. 2016) mixed with label-smoothed XENT (Edunov et al. 2018).
+
+For each source the current model samples a candidate set without gradient (deduplicated; optionally
+the reference added). One batched teacher-forced pass rescores every candidate: log p(y|x) summed
+over its tokens and EOS. q(y) = softmax(alpha * log p(y|x)) over the set, the model's distribution
+renormalised to the candidates; the risk is sum q(y) * (1 - reward(y)). The gradient flows through q,
+not through the sampling, so no baseline is needed. Loss = w * XENT + (1 - w) * risk, the risk scaled
+per target token so that the trainer's token normalisation leaves it a mean risk per sentence.
+
+k = 1 candidate makes q = 1 and the risk a constant: MRT reduces to w * XENT.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from textgen.data.seqbatch import collate
+from textgen.data.seqvocab import PAD
+from textgen.decode.generate import strip
+from textgen.decode.search import greedy_or_sample
+from textgen.errors import UserError
+from textgen.metrics import REWARDS
+from textgen.objectives.common import Context, token_loss
+from textgen.trainer import Loss
+
+
+def sequence_log_probs(model, src: torch.Tensor, src_lens: torch.Tensor, candidates: list[list[int]]) -> torch.Tensor:
+    """log p(candidate + EOS | source) for each row, in one teacher-forced pass: (N,)."""
+    b = collate([[0]] * len(candidates), candidates, list(range(len(candidates)))).to(src.device)
+    logits = model(src, src_lens, b.tgt_in)  # (N, T, V)
+    logp = logits.to(torch.promote_types(logits.dtype, torch.float32)).log_softmax(-1).gather(2, b.tgt_out.unsqueeze(-1)).squeeze(-1)  # (N, T)
+    return (logp * (b.tgt_out != PAD)).sum(1)
+
+
+def expected_risk(seq_logp: torch.Tensor, owner: torch.Tensor, cost: torch.Tensor, sources: int,
+                  alpha: float) -> torch.Tensor:
+    """Sum over sources of sum_y q(y) cost(y), q = softmax(alpha * log p) within each source's candidates.
+
+    seq_logp, owner (source index of each candidate) and cost are flat (N,); differentiable in seq_logp."""
+    scaled = alpha * seq_logp
+    top = scaled.new_full((sources,), float("-inf")).scatter_reduce(
+        0, owner, scaled.detach(), "amax")  # per-source max for a stable softmax
+    weights = (scaled - top[owner]).exp()
+    norm = scaled.new_zeros(sources).index_add(0, owner, weights)
+    return (weights / norm[owner] * cost).sum()
+
+
+class MinimumRisk(nn.Module):
+    def __init__(self, ctx: Context):
+        super().__init__()
+        self.ctx = ctx
+        self.cfg = ctx.recipe.objective
+        if self.cfg.mrt_candidates < 1:
+            raise UserError(f"objective.mrt_candidates must be >= 1, got {self.cfg.mrt_candidates}")
+        if self.cfg.reward not in REWARDS:
+            raise UserError(f"MRT's cost is 1 - a text reward: objective.reward must be one of {', '.join(REWARDS)}")
+        self.reward_fn = REWARDS[self.cfg.reward]
+
+    @torch.no_grad()
+    def candidates(self, model, batch) -> list[list[list[int]]]:
+        """Per source, distinct samples of the current model (dropout off), plus the reference if asked."""
+        was_training = model.training
+        model.eval()
+        try:
+            k = self.cfg.mrt_candidates
+            rows = torch.arange(batch.src.size(0), device=batch.src.device).repeat_interleave(k)
+            d = self.ctx.recipe.decode
+            hyps = greedy_or_sample(model, batch.src[rows], batch.src_lens[rows], d.max_len_a, d.max_len_b,
+                                    temperature=1.0)
+        finally:
+            model.train(was_training)
+        out = []
+        for i in range(batch.src.size(0)):
+            seen: dict[tuple, None] = {}
+            for toks in hyps.tokens[i * k : (i + 1) * k]:
+                seen.setdefault(tuple(toks[0]), None)
+            if self.cfg.mrt_reference:
+                seen.setdefault(tuple(strip(batch.tgt_out[i].tolist())), None)
+            out.append([list(c) for c in seen])
+        return out
+
+    def forward(self, model, batch, *, step: int) -> Loss:
+        B = batch.src.size(0)
+        smoothing = self.ctx.recipe.train.label_smoothing
+        xent = token_loss(model(batch.src, batch.src_lens, batch.tgt_in), batch.tgt_out, smoothing)
+        sets = self.candidates(model, batch)
+        owner = torch.tensor([i for i, c in enumerate(sets) for _ in c], device=batch.src.device)
+        flat = [c for cs in sets for c in cs]
+        index = batch.index.tolist()
+        cost = torch.tensor([1.0 - self.reward_fn(self.ctx.tgt_vocab.decode(c), self.ctx.references[index[i]])
+                             for i, c in zip(owner.tolist(), flat)], device=batch.src.device)
+        seq_logp = sequence_log_probs(model, batch.src[owner], batch.src_lens[owner], flat)
+        risk = expected_risk(seq_logp, owner, cost, B, self.cfg.mrt_alpha)
+        w = self.cfg.xent_weight
+        total = w * xent + (1.0 - w) * risk * (batch.ntokens / B)
+        logs = {"loss_xent": float(xent.detach()) / batch.ntokens, "risk": float(risk.detach()) / B,
+                "candidates": len(flat) / B, "reward": float(1.0 - cost.mean())}
+        return Loss(total, batch.ntokens, B, logs)
