@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q 'torch>=2.4,<2.14'
-	$(BIN)/pip install -q -e '.[test,plot]'
+	$(BIN)/pip install -q -e '.[test,plot,serve]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -25,6 +25,8 @@ MT_CKPT = $(if $(wildcard checkpoints/translate-multi30k.pt),--checkpoint checkp
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_lm.py
 	$(BIN)/python benchmarks/bench_seq2seq.py $(MT_CKPT)
+	@if [ -n "$(MT_CKPT)" ]; then $(BIN)/python benchmarks/bench_serve.py $(MT_CKPT); \
+	else echo "no checkpoints/translate-multi30k.pt: serving benchmark skipped"; fi
 	@if $(BIN)/python -c "import sys, torch; sys.exit(not torch.cuda.is_available())"; then \
 		$(BIN)/python benchmarks/bench_lm.py --device cuda --out results/bench-lm-cuda.json && \
 		$(BIN)/python benchmarks/bench_seq2seq.py $(MT_CKPT) --device cuda --out results/bench-seq2seq-cuda.json; \

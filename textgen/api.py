@@ -66,12 +66,17 @@ class Translator:
         return encode_sources(self.vocabs, _texts(sources, "sources"), self.recipe.data.max_source_tokens)
 
     def translate(self, sources: list[str], beam: int | None = None, nbest: int = 1, lenpen: float | None = None,
-                  sample: bool = False, temperature: float = 1.0, seed: int | None = None, **decode):
+                  sample: bool = False, temperature: float = 1.0, seed: int | None = None, mbr: int | None = None,
+                  mbr_sampling: str = "epsilon", mbr_utility: str = "bleu", mbr_epsilon: float = 0.02,
+                  mbr_top_p: float = 0.9, **decode):
         """Best output per source (nbest = 1: a list of strings), or its n best as (text, score) pairs.
 
         Settings left as None keep the checkpoint's recipe ([decode]); `decode` takes the other DecodeConfig
         keys (no_repeat_ngram, max_len_a, max_len_b, batch_size, precision). beam 1 is greedy; sample=True
-        draws one output per source at `temperature`."""
+        draws one output per source at `temperature`. mbr=N: MBR decoding (textgen/decode/mbr.py) over N
+        candidates per source drawn by `mbr_sampling` (epsilon, ancestral, top_p) at `temperature`, chosen by
+        `mbr_utility` (bleu, chrf, rouge1, rouge2, rougeL); a list of strings, the same for the same seed
+        (seed None: one drawn from torch's global generator)."""
         from textgen.seq2seq import decode_ids
 
         check_sampling_args(temperature, 0, 1.0)
@@ -80,6 +85,18 @@ class Translator:
             raise UserError(f"unknown decode setting(s) {', '.join(sorted(unknown))}: see DecodeConfig")
         cfg = replace_given(self.recipe.decode, nbest=nbest, lenpen=lenpen, **decode)
         check_precision(cfg.precision, self.device)
+        if mbr is not None:
+            from textgen.decode.mbr import check_mbr_args, mbr_decode
+
+            check_mbr_args(mbr, mbr_sampling, mbr_utility, mbr_epsilon, mbr_top_p, temperature)
+            if beam is not None or sample or nbest != 1:
+                raise UserError("--mbr samples its own candidates and returns one output per source: "
+                                "leave out beam, sample and nbest")
+            if seed is None:
+                seed = int(torch.randint(0, 2**62, ()))
+            chosen = mbr_decode(self.model, self.vocabs.tgt.decode, self.encode(sources), cfg, mbr, mbr_sampling,
+                                mbr_utility, seed, temperature, mbr_epsilon, mbr_top_p)
+            return [c.text for c in chosen]
         beam = cfg.beam if beam is None else beam
         if beam < 1 or nbest < 1:
             raise UserError(f"beam and nbest must be >= 1, got beam {beam}, nbest {nbest}")

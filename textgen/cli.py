@@ -177,9 +177,25 @@ def eval_(
     data: Optional[str] = typer.Option(None, "--data", "-d", help="Corpus name or path \\[default: the training corpus]."),
     split: str = typer.Option("valid", "--split", help="valid or test."),
     metric: list[str] = typer.Option([], "--metric", "-m", help="bleu4, bleu4-lc, rouge1, rouge2, rougeL (repeatable)."),
-    hyp: Optional[Path] = typer.Option(None, "--hyp", help="Score this hypothesis file instead of a checkpoint."),
+    hyp: list[Path] = typer.Option([], "--hyp", help="Score this hypothesis file instead of a checkpoint "
+                                   "(repeatable with a paired test: the first is the baseline)."),
     ref: list[Path] = typer.Option([], "--ref", help="Reference file(s) for --hyp (repeatable: multi-reference)."),
+    paired_bootstrap: int = typer.Option(0, "--paired-bootstrap",
+                                         help="Compare the --hyp files by paired bootstrap resampling with N resamples "
+                                         "(sacrebleu; 1000 is usual)."),
+    paired_ar: int = typer.Option(0, "--paired-ar", help="Compare the --hyp files by paired approximate "
+                                  "randomization with N trials (sacrebleu; 10000 is usual)."),
     beam: Optional[int] = typer.Option(None, "--beam", help="Seq2seq beam size \\[default: the recipe's]; 1 is greedy."),
+    mbr: Optional[int] = typer.Option(None, "--mbr", help="Seq2seq: MBR decoding over N sampled candidates per "
+                                      "source instead of beam search."),
+    mbr_sampling: str = typer.Option("epsilon", "--mbr-sampling", help="How --mbr draws candidates: epsilon, "
+                                     "ancestral or top_p."),
+    mbr_utility: str = typer.Option("bleu", "--mbr-utility", help="The utility --mbr maximises: bleu, chrf, "
+                                    "rouge1, rouge2, rougeL."),
+    mbr_epsilon: float = typer.Option(0.02, "--mbr-epsilon", help="epsilon sampling: drop tokens with p below this."),
+    mbr_top_p: float = typer.Option(0.9, "--mbr-top-p", help="top_p sampling: the nucleus mass."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seed of --mbr's sampling \\[default: 0] and of the "
+                                       "paired tests' resampling \\[default: sacrebleu's, 12345]."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1,
                                              help="LM: parallel streams (1: state over the whole text); seq2seq: sentences."),
     hyp_out: Optional[Path] = typer.Option(None, "--hyp-out", help="Seq2seq: where to write the decoded hypotheses."),
@@ -198,6 +214,10 @@ def eval_(
       textgen eval mt.pt --split test --beam 5 --metric bleu4 --metric bleu4-lc
 
       textgen eval --metric bleu4 --hyp hyps.txt --ref refs.txt
+
+      textgen eval --metric bleu4 --hyp base.txt --hyp new.txt --ref refs.txt --paired-bootstrap 1000
+
+      textgen eval mt.pt --split test --mbr 32 --mbr-utility chrf
     """
     from textgen import evaluate
     from textgen.device import resolve_device
@@ -207,22 +227,41 @@ def eval_(
     if beam is not None and beam < 1:
         raise UserError(f"--beam must be >= 1, got {beam}")
     signatures: dict = {}
-    if hyp is not None:
-        values, signatures = evaluate.eval_files(hyp, ref, metric or ["bleu4"])
+    extra: dict = {}
+    comparisons: list[dict] = []
+    if (paired_bootstrap or paired_ar) and not hyp:
+        raise UserError("--paired-bootstrap and --paired-ar compare systems' files: "
+                        "give --hyp BASE --hyp NEW --ref REF")
+    if hyp and (len(hyp) > 1 or paired_bootstrap or paired_ar):
+        values = {}
+        for name in metric or ["bleu4"]:
+            comparisons.append(evaluate.compare_systems(hyp, ref, name, paired_bootstrap, paired_ar, seed))
+            values.update(evaluate.comparison_values(comparisons[-1]))
+            signatures.update({f"{name} {k}": v for k, v in comparisons[-1]["signatures"].items()})
+        extra["systems"] = [str(h) for h in hyp]
         shas: dict = {}
+    elif hyp:
+        values, signatures = evaluate.eval_files(hyp[0], ref, metric or ["bleu4"])
+        shas = {}
     elif ckpt is None:
         raise UserError("give a checkpoint to evaluate, or --hyp FILE --ref FILE to score files")
     else:
         if split not in ("valid", "test"):
             raise UserError(f"--split must be valid or test, got '{split}'")
         if evaluate.checkpoint_kind(ckpt) == "lm":
+            if mbr is not None:
+                raise UserError("--mbr decodes seq2seq checkpoints; this one is a language model")
             values, shas = evaluate.eval_lm(ckpt, data, split, batch_size or 10, resolve_device(device))
         else:
-            out = hyp_out or Path("results") / f"{ckpt.stem}.{split}.beam{beam or 'default'}.hyp"
-            values, shas, signatures = evaluate.eval_seq2seq(ckpt, data, split, metric or ["bleu4"], beam,
-                                                             batch_size, out, precision, resolve_device(device))
+            decoder = f"mbr{mbr}" if mbr is not None else f"beam{beam or 'default'}"
+            out = hyp_out or Path("results") / f"{ckpt.stem}.{split}.{decoder}.hyp"
+            values, shas, signatures = evaluate.eval_seq2seq(
+                ckpt, data, split, metric or ["bleu4"], beam, batch_size, out, precision, resolve_device(device),
+                mbr=mbr, mbr_sampling=mbr_sampling, mbr_utility=mbr_utility, mbr_epsilon=mbr_epsilon,
+                mbr_top_p=mbr_top_p, seed=seed)
             typer.echo(f"hypotheses: {out}", err=True)
-    extra = {"checkpoint": str(ckpt)} if ckpt else {}
+    if ckpt:
+        extra["checkpoint"] = str(ckpt)
     if signatures:
         extra["signatures"] = signatures
     result = make_result(values, shas, time.perf_counter() - start, **extra)
@@ -230,6 +269,9 @@ def eval_(
         write_result(results, result)
     if json_out:
         _emit_json(result)
+    elif comparisons:
+        for comparison in comparisons:
+            typer.echo("\n".join(evaluate.format_comparison(comparison)))
     else:
         for name, sig in signatures.items():
             typer.echo(f"{name} signature: {sig}")
@@ -250,6 +292,14 @@ def decode(
     sample: bool = typer.Option(False, "--sample", help="Sample instead of searching."),
     temperature: float = typer.Option(1.0, "--temperature", "-t"),
     seed: Optional[int] = typer.Option(None, "--seed"),
+    mbr: Optional[int] = typer.Option(None, "--mbr", help="MBR decoding: sample N candidates per source, print the "
+                                      "one with the highest expected utility against the others."),
+    mbr_sampling: str = typer.Option("epsilon", "--mbr-sampling", help="How --mbr draws candidates: epsilon, "
+                                     "ancestral or top_p (at --temperature)."),
+    mbr_utility: str = typer.Option("bleu", "--mbr-utility", help="The utility --mbr maximises: bleu, chrf, "
+                                    "rouge1, rouge2, rougeL."),
+    mbr_epsilon: float = typer.Option(0.02, "--mbr-epsilon", help="epsilon sampling: drop tokens with p below this."),
+    mbr_top_p: float = typer.Option(0.9, "--mbr-top-p", help="top_p sampling: the nucleus mass."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Sentences decoded together."),
     interactive: bool = typer.Option(False, "--interactive", help="Prompt for one source at a time (Ctrl-D ends)."),
     precision: Optional[str] = typer.Option(None, "--precision", help="fp32, bf16 or fp16 (GPU) \\[default: the recipe's]."),
@@ -258,6 +308,8 @@ def decode(
     """Translate / summarize: read sources, write one hypothesis per line (n-best: index, score, text).
 
     Example: echo 'Ein Mann fährt Fahrrad.' | textgen decode mt.pt --beam 5
+
+    MBR: textgen decode mt.pt -i test.de --mbr 32 --mbr-sampling epsilon --mbr-utility chrf --seed 1
     """
     from textgen.api import Translator, load
     from textgen.data.parallel import read_lines
@@ -270,6 +322,8 @@ def decode(
     if not isinstance(mt, Translator):
         raise UserError(f"checkpoint '{ckpt}' holds a {mt.kind} model, this command needs a seq2seq model")
     settings = dict(beam=beam, nbest=nbest, lenpen=lenpen, sample=sample, temperature=temperature, seed=seed,
+                    mbr=mbr, mbr_sampling=mbr_sampling, mbr_utility=mbr_utility, mbr_epsilon=mbr_epsilon,
+                    mbr_top_p=mbr_top_p,
                     **{k: v for k, v in dict(no_repeat_ngram=no_repeat_ngram, max_len_a=max_len_a, max_len_b=max_len_b,
                                              batch_size=batch_size, precision=precision).items() if v is not None})
     mt.translate([], **settings)  # bad settings fail here, before any input is read
@@ -329,6 +383,42 @@ def score(
             typer.echo(json.dumps(item.to_dict(), ensure_ascii=False))
         else:
             typer.echo(f"{item.total:.4f}\t{len(item.logprobs)}\t{item.mean:.4f}")
+
+
+@app.command()
+def serve(
+    ckpt: Path = typer.Argument(..., help="Checkpoint to serve (seq2seq or language model)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on; 0.0.0.0 opens it to the network "
+                             "(there is no authentication)."),
+    port: int = typer.Option(8080, "--port", min=0, max=65535, help="Port (0: any free one, logged)."),
+    max_batch: int = typer.Option(32, "--max-batch", min=1, help="Most sentences translated in one batch."),
+    window_ms: float = typer.Option(10.0, "--window-ms", min=0.0,
+                                    help="How long an idle server waits to gather concurrent requests into a batch."),
+    max_sources: int = typer.Option(64, "--max-sources", min=1, help="Most sources (targets, texts) per request."),
+    max_input_chars: int = typer.Option(1000, "--max-input-chars", min=1,
+                                        help="Longest source, target, text or prime, in characters."),
+    max_length: int = typer.Option(1000, "--max-length", min=0, help="Largest /sample length, in tokens."),
+    timeout_s: float = typer.Option(30.0, "--timeout-s", min=0.001,
+                                    help="Longest wait for a request's body or its result (then 408 / 503)."),
+    device: str = _device_option("run the model"),
+) -> None:
+    """Serve a checkpoint over HTTP: POST /translate, /sample, /score (JSON), GET /health, a try-it page at /.
+
+    Concurrent /translate requests with the same settings are decoded together, in one worker thread.
+
+    Example: textgen serve checkpoints/translate-multi30k.pt --port 8080
+    """
+    try:
+        import starlette  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError:
+        raise UserError("textgen serve needs starlette and uvicorn: pip install 'textgen[serve]'") from None
+    from textgen.serve import Limits
+    from textgen.serve import serve as run_server
+
+    run_server(ckpt, host, port, device, Limits(max_batch=max_batch, window_ms=window_ms, max_sources=max_sources,
+                                                max_input_chars=max_input_chars, max_length=max_length,
+                                                timeout_s=timeout_s))
 
 
 @app.command()

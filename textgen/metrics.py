@@ -85,6 +85,30 @@ def sentence_bleu(hyp: str, ref: str) -> float:
     return _sentence_bleu_metric().sentence_score(hyp, [ref]).score / 100.0
 
 
+@lru_cache(maxsize=1)
+def _sentence_chrf_metric():
+    from sacrebleu.metrics import CHRF
+
+    return CHRF()  # sacrebleu's defaults: character 6-grams, beta 2, no word n-grams (chrF2)
+
+
+def sentence_chrf(hyp: str, ref: str) -> float:
+    """Sentence chrF2 in [0, 1] (sacrebleu's CHRF sentence_score)."""
+    if not hyp.strip():
+        return 0.0
+    return _sentence_chrf_metric().sentence_score(hyp, [ref]).score / 100.0
+
+
+def sacrebleu_metric(name: str):
+    """A fresh sacrebleu Metric object for a corpus metric that sacrebleu computes (for its significance tests)."""
+    check_metrics([name])
+    if not name.startswith("bleu4"):
+        raise UserError(f"paired significance tests need a sacrebleu metric (bleu4 or bleu4-lc), not {name}")
+    from sacrebleu.metrics import BLEU
+
+    return BLEU(lowercase=name == "bleu4-lc")
+
+
 def sentence_rouge(hyp: str, ref: str, kind: str = "rouge2") -> float:
     """ROUGE-N/L F1 in [0, 1] (stemmer on)."""
     if not hyp.strip():

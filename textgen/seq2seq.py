@@ -107,7 +107,7 @@ class Seq2SeqTask:
         ctx = Context(recipe, self.vocabs.tgt, self.references, self.steps_per_epoch)
         self.objective = OBJECTIVES[recipe.objective.name](ctx).to(dist.device)  # its baseline regressor
         self.train_log_columns = ["s", "dad_p", "loss_xent", "loss_reinforce", "reward", "reward_nonzero",
-                                  "baseline_mse", "greedy_reward"]
+                                  "baseline_mse", "greedy_reward", "risk", "candidates"]
         metric = t.valid_metric
         self.best_metric = "valid_loss" if metric == "loss" else f"valid_{metric}"
         self.higher_is_better = metric != "loss"
@@ -197,8 +197,14 @@ def translate(model: Seq2Seq, vocabs: Vocabs, sources: list[list[int]], cfg: Dec
 
 @torch.no_grad()
 def decode_ids(model: Seq2Seq, sources: list[list[int]], cfg: DecodeConfig, beam: int | None = None,
-               sample: bool = False, temperature: float = 1.0, seed: int | None = None):
-    """Yield (n-best token lists, scores) per source, in input order; batches are length-sorted."""
+               sample: bool = False, temperature: float = 1.0, seed: int | None = None, top_p: float = 1.0,
+               epsilon: float = 0.0, num_samples: int = 1, keys: torch.Tensor | None = None):
+    """Yield (n-best token lists, scores) per source, in input order; batches are length-sorted.
+
+    Sampling filters by `epsilon` and `top_p` (decode/sampling.py) and draws `num_samples` outputs per source
+    (then a batch holds cfg.batch_size sources, each encoded once, on batch_size * num_samples rows). `keys`
+    (num_samples,) int64 makes sample j of every source draw from keys[j] alone (keyed_uniforms), whatever the
+    batching; else `seed` seeds one generator for the whole call."""
     model.eval()
     beam = cfg.beam if beam is None else beam
     results: list = [None] * len(sources)
@@ -209,7 +215,8 @@ def decode_ids(model: Seq2Seq, sources: list[list[int]], cfg: DecodeConfig, beam
             b = collate([sources[i] for i in ids], None, ids).to(device)
             if sample or beam == 1:
                 hyps: Hypotheses = greedy_or_sample(model, b.src, b.src_lens, cfg.max_len_a, cfg.max_len_b,
-                                                    temperature if sample else 0.0, generator=generator)
+                                                    temperature if sample else 0.0, top_p=top_p, generator=generator,
+                                                    epsilon=epsilon, keys=keys, num_samples=num_samples)
             else:
                 hyps = beam_search(model, b.src, b.src_lens, beam, cfg.nbest, cfg.lenpen, cfg.max_len_a,
                                    cfg.max_len_b, cfg.no_repeat_ngram)

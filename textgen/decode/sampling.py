@@ -1,4 +1,7 @@
-"""Pure logit transforms for sampling: temperature, top-k, top-p; then a greedy choice or one categorical draw."""
+"""Pure logit transforms for sampling: temperature, top-k, top-p, epsilon; then a greedy choice or one categorical draw.
+
+Draws come from a torch.Generator, or from `keyed_uniforms`: a counter-based generator whose draw for a row is a
+pure function of (the row's key, the step), so a row samples the same tokens whatever else shares its batch."""
 
 from __future__ import annotations
 
@@ -36,16 +39,72 @@ def top_p_filter(logits: torch.Tensor, p: float) -> torch.Tensor:
     return logits.masked_fill(drop, float("-inf"))
 
 
-def sample_categorical(probs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+def epsilon_filter(logits: torch.Tensor, epsilon: float) -> torch.Tensor:
+    """Epsilon sampling's support (Hewitt et al. 2022): drop the tokens whose probability under softmax(logits) is
+    below epsilon (set to -inf); the softmax of the result renormalises what is left (epsilon 0: keep all).
+
+    The most likely token always survives, so a flat distribution with every p < epsilon keeps its argmax."""
+    if epsilon <= 0.0:
+        return logits
+    probs = logits.float().softmax(dim=-1)
+    drop = probs < epsilon
+    drop.scatter_(-1, probs.argmax(dim=-1, keepdim=True), False)
+    return logits.masked_fill(drop, float("-inf"))
+
+
+_GOLDEN = 0x9E3779B97F4A7C15 - (1 << 64)  # splitmix64's increment and multipliers, as signed int64
+_MIX1 = 0xBF58476D1CE4E5B9 - (1 << 64)
+_MIX2 = 0x94D049BB133111EB - (1 << 64)
+
+
+def _signed(x: int) -> int:
+    """x modulo 2**64 as a signed int64."""
+    x &= (1 << 64) - 1
+    return x - (1 << 64) if x >> 63 else x
+
+
+def _shr(x: torch.Tensor, k: int) -> torch.Tensor:
+    """Logical right shift of int64 (torch's >> is arithmetic)."""
+    return (x >> k) & ((1 << (64 - k)) - 1)
+
+
+def mix64(x: torch.Tensor) -> torch.Tensor:
+    """splitmix64's finaliser on int64 tensors (multiplication wraps modulo 2**64)."""
+    x = (x ^ _shr(x, 30)) * _MIX1
+    x = (x ^ _shr(x, 27)) * _MIX2
+    return x ^ _shr(x, 31)
+
+
+def row_keys(seed: int, count: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """`count` independent stream keys derived from `seed`: key j depends only on (seed, j)."""
+    base = mix64(torch.tensor([seed & ((1 << 63) - 1)], dtype=torch.long, device=device))
+    return mix64(base + torch.arange(count, dtype=torch.long, device=device) * _GOLDEN)
+
+
+def keyed_uniforms(keys: torch.Tensor, step: int) -> torch.Tensor:
+    """One float64 uniform in [0, 1) per key for this step: output `step` of splitmix64 seeded with the key.
+
+    Counter-based: the draw of a row depends on its key and the step alone, never on the other rows of the
+    batch or their number, so batched sampling equals sampling each row alone with the same keys."""
+    x = mix64(keys + _signed((step + 1) * _GOLDEN))
+    return _shr(x, 11).double() * (1.0 / (1 << 53))
+
+
+def sample_categorical(probs: torch.Tensor, generator: torch.Generator | None = None,
+                       uniforms: torch.Tensor | None = None) -> torch.Tensor:
     """One draw per row from probabilities (..., V), which need not sum to 1 → ids (...).
 
     By inverse CDF in float64: B uniforms for B rows, where torch.multinomial draws B*V exponential
     variates to take one sample per row (on a CPU at V = 8k, ~30x slower; it was a quarter of a MIXER
-    step). Zero-probability tokens have empty intervals and are never drawn."""
-    if probs.device.type == "mps":  # no float64 there
+    step). Zero-probability tokens have empty intervals and are never drawn. `uniforms` (N,), in [0, 1), replaces
+    the generator's draws (see keyed_uniforms)."""
+    if probs.device.type == "mps" and uniforms is None:  # no float64 there
         return torch.multinomial(probs.reshape(-1, probs.size(-1)), 1, generator=generator).view(probs.shape[:-1])
-    cdf = probs.reshape(-1, probs.size(-1)).double().cumsum(-1)  # (N, V)
-    u = torch.rand(cdf.size(0), 1, dtype=torch.float64, device=cdf.device, generator=generator) * cdf[:, -1:]
+    dtype = torch.float32 if probs.device.type == "mps" else torch.float64
+    cdf = probs.reshape(-1, probs.size(-1)).to(dtype).cumsum(-1)  # (N, V)
+    if uniforms is None:
+        uniforms = torch.rand(cdf.size(0), dtype=dtype, device=cdf.device, generator=generator)
+    u = uniforms.to(dtype).view(-1, 1) * cdf[:, -1:]
     ids = torch.searchsorted(cdf, u, right=True).clamp_(max=cdf.size(-1) - 1)  # first index whose cdf exceeds u
     return ids.view(probs.shape[:-1])
 
@@ -56,10 +115,14 @@ def next_token(
     top_k: int = 0,
     top_p: float = 1.0,
     generator: torch.Generator | None = None,
+    epsilon: float = 0.0,
+    uniforms: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """logits (B, V) → token ids (B,). Temperature 0 is greedy (argmax)."""
+    """logits (B, V) → token ids (B,). Temperature 0 is greedy (argmax).
+
+    The filters apply in the order temperature, epsilon, top-k, top-p; `uniforms` (B,) replace the generator."""
     if temperature == 0:
         return logits.argmax(dim=-1)
-    logits = top_p_filter(top_k_filter(logits / temperature, top_k), top_p)
+    logits = top_p_filter(top_k_filter(epsilon_filter(logits / temperature, epsilon), top_k), top_p)
     probs = logits.float().softmax(dim=-1)
-    return sample_categorical(probs, generator)
+    return sample_categorical(probs, generator, uniforms)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from textgen.data.seqvocab import BOS, EOS, PAD
-from textgen.decode.sampling import next_token
+from textgen.decode.sampling import keyed_uniforms, next_token
 
 
 @dataclass(frozen=True)
@@ -23,11 +23,23 @@ def max_lengths(src_lens: torch.Tensor, a: float, b: int, cap: int = 512) -> tor
 
 @torch.no_grad()
 def greedy_or_sample(
-    model, src, src_lens, max_len_a=1.5, max_len_b=10, temperature=0.0, top_k=0, top_p=1.0, generator=None
+    model, src, src_lens, max_len_a=1.5, max_len_b=10, temperature=0.0, top_k=0, top_p=1.0, generator=None,
+    epsilon=0.0, keys=None, num_samples=1,
 ) -> Hypotheses:
-    """Temperature 0: greedy. Rows leave the batch at their EOS or length limit; scores are summed log-probs."""
+    """Temperature 0: greedy. Rows leave the batch at their EOS or length limit; scores are summed log-probs.
+
+    num_samples > 1: each source is encoded once and decoded on num_samples rows (sentence b owns rows
+    b*n..b*n+n-1), giving n outputs per sentence in drawing order. `keys` (num_samples,) int64: output j of
+    every sentence draws from keyed_uniforms(keys[j], step) instead of `generator`, so what a sentence samples
+    depends on its source and the keys alone, not on the other rows of the batch (MBR's candidates)."""
     B, device = src.size(0), src.device
     state = model.encode(src, src_lens)
+    if num_samples > 1:  # encode once, then copy the encoder state to the sentence's n rows
+        expand = torch.arange(B, device=device).repeat_interleave(num_samples)
+        state, src_lens = model.reorder_state(state, expand), src_lens.index_select(0, expand)
+    sentences, B = B, B * num_samples
+    if keys is not None:
+        keys = keys.to(device).repeat(sentences)  # (B,): row b*n+j gets keys[j]
     limit = max_lengths(src_lens, max_len_a, max_len_b)
     T = int(limit.max())
     active = torch.arange(B, device=device)  # rows still decoding
@@ -37,7 +49,8 @@ def greedy_or_sample(
     for t in range(T):
         logits, state = model.step(prev, state)  # (b, V) for the active rows
         logp = allowed_log_probs(logits, t + 1 >= limit[active])
-        tok = next_token(logp, temperature, top_k, top_p, generator)  # (b,)
+        u = None if keys is None or temperature == 0 else keyed_uniforms(keys[active], t)
+        tok = next_token(logp, temperature, top_k, top_p, generator, epsilon, u)  # (b,)
         out[active, t] = tok
         scores[active] += logp.gather(1, tok[:, None]).squeeze(1)
         going = tok != EOS
@@ -49,8 +62,10 @@ def greedy_or_sample(
             state = model.reorder_state(state, keep)
         prev = tok
     rows = out.tolist()  # one host sync at the end
-    tokens = [[[t for t in row[: row.index(EOS) if EOS in row else len(row)] if t != PAD]] for row in rows]
-    return Hypotheses(tokens, [[s] for s in scores.tolist()])
+    flat = [[t for t in row[: row.index(EOS) if EOS in row else len(row)] if t != PAD] for row in rows]
+    n, flat_scores = num_samples, scores.tolist()
+    return Hypotheses([flat[b * n:(b + 1) * n] for b in range(sentences)],
+                      [flat_scores[b * n:(b + 1) * n] for b in range(sentences)])
 
 
 def _ban(x: torch.Tensor, at_limit: torch.Tensor, inplace: bool) -> torch.Tensor:

@@ -15,8 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from textgen.data.seqbatch import collate
-from textgen.data.seqvocab import PAD
+from textgen.data.seqvocab import BOS, EOS, PAD
 from textgen.decode.generate import strip
 from textgen.decode.search import greedy_or_sample
 from textgen.errors import UserError
@@ -27,10 +26,13 @@ from textgen.trainer import Loss
 
 def sequence_log_probs(model, src: torch.Tensor, src_lens: torch.Tensor, candidates: list[list[int]]) -> torch.Tensor:
     """log p(candidate + EOS | source) for each row, in one teacher-forced pass: (N,)."""
-    b = collate([[0]] * len(candidates), candidates, list(range(len(candidates)))).to(src.device)
-    logits = model(src, src_lens, b.tgt_in)  # (N, T, V)
-    logp = logits.to(torch.promote_types(logits.dtype, torch.float32)).log_softmax(-1).gather(2, b.tgt_out.unsqueeze(-1)).squeeze(-1)  # (N, T)
-    return (logp * (b.tgt_out != PAD)).sum(1)
+    T = max(len(c) for c in candidates) + 1
+    tgt_in = torch.tensor([[BOS] + c + [PAD] * (T - 1 - len(c)) for c in candidates], device=src.device)  # (N, T)
+    tgt_out = torch.tensor([c + [EOS] + [PAD] * (T - 1 - len(c)) for c in candidates], device=src.device)
+    logits = model(src, src_lens, tgt_in)  # (N, T, V)
+    logp = logits.to(torch.promote_types(logits.dtype, torch.float32)).log_softmax(-1)
+    picked = logp.gather(2, tgt_out.unsqueeze(-1)).squeeze(-1)  # (N, T)
+    return (picked * (tgt_out != PAD)).sum(1)
 
 
 def expected_risk(seq_logp: torch.Tensor, owner: torch.Tensor, cost: torch.Tensor, sources: int,

@@ -1,0 +1,130 @@
+"""Minimum Bayes risk (MBR) decoding (Eikema & Aziz 2020; Freitag et al. 2022): sample N candidates per source,
+output the one with the highest expected utility against the others.
+
+Candidates: N draws per source by ancestral sampling, epsilon sampling (tokens with p < epsilon dropped, the rest
+renormalised; Freitag et al. 2023 use epsilon 0.02) or top-p sampling, at `temperature` (1: the model's own
+distribution). All sources go through the batched sampler together: a batch holds cfg.batch_size sources, each
+encoded once and decoded on N rows, so 64 sources x N = 32 is 2,048 rows a step, not a loop per sentence.
+Sample j of every source draws its uniforms from a key derived from (seed, j) alone (keyed_uniforms), so a
+source gets the same candidates, hence the same output, alone or in any batch, at any batch size (as long as
+the model computes the same probabilities for a row in either batch: tests/test_mbr.py checks it on the CPU).
+
+Selection (`mbr_select`): the expected utility of candidate i is its mean utility, as hypothesis, against the
+N - 1 OTHER candidates as pseudo-references, duplicates included. Leaving i out of its own references keeps a
+candidate from being rewarded for matching itself; keeping duplicates is how sampling frequency enters: a string
+drawn k times has k - 1 copies of itself among its references. Identical strings have identical expected
+utilities, so each distinct string is scored once: m distinct strings cost m(m - 1) utility calls, plus one
+self-utility for each string drawn more than once. Ties go to the earliest candidate.
+N = 1: there are no other candidates to act as references, so the single sample is returned as it is (its
+expected utility is nan).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from textgen.config import DecodeConfig
+from textgen.decode.sampling import row_keys
+from textgen.errors import UserError
+from textgen.metrics import sentence_bleu, sentence_chrf, sentence_rouge
+
+Utility = Callable[[str, str], float]  # (hypothesis, pseudo-reference) -> a score, higher is better
+
+UTILITIES: dict[str, Utility] = {
+    "bleu": sentence_bleu,  # sacrebleu sentence BLEU-4, add-1 smoothed (the MIXER reward), in [0, 1]
+    "chrf": sentence_chrf,  # sacrebleu chrF2, in [0, 1]
+    "rouge1": lambda h, r: sentence_rouge(h, r, "rouge1"),  # rouge-score F1, stemmer on
+    "rouge2": lambda h, r: sentence_rouge(h, r, "rouge2"),
+    "rougeL": lambda h, r: sentence_rouge(h, r, "rougeL"),
+}
+SAMPLINGS = ("epsilon", "ancestral", "top_p")
+
+
+def check_mbr_args(n: int, sampling: str, utility: str, epsilon: float, top_p: float,
+                   temperature: float = 1.0) -> None:
+    if n < 1:
+        raise UserError(f"--mbr must be >= 1 (candidates sampled per source), got {n}")
+    if sampling not in SAMPLINGS:
+        raise UserError(f"unknown --mbr-sampling '{sampling}': choose from {', '.join(SAMPLINGS)}")
+    if utility not in UTILITIES:
+        raise UserError(f"unknown --mbr-utility '{utility}': choose from {', '.join(UTILITIES)}")
+    if not 0.0 <= epsilon < 1.0:
+        raise UserError(f"--mbr-epsilon must be in [0, 1), got {epsilon}")
+    if not 0.0 < top_p <= 1.0:
+        raise UserError(f"--mbr-top-p must be in (0, 1], got {top_p}")
+    if temperature <= 0:
+        raise UserError(f"--mbr samples its candidates: --temperature must be > 0, got {temperature}")
+
+
+def mbr_select(candidates: list[str], utility: Utility) -> tuple[int, list[float]]:
+    """The index of the candidate with the highest expected utility, and every candidate's expected utility.
+
+    expected[i] = mean over j != i of utility(candidates[i], candidates[j]); see the module docstring."""
+    n = len(candidates)
+    if n == 0:
+        raise ValueError("mbr_select needs at least one candidate")
+    if n == 1:
+        return 0, [math.nan]
+    distinct: dict[str, int] = {}  # string -> how often it was drawn, in first-drawn order
+    for c in candidates:
+        distinct[c] = distinct.get(c, 0) + 1
+    value: dict[str, float] = {}
+    for hyp, copies in distinct.items():
+        total = sum(count * utility(hyp, ref) for ref, count in distinct.items() if ref != hyp)
+        if copies > 1:
+            total += (copies - 1) * utility(hyp, hyp)
+        value[hyp] = total / (n - 1)
+    expected = [value[c] for c in candidates]
+    best = max(range(n), key=lambda i: (expected[i], -i))
+    return best, expected
+
+
+@dataclass(frozen=True)
+class MbrChoice:
+    text: str  # the chosen candidate
+    index: int  # its index among the candidates
+    candidates: list[str]  # in drawing order
+    expected: list[float]  # each candidate's expected utility
+
+
+def sampling_filters(sampling: str, epsilon: float, top_p: float) -> tuple[float, float]:
+    """(epsilon, top_p) that decode_ids applies for an MBR sampling scheme."""
+    return {"ancestral": (0.0, 1.0), "epsilon": (epsilon, 1.0), "top_p": (0.0, top_p)}[sampling]
+
+
+@torch.no_grad()
+def sample_candidates(model, decode_text: Callable[[list[int]], str], sources: list[list[int]], cfg: DecodeConfig,
+                      n: int, sampling: str = "epsilon", seed: int = 0, temperature: float = 1.0,
+                      epsilon: float = 0.02, top_p: float = 0.9) -> list[list[str]]:
+    """n sampled candidates per encoded source, in drawing order (batched; sample j of a source uses key (seed, j))."""
+    from textgen.seq2seq import decode_ids
+
+    eps, p = sampling_filters(sampling, epsilon, top_p)
+    results = decode_ids(model, sources, dataclasses.replace(cfg, nbest=1), beam=1, sample=True,
+                         temperature=temperature, top_p=p, epsilon=eps, num_samples=n,
+                         keys=row_keys(seed, n, model.proj.weight.device))
+    return [[decode_text(t) for t in toks] for toks, _ in results]
+
+
+def select(candidates: list[list[str]], utility: str = "bleu") -> list[MbrChoice]:
+    """Each source's MBR choice among its candidates."""
+    score = UTILITIES[utility]
+    out = []
+    for cands in candidates:
+        index, expected = mbr_select(cands, score)
+        out.append(MbrChoice(cands[index], index, cands, expected))
+    return out
+
+
+def mbr_decode(model, decode_text: Callable[[list[int]], str], sources: list[list[int]], cfg: DecodeConfig, n: int,
+               sampling: str = "epsilon", utility: str = "bleu", seed: int = 0, temperature: float = 1.0,
+               epsilon: float = 0.02, top_p: float = 0.9) -> list[MbrChoice]:
+    """Sample n candidates per encoded source (batched) and pick each source's MBR candidate; in input order."""
+    check_mbr_args(n, sampling, utility, epsilon, top_p, temperature)
+    return select(sample_candidates(model, decode_text, sources, cfg, n, sampling, seed, temperature, epsilon, top_p),
+                  utility)
