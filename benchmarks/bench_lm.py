@@ -69,9 +69,24 @@ def _step_time(recipe, ids: torch.Tensor, device: torch.device) -> float:
 
 def textgen_train(recipe_name: str, steps: int, workdir: Path, device: torch.device) -> float:
     """Tokens/s reported by the real `textgen train` command (data windows, progress, CSV included)."""
-    cmd = TEXTGEN + ["train", "-r", recipe_name, "--set", f"train.max_steps={steps}", "--set",
-                     f"train.eval_every={steps}", "--set", "train.max_minutes=0.0", "--device", str(device),
-                     "-o", str(workdir / "bench.pt"), "--run-dir", str(workdir / f"run-{time.time_ns()}"), "--json"]
+    cmd = TEXTGEN + [
+        "train",
+        "-r",
+        recipe_name,
+        "--set",
+        f"train.max_steps={steps}",
+        "--set",
+        f"train.eval_every={steps}",
+        "--set",
+        "train.max_minutes=0.0",
+        "--device",
+        str(device),
+        "-o",
+        str(workdir / "bench.pt"),
+        "--run-dir",
+        str(workdir / f"run-{time.time_ns()}"),
+        "--json",
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True)
     return json.loads(out.stdout)["metrics"]["tokens_per_s"]
 
@@ -115,13 +130,17 @@ def main() -> None:
         metrics[f"{name}_textgen_tokens_per_s"] = round(statistics.median(ours), 1)
         metrics[f"{name}_ratio"] = round(ratio, 3)
         metrics[f"{name}_steps"] = steps
-        print(f"{name:<12} {steps} steps: bare nn.LSTM loop {statistics.median(bare):>9,.0f} tok/s   "
-              f"textgen train {statistics.median(ours):>9,.0f} tok/s   ratio {ratio:.2f} (target >= 0.9)")
+        print(
+            f"{name:<12} {steps} steps: bare nn.LSTM loop {statistics.median(bare):>9,.0f} tok/s   "
+            f"textgen train {statistics.median(ours):>9,.0f} tok/s   ratio {ratio:.2f} (target >= 0.9)"
+        )
     metrics["device"] = str(device)
     metrics["help_seconds"] = round(help_seconds(), 3)
     print(f"textgen --help: {metrics['help_seconds']:.2f} s")
-    write_result(args.out, make_result(metrics, shas, time.perf_counter() - start,
-                                       command=invocation("python benchmarks/bench_lm.py")))
+    write_result(
+        args.out,
+        make_result(metrics, shas, time.perf_counter() - start, command=invocation("python benchmarks/bench_lm.py")),
+    )
     print(f"wrote {args.out}")
 
 

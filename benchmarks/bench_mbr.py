@@ -51,8 +51,11 @@ def main() -> None:
     part = corpus.splits[args.split]
     sources = encode_sources(vocabs, part.sources[: args.sentences], recipe.data.max_source_tokens)
     refs = [part.targets[: len(sources)]]
-    cfg = dataclasses.replace(recipe.decode, nbest=1, **{k: v for k, v in (("batch_size", args.batch_size),
-                                                                           ("precision", args.precision)) if v})
+    cfg = dataclasses.replace(
+        recipe.decode,
+        nbest=1,
+        **{k: v for k, v in (("batch_size", args.batch_size), ("precision", args.precision)) if v},
+    )
 
     def clock() -> float:
         synchronize(device)
@@ -64,8 +67,9 @@ def main() -> None:
     beam_ids = decode_ids(model, sources, cfg, beam=args.beam)
     beam_out = [vocabs.tgt.decode(toks[0]) if toks else "" for toks, _ in beam_ids]
     t1 = clock()
-    candidates = sample_candidates(model, vocabs.tgt.decode, sources, cfg, args.n, args.sampling, args.seed,
-                                   epsilon=args.epsilon, top_p=args.top_p)
+    candidates = sample_candidates(
+        model, vocabs.tgt.decode, sources, cfg, args.n, args.sampling, args.seed, epsilon=args.epsilon, top_p=args.top_p
+    )
     t2 = clock()
     chosen = select(candidates, args.utility)
     t3 = clock()
@@ -77,29 +81,54 @@ def main() -> None:
     distinct = sum(len(set(c)) for c in candidates) / max(1, n)
     calls = sum(m * (m - 1) + sum(c.count(x) > 1 for x in set(c)) for c in candidates for m in [len(set(c))])
     metrics = {
-        "device": str(device), "checkpoint": str(args.checkpoint), "split": args.split, "sentences": n,
-        "batch_size": cfg.batch_size, "precision": cfg.precision, "beam": args.beam, "mbr_n": args.n,
-        "mbr_sampling": args.sampling, "mbr_utility": args.utility, "mbr_seed": args.seed,
+        "device": str(device),
+        "checkpoint": str(args.checkpoint),
+        "split": args.split,
+        "sentences": n,
+        "batch_size": cfg.batch_size,
+        "precision": cfg.precision,
+        "beam": args.beam,
+        "mbr_n": args.n,
+        "mbr_sampling": args.sampling,
+        "mbr_utility": args.utility,
+        "mbr_seed": args.seed,
         **({"mbr_epsilon": args.epsilon} if args.sampling == "epsilon" else {}),
         **({"mbr_top_p": args.top_p} if args.sampling == "top_p" else {}),
         "mbr_max_rows_per_batch": cfg.batch_size * args.n,
-        f"beam{args.beam}_seconds": round(beam_s, 3), f"beam{args.beam}_sentences_per_s": round(n / beam_s, 2),
-        "mbr_sampling_seconds": round(sample_s, 3), "mbr_selection_seconds": round(select_s, 3),
-        "mbr_seconds": round(sample_s + select_s, 3), "mbr_sentences_per_s": round(n / (sample_s + select_s), 2),
+        f"beam{args.beam}_seconds": round(beam_s, 3),
+        f"beam{args.beam}_sentences_per_s": round(n / beam_s, 2),
+        "mbr_sampling_seconds": round(sample_s, 3),
+        "mbr_selection_seconds": round(select_s, 3),
+        "mbr_seconds": round(sample_s + select_s, 3),
+        "mbr_sentences_per_s": round(n / (sample_s + select_s), 2),
         "mbr_over_beam_time": round((sample_s + select_s) / beam_s, 2),
-        "mbr_distinct_candidates_mean": round(distinct, 2), "mbr_utility_calls": calls,
+        "mbr_distinct_candidates_mean": round(distinct, 2),
+        "mbr_utility_calls": calls,
         "mbr_utility_calls_without_dedup": n * args.n * (args.n - 1),
-        f"beam{args.beam}_bleu4": beam_bleu, "mbr_bleu4": mbr_bleu["bleu4"],
+        f"beam{args.beam}_bleu4": beam_bleu,
+        "mbr_bleu4": mbr_bleu["bleu4"],
     }
-    print(f"{n} {args.split} sentences on {device}: beam {args.beam} {n / beam_s:,.1f} sent/s ({beam_s:.2f} s) | "
-          f"MBR N={args.n} {args.sampling}/{args.utility} {n / (sample_s + select_s):,.1f} sent/s "
-          f"({sample_s:.2f} s sampling {n * args.n:,} candidates, {select_s:.2f} s selecting) | "
-          f"MBR takes {(sample_s + select_s) / beam_s:.1f}x beam's time")
-    print(f"distinct candidates per source {distinct:.1f} of {args.n}; utility calls {calls:,} "
-          f"(without deduplication {n * args.n * (args.n - 1):,}); "
-          f"corpus BLEU beam {beam_bleu:.2f}, MBR {mbr_bleu['bleu4']:.2f}")
-    write_result(args.out, make_result(metrics, corpus.sha256, time.perf_counter() - start,
-                                       command=invocation("python benchmarks/bench_mbr.py"), signatures=signatures))
+    print(
+        f"{n} {args.split} sentences on {device}: beam {args.beam} {n / beam_s:,.1f} sent/s ({beam_s:.2f} s) | "
+        f"MBR N={args.n} {args.sampling}/{args.utility} {n / (sample_s + select_s):,.1f} sent/s "
+        f"({sample_s:.2f} s sampling {n * args.n:,} candidates, {select_s:.2f} s selecting) | "
+        f"MBR takes {(sample_s + select_s) / beam_s:.1f}x beam's time"
+    )
+    print(
+        f"distinct candidates per source {distinct:.1f} of {args.n}; utility calls {calls:,} "
+        f"(without deduplication {n * args.n * (args.n - 1):,}); "
+        f"corpus BLEU beam {beam_bleu:.2f}, MBR {mbr_bleu['bleu4']:.2f}"
+    )
+    write_result(
+        args.out,
+        make_result(
+            metrics,
+            corpus.sha256,
+            time.perf_counter() - start,
+            command=invocation("python benchmarks/bench_mbr.py"),
+            signatures=signatures,
+        ),
+    )
     print(f"wrote {args.out}")
 
 

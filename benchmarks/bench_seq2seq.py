@@ -5,7 +5,8 @@ against an XENT step on the same batches, split into its phases.
 Uses the translate-multi30k model shape on Multi30k sources. With --checkpoint a trained model is
 timed (realistic output lengths); without, a random model, whose outputs run to the length limit.
 
-    python benchmarks/bench_seq2seq.py [--checkpoint checkpoints/translate-multi30k.pt] [--sentences 200] [--device cuda]
+    python benchmarks/bench_seq2seq.py [--checkpoint checkpoints/translate-multi30k.pt] [--sentences 200] \
+        [--device cuda]
 
 On a GPU, fp16 (with loss scaling) is timed next to fp32 and bf16.
 """
@@ -59,6 +60,7 @@ class PhaseTimer:
             synchronize(self.device)
             self.seconds[name] += time.perf_counter() - start
             return out
+
         return run
 
     def close(self):
@@ -124,8 +126,9 @@ class BareSeq2Seq(nn.Module):
     def __init__(self, src_vocab: int, tgt_vocab: int, m):
         super().__init__()
         self.src_embed, self.tgt_embed = nn.Embedding(src_vocab, m.embed), nn.Embedding(tgt_vocab, m.embed)
-        self.encoder = nn.LSTM(m.embed, m.hidden // 2, m.layers, batch_first=True, bidirectional=True,
-                               dropout=m.dropout)
+        self.encoder = nn.LSTM(
+            m.embed, m.hidden // 2, m.layers, batch_first=True, bidirectional=True, dropout=m.dropout
+        )
         self.decoder = nn.LSTM(m.embed, m.hidden, m.layers, batch_first=True, dropout=m.dropout)
         self.key = nn.Linear(m.hidden, m.hidden, bias=False)
         self.combine = nn.Linear(2 * m.hidden, m.hidden, bias=False)
@@ -134,8 +137,9 @@ class BareSeq2Seq(nn.Module):
         self.drop = nn.Dropout(m.dropout)
 
     def forward(self, src, src_lens, tgt_in):
-        packed = pack_padded_sequence(self.drop(self.src_embed(src)), src_lens.cpu(), batch_first=True,
-                                      enforce_sorted=False)
+        packed = pack_padded_sequence(
+            self.drop(self.src_embed(src)), src_lens.cpu(), batch_first=True, enforce_sorted=False
+        )
         out, (h, c) = self.encoder(packed)
         memory, _ = pad_packed_sequence(out, batch_first=True, total_length=src.size(1))
         h = torch.cat([h[0::2], h[1::2]], -1)  # (layers, B, hidden): both directions side by side
@@ -163,8 +167,16 @@ def bare_loop_tokens_per_s(task: Seq2SeqTask, steps: int, warmup: int) -> float:
             synchronize(device)
             tokens, start = 0, time.perf_counter()
         logits = model(b.src, b.src_lens, b.tgt_in)
-        loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), b.tgt_out.reshape(-1), ignore_index=PAD,
-                               reduction="sum", label_smoothing=recipe.train.label_smoothing) / b.ntokens
+        loss = (
+            F.cross_entropy(
+                logits.reshape(-1, logits.size(-1)),
+                b.tgt_out.reshape(-1),
+                ignore_index=PAD,
+                reduction="sum",
+                label_smoothing=recipe.train.label_smoothing,
+            )
+            / b.ntokens
+        )
         opt.zero_grad()
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), recipe.train.clip)
@@ -178,10 +190,32 @@ def textgen_tokens_per_s(recipe_name: str, steps: int, warmup: int, device: torc
     """The real `textgen train` (its batching, loss, logging, progress bar), over the same steps as the bare
     loop: read from its metrics.csv, whose cumulative tokens and training seconds are logged every `warmup` steps."""
     run_dir = Path("runs/bench") / f"seq2seq-{time.time_ns()}"
-    cmd = [sys.executable, "-m", "textgen", "train", "-r", recipe_name, "--device", str(device),
-           "--set", f"train.max_steps={steps}", "--set", f"train.eval_every={steps}", "--set", f"train.log_every={warmup}",
-           "--set", "train.max_minutes=0.0", "--set", "train.valid_metric=loss", "--set", "train.valid_subset=50",
-           "-o", str(run_dir / "bench.pt"), "--run-dir", str(run_dir)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "textgen",
+        "train",
+        "-r",
+        recipe_name,
+        "--device",
+        str(device),
+        "--set",
+        f"train.max_steps={steps}",
+        "--set",
+        f"train.eval_every={steps}",
+        "--set",
+        f"train.log_every={warmup}",
+        "--set",
+        "train.max_minutes=0.0",
+        "--set",
+        "train.valid_metric=loss",
+        "--set",
+        "train.valid_subset=50",
+        "-o",
+        str(run_dir / "bench.pt"),
+        "--run-dir",
+        str(run_dir),
+    ]
     subprocess.run(cmd, capture_output=True, text=True, check=True)
     rows = [r for r in csv.DictReader(open(run_dir / "metrics.csv")) if r["train_loss"]]
     first, last = rows[0], rows[-1]  # rows[0] is logged at step `warmup`
@@ -195,10 +229,17 @@ def textgen_vs_bare(task: Seq2SeqTask, recipe_name: str, steps: int, repeats: in
         bare.append(bare_loop_tokens_per_s(task, steps, warmup))
         ours.append(textgen_tokens_per_s(recipe_name, steps, warmup, task.dist.device))
     b, o = statistics.median(bare), statistics.median(ours)
-    print(f"teacher-forced training, steps {warmup}-{steps}: bare hand-written loop {b:,.0f} target tok/s   "
-          f"textgen train {o:,.0f} target tok/s   ratio {o / b:.2f} (target >= 0.9)")
-    return {"bare_loop_target_tokens_per_s": round(b, 1), "textgen_train_target_tokens_per_s": round(o, 1),
-            "textgen_over_bare": round(o / b, 3), "compare_steps": steps, "compare_warmup_steps": warmup}
+    print(
+        f"teacher-forced training, steps {warmup}-{steps}: bare hand-written loop {b:,.0f} target tok/s   "
+        f"textgen train {o:,.0f} target tok/s   ratio {o / b:.2f} (target >= 0.9)"
+    )
+    return {
+        "bare_loop_target_tokens_per_s": round(b, 1),
+        "textgen_train_target_tokens_per_s": round(o, 1),
+        "textgen_over_bare": round(o / b, 3),
+        "compare_steps": steps,
+        "compare_warmup_steps": warmup,
+    }
 
 
 def mixer_vs_xent(task: Seq2SeqTask, steps: int, T: int = 12, stages: tuple[int, ...] = (12, 8, 4, 0)) -> dict:
@@ -211,16 +252,24 @@ def mixer_vs_xent(task: Seq2SeqTask, steps: int, T: int = 12, stages: tuple[int,
     x = sum(xent.values())
     out = {"xent_step_ms": round(1000 * x, 1), "mixer_T": T}
     for s in stages:
-        cfg = dataclasses.replace(ctx.recipe.objective, name="mixer", mixer_T=T, mixer_delta=max(T - s, 1),
-                                  mixer_xent_epochs=1e9 if s >= T else 0.0, mixer_epochs_per_stage=1e9,
-                                  mixer_min_s=min(s, T))
+        cfg = dataclasses.replace(
+            ctx.recipe.objective,
+            name="mixer",
+            mixer_T=T,
+            mixer_delta=max(T - s, 1),
+            mixer_xent_epochs=1e9 if s >= T else 0.0,
+            mixer_epochs_per_stage=1e9,
+            mixer_min_s=min(s, T),
+        )
         mixer_ctx = dataclasses.replace(ctx, recipe=dataclasses.replace(ctx.recipe, objective=cfg))
         mix = {k: v / steps for k, v in timed_updates(task, OBJECTIVES["mixer"](mixer_ctx), 2, steps)[0].items()}
         m = sum(mix.values())
         out.update({f"mixer_s{s}_step_ms": round(1000 * m, 1), f"mixer_s{s}_over_xent": round(m / x, 2)})
         out.update({f"mixer_s{s}_{k}_ms": round(1000 * v, 1) for k, v in mix.items()})
-        print(f"MIXER step at s = {s:2d} of T = {T}: {1000 * m:.0f} ms vs XENT {1000 * x:.0f} ms on the same batches: "
-              f"{m / x:.2f}x | split: " + ", ".join(f"{k} {1000 * v:.0f} ms ({100 * v / m:.0f}%)" for k, v in mix.items()))
+        print(
+            f"MIXER step at s = {s:2d} of T = {T}: {1000 * m:.0f} ms vs XENT {1000 * x:.0f} ms on the same batches: "
+            f"{m / x:.2f}x | split: " + ", ".join(f"{k} {1000 * v:.0f} ms ({100 * v / m:.0f}%)" for k, v in mix.items())
+        )
     return out
 
 
@@ -241,8 +290,12 @@ def projection_bound(model, rows: int, batched_seconds: float, precision: str) -
         synchronize(device)
         per_row = (time.perf_counter() - start) / (20 * 512)
     floor = rows * per_row
-    return {"projection_rows": rows, "projection_seconds": round(floor, 3),
-            "beam5_batched_seconds": round(batched_seconds, 3), "projection_share": round(floor / batched_seconds, 3)}
+    return {
+        "projection_rows": rows,
+        "projection_seconds": round(floor, 3),
+        "beam5_batched_seconds": round(batched_seconds, 3),
+        "projection_share": round(floor / batched_seconds, 3),
+    }
 
 
 def sentences_per_s(model, sources, cfg, beam: int, batch_size: int) -> tuple[float, list]:
@@ -276,9 +329,13 @@ def main() -> None:
     precisions = ("fp32", "bf16", "fp16") if device.type == "cuda" else ("fp32", "bf16")
     metrics = {"device": str(device), **({"gpu": torch.cuda.get_device_name(device)} if device.type == "cuda" else {})}
     for precision in precisions:
-        metrics[f"train_target_tokens_per_s_{precision}"] = round(train_tokens_per_s(task, args.train_steps, precision), 1)
-    print(f"teacher-forced training on {device}: " + ", ".join(
-        f"{metrics[f'train_target_tokens_per_s_{p}']:,.0f} target tokens/s {p}" for p in precisions))
+        metrics[f"train_target_tokens_per_s_{precision}"] = round(
+            train_tokens_per_s(task, args.train_steps, precision), 1
+        )
+    print(
+        f"teacher-forced training on {device}: "
+        + ", ".join(f"{metrics[f'train_target_tokens_per_s_{p}']:,.0f} target tokens/s {p}" for p in precisions)
+    )
     if args.compare_steps:
         metrics.update(textgen_vs_bare(task, args.recipe, args.compare_steps, args.repeats))
     metrics.update(mixer_vs_xent(task, args.train_steps))
@@ -296,26 +353,38 @@ def main() -> None:
             hook.remove()
         single, out_single = sentences_per_s(model, few, cfg, 5, 1)
         same = sum(a[0] == b[0] for a, b in zip(out_single, out_batched[: len(few)])) / len(few)
-        metrics.update({f"greedy_sentences_per_s_{precision}": round(greedy, 1),
-                        f"beam5_batched_sentences_per_s_{precision}": round(batched, 1),
-                        f"beam5_single_sentences_per_s_{precision}": round(single, 1),
-                        f"beam5_batched_over_single_{precision}": round(batched / single, 2),
-                        f"batched_equals_single_{precision}": same})
+        metrics.update(
+            {
+                f"greedy_sentences_per_s_{precision}": round(greedy, 1),
+                f"beam5_batched_sentences_per_s_{precision}": round(batched, 1),
+                f"beam5_single_sentences_per_s_{precision}": round(single, 1),
+                f"beam5_batched_over_single_{precision}": round(batched / single, 2),
+                f"batched_equals_single_{precision}": same,
+            }
+        )
         bound = projection_bound(model, rows[0], len(sources) / batched, precision)
         metrics.update({f"{k}_{precision}": v for k, v in bound.items()})
         single_seconds = len(sources) / single
-        print(f"{precision}: the output projection alone ({bound['projection_rows']:,} rows) takes "
-              f"{bound['projection_seconds']:.2f} s of the batched beam's {bound['beam5_batched_seconds']:.2f} s; "
-              f"one-at-a-time beam needs {single_seconds:.1f} s for these sentences, so no batching can beat "
-              f"{single_seconds / bound['projection_seconds']:.1f}x on this {device.type}")
+        print(
+            f"{precision}: the output projection alone ({bound['projection_rows']:,} rows) takes "
+            f"{bound['projection_seconds']:.2f} s of the batched beam's {bound['beam5_batched_seconds']:.2f} s; "
+            f"one-at-a-time beam needs {single_seconds:.1f} s for these sentences, so no batching can beat "
+            f"{single_seconds / bound['projection_seconds']:.1f}x on this {device.type}"
+        )
         metrics[f"beam5_max_ratio_from_projection_{precision}"] = round(single_seconds / bound["projection_seconds"], 1)
-        print(f"{precision}: greedy {greedy:,.1f} sent/s | beam 5 batched {batched:,.1f} sent/s | beam 5 one at a "
-              f"time {single:,.1f} sent/s | ratio {batched / single:.1f}x (target >= 10x) | "
-              f"same hypotheses: {100 * same:.0f}%")
+        print(
+            f"{precision}: greedy {greedy:,.1f} sent/s | beam 5 batched {batched:,.1f} sent/s | beam 5 one at a "
+            f"time {single:,.1f} sent/s | ratio {batched / single:.1f}x (target >= 10x) | "
+            f"same hypotheses: {100 * same:.0f}%"
+        )
     metrics["checkpoint"] = str(args.checkpoint or "random init")
     shas = task.sha256
-    write_result(args.out, make_result(metrics, shas, time.perf_counter() - start,
-                                       command=invocation("python benchmarks/bench_seq2seq.py")))
+    write_result(
+        args.out,
+        make_result(
+            metrics, shas, time.perf_counter() - start, command=invocation("python benchmarks/bench_seq2seq.py")
+        ),
+    )
     print(f"wrote {args.out}")
 
 

@@ -46,8 +46,23 @@ def sentences_from(args, translator) -> tuple[list[str], dict]:
 
 
 def start_server(args, log: Path) -> tuple[subprocess.Popen, str]:
-    cmd = [sys.executable, "-m", "textgen", "serve", str(args.checkpoint), "--port", "0", "--device", args.device,
-           "--max-batch", str(args.max_batch), "--window-ms", str(args.window_ms), "--timeout-s", "60"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "textgen",
+        "serve",
+        str(args.checkpoint),
+        "--port",
+        "0",
+        "--device",
+        args.device,
+        "--max-batch",
+        str(args.max_batch),
+        "--window-ms",
+        str(args.window_ms),
+        "--timeout-s",
+        "60",
+    ]
     with open(log, "wb") as sink:
         proc = subprocess.Popen(cmd, stdout=sink, stderr=subprocess.STDOUT, cwd=REPO)
     deadline = time.monotonic() + 120
@@ -78,9 +93,11 @@ def health(address: str) -> dict:
 
 
 def timing(latencies: list[float], elapsed: float) -> dict:
-    return {"requests_per_s": round(len(latencies) / elapsed, 2),
-            "p50_ms": round(1000 * percentile(latencies, 0.50), 1),
-            "p99_ms": round(1000 * percentile(latencies, 0.99), 1)}
+    return {
+        "requests_per_s": round(len(latencies) / elapsed, 2),
+        "p50_ms": round(1000 * percentile(latencies, 0.50), 1),
+        "p99_ms": round(1000 * percentile(latencies, 0.99), 1),
+    }
 
 
 def run_level(address: str, clients: int, sentences: list[str], beam: int, seconds: float) -> dict:
@@ -123,8 +140,14 @@ def run_level(address: str, clients: int, sentences: list[str], beam: int, secon
     for t in threads:
         t.join()
     elapsed = time.perf_counter() - start
-    return {"clients": clients, "requests": len(latencies), "errors": len(errors), "seconds": round(elapsed, 2),
-            **timing(latencies, elapsed), **({"first_error": errors[0]} if errors else {})}
+    return {
+        "clients": clients,
+        "requests": len(latencies),
+        "errors": len(errors),
+        "seconds": round(elapsed, 2),
+        **timing(latencies, elapsed),
+        **({"first_error": errors[0]} if errors else {}),
+    }
 
 
 def one_at_a_time(translator, sentences: list[str], beam: int, seconds: float) -> dict:
@@ -167,9 +190,16 @@ def main() -> None:
         sys.exit(f"{args.checkpoint} holds a {translator.kind} model: the serving benchmark needs a seq2seq one")
     sentences, shas = sentences_from(args, translator)
     levels = [int(n) for n in args.levels.split(",")]
-    metrics: dict = {"checkpoint": str(args.checkpoint), "device": args.device, "beam": args.beam,
-                     "sentences": len(sentences), "seconds_per_level": args.seconds, "max_batch": args.max_batch,
-                     "window_ms": args.window_ms, "torch_threads": torch.get_num_threads()}
+    metrics: dict = {
+        "checkpoint": str(args.checkpoint),
+        "device": args.device,
+        "beam": args.beam,
+        "sentences": len(sentences),
+        "seconds_per_level": args.seconds,
+        "max_batch": args.max_batch,
+        "window_ms": args.window_ms,
+        "torch_threads": torch.get_num_threads(),
+    }
     one_at_a_time(translator, sentences, args.beam, min(2.0, args.seconds))  # warm-up
     alone = one_at_a_time(translator, sentences, args.beam, args.seconds)
     del translator
@@ -184,7 +214,8 @@ def main() -> None:
                 after = health(address)
                 batches = after["batches_run"] - before["batches_run"]
                 rows[clients]["mean_batch"] = round(
-                    (after["sentences_translated"] - before["sentences_translated"]) / max(1, batches), 1)
+                    (after["sentences_translated"] - before["sentences_translated"]) / max(1, batches), 1
+                )
             metrics["server_health_after"] = health(address)
         finally:
             proc.terminate()
@@ -196,15 +227,23 @@ def main() -> None:
     metrics[f"ratio_{top}_clients_over_one_at_a_time"] = round(ratio, 2)
     metrics[f"p99_ms_{top}_clients"] = rows[top]["p99_ms"]
     print(f"{'':<22}{'requests/s':>12}{'p50 ms':>10}{'p99 ms':>10}{'mean batch':>12}{'errors':>8}")
-    print(f"{'one at a time (API)':<22}{alone['requests_per_s']:>12,.1f}{alone['p50_ms']:>10,.1f}"
-          f"{alone['p99_ms']:>10,.1f}{1:>12}{0:>8}")
+    print(
+        f"{'one at a time (API)':<22}{alone['requests_per_s']:>12,.1f}{alone['p50_ms']:>10,.1f}"
+        f"{alone['p99_ms']:>10,.1f}{1:>12}{0:>8}"
+    )
     for clients, row in rows.items():
-        print(f"{f'{clients} client(s), HTTP':<22}{row['requests_per_s']:>12,.1f}{row['p50_ms']:>10,.1f}"
-              f"{row['p99_ms']:>10,.1f}{row['mean_batch']:>12}{row['errors']:>8}")
-    print(f"{top} clients / one at a time: {ratio:.1f}x (target >= 5x); p99 at {top} clients "
-          f"{rows[top]['p99_ms']:,.0f} ms (target <= 1000 ms); beam {args.beam}, {args.checkpoint}, {args.device}")
-    write_result(args.out, make_result(metrics, shas, time.perf_counter() - begin,
-                                       command=invocation("python benchmarks/bench_serve.py")))
+        print(
+            f"{f'{clients} client(s), HTTP':<22}{row['requests_per_s']:>12,.1f}{row['p50_ms']:>10,.1f}"
+            f"{row['p99_ms']:>10,.1f}{row['mean_batch']:>12}{row['errors']:>8}"
+        )
+    print(
+        f"{top} clients / one at a time: {ratio:.1f}x (target >= 5x); p99 at {top} clients "
+        f"{rows[top]['p99_ms']:,.0f} ms (target <= 1000 ms); beam {args.beam}, {args.checkpoint}, {args.device}"
+    )
+    write_result(
+        args.out,
+        make_result(metrics, shas, time.perf_counter() - begin, command=invocation("python benchmarks/bench_serve.py")),
+    )
     print(f"wrote {args.out}")
 
 

@@ -14,9 +14,10 @@ import json
 import re
 import statistics
 import sys
-import tomllib
 from collections import defaultdict
 from pathlib import Path
+
+import tomllib
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -48,9 +49,14 @@ def reward_by_stage(run_dir: Path) -> dict[str, dict[str, float]]:
         if row.get("reward"):
             stage = mixer_s(cfg, max(0.0, float(row["epoch"]) - 1e-6))  # the row averages the steps up to it
             acc[stage].append((float(row["reward"]), float(row["reward_nonzero"])))
-    return {str(s): {"reward": round(statistics.mean(r for r, _ in v), 4),
-                     "reward_nonzero": round(statistics.mean(n for _, n in v), 4), "log_rows": len(v)}
-            for s, v in sorted(acc.items(), key=lambda kv: -kv[0])}
+    return {
+        str(s): {
+            "reward": round(statistics.mean(r for r, _ in v), 4),
+            "reward_nonzero": round(statistics.mean(n for _, n in v), 4),
+            "log_rows": len(v),
+        }
+        for s, v in sorted(acc.items(), key=lambda kv: -kv[0])
+    }
 
 
 def bleu_details(corpus: str, hyp_file: Path) -> dict:
@@ -62,8 +68,11 @@ def bleu_details(corpus: str, hyp_file: Path) -> dict:
     refs = load_parallel(corpus).splits["test"].targets
     hyps = hyp_file.read_text().splitlines()
     result = BLEU().corpus_score(hyps, [refs])
-    return {"precisions": [round(p, 2) for p in result.precisions], "bp": round(result.bp, 4),
-            "length_ratio": round(100 * result.sys_len / result.ref_len, 2)}  # percent
+    return {
+        "precisions": [round(p, 2) for p in result.precisions],
+        "bp": round(result.bp, 4),
+        "length_ratio": round(100 * result.sys_len / result.ref_len, 2),
+    }  # percent
 
 
 def summarise(values: list[float]) -> dict:
@@ -134,33 +143,55 @@ def markdown(result: dict) -> str:
     metrics = METRICS[corpus]
     lines = [f"### {corpus}", ""]
     for beam in ("greedy", "beam5"):
-        lines += [f"{beam}:", "", "| objective | " + " | ".join(metrics) + " | hyp/ref length % | train seconds |",
-                  "|---" * (len(metrics) + 3) + "|"]
+        lines += [
+            f"{beam}:",
+            "",
+            "| objective | " + " | ".join(metrics) + " | hyp/ref length % | train seconds |",
+            "|---" * (len(metrics) + 3) + "|",
+        ]
         base = result["start_checkpoint"].get(beam, {})
-        lines.append("| start: the XENT checkpoint | " + " | ".join(str(base.get(m, "–")) for m in metrics)
-                     + f" | {base.get('length_ratio', '–')} | – |")
+        lines.append(
+            "| start: the XENT checkpoint | "
+            + " | ".join(str(base.get(m, "–")) for m in metrics)
+            + f" | {base.get('length_ratio', '–')} | – |"
+        )
         for objective, row in result["objectives"].items():
             cells = [fmt(row.get(f"{m}_{beam}")) for m in [*metrics, "length_ratio"]]
             lines.append(f"| {objective} | " + " | ".join(cells) + f" | {row['train_seconds']['mean']:.0f} |")
         lines.append("")
     reward = REWARD[corpus]
-    lines += [f"Validation {reward} of one sample per source (temperature 1) and of the greedy output, and the "
-              "mean log-probability per sampled token:", "",
-              "| run | sample reward | greedy reward | sample log p / token |", "|---|---|---|---|"]
+    lines += [
+        f"Validation {reward} of one sample per source (temperature 1) and of the greedy output, and the "
+        "mean log-probability per sampled token:",
+        "",
+        "| run | sample reward | greedy reward | sample log p / token |",
+        "|---|---|---|---|",
+    ]
     runs = [("start: the XENT checkpoint", result["start_checkpoint"].get("valid_samples"))]
-    runs += [(f"{objective} seed {seed}", run.get("valid_samples"))
-             for objective, row in result["objectives"].items() for seed, run in row["runs"].items()]
+    runs += [
+        (f"{objective} seed {seed}", run.get("valid_samples"))
+        for objective, row in result["objectives"].items()
+        for seed, run in row["runs"].items()
+    ]
     for label, m in runs:
         if m:
-            lines.append(f"| {label} | {m[f'sample_{reward}_mean']:.3f} | {m[f'greedy_{reward}_mean']:.3f} | "
-                         f"{m['sample_logprob_per_token']:.3f} |")
+            lines.append(
+                f"| {label} | {m[f'sample_{reward}_mean']:.3f} | {m[f'greedy_{reward}_mean']:.3f} | "
+                f"{m['sample_logprob_per_token']:.3f} |"
+            )
     lines.append("")
-    lines += ["Sampled rewards per MIXER stage (XENT prefix s; training-log means):", "",
-              "| run | s | mean reward | samples with reward > 0 |", "|---|---|---|---|"]
+    lines += [
+        "Sampled rewards per MIXER stage (XENT prefix s; training-log means):",
+        "",
+        "| run | s | mean reward | samples with reward > 0 |",
+        "|---|---|---|---|",
+    ]
     for objective, row in result["objectives"].items():
         for seed, run in row["runs"].items():
             for s, stats in run["rewards_by_s"].items():
-                lines.append(f"| {objective} seed {seed} | {s} | {stats['reward']:.3f} | {stats['reward_nonzero']:.3f} |")
+                lines.append(
+                    f"| {objective} seed {seed} | {s} | {stats['reward']:.3f} | {stats['reward_nonzero']:.3f} |"
+                )
     return "\n".join(lines) + "\n"
 
 
@@ -178,8 +209,15 @@ def main() -> None:
                 for seed, run in row["runs"].items():
                     for beam in ("greedy", "beam5"):
                         if beam in run:
-                            writer.writerow([objective, seed, beam, *(run[beam].get(m, "") for m in METRICS[corpus]),
-                                             run["train_seconds"]])
+                            writer.writerow(
+                                [
+                                    objective,
+                                    seed,
+                                    beam,
+                                    *(run[beam].get(m, "") for m in METRICS[corpus]),
+                                    run["train_seconds"],
+                                ]
+                            )
         parts.append(markdown(result))
     (RESULTS / "objectives-tables.md").write_text("\n".join(parts))
     print("\n".join(parts))

@@ -55,12 +55,21 @@ def main() -> None:
         metrics[f"{how}_logprob_per_token"] = round(sum(scores[0] for _, scores in results) / tokens, 4)
     metrics["reference_mean_words"] = round(statistics.mean(len(r.split()) for r in split.targets), 2)
     for name in REWARDS:
-        print(f"{name:>10}: samples mean {metrics[f'sample_{name}_mean']:.3f}, non-zero "
-              f"{100 * metrics[f'sample_{name}_nonzero']:.1f}% | greedy mean {metrics[f'greedy_{name}_mean']:.3f}, "
-              f"non-zero {100 * metrics[f'greedy_{name}_nonzero']:.1f}%")
-    write_result(args.out, make_result(metrics, corpus.sha256, time.perf_counter() - start,
-                                       command=invocation("python experiments/sample_rewards.py"),
-                                       checkpoint=str(args.checkpoint)))
+        print(
+            f"{name:>10}: samples mean {metrics[f'sample_{name}_mean']:.3f}, non-zero "
+            f"{100 * metrics[f'sample_{name}_nonzero']:.1f}% | greedy mean {metrics[f'greedy_{name}_mean']:.3f}, "
+            f"non-zero {100 * metrics[f'greedy_{name}_nonzero']:.1f}%"
+        )
+    write_result(
+        args.out,
+        make_result(
+            metrics,
+            corpus.sha256,
+            time.perf_counter() - start,
+            command=invocation("python experiments/sample_rewards.py"),
+            checkpoint=str(args.checkpoint),
+        ),
+    )
     print(f"wrote {args.out}")
 
 

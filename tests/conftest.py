@@ -58,12 +58,22 @@ def tiny_corpus(tmp_path) -> Path:
 
 def write_recipe(path: Path, corpus: Path, **train) -> Path:
     """A tiny char-LSTM recipe on `corpus`; keyword arguments override [train] keys."""
-    settings = {"batch_size": 4, "bptt": 16, "optimizer": "adam", "lr": 0.01, "max_steps": 20,
-                "eval_every": 10, "eval_batch_size": 2, "log_every": 5, "seed": 7, **train}
+    settings = {
+        "batch_size": 4,
+        "bptt": 16,
+        "optimizer": "adam",
+        "lr": 0.01,
+        "max_steps": 20,
+        "eval_every": 10,
+        "eval_batch_size": 2,
+        "log_every": 5,
+        "seed": 7,
+        **train,
+    }
     body = "\n".join(f"{k} = {v!r}".replace("'", '"') for k, v in settings.items())
     path.write_text(
         f'description = "tiny test recipe"\n[data]\ncorpus = "{corpus}"\nlevel = "char"\nholdout = 0.2\n'
-        f"[model]\ncell = \"lstm\"\nlayers = 1\nhidden = 32\nembed = 16\n[train]\n{body}\n"
+        f'[model]\ncell = "lstm"\nlayers = 1\nhidden = 32\nembed = 16\n[train]\n{body}\n'
     )
     return path
 
@@ -83,15 +93,21 @@ def make_reversal_corpus(folder: Path) -> str:
     return ";".join(f"{folder}/{s}.src,{folder}/{s}.tgt" for s in ("train", "valid", "test"))
 
 
-def write_reversal_recipe(path: Path, corpus: str, description: str, hidden: int, train: dict, **sections: dict) -> Path:
+def write_reversal_recipe(
+    path: Path, corpus: str, description: str, hidden: int, train: dict, **sections: dict
+) -> Path:
     """A word-level seq2seq recipe for the toy reversal corpus; [train] and further sections given as dicts."""
+
     def table(name: str, values: dict) -> str:
         return f"[{name}]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in values.items())
 
-    path.write_text(f"description = {json.dumps(description)}\ntask = \"seq2seq\"\n"
-                    + table("data", {"corpus": corpus, "tokenizer": "word"})
-                    + table("model", {"layers": 1, "hidden": hidden, "embed": hidden // 2})
-                    + table("train", train) + "".join(table(name, values) for name, values in sections.items()))
+    path.write_text(
+        f'description = {json.dumps(description)}\ntask = "seq2seq"\n'
+        + table("data", {"corpus": corpus, "tokenizer": "word"})
+        + table("model", {"layers": 1, "hidden": hidden, "embed": hidden // 2})
+        + table("train", train)
+        + "".join(table(name, values) for name, values in sections.items())
+    )
     return path
 
 
@@ -99,10 +115,14 @@ def write_reversal_recipe(path: Path, corpus: str, description: str, hidden: int
 def reversal(tmp_path_factory):
     folder = tmp_path_factory.mktemp("rev")
     corpus = make_reversal_corpus(folder)
-    recipe = write_reversal_recipe(folder / "rev.toml", corpus, "toy reversal", hidden=64,
-                                   train={"lr": 0.01, "max_tokens": 200, "epochs": 15, "valid_metric": "bleu4",
-                                          "log_every": 20},
-                                   decode={"beam": 3, "max_len_a": 1.0, "max_len_b": 2})
+    recipe = write_reversal_recipe(
+        folder / "rev.toml",
+        corpus,
+        "toy reversal",
+        hidden=64,
+        train={"lr": 0.01, "max_tokens": 200, "epochs": 15, "valid_metric": "bleu4", "log_every": 20},
+        decode={"beam": 3, "max_len_a": 1.0, "max_len_b": 2},
+    )
     return folder, recipe
 
 

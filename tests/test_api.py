@@ -34,11 +34,13 @@ def test_translate_lists_in_lists_out_and_matches_the_cli(cli, trained_mt, tmp_p
 
 def test_api_errors_are_user_errors(trained_mt):
     mt = textgen.load(trained_mt, device="cpu")
-    for call, fragment in [(lambda: mt.translate("a b"), "list of strings"),
-                           (lambda: mt.translate(["a"], beam=2, nbest=3), "raise the beam"),
-                           (lambda: mt.translate(["a"], temperature=-1), "temperature"),
-                           (lambda: mt.translate(["a"], beams=2), "unknown decode setting"),
-                           (lambda: mt.score(["a", "b"], ["a"]), "one target per source")]:
+    for call, fragment in [
+        (lambda: mt.translate("a b"), "list of strings"),
+        (lambda: mt.translate(["a"], beam=2, nbest=3), "raise the beam"),
+        (lambda: mt.translate(["a"], temperature=-1), "temperature"),
+        (lambda: mt.translate(["a"], beams=2), "unknown decode setting"),
+        (lambda: mt.score(["a", "b"], ["a"]), "one target per source"),
+    ]:
         with pytest.raises(UserError, match=fragment):
             call()
     with pytest.raises(UserError, match="does not exist"):
@@ -64,8 +66,10 @@ def test_lm_sample_and_score(cli, tiny_recipe, tmp_path):
     assert lm.kind == "lm"
     text = lm.sample("the ", length=30, temperature=0.8, seed=3)
     assert text.startswith("the ") and len(text) == 34 and text == lm.sample("the ", 30, 0.8, seed=3)
-    assert cli("sample", "lm.pt", "--prime", "the ", "--length", "30", "--temperature", "0.8",
-               "--seed", "3").out == text + "\n"
+    assert (
+        cli("sample", "lm.pt", "--prime", "the ", "--length", "30", "--temperature", "0.8", "--seed", "3").out
+        == text + "\n"
+    )
     line = "the cat sat on the mat."
     (scored,) = lm.score([line])
     model, vocab = lm.model, lm.vocab  # the same log-probs, one step at a time from the start context
@@ -88,8 +92,10 @@ def test_score_command_for_both_kinds(cli, trained_mt, tiny_recipe, tmp_path):
     assert len(rows) == 2 and [int(r[1]) for r in rows] == [4, 3]
     mt = textgen.load(trained_mt, device="cpu")
     assert float(rows[0][0]) == pytest.approx(mt.score(["a b c"], ["c b a"])[0].total, abs=1e-4)
-    as_json = [json.loads(line) for line in cli("score", trained_mt, "--src", "s.txt", "--tgt", "t.txt",
-                                                 "--json").out.splitlines()]
+    as_json = [
+        json.loads(line)
+        for line in cli("score", trained_mt, "--src", "s.txt", "--tgt", "t.txt", "--json").out.splitlines()
+    ]
     assert [d["tokens"] for d in as_json] == [4, 3] and as_json[1]["per_token"][0]["token"] == "f"
     bad = cli("score", trained_mt, "--text", "s.txt")
     assert bad.code == 2 and "--src FILE --tgt FILE" in bad.err

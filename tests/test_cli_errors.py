@@ -34,8 +34,22 @@ def assert_clean_error(result, *fragments):
 
 
 def lm_checkpoint(cli, tiny_recipe, steps=2, name="m.pt"):
-    assert cli("train", "-r", tiny_recipe, "-o", name, "--run-dir", "run", "--set", f"train.max_steps={steps}",
-               "--set", "train.eval_every=1").code == 0
+    assert (
+        cli(
+            "train",
+            "-r",
+            tiny_recipe,
+            "-o",
+            name,
+            "--run-dir",
+            "run",
+            "--set",
+            f"train.max_steps={steps}",
+            "--set",
+            "train.eval_every=1",
+        ).code
+        == 0
+    )
     return Path(name)
 
 
@@ -43,8 +57,10 @@ def seq2seq_checkpoint(cli, tmp: Path):
     (tmp / "s.txt").write_text("a b c\nb c d\n" * 20)
     (tmp / "t.txt").write_text("c b a\nd c b\n" * 20)
     recipe = tmp / "mt.toml"
-    recipe.write_text('task = "seq2seq"\n[data]\ncorpus = "s.txt,t.txt;s.txt,t.txt"\ntokenizer = "word"\n'
-                      "[model]\nlayers = 1\nhidden = 8\nembed = 8\n[train]\nmax_steps = 1\n")
+    recipe.write_text(
+        'task = "seq2seq"\n[data]\ncorpus = "s.txt,t.txt;s.txt,t.txt"\ntokenizer = "word"\n'
+        "[model]\nlayers = 1\nhidden = 8\nembed = 8\n[train]\nmax_steps = 1\n"
+    )
     assert cli("train", "-r", recipe, "-o", "mt.pt", "--run-dir", "mtrun").code == 0
     return Path("mt.pt")
 
@@ -244,17 +260,21 @@ CASES = {name[5:]: fn for name, fn in list(globals().items()) if name.startswith
 def render(messages: dict[str, str]) -> str:
     """The whole doc: one row per case, in CASES order (a case without a message gets an empty one)."""
     rows = [f"| {name.replace('_', ' ')} | `{messages.get(name, '')}` |" for name in CASES]
-    return ("# Bad input and what textgen says\n\n"
-            "Every row is produced by `tests/test_cli_errors.py`, which runs the real CLI and checks exit code 2, "
-            "a single line on stderr, and no traceback. Regenerate with "
-            "`UPDATE_ERRORS_DOC=1 .venv/bin/python -m pytest tests/test_cli_errors.py`.\n\n"
-            "| input | message |\n|---|---|\n" + "\n".join(rows) + "\n")
+    return (
+        "# Bad input and what textgen says\n\n"
+        "Every row is produced by `tests/test_cli_errors.py`, which runs the real CLI and checks exit code 2, "
+        "a single line on stderr, and no traceback. Regenerate with "
+        "`UPDATE_ERRORS_DOC=1 .venv/bin/python -m pytest tests/test_cli_errors.py`.\n\n"
+        "| input | message |\n|---|---|\n" + "\n".join(rows) + "\n"
+    )
 
 
 def doc_messages() -> dict[str, str]:
     """The message of each case as docs/ERRORS.md shows it (rows naming no case are left out)."""
     by_label = {name.replace("_", " "): name for name in CASES}
-    rows = (re.fullmatch(r"\| (.+?) \| `(.*)` \|", line) for line in DOC.read_text().splitlines()) if DOC.exists() else ()
+    rows = (
+        (re.fullmatch(r"\| (.+?) \| `(.*)` \|", line) for line in DOC.read_text().splitlines()) if DOC.exists() else ()
+    )
     return {by_label[m.group(1)]: m.group(2) for m in rows if m and m.group(1) in by_label}
 
 

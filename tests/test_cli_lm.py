@@ -3,7 +3,6 @@
 import json
 
 import pytest
-
 import torch
 
 from tests.conftest import write_recipe
@@ -26,7 +25,10 @@ def test_train_sample_eval_round_trip(cli, tiny_recipe, tmp_path):
     assert first.code == 0 and first.out == second.out and first.out.startswith("the ")
     assert len(first.out) == len("the ") + 40 + 1
     greedy = cli("sample", "m.pt", "--prime", "the ", "--length", "30", "--temperature", "0")
-    assert greedy.out == cli("sample", "m.pt", "--prime", "the ", "--length", "30", "--temperature", "0", "--seed", "9").out
+    assert (
+        greedy.out
+        == cli("sample", "m.pt", "--prime", "the ", "--length", "30", "--temperature", "0", "--seed", "9").out
+    )
 
     scored = cli("eval", "m.pt", "--split", "valid", "--json")
     assert scored.code == 0, scored.err
@@ -45,8 +47,20 @@ def test_word_level_training_and_sampling(cli, tmp_path, tiny_corpus):
 
 
 def test_set_override_reaches_training(cli, tiny_recipe, tmp_path):
-    result = cli("train", "-r", tiny_recipe, "--set", "train.max_steps=3", "--set", "model.cell=gru",
-                 "-o", "g.pt", "--run-dir", "run", "--json")
+    result = cli(
+        "train",
+        "-r",
+        tiny_recipe,
+        "--set",
+        "train.max_steps=3",
+        "--set",
+        "model.cell=gru",
+        "-o",
+        "g.pt",
+        "--run-dir",
+        "run",
+        "--json",
+    )
     assert result.code == 0, result.err
     assert json.loads(result.out)["metrics"]["steps"] == 3
     state = torch.load(tmp_path / "g.pt", weights_only=True)
@@ -58,8 +72,17 @@ def test_help_lists_commands_and_examples(cli):
     assert result.code == 0
     for command in ("train", "sample", "eval", "data", "recipes"):
         assert command in result.out
-    for command in (["train"], ["sample"], ["eval"], ["decode"], ["plot"], ["recipes"], ["data", "list"],
-                    ["data", "get"], ["data"]):
+    for command in (
+        ["train"],
+        ["sample"],
+        ["eval"],
+        ["decode"],
+        ["plot"],
+        ["recipes"],
+        ["data", "list"],
+        ["data", "get"],
+        ["data"],
+    ):
         assert "Example" in cli(*command, "--help").out, command
     # help texts that name a default in brackets must show it (rich would eat an unescaped [..] as markup)
     flat = " ".join(cli("decode", "--help").out.replace("│", " ").split())
@@ -103,11 +126,23 @@ def test_tensorboard_logging_when_installed(cli, tiny_recipe, tmp_path):
 def test_bf16_training_learns_and_keeps_fp32_weights(cli, tiny_recipe, tmp_path):
     import torch
 
-    result = cli("train", "-r", tiny_recipe, "--set", "train.precision=bf16", "--set", "train.max_steps=40",
-                 "-o", "bf16.pt", "--run-dir", "run")
+    result = cli(
+        "train",
+        "-r",
+        tiny_recipe,
+        "--set",
+        "train.precision=bf16",
+        "--set",
+        "train.max_steps=40",
+        "-o",
+        "bf16.pt",
+        "--run-dir",
+        "run",
+    )
     assert result.code == 0, result.err
-    losses = [float(r.split(",")[5]) for r in (tmp_path / "run/metrics.csv").read_text().splitlines()[1:]
-              if r.split(",")[5]]
+    losses = [
+        float(r.split(",")[5]) for r in (tmp_path / "run/metrics.csv").read_text().splitlines()[1:] if r.split(",")[5]
+    ]
     assert losses[-1] < 0.8 * losses[0]
     weights = torch.load(tmp_path / "bf16.pt", weights_only=True)["model"]
     assert all(w.dtype == torch.float32 for w in weights.values() if w.is_floating_point())

@@ -1,7 +1,6 @@
 """Seq2seq through the real CLI: train a toy reversal task, decode, evaluate; metric parity with sacrebleu."""
 
 import json
-import random
 import subprocess
 import sys
 from pathlib import Path
@@ -12,8 +11,23 @@ from tests.conftest import make_reversal_corpus, write_reversal_recipe  # noqa: 
 
 
 def test_seq2seq_learns_and_eval_writes_results(cli, trained_mt, tmp_path):
-    result = cli("eval", trained_mt, "--split", "test", "--beam", "3", "--metric", "bleu4", "--metric", "rouge2",
-                 "--json", "--results", "r.json", "--hyp-out", "hyps.txt")
+    result = cli(
+        "eval",
+        trained_mt,
+        "--split",
+        "test",
+        "--beam",
+        "3",
+        "--metric",
+        "bleu4",
+        "--metric",
+        "rouge2",
+        "--json",
+        "--results",
+        "r.json",
+        "--hyp-out",
+        "hyps.txt",
+    )
     assert result.code == 0, result.err
     metrics = json.loads(result.out)["metrics"]
     assert metrics["bleu4"] > 50 and metrics["rouge2"] > 50 and metrics["sentences"] == 40
@@ -30,7 +44,7 @@ def test_decode_reads_stdin_and_prints_sorted_nbest(cli, trained_mt, monkeypatch
     rows = [line.split("\t") for line in out.out.splitlines()]
     assert [r[0] for r in rows] == ["0"] * 3 + ["1"] * 3
     for i in (0, 3):
-        scores = [float(r[1]) for r in rows[i:i + 3]]
+        scores = [float(r[1]) for r in rows[i : i + 3]]
         assert scores == sorted(scores, reverse=True)
     assert rows[0][2] == "d c b a"
     monkeypatch.setattr(sys, "stdin", io.StringIO("a b c d\n"))
@@ -45,8 +59,12 @@ def test_eval_bleu_equals_sacrebleu_cli(cli, tmp_path):
     (tmp_path / "r.txt").write_text("\n".join(refs) + "\n")
     ours = json.loads(cli("eval", "--hyp", "h.txt", "--ref", "r.txt", "--metric", "bleu4", "--json").out)
     sacrebleu = Path(sys.executable).parent / "sacrebleu"
-    theirs = subprocess.run([str(sacrebleu), str(tmp_path / "r.txt"), "-i", str(tmp_path / "h.txt"), "-b", "-w", "4"],
-                            capture_output=True, text=True, check=True)
+    theirs = subprocess.run(
+        [str(sacrebleu), str(tmp_path / "r.txt"), "-i", str(tmp_path / "h.txt"), "-b", "-w", "4"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert ours["metrics"]["bleu4"] == pytest.approx(float(theirs.stdout.strip()), abs=0.005)
 
 
@@ -73,8 +91,19 @@ def test_bf16_decoding_runs_in_bf16_and_matches_fp32_outputs(cli, trained_mt, tm
     assert logits.dtype == torch.bfloat16  # the context really lowers the precision
     runs = {}
     for precision in ("fp32", "bf16"):
-        result = cli("eval", trained_mt, "--split", "test", "--beam", "3", "--precision", precision, "--json",
-                     "--hyp-out", f"{precision}.txt")
+        result = cli(
+            "eval",
+            trained_mt,
+            "--split",
+            "test",
+            "--beam",
+            "3",
+            "--precision",
+            precision,
+            "--json",
+            "--hyp-out",
+            f"{precision}.txt",
+        )
         assert result.code == 0, result.err
         assert json.loads(result.out)["metrics"]["precision"] == precision
         runs[precision] = (tmp_path / f"{precision}.txt").read_text().splitlines()

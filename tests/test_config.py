@@ -3,7 +3,14 @@ from pathlib import Path
 import pytest
 
 from textgen.config import (
-    Recipe, apply_overrides, dump_toml, from_dict, list_recipe_files, load_recipe, parse_override, read_toml,
+    Recipe,
+    apply_overrides,
+    dump_toml,
+    from_dict,
+    list_recipe_files,
+    load_recipe,
+    parse_override,
+    read_toml,
 )
 from textgen.errors import UserError
 
@@ -52,7 +59,7 @@ def test_every_shipped_recipe_loads_and_round_trips():
 
 def test_toml_syntax_error_reports_line(tmp_path: Path):
     bad = tmp_path / "bad.toml"
-    bad.write_text('[train]\nlr = 0.1\nbatch_size = = 3\n')
+    bad.write_text("[train]\nlr = 0.1\nbatch_size = = 3\n")
     with pytest.raises(UserError, match="line 3"):
         load_recipe(str(bad))
 

@@ -18,16 +18,38 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 @pytest.fixture
 def mixer_recipe(tmp_path):
     corpus = make_reversal_corpus(tmp_path)
-    return write_reversal_recipe(tmp_path / "mixer.toml", corpus, "toy reversal, MIXER", hidden=32,
-                                 train={"lr": 0.01, "max_tokens": 200, "eval_every": 20, "log_every": 10},
-                                 objective={"name": "mixer", "mixer_T": 4, "mixer_delta": 2, "mixer_xent_epochs": 2,
-                                            "mixer_epochs_per_stage": 1},
-                                 decode={"beam": 3, "max_len_a": 1.0, "max_len_b": 2})
+    return write_reversal_recipe(
+        tmp_path / "mixer.toml",
+        corpus,
+        "toy reversal, MIXER",
+        hidden=32,
+        train={"lr": 0.01, "max_tokens": 200, "eval_every": 20, "log_every": 10},
+        objective={
+            "name": "mixer",
+            "mixer_T": 4,
+            "mixer_delta": 2,
+            "mixer_xent_epochs": 2,
+            "mixer_epochs_per_stage": 1,
+        },
+        decode={"beam": 3, "max_len_a": 1.0, "max_len_b": 2},
+    )
 
 
 def test_fp16_mixer_on_cuda_trains_and_resumes(cli, mixer_recipe, tmp_path):
-    args = ("train", "-r", mixer_recipe, "-o", "gpu.pt", "--run-dir", "run", "--device", "cuda",
-            "--set", "train.precision=fp16", "--json")
+    args = (
+        "train",
+        "-r",
+        mixer_recipe,
+        "-o",
+        "gpu.pt",
+        "--run-dir",
+        "run",
+        "--device",
+        "cuda",
+        "--set",
+        "train.precision=fp16",
+        "--json",
+    )
     first = cli(*args, "--set", "train.max_steps=40")
     assert first.code == 0, first.err
     assert json.loads(first.out)["device"] == "cuda:0"
@@ -42,8 +64,24 @@ def test_fp16_mixer_on_cuda_trains_and_resumes(cli, mixer_recipe, tmp_path):
 
 
 def test_cuda_and_cpu_decode_alike(cli, mixer_recipe, tmp_path):
-    assert cli("train", "-r", mixer_recipe, "-o", "m.pt", "--run-dir", "run", "--device", "cuda",
-               "--set", "train.max_steps=60", "--set", "objective.name=xent").code == 0
+    assert (
+        cli(
+            "train",
+            "-r",
+            mixer_recipe,
+            "-o",
+            "m.pt",
+            "--run-dir",
+            "run",
+            "--device",
+            "cuda",
+            "--set",
+            "train.max_steps=60",
+            "--set",
+            "objective.name=xent",
+        ).code
+        == 0
+    )
     outputs = {}
     for device in ("cpu", "cuda"):
         result = cli("eval", "m.pt", "--split", "test", "--device", device, "--json", "--hyp-out", f"{device}.txt")
@@ -55,8 +93,22 @@ def test_cuda_and_cpu_decode_alike(cli, mixer_recipe, tmp_path):
 
 
 def test_lm_trains_and_samples_on_cuda(cli, tiny_recipe):
-    assert cli("train", "-r", tiny_recipe, "-o", "lm.pt", "--run-dir", "run", "--device", "cuda",
-               "--set", "train.precision=bf16").code == 0
+    assert (
+        cli(
+            "train",
+            "-r",
+            tiny_recipe,
+            "-o",
+            "lm.pt",
+            "--run-dir",
+            "run",
+            "--device",
+            "cuda",
+            "--set",
+            "train.precision=bf16",
+        ).code
+        == 0
+    )
     first = cli("sample", "lm.pt", "--device", "cuda", "--seed", "3", "--length", "40")
     again = cli("sample", "lm.pt", "--device", "cuda", "--seed", "3", "--length", "40")
     assert first.code == 0 and first.out == again.out and len(first.out.strip()) > 0

@@ -63,10 +63,12 @@ def test_hash_split_is_deduplicated_and_source_disjoint():
 
 
 def test_help_does_not_import_torch():
-    code = ("import sys; sys.argv = ['textgen', '--help']\n"
-            "from textgen.cli import main\n"
-            "try:\n    main()\nexcept SystemExit:\n    pass\n"
-            "sys.stderr.write('TORCH=%s' % ('torch' in sys.modules))")
+    code = (
+        "import sys; sys.argv = ['textgen', '--help']\n"
+        "from textgen.cli import main\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "sys.stderr.write('TORCH=%s' % ('torch' in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert "TORCH=False" in out.stderr
 
@@ -75,10 +77,20 @@ def make_iwslt_archive(path, n_train=60):
     import io
     import tarfile
 
-    train = {"de": ["<url>http://ted.com/x</url>", "<keywords>talks</keywords>", "<talkid>1</talkid>",
-                    "<title>Ein Titel</title>"],
-             "en": ["<url>http://ted.com/x</url>", "<keywords>talks</keywords>", "<talkid>1</talkid>",
-                    "<title>A Title</title>"]}
+    train = {
+        "de": [
+            "<url>http://ted.com/x</url>",
+            "<keywords>talks</keywords>",
+            "<talkid>1</talkid>",
+            "<title>Ein Titel</title>",
+        ],
+        "en": [
+            "<url>http://ted.com/x</url>",
+            "<keywords>talks</keywords>",
+            "<talkid>1</talkid>",
+            "<title>A Title</title>",
+        ],
+    }
     for i in range(n_train):
         train["de"].append(f"Das ist ein alt-gewachsener Satz Nummer {i}.")
         train["en"].append(f"It's an old-growth sentence number {i}.")
@@ -90,7 +102,8 @@ def make_iwslt_archive(path, n_train=60):
     for part in TEST_PARTS:
         for lang, text in (("de", "Hallo Welt"), ("en", "Hello world’s end")):
             files[f"de-en/{part}.de-en.{lang}.xml"] = (
-                f'<mteval>\n<doc docid="1">\n<seg id="1"> {text} {part} </seg>\n</doc>\n</mteval>\n')
+                f'<mteval>\n<doc docid="1">\n<seg id="1"> {text} {part} </seg>\n</doc>\n</mteval>\n'
+            )
     with tarfile.open(path, "w:gz") as tar:
         for name, text in files.items():
             data = text.encode()

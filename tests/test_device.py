@@ -54,10 +54,22 @@ def batch():
 
 @pytest.mark.parametrize("name", sorted(OBJECTIVES))
 def test_objective_step_makes_no_tensor_on_the_default_device(name):
-    recipe = Recipe(task="seq2seq", model=ModelConfig(hidden=8), train=TrainConfig(label_smoothing=0.1),
-                    decode=DecodeConfig(max_len_a=0.0, max_len_b=4),
-                    objective=ObjectiveConfig(name=name, mixer_T=2, mixer_xent_epochs=0, mixer_delta=1,
-                                              dad_schedule="linear", dad_max_p=1.0, dad_ramp_epochs=0, e2e_k=3))
+    recipe = Recipe(
+        task="seq2seq",
+        model=ModelConfig(hidden=8),
+        train=TrainConfig(label_smoothing=0.1),
+        decode=DecodeConfig(max_len_a=0.0, max_len_b=4),
+        objective=ObjectiveConfig(
+            name=name,
+            mixer_T=2,
+            mixer_xent_epochs=0,
+            mixer_delta=1,
+            dad_schedule="linear",
+            dad_max_p=1.0,
+            dad_ramp_epochs=0,
+            e2e_k=3,
+        ),
+    )
     model, data = seq2seq(), batch()  # host-side data: made before the default device changes
     objective = OBJECTIVES[name](Context(recipe, VOCAB, ["x y", "z x y z", "y"], steps_per_epoch=1))
     with default_device_trap():
@@ -73,8 +85,17 @@ def test_decoders_make_no_tensor_on_the_default_device(input_feeding):
     b = batch()
     with default_device_trap():
         greedy = greedy_or_sample(model, b.src, b.src_lens, 0.0, 4)
-        sampled = greedy_or_sample(model, b.src, b.src_lens, 0.0, 4, temperature=1.0, top_k=3, top_p=0.9,
-                                   generator=torch.Generator(device="cpu").manual_seed(1))
+        sampled = greedy_or_sample(
+            model,
+            b.src,
+            b.src_lens,
+            0.0,
+            4,
+            temperature=1.0,
+            top_k=3,
+            top_p=0.9,
+            generator=torch.Generator(device="cpu").manual_seed(1),
+        )
         beams = beam_search(model, b.src, b.src_lens, beam=3, nbest=2, max_len_a=0.0, max_len_b=4, no_repeat_ngram=2)
     assert len(greedy.tokens) == len(sampled.tokens) == len(beams.tokens) == 3
 

@@ -7,11 +7,10 @@ import sys
 from pathlib import Path
 
 import torch
-
-from textgen.data.seqbatch import token_budget_batches
-
 from conftest import REPO, write_recipe
 from test_cli_seq2seq import make_reversal_corpus, write_reversal_recipe
+
+from textgen.data.seqbatch import token_budget_batches
 
 
 def run_textgen(args: list, cwd: Path, nproc: int = 1) -> subprocess.CompletedProcess:
@@ -32,12 +31,13 @@ def test_two_ranks_of_batch_b_step_like_one_process_of_batch_2b(tmp_path):
     rng = random.Random(0)  # aperiodic text, so every stream holds different characters
     corpus = tmp_path / "random.txt"
     corpus.write_text("".join(rng.choice("abcdefgh \n") for _ in range(6000)))
-    recipe = write_recipe(tmp_path / "tiny.toml", corpus, max_steps=1, eval_every=1, clip=0.5,
-                          optimizer="sgd", lr=1.0)
+    recipe = write_recipe(tmp_path / "tiny.toml", corpus, max_steps=1, eval_every=1, clip=0.5, optimizer="sgd", lr=1.0)
     run_textgen(["-r", recipe, "--set", "train.batch_size=2", "-o", "ddp.pt", "--run-dir", "ddp"], tmp_path, nproc=2)
     for batch in (4, 2):
-        run_textgen(["-r", recipe, "--set", f"train.batch_size={batch}", "-o", f"b{batch}.pt", "--run-dir", f"b{batch}"],
-                    tmp_path)
+        run_textgen(
+            ["-r", recipe, "--set", f"train.batch_size={batch}", "-o", f"b{batch}.pt", "--run-dir", f"b{batch}"],
+            tmp_path,
+        )
     ddp, double, half = (weights(tmp_path / f"{run}/last.pt") for run in ("ddp", "b4", "b2"))
     assert ddp.keys() == double.keys() and len(ddp) >= 5
     for key in double:
@@ -50,11 +50,27 @@ def test_two_ranks_of_batch_b_step_like_one_process_of_batch_2b(tmp_path):
 def test_mixer_under_two_ranks_trains_in_sync_and_resumes_on_one(tmp_path):
     """Sampling and rewards per rank, baseline regressor in sync (the trainer checks replica checksums)."""
     corpus = make_reversal_corpus(tmp_path)
-    recipe = write_reversal_recipe(tmp_path / "mixer.toml", corpus, "toy reversal, MIXER", hidden=32,
-                                   train={"lr": 0.01, "max_tokens": 120, "max_steps": 12, "eval_every": 6,
-                                          "valid_metric": "bleu4", "log_every": 2},
-                                   objective={"name": "mixer", "mixer_T": 4, "mixer_delta": 2, "mixer_xent_epochs": 0,
-                                              "mixer_epochs_per_stage": 1})
+    recipe = write_reversal_recipe(
+        tmp_path / "mixer.toml",
+        corpus,
+        "toy reversal, MIXER",
+        hidden=32,
+        train={
+            "lr": 0.01,
+            "max_tokens": 120,
+            "max_steps": 12,
+            "eval_every": 6,
+            "valid_metric": "bleu4",
+            "log_every": 2,
+        },
+        objective={
+            "name": "mixer",
+            "mixer_T": 4,
+            "mixer_delta": 2,
+            "mixer_xent_epochs": 0,
+            "mixer_epochs_per_stage": 1,
+        },
+    )
     run_textgen(["-r", recipe, "-o", "m.pt", "--run-dir", "run"], tmp_path, nproc=2)
     rows = (tmp_path / "run/metrics.csv").read_text().splitlines()
     header = rows[0].split(",")
@@ -89,10 +105,24 @@ def test_two_ranks_with_unequal_token_counts_step_like_one_process_with_both_bat
     corpus = ";".join(f"{tmp_path}/{s}.src,{tmp_path}/{s}.tgt" for s in ("train", "valid"))
     assert sorted(map(len, token_budget_batches([3] * 12, [3] * 12, 40))) == [2, 10]  # 8 vs 40 tokens
     assert list(map(len, token_budget_batches([3] * 12, [3] * 12, 48))) == [12]
-    recipes = {name: write_reversal_recipe(tmp_path / f"{name}.toml", corpus, "unequal ranks", hidden=16,
-                                           train={"optimizer": "sgd", "lr": 1.0, "clip": 0.0, "max_tokens": budget,
-                                                  "max_steps": 1, "eval_every": 1, "log_every": 1})
-               for name, budget in (("ddp", 40), ("one", 48))}
+    recipes = {
+        name: write_reversal_recipe(
+            tmp_path / f"{name}.toml",
+            corpus,
+            "unequal ranks",
+            hidden=16,
+            train={
+                "optimizer": "sgd",
+                "lr": 1.0,
+                "clip": 0.0,
+                "max_tokens": budget,
+                "max_steps": 1,
+                "eval_every": 1,
+                "log_every": 1,
+            },
+        )
+        for name, budget in (("ddp", 40), ("one", 48))
+    }
     run_textgen(["-r", recipes["ddp"], "-o", "ddp.pt", "--run-dir", "ddp"], tmp_path, nproc=2)
     single = cli("train", "-r", recipes["one"], "-o", "one.pt", "--run-dir", "one")  # in this process: quicker
     assert single.code == 0, single.err
@@ -122,11 +152,29 @@ def test_mixer_step_under_two_ranks_equals_one_process_replaying_each_ranks_samp
 
     corpus = make_reversal_corpus(tmp_path)
     lr, baseline_lr = 0.5, 0.5
-    recipe = write_reversal_recipe(tmp_path / "mixer.toml", corpus, "toy reversal, MIXER step", hidden=16,
-                                   train={"optimizer": "sgd", "lr": lr, "clip": 0.0, "max_tokens": 120, "max_steps": 1,
-                                          "eval_every": 1, "log_every": 1},
-                                   objective={"name": "mixer", "mixer_T": 4, "mixer_delta": 2, "mixer_xent_epochs": 0,
-                                              "mixer_epochs_per_stage": 1, "baseline_lr": baseline_lr})
+    recipe = write_reversal_recipe(
+        tmp_path / "mixer.toml",
+        corpus,
+        "toy reversal, MIXER step",
+        hidden=16,
+        train={
+            "optimizer": "sgd",
+            "lr": lr,
+            "clip": 0.0,
+            "max_tokens": 120,
+            "max_steps": 1,
+            "eval_every": 1,
+            "log_every": 1,
+        },
+        objective={
+            "name": "mixer",
+            "mixer_T": 4,
+            "mixer_delta": 2,
+            "mixer_xent_epochs": 0,
+            "mixer_epochs_per_stage": 1,
+            "baseline_lr": baseline_lr,
+        },
+    )
     run_textgen(["-r", recipe, "-o", "m.pt", "--run-dir", "run"], tmp_path, nproc=2)
     saved = torch.load(tmp_path / "run/last.pt", weights_only=True)
 

@@ -1,10 +1,9 @@
 """Language-model behaviour: truncated BPTT, state carrying, learning, checkpoint round trip."""
 
+import pytest
 import torch
 
 from textgen import checkpoint
-import pytest
-
 from textgen.config import DataConfig, ModelConfig, Recipe, TrainConfig, to_dict
 from textgen.data.batching import batchify, num_windows, window
 from textgen.data.vocab import CharVocab, WordVocab
@@ -21,8 +20,11 @@ def tiny_model(cell="lstm", vocab=7, seed=0, **kw):
 def lm_task(tmp_path, text, **train):
     path = tmp_path / "corpus.txt"
     path.write_text(text)
-    recipe = Recipe(data=DataConfig(corpus=str(path), holdout=0.1),
-                    model=ModelConfig(layers=1, hidden=32, embed=16), train=TrainConfig(**train))
+    recipe = Recipe(
+        data=DataConfig(corpus=str(path), holdout=0.1),
+        model=ModelConfig(layers=1, hidden=32, embed=16),
+        train=TrainConfig(**train),
+    )
     torch.manual_seed(0)
     return LMTask(recipe)
 
@@ -83,7 +85,9 @@ def test_checkpoint_round_trip_gives_identical_outputs(tmp_path):
     vocab = CharVocab(tuple("abcdefg"))
     recipe = Recipe(model=model.cfg, train=TrainConfig())
     path = tmp_path / "m.pt"
-    checkpoint.save(path, {"kind": "lm", "recipe": to_dict(recipe), "vocab": vocab.to_dict(), "model": model.state_dict()})
+    checkpoint.save(
+        path, {"kind": "lm", "recipe": to_dict(recipe), "vocab": vocab.to_dict(), "model": model.state_dict()}
+    )
     loaded, loaded_vocab, loaded_recipe, _ = load_model(path)
     x = torch.randint(0, 7, (2, 9))
     model.eval()

@@ -49,14 +49,18 @@ def test_keyed_uniforms_are_splitmix64_and_independent_of_the_other_rows():
     keys = row_keys(7, 5)
     for row, key in enumerate(keys.tolist()):
         assert [float(keyed_uniforms(keys, t)[row]) for t in range(4)] == splitmix64(key & mask, 4)
-        assert float(keyed_uniforms(keys[row:row + 1], 3)[0]) == float(keyed_uniforms(keys, 3)[row])
+        assert float(keyed_uniforms(keys[row : row + 1], 3)[0]) == float(keyed_uniforms(keys, 3)[row])
     assert torch.equal(row_keys(7, 3), keys[:3]) and not torch.equal(row_keys(8, 3), keys[:3])
     u = torch.stack([keyed_uniforms(keys, t) for t in range(2000)])
     assert 0 <= float(u.min()) and float(u.max()) < 1 and abs(float(u.mean()) - 0.5) < 0.02
 
 
-CONSENSUS = ["a man rides a red bike down the hill", "a man rides a red bike down a hill",
-             "a man is riding a red bike down the hill", "two cats sleep on the sofa"]
+CONSENSUS = [
+    "a man rides a red bike down the hill",
+    "a man rides a red bike down a hill",
+    "a man is riding a red bike down the hill",
+    "two cats sleep on the sofa",
+]
 
 
 def naive_expected(candidates, utility):
@@ -91,9 +95,14 @@ def test_mbr_select_counts_duplicates_and_scores_each_distinct_string_once():
 
 
 def test_the_most_frequent_candidate_is_not_always_the_bleu_mbr_choice():
-    candidates = ["a man rides a red bike down the hill", "a man rides a red bike down a hill",
-                  "a man rides the red bike down the hill", "a man rides a red bike on the hill",
-                  "two cats sleep", "two cats sleep"]
+    candidates = [
+        "a man rides a red bike down the hill",
+        "a man rides a red bike down a hill",
+        "a man rides the red bike down the hill",
+        "a man rides a red bike on the hill",
+        "two cats sleep",
+        "two cats sleep",
+    ]
     index, expected = mbr_select(candidates, sentence_bleu)
     mode = candidates.index("two cats sleep")
     assert index < 4 and expected[index] > expected[mode]  # four near-paraphrases outvote one string drawn twice
@@ -145,8 +154,9 @@ def test_batched_mbr_equals_each_source_alone_and_is_repeatable(trained_mt):
     assert batched[:2] == ["d c b a", "f e"]  # the toy model reverses: the consensus of its samples too
 
     def candidates(seed):
-        out = mbr_decode(mt.model, mt.vocabs.tgt.decode, mt.encode(sources), mt.recipe.decode, 6, "ancestral",
-                         "bleu", seed, 1.5)
+        out = mbr_decode(
+            mt.model, mt.vocabs.tgt.decode, mt.encode(sources), mt.recipe.decode, 6, "ancestral", "bleu", seed, 1.5
+        )
         for choice in out:
             assert choice.text == choice.candidates[choice.index] and len(choice.candidates) == 6
             assert choice.expected[choice.index] == max(choice.expected)
@@ -154,8 +164,9 @@ def test_batched_mbr_equals_each_source_alone_and_is_repeatable(trained_mt):
 
     assert candidates(3) == candidates(3) and candidates(3) != candidates(4)
     for sampling in ("epsilon", "top_p"):
-        assert mt.translate(sources, mbr=4, mbr_sampling=sampling, mbr_utility="chrf", seed=1) == \
-            mt.translate(sources, mbr=4, mbr_sampling=sampling, mbr_utility="chrf", seed=1)
+        assert mt.translate(sources, mbr=4, mbr_sampling=sampling, mbr_utility="chrf", seed=1) == mt.translate(
+            sources, mbr=4, mbr_sampling=sampling, mbr_utility="chrf", seed=1
+        )
     single = mbr_decode(mt.model, mt.vocabs.tgt.decode, mt.encode(sources), mt.recipe.decode, 1, seed=5)
     assert all(c.candidates == [c.text] for c in single)  # N = 1: the one epsilon sample
 
@@ -164,11 +175,14 @@ def test_mbr_api_errors(trained_mt):
     from textgen.errors import UserError
 
     mt = textgen.load(trained_mt, device="cpu")
-    for settings, fragment in [(dict(mbr=0), "--mbr must be >= 1"),
-                               (dict(mbr=4, mbr_utility="meteor"), "--mbr-utility"),
-                               (dict(mbr=4, mbr_sampling="beam"), "--mbr-sampling"),
-                               (dict(mbr=4, mbr_epsilon=1.0), "--mbr-epsilon"),
-                               (dict(mbr=4, beam=3), "leave out beam"), (dict(mbr=4, temperature=0), "> 0")]:
+    for settings, fragment in [
+        (dict(mbr=0), "--mbr must be >= 1"),
+        (dict(mbr=4, mbr_utility="meteor"), "--mbr-utility"),
+        (dict(mbr=4, mbr_sampling="beam"), "--mbr-sampling"),
+        (dict(mbr=4, mbr_epsilon=1.0), "--mbr-epsilon"),
+        (dict(mbr=4, beam=3), "leave out beam"),
+        (dict(mbr=4, temperature=0), "> 0"),
+    ]:
         with pytest.raises(UserError, match=fragment):
             mt.translate(["a b"], **settings)
 
@@ -179,8 +193,23 @@ def test_decode_and_eval_with_mbr_through_the_cli(cli, trained_mt, tmp_path):
     assert out.code == 0, out.err
     assert len(out.out.splitlines()) == 3 and out.out.splitlines()[:2] == ["d c b a", "f e"]
     assert out.out == cli("decode", trained_mt, "-i", "src.txt", "--mbr", "4", "--seed", "1").out
-    result = cli("eval", trained_mt, "--split", "test", "--mbr", "4", "--mbr-utility", "chrf", "--metric", "bleu4",
-                 "--json", "--results", "r.json", "--hyp-out", "mbr.txt")
+    result = cli(
+        "eval",
+        trained_mt,
+        "--split",
+        "test",
+        "--mbr",
+        "4",
+        "--mbr-utility",
+        "chrf",
+        "--metric",
+        "bleu4",
+        "--json",
+        "--results",
+        "r.json",
+        "--hyp-out",
+        "mbr.txt",
+    )
     assert result.code == 0, result.err
     metrics = json.loads(result.out)["metrics"]
     assert metrics["mbr"] == 4 and metrics["mbr_utility"] == "chrf" and metrics["mbr_sampling"] == "epsilon"
@@ -192,6 +221,8 @@ def test_decode_and_eval_with_mbr_through_the_cli(cli, trained_mt, tmp_path):
 def test_mbr_cli_errors_are_one_line(cli, trained_mt, tmp_path):
     (tmp_path / "src.txt").write_text("a b\n")
     assert_clean_error(cli("decode", trained_mt, "-i", "src.txt", "--mbr", "0"), "--mbr must be >= 1")
-    assert_clean_error(cli("decode", trained_mt, "-i", "src.txt", "--mbr", "4", "--mbr-utility", "meteor"),
-                       "unknown --mbr-utility 'meteor'")
+    assert_clean_error(
+        cli("decode", trained_mt, "-i", "src.txt", "--mbr", "4", "--mbr-utility", "meteor"),
+        "unknown --mbr-utility 'meteor'",
+    )
     assert_clean_error(cli("eval", trained_mt, "--split", "test", "--mbr", "4", "--beam", "2"), "leave out --beam")

@@ -10,8 +10,7 @@ import torch
 
 from textgen.config import DecodeConfig, ModelConfig, ObjectiveConfig, Recipe, TrainConfig
 from textgen.data.seqbatch import collate
-from textgen.data.seqvocab import BOS, EOS, WordVocab
-from textgen.data.seqvocab import PAD
+from textgen.data.seqvocab import BOS, EOS, PAD, WordVocab
 from textgen.decode.generate import rollout
 from textgen.decode.search import allowed_log_probs, greedy_or_sample
 from textgen.metrics import sentence_bleu
@@ -27,9 +26,13 @@ MAX_LEN = 3  # outputs of at most 3 tokens including EOS: 13 sequences in all
 
 def setup(name="xent", seed=0, dropout=0.0, **objective):
     torch.manual_seed(seed)
-    recipe = Recipe(task="seq2seq", model=ModelConfig(layers=1, hidden=8, embed=6, dropout=dropout),
-                    train=TrainConfig(), decode=DecodeConfig(max_len_a=0.0, max_len_b=MAX_LEN),
-                    objective=ObjectiveConfig(name=name, **objective))
+    recipe = Recipe(
+        task="seq2seq",
+        model=ModelConfig(layers=1, hidden=8, embed=6, dropout=dropout),
+        train=TrainConfig(),
+        decode=DecodeConfig(max_len_a=0.0, max_len_b=MAX_LEN),
+        objective=ObjectiveConfig(name=name, **objective),
+    )
     model = Seq2Seq(9, len(VOCAB), recipe.model).train()
     ctx = Context(recipe, VOCAB, ["x y"] * 4, steps_per_epoch=10)
     return model, OBJECTIVES[name](ctx)
@@ -126,8 +129,16 @@ def test_scst_baseline_is_the_test_time_greedy_decode_with_dropout_off():
     batch = collate([[4, 5, 6], [7, 8], [6, 6, 8, 7], [5]] * 4, [[4, 5]] * 16, list(range(16)))
     rows = torch.arange(16)
     limit = torch.full((16,), MAX_LEN)
-    seg = Segment(batch, rows, 0, model.encode(batch.src, batch.src_lens), batch.tgt_in[:, 0], limit,
-                  batch.tgt_out[:, :0], torch.zeros(16, dtype=torch.long))
+    seg = Segment(
+        batch,
+        rows,
+        0,
+        model.encode(batch.src, batch.src_lens),
+        batch.tgt_in[:, 0],
+        limit,
+        batch.tgt_out[:, :0],
+        torch.zeros(16, dtype=torch.long),
+    )
     roll = rollout(model, seg.state, seg.prev, limit)
     reward = torch.rand(16)
     rng = torch.get_rng_state()
@@ -142,8 +153,9 @@ def test_scst_baseline_is_the_test_time_greedy_decode_with_dropout_off():
 
 
 def test_scst_advantage_is_sample_reward_minus_greedy_reward():
-    model, scst = setup("scst", mixer_T=4, mixer_delta=4, mixer_xent_epochs=0, mixer_epochs_per_stage=1,
-                        xent_weight=0.0)
+    model, scst = setup(
+        "scst", mixer_T=4, mixer_delta=4, mixer_xent_epochs=0, mixer_epochs_per_stage=1, xent_weight=0.0
+    )
     assert not list(scst.parameters())  # no regressor: the greedy decode is the baseline
     batch = copies(16)
     scst.reward_fn = lambda hyp, ref: 1.0  # every continuation earns the same: nothing to learn
@@ -179,8 +191,11 @@ def test_dad_with_p_one_feeds_the_argmax_of_the_previous_step():
     for t in range(batch.tgt_in.size(1)):
         logits, state = model.step(prev, state)
         logits_per_step.append(logits)
-        prev = torch.where(batch.tgt_in[:, min(t + 1, batch.tgt_in.size(1) - 1)] == PAD,
-                           batch.tgt_in[:, min(t + 1, batch.tgt_in.size(1) - 1)], logits.argmax(-1))
+        prev = torch.where(
+            batch.tgt_in[:, min(t + 1, batch.tgt_in.size(1) - 1)] == PAD,
+            batch.tgt_in[:, min(t + 1, batch.tgt_in.size(1) - 1)],
+            logits.argmax(-1),
+        )
     expected = token_loss(torch.stack(logits_per_step, 1), batch.tgt_out)
     out = dad(model, batch, step=100)
     assert out.logs["dad_p"] == 1.0
@@ -201,7 +216,9 @@ def test_mixer_schedule_steps_as_specified():
     summarize = ObjectiveConfig(mixer_T=20, mixer_delta=2, mixer_xent_epochs=20, mixer_epochs_per_stage=5)
     assert [mixer_s(summarize, e) for e in (19, 20, 25, 30)] == [20, 18, 16, 14]
     assert mixer_s(cfg, 29.99) == 22  # progress is fractional: a stage ends only when its epochs are done
-    finetune = ObjectiveConfig(mixer_T=12, mixer_delta=4, mixer_xent_epochs=0, mixer_epochs_per_stage=0.5, mixer_min_s=1)
+    finetune = ObjectiveConfig(
+        mixer_T=12, mixer_delta=4, mixer_xent_epochs=0, mixer_epochs_per_stage=0.5, mixer_min_s=1
+    )
     assert [mixer_s(finetune, e) for e in (0.0, 0.49, 0.5, 1.0, 1.6)] == [8, 8, 4, 1, 1]
 
 
@@ -221,8 +238,9 @@ def continuation_logp(model, src, prefix, continuation, limit):
 def test_mixer_below_T_weights_xent_prefix_and_reinforce_continuation_half_and_half():
     """At s = 1 (T = 3): loss = 0.5 * XENT(first reference token) + 0.5 * -(R - b) log p(sampled continuation),
     the continuation sampled after the reference prefix."""
-    model, mixer = setup("mixer", mixer_T=3, mixer_xent_epochs=0, mixer_delta=2, mixer_epochs_per_stage=1,
-                         baseline="none")
+    model, mixer = setup(
+        "mixer", mixer_T=3, mixer_xent_epochs=0, mixer_delta=2, mixer_epochs_per_stage=1, baseline="none"
+    )
     src, tgt = [4, 5, 6], [4, 5, 4]
     batch = copies(6, src=src, tgt=tgt)
     state = model.encode(batch.src, batch.src_lens)
@@ -292,8 +310,11 @@ def test_e2e_gradient_flows_through_the_top_k_weights():
 
 
 def test_sentence_bleu_reward_matches_sacrebleu():
-    pairs = [("the cat sat on the mat", "the cat is on the mat"), ("a b", "a b c d"),
-             ("completely different", "nothing in common here")]
+    pairs = [
+        ("the cat sat on the mat", "the cat is on the mat"),
+        ("a b", "a b c d"),
+        ("completely different", "nothing in common here"),
+    ]
     for hyp, ref in pairs:
         expected = sacrebleu.sentence_bleu(hyp, [ref], smooth_method="add-k", smooth_value=1).score / 100
         assert sentence_bleu(hyp, ref) == pytest.approx(expected)
@@ -320,8 +341,9 @@ def test_leave_one_out_baseline_keeps_reinforce_unbiased():
 def test_leave_one_out_advantage_is_reward_minus_the_others_mean_and_cuts_variance():
     model, objective = setup("reinforce", baseline="loo", samples=3)
     reward = torch.tensor([1.0, 0.0, 0.5, 0.2, 0.2, 0.8])  # two sources, three samples each
-    roll = rollout(model, model.encode(copies(6).src, copies(6).src_lens), copies(6).tgt_in[:, 0],
-                   torch.full((6,), MAX_LEN))
+    roll = rollout(
+        model, model.encode(copies(6).src, copies(6).src_lens), copies(6).tgt_in[:, 0], torch.full((6,), MAX_LEN)
+    )
     adv, baseline_loss, _ = objective.advantage(model, None, roll, reward)
     expected = torch.tensor([1.0 - 0.25, 0.0 - 0.75, 0.5 - 0.5, 0.2 - 0.5, 0.2 - 0.5, 0.8 - 0.2])
     torch.testing.assert_close(adv[:, 0], expected)
@@ -368,18 +390,30 @@ def test_sampled_ngram_bleu_is_sacrebleu_with_no_prefix_and_ignores_prefix_only_
     def enc(text):
         return [ids[w] for w in text.split()]
 
-    for hyp, ref in [("the cat sat on the mat", "the cat sat on the rug"), ("a dog", "the dog sat on a mat"),
-                     ("mat rug the", "the cat sat on the mat"), ("the cat sat on the mat", "the cat sat on the mat")]:
-        expected = sacrebleu.sentence_bleu(hyp, [ref], smooth_method="add-k", smooth_value=1, tokenize="none",
-                                           use_effective_order=True).score / 100
+    for hyp, ref in [
+        ("the cat sat on the mat", "the cat sat on the rug"),
+        ("a dog", "the dog sat on a mat"),
+        ("mat rug the", "the cat sat on the mat"),
+        ("the cat sat on the mat", "the cat sat on the mat"),
+    ]:
+        expected = (
+            sacrebleu.sentence_bleu(
+                hyp, [ref], smooth_method="add-k", smooth_value=1, tokenize="none", use_effective_order=True
+            ).score
+            / 100
+        )
         assert sampled_ngram_bleu([], enc(hyp), enc(ref)) == pytest.approx(expected, abs=1e-12)
     ref = enc("the cat sat on the mat")
     prefix = enc("the cat sat on the")
     # the prefix alone matches 5 words of the reference; a wrong last word must earn only add-1 smoothing,
     # while plain BLEU of the whole output would pay for the prefix
     wrong, right = sampled_ngram_bleu(prefix, enc("rug"), ref), sampled_ngram_bleu(prefix, enc("mat"), ref)
-    plain = sacrebleu.sentence_bleu("the cat sat on the rug", ["the cat sat on the mat"], smooth_method="add-k",
-                                    smooth_value=1, tokenize="none").score / 100
+    plain = (
+        sacrebleu.sentence_bleu(
+            "the cat sat on the rug", ["the cat sat on the mat"], smooth_method="add-k", smooth_value=1, tokenize="none"
+        ).score
+        / 100
+    )
     assert wrong == 0.0 and plain > 0.5 and right == pytest.approx(1.0)
     assert sampled_ngram_bleu(prefix, [], ref) == 0.0
     repeated = sampled_ngram_bleu(enc("the cat"), enc("the cat"), enc("the cat sat"))

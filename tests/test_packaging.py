@@ -7,11 +7,10 @@ import os
 import shutil
 import subprocess
 import sys
-import tomllib
 from importlib import resources
 from pathlib import Path
 
-import pytest
+import tomllib
 
 from tests.conftest import REPO
 
@@ -124,8 +123,10 @@ def test_wheel_installed_in_a_fresh_venv_runs_from_an_unrelated_folder(tmp_path)
     run(*pip, "--python", _bin(venv, "python"), "install", "-q", "--no-deps", wheel, cwd=tmp_path)
 
     work = make_unrelated_folder(tmp_path / "elsewhere")
-    probe = ("import textgen, textgen.config as c; print(textgen.__file__); r = c.load_recipe('mixer'); "
-             "print(r.name, r.task, r.objective.name, r.data.corpus)")
+    probe = (
+        "import textgen, textgen.config as c; print(textgen.__file__); r = c.load_recipe('mixer'); "
+        "print(r.name, r.task, r.objective.name, r.data.corpus)"
+    )
     installed, loaded = run(_bin(venv, "python"), "-c", probe, cwd=work).splitlines()
     assert not Path(installed).resolve().is_relative_to(REPO), installed
     assert Path(installed).resolve().is_relative_to(venv.resolve()), installed

@@ -4,7 +4,6 @@ fp16 itself needs CUDA, but the trainer's part — scale, unscale before clippin
 and the scale saved in and restored from checkpoints — is the same code on any device.
 """
 
-import pytest
 import torch
 
 import textgen.trainer as trainer
@@ -38,8 +37,7 @@ def test_scaled_training_takes_the_same_steps_as_unscaled(cli, tiny_recipe, tmp_
         torch.testing.assert_close(scaled[name], plain[name], rtol=1e-5, atol=1e-6, msg=name)
 
 
-def test_a_step_with_non_finite_gradients_is_skipped_and_the_scale_backs_off(cli, tiny_recipe, tmp_path,
-                                                                               monkeypatch):
+def test_a_step_with_non_finite_gradients_is_skipped_and_the_scale_backs_off(cli, tiny_recipe, tmp_path, monkeypatch):
     import textgen.lm as lm
 
     made = forced_scaler(monkeypatch, init_scale=2.0**16)
@@ -50,8 +48,22 @@ def test_a_step_with_non_finite_gradients_is_skipped_and_the_scale_backs_off(cli
         return loss + torch.sqrt(model.proj.bias.sum() * 0.0), state
 
     monkeypatch.setattr(lm, "loss_sum", overflowing_gradient)
-    assert cli("train", "-r", tiny_recipe, "-o", "m.pt", "--run-dir", "run", "--set", "train.max_steps=1",
-               "--set", "train.eval_every=1").code == 0
+    assert (
+        cli(
+            "train",
+            "-r",
+            tiny_recipe,
+            "-o",
+            "m.pt",
+            "--run-dir",
+            "run",
+            "--set",
+            "train.max_steps=1",
+            "--set",
+            "train.eval_every=1",
+        ).code
+        == 0
+    )
     saved = torch.load(tmp_path / "run" / "last.pt", weights_only=True)["train_state"]
     assert saved["optimizer"]["state"] == {}, "the step must not reach the optimizer"
     assert saved["scaler"]["scale"] == made[0].get_scale() == 2.0**15

@@ -22,8 +22,14 @@ def final_weights(path):
 
 def kill_after_first_checkpoint(args, cwd, sig):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen([sys.executable, "-m", "textgen", *args], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "textgen", *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     last = cwd / "run" / "last.pt"
     deadline = time.time() + 120
     while not last.exists() and proc.poll() is None and time.time() < deadline:
@@ -40,8 +46,9 @@ def test_interrupted_then_resumed_equals_straight_run(cli, tiny_recipe, tmp_path
     straight.mkdir()
     assert cli("train", "-r", tiny_recipe, *common, "-o", straight / "a.pt", "--run-dir", straight / "run").code == 0
 
-    rc, err = kill_after_first_checkpoint(["train", "-r", tiny_recipe, *common, "-o", "b.pt", "--run-dir", "run"],
-                                          tmp_path, sig)
+    rc, err = kill_after_first_checkpoint(
+        ["train", "-r", tiny_recipe, *common, "-o", "b.pt", "--run-dir", "run"], tmp_path, sig
+    )
     assert rc == code, err
     if sig != signal.SIGKILL:
         assert "textgen train --resume" in err

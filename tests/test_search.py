@@ -53,8 +53,9 @@ def test_wide_beam_finds_the_brute_force_optimum_and_sorted_nbest():
         src = torch.tensor([[seed + 1, seed + 2]])
         candidates = [list(p) + [EOS] for n in range(4) for p in itertools.product(real, repeat=n)]
         scored = sorted(((sequence_logprob(model, src, c), c) for c in candidates), reverse=True)
-        hyps = beam_search(model, src, torch.tensor([2]), beam=len(candidates) + 1, nbest=5, lenpen=0.0,
-                           max_len_a=0.0, max_len_b=4)
+        hyps = beam_search(
+            model, src, torch.tensor([2]), beam=len(candidates) + 1, nbest=5, lenpen=0.0, max_len_a=0.0, max_len_b=4
+        )
         assert hyps.tokens[0][0] == scored[0][1][:-1]
         assert math.isclose(hyps.scores[0][0], scored[0][0], rel_tol=1e-5)
         assert [t for t in hyps.tokens[0]] == [c[:-1] for _, c in scored[:5]]
@@ -80,8 +81,9 @@ def tiny_seq2seq(seed=0, **kw):
 
 def random_sources(n, seed=0):
     g = torch.Generator().manual_seed(seed)
-    return [torch.randint(4, 12, (int(torch.randint(1, 9, (1,), generator=g)),), generator=g).tolist()
-            for _ in range(n)]
+    return [
+        torch.randint(4, 12, (int(torch.randint(1, 9, (1,), generator=g)),), generator=g).tolist() for _ in range(n)
+    ]
 
 
 def test_batched_beam_equals_one_sentence_at_a_time():
@@ -203,8 +205,11 @@ class GardenPath:
 
     START = {UNK: 0.2, EOS: 0.1, 4: 0.4, 5: 0.3}
     AFTER_UNK_FIRST = {UNK: 0.02, EOS: 0.95, 4: 0.02, 5: 0.01}
-    AFTER_LAST = {4: {UNK: 0.1, EOS: 0.2, 4: 0.3, 5: 0.4}, 5: {UNK: 0.2, EOS: 0.45, 4: 0.25, 5: 0.1},
-                  UNK: {UNK: 0.3, EOS: 0.3, 4: 0.2, 5: 0.2}}
+    AFTER_LAST = {
+        4: {UNK: 0.1, EOS: 0.2, 4: 0.3, 5: 0.4},
+        5: {UNK: 0.2, EOS: 0.45, 4: 0.25, 5: 0.1},
+        UNK: {UNK: 0.3, EOS: 0.3, 4: 0.2, 5: 0.2},
+    }
 
     def encode(self, src, src_lens):
         return torch.full((src.size(0),), BOS)  # the state is the prefix's first token (BOS before it)
@@ -247,8 +252,9 @@ def test_narrow_beam_with_length_penalty_equals_a_reference_beam_search():
             for b, limit in enumerate(limits):
                 ref = reference_beam_search(model, h[b : b + 1], limit, K, lenpen, stats)
                 assert hyps.tokens[b] == [toks for _, toks in ref], (name, K, lenpen, b)
-                torch.testing.assert_close(torch.tensor(hyps.scores[b]), torch.tensor([s for s, _ in ref]),
-                                           rtol=1e-5, atol=1e-5)
+                torch.testing.assert_close(
+                    torch.tensor(hyps.scores[b]), torch.tensor([s for s, _ in ref]), rtol=1e-5, atol=1e-5
+                )
                 best_score, best_toks = exhaustive_best(model, h[b : b + 1], limit, lenpen)
                 assert hyps.scores[b][0] <= best_score + 1e-5  # a beam can only miss the optimum, never beat it
                 missed[name, K, lenpen, b] = hyps.tokens[b][0] != best_toks
@@ -260,5 +266,6 @@ def test_narrow_beam_with_length_penalty_equals_a_reference_beam_search():
     # the configurations exercise what the wide beam of the brute-force test never meets
     assert stats["early"] > 0, "no sentence stopped early at K finished hypotheses"
     assert stats["eos_ranked_out"] > 0, "no EOS candidate ranked below K among the 2K: that rule is untested"
-    assert any(answers[key] != answers[key[0], key[1], 0.6, key[3]] for key in answers if key[2] == 1.0), \
+    assert any(answers[key] != answers[key[0], key[1], 0.6, key[3]] for key in answers if key[2] == 1.0), (
         "the length penalty never changed an n-best list"
+    )

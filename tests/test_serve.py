@@ -17,8 +17,10 @@ from pathlib import Path
 import pytest
 
 for _module in ("starlette", "uvicorn", "httpx"):
-    pytest.importorskip(_module, reason=f"textgen serve needs the serve extra ({_module} is not installed): "
-                                        "pip install -e '.[test,serve]'")
+    pytest.importorskip(
+        _module,
+        reason=f"textgen serve needs the serve extra ({_module} is not installed): pip install -e '.[test,serve]'",
+    )
 
 import httpx  # noqa: E402
 
@@ -55,10 +57,14 @@ def train(argv: list[str]) -> None:
 @pytest.fixture(scope="module")
 def toy_mt(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("serve-mt")
-    recipe = write_reversal_recipe(folder / "rev.toml", make_reversal_corpus(folder), "toy reversal", hidden=64,
-                                   train={"lr": 0.01, "max_tokens": 200, "epochs": 8, "valid_metric": "loss",
-                                          "log_every": 50},
-                                   decode={"beam": 3, "max_len_a": 1.0, "max_len_b": 2})
+    recipe = write_reversal_recipe(
+        folder / "rev.toml",
+        make_reversal_corpus(folder),
+        "toy reversal",
+        hidden=64,
+        train={"lr": 0.01, "max_tokens": 200, "epochs": 8, "valid_metric": "loss", "log_every": 50},
+        decode={"beam": 3, "max_len_a": 1.0, "max_len_b": 2},
+    )
     train(["train", "-r", str(recipe), "-o", str(folder / "rev.pt"), "--run-dir", str(folder / "run")])
     return folder / "rev.pt"
 
@@ -76,8 +82,13 @@ def start_server(ckpt: Path, log: Path, *options: str) -> Server:
     """`python -m textgen serve CKPT --port 0`; the port is read from the log line it writes once bound."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     with open(log, "wb") as sink:
-        proc = subprocess.Popen([sys.executable, "-m", "textgen", "serve", str(ckpt), "--port", "0", "--device", "cpu",
-                                 *options], stdout=sink, stderr=subprocess.STDOUT, env=env, cwd=REPO)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "textgen", "serve", str(ckpt), "--port", "0", "--device", "cpu", *options],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=REPO,
+        )
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         found = re.search(r"serving .* on (http://127\.0\.0\.1:\d+)/", log.read_text())
@@ -106,8 +117,16 @@ def stop(server: Server) -> None:
 
 @pytest.fixture(scope="module")
 def server(toy_mt, tmp_path_factory):
-    srv = start_server(toy_mt, tmp_path_factory.mktemp("serve-log") / "server.log", "--window-ms", "30",
-                       "--max-sources", "8", "--max-input-chars", "200")
+    srv = start_server(
+        toy_mt,
+        tmp_path_factory.mktemp("serve-log") / "server.log",
+        "--window-ms",
+        "30",
+        "--max-sources",
+        "8",
+        "--max-input-chars",
+        "200",
+    )
     yield srv
     stop(srv)
     assert "Traceback" not in srv.log.read_text(), srv.log.read_text()
@@ -139,11 +158,16 @@ def test_translate_equals_the_python_api(server, api):
     expected = api.translate(SOURCES[:2], beam=4, nbest=3)
     assert [[h["text"] for h in hyps] for hyps in nbest["translations"]] == [[t for t, _ in e] for e in expected]
     assert [h["score"] for hyps in nbest["translations"] for h in hyps] == pytest.approx(
-        [s for e in expected for _, s in e], abs=1e-4)
+        [s for e in expected for _, s in e], abs=1e-4
+    )
     greedy = httpx.post(server.url + "/translate", json={"sources": SOURCES, "beam": 1, "lenpen": None}).json()
     assert greedy["translations"] == api.translate(SOURCES, beam=1)
-    sampled = [httpx.post(server.url + "/translate", json={"sources": SOURCES, "sample": True, "temperature": 0.7,
-                                                         "seed": 3}).json() for _ in range(2)]
+    sampled = [
+        httpx.post(
+            server.url + "/translate", json={"sources": SOURCES, "sample": True, "temperature": 0.7, "seed": 3}
+        ).json()
+        for _ in range(2)
+    ]
     assert sampled[0] == sampled[1] == {"translations": api.translate(SOURCES, sample=True, temperature=0.7, seed=3)}
 
 
@@ -178,14 +202,24 @@ BAD = {
     "beam 0": ("POST", "/translate", {"sources": ["a"], "beam": 0}, 400, "'beam' must be between"),
     "sample as a number": ("POST", "/translate", {"sources": ["a"], "sample": 1}, 400, "'sample' must be a boolean"),
     "unknown field": ("POST", "/translate", {"sources": ["a"], "beem": 5}, 400, "unknown field(s) 'beem'"),
-    "nbest over beam (the API's own error)": ("POST", "/translate", {"sources": ["a"], "beam": 2, "nbest": 3}, 400,
-                                              "nbest 3 is larger than beam 2"),
+    "nbest over beam (the API's own error)": (
+        "POST",
+        "/translate",
+        {"sources": ["a"], "beam": 2, "nbest": 3},
+        400,
+        "nbest 3 is larger than beam 2",
+    ),
     "oversized input": ("POST", "/translate", {"sources": ["a " * 150]}, 413, "the limit is 200"),
     "too many sources": ("POST", "/translate", {"sources": ["a"] * 9}, 413, "the limit is 8 per request"),
     "oversized body": ("POST", "/translate", b'{"sources": ["' + b"a" * 300_000 + b'"]}', 413, "bytes"),
     "targets missing": ("POST", "/score", {"sources": ["a"]}, 400, "missing field 'targets'"),
-    "targets of another length": ("POST", "/score", {"sources": ["a", "b"], "targets": ["a"]}, 400,
-                                  "2 sources but 1 targets"),
+    "targets of another length": (
+        "POST",
+        "/score",
+        {"sources": ["a", "b"], "targets": ["a"]},
+        400,
+        "2 sources but 1 targets",
+    ),
     "unknown route": ("GET", "/nope", None, 404, "no route GET /nope"),
     "wrong method": ("GET", "/translate", None, 405, "/translate takes POST, not GET"),
     "wrong method on /health": ("POST", "/health", b"{}", 405, "takes GET"),
@@ -210,8 +244,10 @@ def test_bad_requests_get_one_line_json_errors(server, case):
 def test_a_client_that_disconnects_mid_request_does_not_hurt_the_server(server, api):
     host, port = server.url.removeprefix("http://").split(":")
     body = json.dumps({"sources": SOURCES, "beam": 3}).encode()
-    head = (f"POST /translate HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n").encode()
+    head = (
+        f"POST /translate HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode()
     for payload in (head[:20], head + body[:10], head + body, head + body):
         with socket.create_connection((host, int(port)), timeout=5) as sock:
             sock.sendall(payload)  # half a request line, half a body, or a whole request: then gone
@@ -219,7 +255,8 @@ def test_a_client_that_disconnects_mid_request_does_not_hurt_the_server(server, 
     assert server.proc.poll() is None
     assert httpx.get(server.url + "/health").json()["status"] == "ok"
     assert httpx.post(server.url + "/translate", json={"sources": SOURCES[:2]}).json() == {
-        "translations": api.translate(SOURCES[:2])}
+        "translations": api.translate(SOURCES[:2])
+    }
     assert "Traceback" not in server.log.read_text()
 
 
@@ -267,13 +304,15 @@ def test_the_batcher_splits_by_settings_and_size_times_out_and_blames_the_right_
         batcher = Batcher(translate, pool, Limits(max_batch=4, window_ms=20, timeout_s=0.25))
         batcher.start()
         try:
-            out = await asyncio.gather(*(batcher.submit({"beam": 2}, [s]) for s in "abcdef"),
-                                       batcher.submit({"beam": 3}, ["g", "h"]))
+            out = await asyncio.gather(
+                *(batcher.submit({"beam": 2}, [s]) for s in "abcdef"), batcher.submit({"beam": 3}, ["g", "h"])
+            )
             assert out == [[s.upper()] for s in "abcdef"] + [["G", "H"]]
             assert calls == [(2, list("abcd")), (2, ["e", "f"]), (3, ["g", "h"])]  # first come, first served
             calls.clear()
-            good, bad = await asyncio.gather(batcher.submit({"beam": 2}, ["x"]), batcher.submit({"beam": 2}, ["bad"]),
-                                             return_exceptions=True)
+            good, bad = await asyncio.gather(
+                batcher.submit({"beam": 2}, ["x"]), batcher.submit({"beam": 2}, ["bad"]), return_exceptions=True
+            )
             assert good == ["X"] and isinstance(bad, UserError)  # retried one by one: only its sender gets the error
             assert calls == [(2, ["x", "bad"]), (2, ["x"]), (2, ["bad"])]
             with pytest.raises(HTTPException) as late:
@@ -331,9 +370,11 @@ def test_a_language_model_server_samples_and_scores(toy_lm, tmp_path):
         assert httpx.get(srv.url + "/health").json()["vocab"] == {"tokens": len(lm.vocab)}
         assert "Sample" in httpx.get(srv.url + "/").text
         assert "needs a seq2seq checkpoint" in assert_json_error(
-            httpx.post(srv.url + "/translate", json={"sources": ["a"]}), 404)
+            httpx.post(srv.url + "/translate", json={"sources": ["a"]}), 404
+        )
         assert "'length' must be between 0 and 1000" in assert_json_error(
-            httpx.post(srv.url + "/sample", json={"length": 10**6}), 413)
+            httpx.post(srv.url + "/sample", json={"length": 10**6}), 413
+        )
         assert "missing field 'texts'" in assert_json_error(httpx.post(srv.url + "/score", json={}), 400)
         assert "--top-p must be in (0, 1]" in assert_json_error(httpx.post(srv.url + "/sample", json={"top_p": 2}), 400)
     finally:

@@ -50,8 +50,9 @@ def test_a_clearly_better_system_is_significant_and_a_near_copy_is_not_under_boo
     lines = systems["base"].read_text().splitlines()  # the baseline with one sentence changed: no real difference
     lines[0] = systems["better"].read_text().splitlines()[0]
     (tmp_path / "near.txt").write_text("\n".join(lines) + "\n")
-    near = compare_systems([systems["base"], tmp_path / "near.txt"], [systems["ref"]], "bleu4", bootstrap=1000,
-                           ar=1000)["systems"][1]
+    near = compare_systems(
+        [systems["base"], tmp_path / "near.txt"], [systems["ref"]], "bleu4", bootstrap=1000, ar=1000
+    )["systems"][1]
     assert near["differing_lines"] == 1 and near["p_bootstrap"] > 0.05
     # AR: swapping the one differing line reproduces the observed difference exactly, every trial ties it, and
     # sacrebleu counts only strictly larger differences: its minimum p. `textgen eval` prints a note for this.
@@ -64,23 +65,25 @@ def test_results_equal_sacrebleus_paired_test_called_directly(systems, monkeypat
 
     read = {k: p.read_text().splitlines() for k, p in systems.items()}
     named = [(str(systems["base"]), read["base"]), (str(systems["better"]), read["better"])]
-    ours = compare_systems([systems["base"], systems["better"]], [systems["ref"]], "bleu4", bootstrap=300, ar=200,
-                           seed=7)
+    ours = compare_systems(
+        [systems["base"], systems["better"]], [systems["ref"]], "bleu4", bootstrap=300, ar=200, seed=7
+    )
     assert "SACREBLEU_SEED" not in os.environ or os.environ["SACREBLEU_SEED"] != "7"  # the seed is put back
     monkeypatch.setenv("SACREBLEU_SEED", "7")
     _, bs = PairedTest(named, {"bleu4": BLEU()}, [read["ref"]], test_type="bs", n_samples=300)()
-    sigs, ar = PairedTest(named, {"bleu4": BLEU()}, [read["ref"]], test_type="ar", n_samples=200,
-                          n_ar_confidence=-1)()
+    sigs, ar = PairedTest(named, {"bleu4": BLEU()}, [read["ref"]], test_type="ar", n_samples=200, n_ar_confidence=-1)()
     for row, b, a in zip(ours["systems"], bs["BLEU"], ar["BLEU"]):
         assert (row["score"], row["mean"], row["ci"], row["p_bootstrap"]) == (b.score, b.mean, b.ci, b.p_value)
         assert row["p_ar"] == a.p_value and a.score == b.score
     assert ours["seed"] == 7 and ours["signatures"]["paired_ar"] == str(sigs["BLEU"])
     assert "bs:300|seed:7" in ours["signatures"]["paired_bootstrap"]
     alone = compare_systems([systems["base"], systems["better"]], [systems["ref"]], "bleu4", ar=200, seed=7)
-    _, ar_ci = PairedTest(named, {"bleu4": BLEU()}, [read["ref"]], test_type="ar", n_samples=200,
-                          n_ar_confidence=1000)()
-    assert [(r["mean"], r["ci"], r["p_ar"]) for r in alone["systems"]] == \
-        [(x.mean, x.ci, x.p_value) for x in ar_ci["BLEU"]]  # AR alone: sacrebleu's bootstrap CI for AR
+    _, ar_ci = PairedTest(
+        named, {"bleu4": BLEU()}, [read["ref"]], test_type="ar", n_samples=200, n_ar_confidence=1000
+    )()
+    assert [(r["mean"], r["ci"], r["p_ar"]) for r in alone["systems"]] == [
+        (x.mean, x.ci, x.p_value) for x in ar_ci["BLEU"]
+    ]  # AR alone: sacrebleu's bootstrap CI for AR
 
 
 def test_default_seed_is_sacrebleus_and_lowercase_bleu_works(systems):
@@ -110,8 +113,24 @@ def test_bad_comparisons_are_user_errors(systems, tmp_path):
 
 def test_eval_compares_systems_and_one_hyp_works_as_before(cli, systems, tmp_path):
     files = [str(systems[k]) for k in ("base", "better")]
-    result = cli("eval", "--hyp", files[0], "--hyp", files[1], "--ref", systems["ref"], "--metric", "bleu4",
-                 "--paired-bootstrap", "1000", "--paired-ar", "1000", "--json", "--results", "sig.json")
+    result = cli(
+        "eval",
+        "--hyp",
+        files[0],
+        "--hyp",
+        files[1],
+        "--ref",
+        systems["ref"],
+        "--metric",
+        "bleu4",
+        "--paired-bootstrap",
+        "1000",
+        "--paired-ar",
+        "1000",
+        "--json",
+        "--results",
+        "sig.json",
+    )
     assert result.code == 0, result.err
     data = json.loads(result.out)
     assert data == {**json.loads((tmp_path / "sig.json").read_text()), "seconds": data["seconds"]}
@@ -120,8 +139,19 @@ def test_eval_compares_systems_and_one_hyp_works_as_before(cli, systems, tmp_pat
     assert m["sys1_bleu4_p_bootstrap"] < 0.05 and m["sys1_bleu4_p_ar"] < 0.05 and m["sys0_bleu4_ci95"] > 0
     assert "bs:1000" in data["signatures"]["bleu4 paired_bootstrap"]
     assert "ar:1000" in data["signatures"]["bleu4 paired_ar"]
-    table = cli("eval", "--hyp", files[0], "--hyp", files[1], "--hyp", files[0], "--ref", systems["ref"],
-                "--paired-bootstrap", "200").out.splitlines()
+    table = cli(
+        "eval",
+        "--hyp",
+        files[0],
+        "--hyp",
+        files[1],
+        "--hyp",
+        files[0],
+        "--ref",
+        systems["ref"],
+        "--paired-bootstrap",
+        "200",
+    ).out.splitlines()
     assert table[0].startswith("bleu4 signature (paired bootstrap): nrefs:1|bs:200|seed:12345")
     assert table[2].startswith(f"{files[0]} (baseline)") and table[3].startswith(files[1])
     assert table[-1].startswith(f"note: {files[0]} is line for line the baseline")
@@ -134,8 +164,11 @@ def test_eval_compares_systems_and_one_hyp_works_as_before(cli, systems, tmp_pat
 def test_eval_comparison_errors_are_one_line(cli, systems, tmp_path):
     (tmp_path / "short.txt").write_text("a b\n" * 99)
     base, ref = systems["base"], systems["ref"]
-    assert_clean_error(cli("eval", "--hyp", base, "--hyp", "short.txt", "--ref", ref, "--paired-bootstrap", "100"),
-                       "short.txt has 99 lines but", "line-aligned")
+    assert_clean_error(
+        cli("eval", "--hyp", base, "--hyp", "short.txt", "--ref", ref, "--paired-bootstrap", "100"),
+        "short.txt has 99 lines but",
+        "line-aligned",
+    )
     assert_clean_error(cli("eval", "--hyp", base, "--ref", ref, "--paired-bootstrap", "100"), "two or more --hyp")
     assert_clean_error(cli("eval", "--hyp", base, "--hyp", systems["better"], "--ref", ref), "needs a paired test")
     assert_clean_error(cli("eval", "--paired-ar", "100"), "--hyp BASE --hyp NEW")

@@ -63,15 +63,23 @@ def run(tmp_path, task, **train_cfg):
 
 
 def test_plateau_follows_the_selection_metric_not_the_loss(tmp_path):
-    summary, lrs = run(tmp_path, RisingLossRisingBleu(), max_steps=10, eval_every=1, lr_schedule="plateau",
-                       patience=0, decay_factor=0.5)
+    summary, lrs = run(
+        tmp_path,
+        RisingLossRisingBleu(),
+        max_steps=10,
+        eval_every=1,
+        lr_schedule="plateau",
+        patience=0,
+        decay_factor=0.5,
+    )
     assert summary["metrics"]["best_valid_bleu4"] == 20.0
     assert set(lrs) == {0.1}  # BLEU improved at every check: no decay, although the loss rose every time
 
 
 def test_plateau_decays_when_a_higher_is_better_metric_stalls():
-    s = LRSchedule(TrainConfig(lr=1.0, lr_schedule="plateau", patience=0, decay_factor=0.5), 10, 100,
-                   higher_is_better=True)
+    s = LRSchedule(
+        TrainConfig(lr=1.0, lr_schedule="plateau", patience=0, decay_factor=0.5), 10, 100, higher_is_better=True
+    )
     assert [s.on_validation(v) for v in (30.0, 31.0, 30.5, 32.0, 31.9)] == [False, False, True, False, True]
     assert s.lr(0) == 0.25 and s.best == 32.0
 

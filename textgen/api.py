@@ -42,8 +42,12 @@ class Scored:
         return self.total / max(1, len(self.logprobs))
 
     def to_dict(self) -> dict:
-        return {"total": self.total, "tokens": len(self.tokens), "mean": self.mean,
-                "per_token": [{"token": t, "logprob": p} for t, p in zip(self.tokens, self.logprobs)]}
+        return {
+            "total": self.total,
+            "tokens": len(self.tokens),
+            "mean": self.mean,
+            "per_token": [{"token": t, "logprob": p} for t, p in zip(self.tokens, self.logprobs)],
+        }
 
 
 def _texts(value, what: str) -> list[str]:
@@ -65,10 +69,22 @@ class Translator:
 
         return encode_sources(self.vocabs, _texts(sources, "sources"), self.recipe.data.max_source_tokens)
 
-    def translate(self, sources: list[str], beam: int | None = None, nbest: int = 1, lenpen: float | None = None,
-                  sample: bool = False, temperature: float = 1.0, seed: int | None = None, mbr: int | None = None,
-                  mbr_sampling: str = "epsilon", mbr_utility: str = "bleu", mbr_epsilon: float = 0.02,
-                  mbr_top_p: float = 0.9, **decode):
+    def translate(
+        self,
+        sources: list[str],
+        beam: int | None = None,
+        nbest: int = 1,
+        lenpen: float | None = None,
+        sample: bool = False,
+        temperature: float = 1.0,
+        seed: int | None = None,
+        mbr: int | None = None,
+        mbr_sampling: str = "epsilon",
+        mbr_utility: str = "bleu",
+        mbr_epsilon: float = 0.02,
+        mbr_top_p: float = 0.9,
+        **decode,
+    ):
         """Best output per source (nbest = 1: a list of strings), or its n best as (text, score) pairs.
 
         Settings left as None keep the checkpoint's recipe ([decode]); `decode` takes the other DecodeConfig
@@ -90,12 +106,25 @@ class Translator:
 
             check_mbr_args(mbr, mbr_sampling, mbr_utility, mbr_epsilon, mbr_top_p, temperature)
             if beam is not None or sample or nbest != 1:
-                raise UserError("--mbr samples its own candidates and returns one output per source: "
-                                "leave out beam, sample and nbest")
+                raise UserError(
+                    "--mbr samples its own candidates and returns one output per source: "
+                    "leave out beam, sample and nbest"
+                )
             if seed is None:
                 seed = int(torch.randint(0, 2**62, ()))
-            chosen = mbr_decode(self.model, self.vocabs.tgt.decode, self.encode(sources), cfg, mbr, mbr_sampling,
-                                mbr_utility, seed, temperature, mbr_epsilon, mbr_top_p)
+            chosen = mbr_decode(
+                self.model,
+                self.vocabs.tgt.decode,
+                self.encode(sources),
+                cfg,
+                mbr,
+                mbr_sampling,
+                mbr_utility,
+                seed,
+                temperature,
+                mbr_epsilon,
+                mbr_top_p,
+            )
             return [c.text for c in chosen]
         beam = cfg.beam if beam is None else beam
         if beam < 1 or nbest < 1:
@@ -140,8 +169,15 @@ class LanguageModel:
         self.model, self.vocab, self.recipe, self.device = model, vocab, recipe, device
         self.separator = " " if recipe.data.level == "word" else ""
 
-    def stream(self, prime: str = "", length: int = 500, temperature: float = 1.0, top_k: int = 0,
-               top_p: float = 1.0, seed: int | None = None) -> Iterator[str]:
+    def stream(
+        self,
+        prime: str = "",
+        length: int = 500,
+        temperature: float = 1.0,
+        top_k: int = 0,
+        top_p: float = 1.0,
+        seed: int | None = None,
+    ) -> Iterator[str]:
         """The continuation of `prime`, one decoded token at a time (what `textgen sample` prints)."""
         from textgen.decode.generate_lm import generate
 
@@ -155,8 +191,15 @@ class LanguageModel:
             piece = self.vocab.decode([token])
             yield piece if piece == "\n" or not self.separator else piece + self.separator
 
-    def sample(self, prime: str = "", length: int = 500, temperature: float = 1.0, top_k: int = 0,
-               top_p: float = 1.0, seed: int | None = None) -> str:
+    def sample(
+        self,
+        prime: str = "",
+        length: int = 500,
+        temperature: float = 1.0,
+        top_k: int = 0,
+        top_p: float = 1.0,
+        seed: int | None = None,
+    ) -> str:
         """`prime` followed by `length` sampled tokens (temperature 0: greedy)."""
         body = "".join(self.stream(prime, length, temperature, top_k, top_p, seed))
         return prime + (self.separator if prime else "") + body

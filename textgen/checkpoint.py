@@ -45,7 +45,8 @@ def save(path: Path, payload: dict[str, Any]) -> None:
         Path(tmp).unlink(missing_ok=True)
         if isinstance(exc, OSError):
             raise UserError(
-                f"saving checkpoint '{path}' failed ({exc.strerror}); the previous checkpoint is intact: free space and resume"
+                f"saving checkpoint '{path}' failed ({exc.strerror}); "
+                "the previous checkpoint is intact: free space and resume"
             ) from None
         raise
 

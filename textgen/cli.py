@@ -27,13 +27,16 @@ app = typer.Typer(
     "  textgen sample shakespeare.pt --prime 'ROMEO:' --temperature 0.8\n\n"
     "  textgen eval shakespeare.pt --split valid --json",
 )
-data_app = typer.Typer(help="List and fetch the registered corpora.\n\nExample: textgen data get ptb",
-                       no_args_is_help=True)
+data_app = typer.Typer(
+    help="List and fetch the registered corpora.\n\nExample: textgen data get ptb", no_args_is_help=True
+)
 app.add_typer(data_app, name="data")
 
 
 def _device_option(what: str):
-    return typer.Option("auto", "--device", help=f"Where to {what}: auto (a GPU if torch sees one), cpu, cuda, cuda:N, mps.")
+    return typer.Option(
+        "auto", "--device", help=f"Where to {what}: auto (a GPU if torch sees one), cpu, cuda, cuda:N, mps."
+    )
 
 
 def _emit_json(obj: dict) -> None:
@@ -174,33 +177,57 @@ def sample(
 @app.command("eval")
 def eval_(
     ckpt: Optional[Path] = typer.Argument(None, help="Checkpoint to evaluate (omit with --hyp)."),
-    data: Optional[str] = typer.Option(None, "--data", "-d", help="Corpus name or path \\[default: the training corpus]."),
+    data: Optional[str] = typer.Option(
+        None, "--data", "-d", help="Corpus name or path \\[default: the training corpus]."
+    ),
     split: str = typer.Option("valid", "--split", help="valid or test."),
-    metric: list[str] = typer.Option([], "--metric", "-m", help="bleu4, bleu4-lc, rouge1, rouge2, rougeL (repeatable)."),
-    hyp: list[Path] = typer.Option([], "--hyp", help="Score this hypothesis file instead of a checkpoint "
-                                   "(repeatable with a paired test: the first is the baseline)."),
+    metric: list[str] = typer.Option(
+        [], "--metric", "-m", help="bleu4, bleu4-lc, rouge1, rouge2, rougeL (repeatable)."
+    ),
+    hyp: list[Path] = typer.Option(
+        [],
+        "--hyp",
+        help="Score this hypothesis file instead of a checkpoint "
+        "(repeatable with a paired test: the first is the baseline).",
+    ),
     ref: list[Path] = typer.Option([], "--ref", help="Reference file(s) for --hyp (repeatable: multi-reference)."),
-    paired_bootstrap: int = typer.Option(0, "--paired-bootstrap",
-                                         help="Compare the --hyp files by paired bootstrap resampling with N resamples "
-                                         "(sacrebleu; 1000 is usual)."),
-    paired_ar: int = typer.Option(0, "--paired-ar", help="Compare the --hyp files by paired approximate "
-                                  "randomization with N trials (sacrebleu; 10000 is usual)."),
-    beam: Optional[int] = typer.Option(None, "--beam", help="Seq2seq beam size \\[default: the recipe's]; 1 is greedy."),
-    mbr: Optional[int] = typer.Option(None, "--mbr", help="Seq2seq: MBR decoding over N sampled candidates per "
-                                      "source instead of beam search."),
-    mbr_sampling: str = typer.Option("epsilon", "--mbr-sampling", help="How --mbr draws candidates: epsilon, "
-                                     "ancestral or top_p."),
-    mbr_utility: str = typer.Option("bleu", "--mbr-utility", help="The utility --mbr maximises: bleu, chrf, "
-                                    "rouge1, rouge2, rougeL."),
+    paired_bootstrap: int = typer.Option(
+        0,
+        "--paired-bootstrap",
+        help="Compare the --hyp files by paired bootstrap resampling with N resamples (sacrebleu; 1000 is usual).",
+    ),
+    paired_ar: int = typer.Option(
+        0,
+        "--paired-ar",
+        help="Compare the --hyp files by paired approximate randomization with N trials (sacrebleu; 10000 is usual).",
+    ),
+    beam: Optional[int] = typer.Option(
+        None, "--beam", help="Seq2seq beam size \\[default: the recipe's]; 1 is greedy."
+    ),
+    mbr: Optional[int] = typer.Option(
+        None, "--mbr", help="Seq2seq: MBR decoding over N sampled candidates per source instead of beam search."
+    ),
+    mbr_sampling: str = typer.Option(
+        "epsilon", "--mbr-sampling", help="How --mbr draws candidates: epsilon, ancestral or top_p."
+    ),
+    mbr_utility: str = typer.Option(
+        "bleu", "--mbr-utility", help="The utility --mbr maximises: bleu, chrf, rouge1, rouge2, rougeL."
+    ),
     mbr_epsilon: float = typer.Option(0.02, "--mbr-epsilon", help="epsilon sampling: drop tokens with p below this."),
     mbr_top_p: float = typer.Option(0.9, "--mbr-top-p", help="top_p sampling: the nucleus mass."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Seed of --mbr's sampling \\[default: 0] and of the "
-                                       "paired tests' resampling \\[default: sacrebleu's, 12345]."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1,
-                                             help="LM: parallel streams (1: state over the whole text); seq2seq: sentences."),
+    seed: Optional[int] = typer.Option(
+        None,
+        "--seed",
+        help="Seed of --mbr's sampling \\[default: 0] and of the "
+        "paired tests' resampling \\[default: sacrebleu's, 12345].",
+    ),
+    batch_size: Optional[int] = typer.Option(
+        None, "--batch-size", min=1, help="LM: parallel streams (1: state over the whole text); seq2seq: sentences."
+    ),
     hyp_out: Optional[Path] = typer.Option(None, "--hyp-out", help="Seq2seq: where to write the decoded hypotheses."),
-    precision: Optional[str] = typer.Option(None, "--precision",
-                                            help="Seq2seq decoding: fp32, bf16 or fp16 (GPU) \\[default: the recipe's]."),
+    precision: Optional[str] = typer.Option(
+        None, "--precision", help="Seq2seq decoding: fp32, bf16 or fp16 (GPU) \\[default: the recipe's]."
+    ),
     device: str = _device_option("run the model"),
     json_out: bool = typer.Option(False, "--json", help="Print a results JSON."),
     results: Optional[Path] = typer.Option(None, "--results", help="Also write the results JSON here."),
@@ -230,8 +257,9 @@ def eval_(
     extra: dict = {}
     comparisons: list[dict] = []
     if (paired_bootstrap or paired_ar) and not hyp:
-        raise UserError("--paired-bootstrap and --paired-ar compare systems' files: "
-                        "give --hyp BASE --hyp NEW --ref REF")
+        raise UserError(
+            "--paired-bootstrap and --paired-ar compare systems' files: give --hyp BASE --hyp NEW --ref REF"
+        )
     if hyp and (len(hyp) > 1 or paired_bootstrap or paired_ar):
         values = {}
         for name in metric or ["bleu4"]:
@@ -256,9 +284,22 @@ def eval_(
             decoder = f"mbr{mbr}" if mbr is not None else f"beam{beam or 'default'}"
             out = hyp_out or Path("results") / f"{ckpt.stem}.{split}.{decoder}.hyp"
             values, shas, signatures = evaluate.eval_seq2seq(
-                ckpt, data, split, metric or ["bleu4"], beam, batch_size, out, precision, resolve_device(device),
-                mbr=mbr, mbr_sampling=mbr_sampling, mbr_utility=mbr_utility, mbr_epsilon=mbr_epsilon,
-                mbr_top_p=mbr_top_p, seed=seed)
+                ckpt,
+                data,
+                split,
+                metric or ["bleu4"],
+                beam,
+                batch_size,
+                out,
+                precision,
+                resolve_device(device),
+                mbr=mbr,
+                mbr_sampling=mbr_sampling,
+                mbr_utility=mbr_utility,
+                mbr_epsilon=mbr_epsilon,
+                mbr_top_p=mbr_top_p,
+                seed=seed,
+            )
             typer.echo(f"hypotheses: {out}", err=True)
     if ckpt:
         extra["checkpoint"] = str(ckpt)
@@ -281,28 +322,39 @@ def eval_(
 @app.command()
 def decode(
     ckpt: Path = typer.Argument(..., help="Seq2seq checkpoint."),
-    input: Optional[Path] = typer.Option(None, "--input", "-i", help="Source file, one sentence a line \\[default: stdin]."),
+    input: Optional[Path] = typer.Option(
+        None, "--input", "-i", help="Source file, one sentence a line \\[default: stdin]."
+    ),
     beam: Optional[int] = typer.Option(None, "--beam", help="Beam size \\[default: the recipe's]; 1 is greedy."),
     nbest: int = typer.Option(1, "--nbest", help="Print the n best: index<TAB>score<TAB>text (1: the best alone)."),
     lenpen: Optional[float] = typer.Option(None, "--lenpen", help="Length penalty: score / length**lenpen."),
     max_len_a: Optional[float] = typer.Option(None, "--max-len-a", help="Max output length = a * source length + b."),
     max_len_b: Optional[int] = typer.Option(None, "--max-len-b"),
-    no_repeat_ngram: Optional[int] = typer.Option(None, "--no-repeat-ngram",
-                                                  help="Forbid repeating any n-gram of this size \\[default: the recipe's]."),
+    no_repeat_ngram: Optional[int] = typer.Option(
+        None, "--no-repeat-ngram", help="Forbid repeating any n-gram of this size \\[default: the recipe's]."
+    ),
     sample: bool = typer.Option(False, "--sample", help="Sample instead of searching."),
     temperature: float = typer.Option(1.0, "--temperature", "-t"),
     seed: Optional[int] = typer.Option(None, "--seed"),
-    mbr: Optional[int] = typer.Option(None, "--mbr", help="MBR decoding: sample N candidates per source, print the "
-                                      "one with the highest expected utility against the others."),
-    mbr_sampling: str = typer.Option("epsilon", "--mbr-sampling", help="How --mbr draws candidates: epsilon, "
-                                     "ancestral or top_p (at --temperature)."),
-    mbr_utility: str = typer.Option("bleu", "--mbr-utility", help="The utility --mbr maximises: bleu, chrf, "
-                                    "rouge1, rouge2, rougeL."),
+    mbr: Optional[int] = typer.Option(
+        None,
+        "--mbr",
+        help="MBR decoding: sample N candidates per source, print the "
+        "one with the highest expected utility against the others.",
+    ),
+    mbr_sampling: str = typer.Option(
+        "epsilon", "--mbr-sampling", help="How --mbr draws candidates: epsilon, ancestral or top_p (at --temperature)."
+    ),
+    mbr_utility: str = typer.Option(
+        "bleu", "--mbr-utility", help="The utility --mbr maximises: bleu, chrf, rouge1, rouge2, rougeL."
+    ),
     mbr_epsilon: float = typer.Option(0.02, "--mbr-epsilon", help="epsilon sampling: drop tokens with p below this."),
     mbr_top_p: float = typer.Option(0.9, "--mbr-top-p", help="top_p sampling: the nucleus mass."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Sentences decoded together."),
     interactive: bool = typer.Option(False, "--interactive", help="Prompt for one source at a time (Ctrl-D ends)."),
-    precision: Optional[str] = typer.Option(None, "--precision", help="fp32, bf16 or fp16 (GPU) \\[default: the recipe's]."),
+    precision: Optional[str] = typer.Option(
+        None, "--precision", help="fp32, bf16 or fp16 (GPU) \\[default: the recipe's]."
+    ),
     device: str = _device_option("decode"),
 ) -> None:
     """Translate / summarize: read sources, write one hypothesis per line (n-best: index, score, text).
@@ -321,11 +373,30 @@ def decode(
     mt = load(ckpt, device)
     if not isinstance(mt, Translator):
         raise UserError(f"checkpoint '{ckpt}' holds a {mt.kind} model, this command needs a seq2seq model")
-    settings = dict(beam=beam, nbest=nbest, lenpen=lenpen, sample=sample, temperature=temperature, seed=seed,
-                    mbr=mbr, mbr_sampling=mbr_sampling, mbr_utility=mbr_utility, mbr_epsilon=mbr_epsilon,
-                    mbr_top_p=mbr_top_p,
-                    **{k: v for k, v in dict(no_repeat_ngram=no_repeat_ngram, max_len_a=max_len_a, max_len_b=max_len_b,
-                                             batch_size=batch_size, precision=precision).items() if v is not None})
+    settings = dict(
+        beam=beam,
+        nbest=nbest,
+        lenpen=lenpen,
+        sample=sample,
+        temperature=temperature,
+        seed=seed,
+        mbr=mbr,
+        mbr_sampling=mbr_sampling,
+        mbr_utility=mbr_utility,
+        mbr_epsilon=mbr_epsilon,
+        mbr_top_p=mbr_top_p,
+        **{
+            k: v
+            for k, v in dict(
+                no_repeat_ngram=no_repeat_ngram,
+                max_len_a=max_len_a,
+                max_len_b=max_len_b,
+                batch_size=batch_size,
+                precision=precision,
+            ).items()
+            if v is not None
+        },
+    )
     mt.translate([], **settings)  # bad settings fail here, before any input is read
 
     def emit(lines: list[str], first: int = 0) -> None:
@@ -388,18 +459,24 @@ def score(
 @app.command()
 def serve(
     ckpt: Path = typer.Argument(..., help="Checkpoint to serve (seq2seq or language model)."),
-    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on; 0.0.0.0 opens it to the network "
-                             "(there is no authentication)."),
+    host: str = typer.Option(
+        "127.0.0.1",
+        "--host",
+        help="Address to listen on; 0.0.0.0 opens it to the network (there is no authentication).",
+    ),
     port: int = typer.Option(8080, "--port", min=0, max=65535, help="Port (0: any free one, logged)."),
     max_batch: int = typer.Option(32, "--max-batch", min=1, help="Most sentences translated in one batch."),
-    window_ms: float = typer.Option(10.0, "--window-ms", min=0.0,
-                                    help="How long an idle server waits to gather concurrent requests into a batch."),
+    window_ms: float = typer.Option(
+        10.0, "--window-ms", min=0.0, help="How long an idle server waits to gather concurrent requests into a batch."
+    ),
     max_sources: int = typer.Option(64, "--max-sources", min=1, help="Most sources (targets, texts) per request."),
-    max_input_chars: int = typer.Option(1000, "--max-input-chars", min=1,
-                                        help="Longest source, target, text or prime, in characters."),
+    max_input_chars: int = typer.Option(
+        1000, "--max-input-chars", min=1, help="Longest source, target, text or prime, in characters."
+    ),
     max_length: int = typer.Option(1000, "--max-length", min=0, help="Largest /sample length, in tokens."),
-    timeout_s: float = typer.Option(30.0, "--timeout-s", min=0.001,
-                                    help="Longest wait for a request's body or its result (then 408 / 503)."),
+    timeout_s: float = typer.Option(
+        30.0, "--timeout-s", min=0.001, help="Longest wait for a request's body or its result (then 408 / 503)."
+    ),
     device: str = _device_option("run the model"),
 ) -> None:
     """Serve a checkpoint over HTTP: POST /translate, /sample, /score (JSON), GET /health, a try-it page at /.
@@ -416,9 +493,20 @@ def serve(
     from textgen.serve import Limits
     from textgen.serve import serve as run_server
 
-    run_server(ckpt, host, port, device, Limits(max_batch=max_batch, window_ms=window_ms, max_sources=max_sources,
-                                                max_input_chars=max_input_chars, max_length=max_length,
-                                                timeout_s=timeout_s))
+    run_server(
+        ckpt,
+        host,
+        port,
+        device,
+        Limits(
+            max_batch=max_batch,
+            window_ms=window_ms,
+            max_sources=max_sources,
+            max_input_chars=max_input_chars,
+            max_length=max_length,
+            timeout_s=timeout_s,
+        ),
+    )
 
 
 @app.command()

@@ -9,11 +9,12 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
-import tomllib
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 from textgen.errors import UserError
 from textgen.paths import recipes_dir
@@ -75,7 +76,9 @@ class TrainConfig:
     log_every: int = 50
     threads: int = 0  # torch intra-op threads (0: torch default)
     tensorboard: bool = False  # also log metrics to RUN_DIR/tensorboard (needs the tensorboard package)
-    precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast; bf16 ~1.5x faster on CPUs with AVX512-BF16/AMX; fp16: CUDA only, loss-scaled; weights stay fp32)
+    # fp32 | bf16 | fp16: autocast, weights stay fp32; bf16 ~1.5x faster on CPUs with AVX512-BF16/AMX;
+    # fp16: CUDA only, loss-scaled
+    precision: str = "fp32"
 
 
 @dataclass(frozen=True)
@@ -87,7 +90,9 @@ class ObjectiveConfig:
     dad_schedule: str = "linear"  # linear | inverse_sigmoid
     dad_max_p: float = 0.25  # linear: p rises from 0 to this over dad_ramp_epochs
     dad_ramp_epochs: float = 10.0
-    dad_k: float = 1000.0  # inverse sigmoid (Bengio et al.): p = 1 - k / (k + exp(update / k)); p = 1/2 at k ln k updates
+    dad_k: float = (
+        1000.0  # inverse sigmoid (Bengio et al.): p = 1 - k / (k + exp(update / k)); p = 1/2 at k ln k updates
+    )
     dad_sample: bool = False  # feed a sample instead of the argmax
     # E2E: feed the renormalised top-k softmax mixture of embeddings
     e2e_k: int = 10
@@ -99,8 +104,12 @@ class ObjectiveConfig:
     mixer_min_s: int = 0
     xent_weight: float = 0.5  # weight of the XENT part once s < T (the REINFORCE part gets 1 - this)
     # REINFORCE
-    reward: str = "bleu"  # bleu (sentence BLEU, +1 smoothing) | bleu-sampled (the paper's: n-grams with a sampled token) | rouge2 | rouge1 | rouge-mix
-    baseline: str = "learned"  # learned (one linear regressor on h_t) | learned-per-step (one per decoder step, as the paper's code) | loo (mean reward of the other samples) | none
+    # bleu (sentence BLEU, +1 smoothing) | bleu-sampled (the paper's: only n-grams with a sampled token count)
+    # | rouge2 | rouge1 | rouge-mix
+    reward: str = "bleu"
+    # learned (one linear regressor on h_t) | learned-per-step (one per decoder step, as the paper's code)
+    # | loo (the mean reward of the source's other samples) | none
+    baseline: str = "learned"
     baseline_lr: float = 1e-3  # the regressor's own fixed lr (not decayed with the model's)
     sample_temperature: float = 1.0
     samples: int = 1  # rollouts per source and update (loo needs >= 2; Kool et al. 2019 use 4)
@@ -135,8 +144,13 @@ class Recipe:
     init_from: str = ""  # seq2seq: start from this checkpoint's weights and vocabulary (e.g. an XENT model)
 
 
-SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "decode": DecodeConfig,
-            "objective": ObjectiveConfig}
+SECTIONS = {
+    "data": DataConfig,
+    "model": ModelConfig,
+    "train": TrainConfig,
+    "decode": DecodeConfig,
+    "objective": ObjectiveConfig,
+}
 CHOICES = {
     "task": ("lm", "seq2seq"),
     "data.tokenizer": ("spm", "word"),
@@ -176,9 +190,7 @@ def _coerce(key: str, value: Any, expected: Any) -> Any:
         value = float(value)
     ok = isinstance(value, expected) and not (expected is int and isinstance(value, bool))
     if not ok:
-        raise UserError(
-            f"recipe key '{key}' must be {expected.__name__}, got {type(value).__name__} {value!r}"
-        )
+        raise UserError(f"recipe key '{key}' must be {expected.__name__}, got {type(value).__name__} {value!r}")
     if key in CHOICES and value not in CHOICES[key]:
         raise UserError(f"recipe key '{key}' must be one of {', '.join(CHOICES[key])}, got {value!r}")
     return value

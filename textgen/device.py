@@ -24,12 +24,16 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         index = local_rank if device.index is None else device.index
         if count == 0:
-            why = ("this torch is a CPU-only build" if torch.version.cuda is None
-                   else "check the driver and CUDA_VISIBLE_DEVICES")
+            why = (
+                "this torch is a CPU-only build"
+                if torch.version.cuda is None
+                else "check the driver and CUDA_VISIBLE_DEVICES"
+            )
             raise UserError(f"device '{name}' asked for, but torch sees no CUDA device ({why}): use --device cpu")
         if index >= count:
-            raise UserError(f"there is no CUDA device {index} (this machine has {count}): "
-                            "use fewer processes or another cuda:N")
+            raise UserError(
+                f"there is no CUDA device {index} (this machine has {count}): use fewer processes or another cuda:N"
+            )
         return torch.device("cuda", index)
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise UserError("device 'mps' asked for, but this torch has no MPS (Apple GPU) support: use --device cpu")

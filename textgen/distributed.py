@@ -151,11 +151,19 @@ def launch(nproc: int, argv: list[str]) -> int:
             skip = True
         elif not arg.startswith("--nproc="):
             args.append(arg)
-    base = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()), "WORLD_SIZE": str(nproc),
-            "LOCAL_WORLD_SIZE": str(nproc), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    base = {
+        **os.environ,
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(_free_port()),
+        "WORLD_SIZE": str(nproc),
+        "LOCAL_WORLD_SIZE": str(nproc),
+        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
+    }
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    ranks = [subprocess.Popen([sys.executable, "-m", "textgen", *args],
-                              env={**base, "RANK": str(r), "LOCAL_RANK": str(r)}) for r in range(nproc)]
+    ranks = [
+        subprocess.Popen([sys.executable, "-m", "textgen", *args], env={**base, "RANK": str(r), "LOCAL_RANK": str(r)})
+        for r in range(nproc)
+    ]
     codes: dict[int, int] = {}
     while len(codes) < nproc:
         for r, proc in enumerate(ranks):

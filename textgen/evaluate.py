@@ -43,8 +43,9 @@ def _sacrebleu_seed(seed: int | None):
             os.environ["SACREBLEU_SEED"] = before
 
 
-def compare_systems(hyps: list[Path], refs: list[Path], metric: str = "bleu4", bootstrap: int = 0, ar: int = 0,
-                    seed: int | None = None) -> dict:
+def compare_systems(
+    hyps: list[Path], refs: list[Path], metric: str = "bleu4", bootstrap: int = 0, ar: int = 0, seed: int | None = None
+) -> dict:
     """Compare systems on one test set with sacrebleu.significance.PairedTest; the first file is the baseline.
 
     bootstrap > 0: paired bootstrap resampling with that many resamples (Koehn 2004; sacrebleu's default 1000),
@@ -75,22 +76,40 @@ def compare_systems(hyps: list[Path], refs: list[Path], metric: str = "bleu4", b
     if bootstrap < 0 or ar < 0:
         raise UserError(f"--paired-bootstrap and --paired-ar must be >= 1 (0: off), got {bootstrap} and {ar}")
     if not (bootstrap or ar):
-        raise UserError("comparing --hyp files needs a paired test: add --paired-bootstrap N (e.g. 1000) "
-                        "and/or --paired-ar N (e.g. 10000)")
+        raise UserError(
+            "comparing --hyp files needs a paired test: add --paired-bootstrap N (e.g. 1000) "
+            "and/or --paired-ar N (e.g. 10000)"
+        )
     if seed is not None and seed < 1:
         raise UserError(f"--seed must be >= 1 for paired tests (sacrebleu takes 0 as no seed), got {seed}")
     streams = [read_lines(r) for r in refs]
     systems = [read_lines(h) for h in hyps]
     for path, lines in [*zip(refs[1:], streams[1:]), *zip(hyps, systems)]:
         if len(lines) != len(streams[0]):
-            raise UserError(f"{path} has {len(lines)} lines but {refs[0]} has {len(streams[0])}: "
-                            "the files must be line-aligned")
+            raise UserError(
+                f"{path} has {len(lines)} lines but {refs[0]} has {len(streams[0])}: the files must be line-aligned"
+            )
     named = [(str(h), lines) for h, lines in zip(hyps, systems)]
-    out = {"metric": metric, "baseline": str(hyps[0]), "seed": None, "paired_bootstrap": bootstrap or None,
-           "paired_ar": ar or None, "signatures": {},
-           "systems": [{"hyp": str(h), "differing_lines": sum(a != b for a, b in zip(lines, systems[0])),
-                        "score": None, "mean": None, "ci": None, "p_bootstrap": None, "p_ar": None}
-                       for h, lines in zip(hyps, systems)]}
+    out = {
+        "metric": metric,
+        "baseline": str(hyps[0]),
+        "seed": None,
+        "paired_bootstrap": bootstrap or None,
+        "paired_ar": ar or None,
+        "signatures": {},
+        "systems": [
+            {
+                "hyp": str(h),
+                "differing_lines": sum(a != b for a, b in zip(lines, systems[0])),
+                "score": None,
+                "mean": None,
+                "ci": None,
+                "p_bootstrap": None,
+                "p_ar": None,
+            }
+            for h, lines in zip(hyps, systems)
+        ],
+    }
     for kind, test_type, n in (("bootstrap", "bs", bootstrap), ("ar", "ar", ar)):
         if not n:
             continue
@@ -98,8 +117,14 @@ def compare_systems(hyps: list[Path], refs: list[Path], metric: str = "bleu4", b
         # print a confidence count in place of its resample count in its signature)
         confidence = 1000 if kind == "ar" and not bootstrap else -1
         with _sacrebleu_seed(seed):
-            test = PairedTest(named, {metric: sacrebleu_metric(metric)}, references=streams, test_type=test_type,
-                              n_samples=n, n_ar_confidence=confidence)
+            test = PairedTest(
+                named,
+                {metric: sacrebleu_metric(metric)},
+                references=streams,
+                test_type=test_type,
+                n_samples=n,
+                n_ar_confidence=confidence,
+            )
             signatures, scores = test()
         out["seed"] = test._seed
         (name,) = [k for k in scores if k != "System"]
@@ -136,7 +161,8 @@ def format_comparison(comparison: dict) -> list[str]:
     tests = [t for t in ("bootstrap", "ar") if comparison[f"paired_{t}"]]
     width = max(len(row["hyp"]) for row in comparison["systems"]) + len(" (baseline)")
     header = f"{'system':<{width}}  {'lines ≠ base':>12}  {m:>7}  {'mean ± 95% CI':>15}" + "".join(
-        f"  {'p (' + ('bootstrap' if t == 'bootstrap' else 'AR') + ')':>13}" for t in tests)
+        f"  {'p (' + ('bootstrap' if t == 'bootstrap' else 'AR') + ')':>13}" for t in tests
+    )
     lines.append(header)
     for i, row in enumerate(comparison["systems"]):
         name = row["hyp"] + (" (baseline)" if i == 0 else "")
@@ -146,11 +172,15 @@ def format_comparison(comparison: dict) -> list[str]:
         lines.append(f"{name:<{width}}  {differ:>12}  {row['score']:>7.2f}  {ci:>15}{ps}")
     for row in comparison["systems"][1:]:  # sacrebleu counts only strictly larger differences: ties look significant
         if row["differing_lines"] == 0:
-            lines.append(f"note: {row['hyp']} is line for line the baseline: sacrebleu gives identical systems its "
-                         "smallest p, 1/(n+1), which means nothing here")
+            lines.append(
+                f"note: {row['hyp']} is line for line the baseline: sacrebleu gives identical systems its "
+                "smallest p, 1/(n+1), which means nothing here"
+            )
         elif row["differing_lines"] == 1 and comparison["paired_ar"]:
-            lines.append(f"note: {row['hyp']} differs from the baseline in one line: every AR shuffle ties the "
-                         "observed difference and sacrebleu counts only larger ones, so its AR p means nothing here")
+            lines.append(
+                f"note: {row['hyp']} differs from the baseline in one line: every AR shuffle ties the "
+                "observed difference and sacrebleu counts only larger ones, so its AR p means nothing here"
+            )
     return lines
 
 
@@ -167,11 +197,24 @@ def eval_lm(ckpt: Path, data: str | None, split: str, batch_size: int, device: t
     return metrics_from_loss(loss, recipe.data.level, split), corpus.sha256
 
 
-def eval_seq2seq(ckpt: Path, data: str | None, split: str, metrics: list[str], beam: int | None,
-                 batch_size: int | None, hyp_out: Path | None, precision: str | None,
-                 device: torch.device, mbr: int | None = None, mbr_sampling: str = "epsilon",
-                 mbr_utility: str = "bleu", mbr_epsilon: float = 0.02, mbr_top_p: float = 0.9,
-                 temperature: float = 1.0, seed: int | None = None) -> tuple[dict, dict, dict]:
+def eval_seq2seq(
+    ckpt: Path,
+    data: str | None,
+    split: str,
+    metrics: list[str],
+    beam: int | None,
+    batch_size: int | None,
+    hyp_out: Path | None,
+    precision: str | None,
+    device: torch.device,
+    mbr: int | None = None,
+    mbr_sampling: str = "epsilon",
+    mbr_utility: str = "bleu",
+    mbr_epsilon: float = 0.02,
+    mbr_top_p: float = 0.9,
+    temperature: float = 1.0,
+    seed: int | None = None,
+) -> tuple[dict, dict, dict]:
     """Decode a split, write the hypotheses, and score them against the reference (and all references).
 
     mbr=N decodes by MBR over N sampled candidates per source (textgen/decode/mbr.py; seed None: 0) instead
@@ -188,7 +231,9 @@ def eval_seq2seq(ckpt: Path, data: str | None, split: str, metrics: list[str], b
     model, vocabs, recipe, _ = load_model(ckpt, device)
     corpus = load_parallel(data or recipe.data.corpus)
     if split not in corpus.splits:
-        raise UserError(f"corpus '{data or recipe.data.corpus}' has no {split} split: choose from {', '.join(corpus.splits)}")
+        raise UserError(
+            f"corpus '{data or recipe.data.corpus}' has no {split} split: choose from {', '.join(corpus.splits)}"
+        )
     part = corpus.splits[split]
     cfg = replace_given(recipe.decode, batch_size=batch_size, precision=precision)
     check_precision(cfg.precision, device)
@@ -196,11 +241,24 @@ def eval_seq2seq(ckpt: Path, data: str | None, split: str, metrics: list[str], b
     sources = encode_sources(vocabs, part.sources, recipe.data.max_source_tokens)
     start = time.perf_counter()
     if mbr is not None:
-        chosen = mbr_decode(model, vocabs.tgt.decode, sources, cfg, mbr, mbr_sampling, mbr_utility, seed,
-                            temperature, mbr_epsilon, mbr_top_p)
+        chosen = mbr_decode(
+            model,
+            vocabs.tgt.decode,
+            sources,
+            cfg,
+            mbr,
+            mbr_sampling,
+            mbr_utility,
+            seed,
+            temperature,
+            mbr_epsilon,
+            mbr_top_p,
+        )
         hyps = [c.text for c in chosen]
     else:
-        hyps = [h[0] if h else "" for h in translate(model, vocabs, sources, dataclasses.replace(cfg, nbest=1), beam=beam)]
+        hyps = [
+            h[0] if h else "" for h in translate(model, vocabs, sources, dataclasses.replace(cfg, nbest=1), beam=beam)
+        ]
     seconds = time.perf_counter() - start
     if hyp_out:
         hyp_out.parent.mkdir(parents=True, exist_ok=True)
@@ -211,16 +269,31 @@ def eval_seq2seq(ckpt: Path, data: str | None, split: str, metrics: list[str], b
         values.update({f"{k}_multiref": v for k, v in multi.items()})
     if mbr is not None:
         distinct = sum(len(set(c.candidates)) for c in chosen) / max(1, len(chosen))
-        values.update({"mbr": mbr, "mbr_sampling": mbr_sampling, "mbr_utility": mbr_utility, "mbr_seed": seed,
-                       "mbr_distinct_candidates": round(distinct, 2)})
+        values.update(
+            {
+                "mbr": mbr,
+                "mbr_sampling": mbr_sampling,
+                "mbr_utility": mbr_utility,
+                "mbr_seed": seed,
+                "mbr_distinct_candidates": round(distinct, 2),
+            }
+        )
         if mbr_sampling != "ancestral":
             values[f"mbr_{mbr_sampling}"] = mbr_epsilon if mbr_sampling == "epsilon" else mbr_top_p
         if temperature != 1.0:
             values["temperature"] = temperature
     else:
         values["beam"] = beam
-    values.update({"precision": cfg.precision, "device": str(device), "sentences": len(hyps), "distinct_outputs": len(set(hyps)),
-                   "decode_seconds": round(seconds, 2), "sentences_per_s": round(len(hyps) / seconds, 1)})
+    values.update(
+        {
+            "precision": cfg.precision,
+            "device": str(device),
+            "sentences": len(hyps),
+            "distinct_outputs": len(set(hyps)),
+            "decode_seconds": round(seconds, 2),
+            "sentences_per_s": round(len(hyps) / seconds, 1),
+        }
+    )
     return values, corpus.sha256, signatures
 
 

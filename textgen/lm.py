@@ -61,7 +61,9 @@ class LMTask:
         self.recipe = recipe
         data = prepare_data(recipe, None, splits=("train", "valid"))  # vocab rebuilt, so a resume can compare
         if vocab is not None and data.vocab != vocab:
-            raise UserError("the corpus gives a different vocabulary than the --resume checkpoint: resume on the same data")
+            raise UserError(
+                "the corpus gives a different vocabulary than the --resume checkpoint: resume on the same data"
+            )
         self.vocab, self.sha256, self.valid_ids = data.vocab, data.sha256, data.ids["valid"]
         streams = batchify(data.ids["train"], t.batch_size * dist.world, "training split")  # (world*B, N/(world*B))
         self.train = streams[dist.rank * t.batch_size : (dist.rank + 1) * t.batch_size].to(dist.device)

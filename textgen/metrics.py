@@ -70,6 +70,7 @@ def score(names: list[str], hyps: list[str], refs: list[list[str]]) -> tuple[dic
 
 # ---- sentence-level rewards for REINFORCE / MIXER / SCST (pure functions of hypothesis and reference) ----
 
+
 @lru_cache(maxsize=1)
 def _sentence_bleu_metric():
     from sacrebleu.metrics import BLEU

@@ -32,8 +32,9 @@ def plot_runs(run_dirs: list[Path], output: Path, labels: list[str] | None = Non
     except ImportError:
         raise UserError("textgen plot needs matplotlib: pip install 'textgen[plot]'") from None
     runs = [(labels[i] if labels and i < len(labels) else d.name, read_metrics(d)) for i, d in enumerate(run_dirs)]
-    panels = ["loss"] + sorted({k for _, s in runs for k in s if k not in ("train_loss", "valid_loss", "tokens_per_s",
-                                                                           "valid_ppl")})
+    panels = ["loss"] + sorted(
+        {k for _, s in runs for k in s if k not in ("train_loss", "valid_loss", "tokens_per_s", "valid_ppl")}
+    )
     fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4), squeeze=False)
     for (label, series), color in zip(runs, plt.rcParams["axes.prop_cycle"].by_key()["color"] * 10):
         for ax, panel in zip(axes[0], panels):

@@ -23,8 +23,9 @@ def check_precision(precision: str, device: torch.device) -> None:
     if precision not in PRECISIONS:
         raise UserError(f"unknown precision '{precision}': choose from {', '.join(PRECISIONS)}")
     if precision == "fp16" and device.type != "cuda":
-        raise UserError(f"precision fp16 needs a CUDA device (this run is on {device.type}, which has no fp16 LSTM): "
-                        "use bf16 here")
+        raise UserError(
+            f"precision fp16 needs a CUDA device (this run is on {device.type}, which has no fp16 LSTM): use bf16 here"
+        )
 
 
 def autocast(precision: str, device: torch.device = torch.device("cpu")):

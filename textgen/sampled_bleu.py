@@ -35,6 +35,14 @@ def sampled_ngram_bleu(prefix: list[int], sample: list[int], reference: list[int
         clipped_given = sum(min(c, ref[g]) for g, c in given.items())
         correct.append(clipped_full - clipped_given)
         total.append(sum(full.values()) - sum(given.values()))
-    score = BLEU.compute_bleu(correct, total, len(hyp), len(reference), smooth_method="add-k", smooth_value=1,
-                              effective_order=True, max_ngram_order=order)
+    score = BLEU.compute_bleu(
+        correct,
+        total,
+        len(hyp),
+        len(reference),
+        smooth_method="add-k",
+        smooth_value=1,
+        effective_order=True,
+        max_ngram_order=order,
+    )
     return score.score / 100.0

@@ -46,8 +46,10 @@ class Vocabs:
         if d.tokenizer == "spm":
             joint = SentencePieceVocab.train(train.sources + train.targets, d.vocab_size)
             return cls(joint, joint)
-        return cls(WordVocab.build(train.sources, d.min_freq, d.max_vocab, d.lowercase),
-                   WordVocab.build(train.targets, d.min_freq, d.max_vocab, d.lowercase))
+        return cls(
+            WordVocab.build(train.sources, d.min_freq, d.max_vocab, d.lowercase),
+            WordVocab.build(train.targets, d.min_freq, d.max_vocab, d.lowercase),
+        )
 
 
 def encode_sources(vocabs: Vocabs, lines: list[str], max_tokens: int) -> list[list[int]]:
@@ -92,8 +94,10 @@ class Seq2SeqTask:
         nbatches = len(token_budget_batches(self.src_lens, self.tgt_lens, budget))  # the same for every epoch
         self.dist = dist
         if nbatches < dist.world:
-            raise UserError(f"{nbatches} training batches cannot feed {dist.world} ranks: "
-                            "use fewer processes or a smaller train.max_tokens")
+            raise UserError(
+                f"{nbatches} training batches cannot feed {dist.world} ranks: "
+                "use fewer processes or a smaller train.max_tokens"
+            )
         self.steps_per_epoch = nbatches // dist.world  # rank r takes every world-th batch
         self.valid = corpus.splits["valid"]
         self.valid_src = encode_sources(self.vocabs, self.valid.sources, d.max_source_tokens)
@@ -106,8 +110,18 @@ class Seq2SeqTask:
         self.references = [train.targets[i] for i in keep]
         ctx = Context(recipe, self.vocabs.tgt, self.references, self.steps_per_epoch)
         self.objective = OBJECTIVES[recipe.objective.name](ctx).to(dist.device)  # its baseline regressor
-        self.train_log_columns = ["s", "dad_p", "loss_xent", "loss_reinforce", "reward", "reward_nonzero",
-                                  "baseline_mse", "greedy_reward", "risk", "candidates"]
+        self.train_log_columns = [
+            "s",
+            "dad_p",
+            "loss_xent",
+            "loss_reinforce",
+            "reward",
+            "reward_nonzero",
+            "baseline_mse",
+            "greedy_reward",
+            "risk",
+            "candidates",
+        ]
         metric = t.valid_metric
         self.best_metric = "valid_loss" if metric == "loss" else f"valid_{metric}"
         self.higher_is_better = metric != "loss"
@@ -175,8 +189,10 @@ class Seq2SeqTask:
 
     def describe(self) -> str:
         ntok = sum(len(x) + 1 for x in self.tgt)
-        return (f"vocab {len(self.vocabs.src)}/{len(self.vocabs.tgt)}, {len(self.src):,} pairs, "
-                f"{ntok:,} target tokens, batches of <= {self.budget} tokens")
+        return (
+            f"vocab {len(self.vocabs.src)}/{len(self.vocabs.tgt)}, {len(self.src):,} pairs, "
+            f"{ntok:,} target tokens, batches of <= {self.budget} tokens"
+        )
 
 
 def check_same_model(payload: dict, recipe: Recipe) -> None:
@@ -184,21 +200,43 @@ def check_same_model(payload: dict, recipe: Recipe) -> None:
     saved = recipe_from_checkpoint(payload)
     for section in ("model", "data"):
         if getattr(saved, section) != getattr(recipe, section):
-            raise UserError(f"init_from checkpoint has different [{section}] settings than the recipe: "
-                            f"use the recipe it was trained with (e.g. extends = \"{saved.name}\")")
+            raise UserError(
+                f"init_from checkpoint has different [{section}] settings than the recipe: "
+                f'use the recipe it was trained with (e.g. extends = "{saved.name}")'
+            )
 
 
-def translate(model: Seq2Seq, vocabs: Vocabs, sources: list[list[int]], cfg: DecodeConfig, beam: int | None = None,
-              sample: bool = False, temperature: float = 1.0, seed: int | None = None) -> list[list[str]]:
+def translate(
+    model: Seq2Seq,
+    vocabs: Vocabs,
+    sources: list[list[int]],
+    cfg: DecodeConfig,
+    beam: int | None = None,
+    sample: bool = False,
+    temperature: float = 1.0,
+    seed: int | None = None,
+) -> list[list[str]]:
     """Decode encoded sources; returns per source its n-best detokenized strings, in input order."""
-    return [[vocabs.tgt.decode(t) for t in hyp] for hyp, _ in decode_ids(model, sources, cfg, beam, sample,
-                                                                          temperature, seed)]
+    return [
+        [vocabs.tgt.decode(t) for t in hyp]
+        for hyp, _ in decode_ids(model, sources, cfg, beam, sample, temperature, seed)
+    ]
 
 
 @torch.no_grad()
-def decode_ids(model: Seq2Seq, sources: list[list[int]], cfg: DecodeConfig, beam: int | None = None,
-               sample: bool = False, temperature: float = 1.0, seed: int | None = None, top_p: float = 1.0,
-               epsilon: float = 0.0, num_samples: int = 1, keys: torch.Tensor | None = None):
+def decode_ids(
+    model: Seq2Seq,
+    sources: list[list[int]],
+    cfg: DecodeConfig,
+    beam: int | None = None,
+    sample: bool = False,
+    temperature: float = 1.0,
+    seed: int | None = None,
+    top_p: float = 1.0,
+    epsilon: float = 0.0,
+    num_samples: int = 1,
+    keys: torch.Tensor | None = None,
+):
     """Yield (n-best token lists, scores) per source, in input order; batches are length-sorted.
 
     Sampling filters by `epsilon` and `top_p` (decode/sampling.py) and draws `num_samples` outputs per source
@@ -214,12 +252,31 @@ def decode_ids(model: Seq2Seq, sources: list[list[int]], cfg: DecodeConfig, beam
         for ids in batches_in_order(sources, cfg.batch_size):
             b = collate([sources[i] for i in ids], None, ids).to(device)
             if sample or beam == 1:
-                hyps: Hypotheses = greedy_or_sample(model, b.src, b.src_lens, cfg.max_len_a, cfg.max_len_b,
-                                                    temperature if sample else 0.0, top_p=top_p, generator=generator,
-                                                    epsilon=epsilon, keys=keys, num_samples=num_samples)
+                hyps: Hypotheses = greedy_or_sample(
+                    model,
+                    b.src,
+                    b.src_lens,
+                    cfg.max_len_a,
+                    cfg.max_len_b,
+                    temperature if sample else 0.0,
+                    top_p=top_p,
+                    generator=generator,
+                    epsilon=epsilon,
+                    keys=keys,
+                    num_samples=num_samples,
+                )
             else:
-                hyps = beam_search(model, b.src, b.src_lens, beam, cfg.nbest, cfg.lenpen, cfg.max_len_a,
-                                   cfg.max_len_b, cfg.no_repeat_ngram)
+                hyps = beam_search(
+                    model,
+                    b.src,
+                    b.src_lens,
+                    beam,
+                    cfg.nbest,
+                    cfg.lenpen,
+                    cfg.max_len_a,
+                    cfg.max_len_b,
+                    cfg.no_repeat_ngram,
+                )
             for i, toks, scores in zip(ids, hyps.tokens, hyps.scores):
                 results[i] = (toks, scores)
     return results

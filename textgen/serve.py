@@ -151,7 +151,8 @@ class Batcher:
         start = time.perf_counter()
         try:
             outputs = await asyncio.get_running_loop().run_in_executor(
-                self.executor, self.translate, sources, batch[0].settings)
+                self.executor, self.translate, sources, batch[0].settings
+            )
         except Exception as exc:  # noqa: BLE001 - handed to the requests
             if isinstance(exc, UserError) and len(batch) > 1:  # whose input was it? each on its own
                 for job in batch:
@@ -167,8 +168,14 @@ class Batcher:
         stats["requests_served"] += len(batch)
         stats["sentences_translated"] += len(sources)
         stats["largest_batch"] = max(stats["largest_batch"], len(sources))
-        log.info("translate: batch of %d request(s), %d sentence(s), %s, %.3f s, %d sentence(s) waiting",
-                 len(batch), len(sources), _settings_text(batch[0].settings), seconds, self.queued)
+        log.info(
+            "translate: batch of %d request(s), %d sentence(s), %s, %.3f s, %d sentence(s) waiting",
+            len(batch),
+            len(sources),
+            _settings_text(batch[0].settings),
+            seconds,
+            self.queued,
+        )
         i = 0
         for job in batch:
             if not job.future.done():
@@ -182,17 +189,27 @@ def _settings_text(settings: dict) -> str:
 
 # -- request parsing ---------------------------------------------------------------------------------------
 
+
 def _json_type(value: Any) -> str:
-    for kind, name in ((bool, "boolean"), (int, "integer"), (float, "number"), (str, "string"), (list, "array"),
-                       (dict, "object")):
+    for kind, name in (
+        (bool, "boolean"),
+        (int, "integer"),
+        (float, "number"),
+        (str, "string"),
+        (list, "array"),
+        (dict, "object"),
+    ):
         if isinstance(value, kind):
             return name
     return "null"
 
 
-_CHECKS = {"integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
-           "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
-           "boolean": lambda v: isinstance(v, bool), "string": lambda v: isinstance(v, str)}
+_CHECKS = {
+    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    "boolean": lambda v: isinstance(v, bool),
+    "string": lambda v: isinstance(v, str),
+}
 
 
 def _field(body: dict, name: str, kind: str, default: Any = REQUIRED) -> Any:
@@ -269,8 +286,9 @@ async def _read_json(request: Request, allowed: tuple[str, ...], limits: Limits)
         raise error(400, f"the body must be a JSON object, got {_json_type(body)}")
     unknown = sorted(set(body) - set(allowed))
     if unknown:
-        raise error(400, f"unknown field(s) {', '.join(map(repr, unknown))}: {request.url.path} takes "
-                         f"{', '.join(allowed)}")
+        raise error(
+            400, f"unknown field(s) {', '.join(map(repr, unknown))}: {request.url.path} takes {', '.join(allowed)}"
+        )
     return body
 
 
@@ -287,6 +305,7 @@ def _scored(item) -> dict:
 
 # -- the app -----------------------------------------------------------------------------------------------
 
+
 def vocab_sizes(model) -> dict:
     if model.kind == "lm":
         return {"tokens": len(model.vocab)}
@@ -299,8 +318,14 @@ def build_app(model, path: str, limits: Limits = Limits(), url: str = "") -> Sta
 
     executor = ThreadPoolExecutor(1, thread_name_prefix="textgen-model")
     batcher = Batcher(lambda sources, settings: model.translate(sources, **settings), executor, limits)
-    info = {"status": "ok", "model": path, "kind": model.kind, "vocab": vocab_sizes(model),
-            "device": str(model.device), "git_commit": git_commit()}
+    info = {
+        "status": "ok",
+        "model": path,
+        "kind": model.kind,
+        "vocab": vocab_sizes(model),
+        "device": str(model.device),
+        "git_commit": git_commit(),
+    }
     started = time.time()
 
     async def call(what: str, fn: Callable, *args):
@@ -317,20 +342,22 @@ def build_app(model, path: str, limits: Limits = Limits(), url: str = "") -> Sta
     def needs(kind: str, route: str) -> None:
         if model.kind != kind:
             other = "POST /sample, POST /score" if model.kind == "lm" else "POST /translate, POST /score"
-            raise error(404, f"{route} needs a {kind} checkpoint; this server holds a {model.kind} model "
-                             f"({other})")
+            raise error(404, f"{route} needs a {kind} checkpoint; this server holds a {model.kind} model ({other})")
 
     async def translate(request: Request) -> Response:
         needs("seq2seq", "POST /translate")
-        body = await _read_json(request, ("sources", "beam", "nbest", "lenpen", "sample", "temperature", "seed"),
-                                limits)
+        body = await _read_json(
+            request, ("sources", "beam", "nbest", "lenpen", "sample", "temperature", "seed"), limits
+        )
         sources = _texts(body, "sources", limits)
-        settings = {"beam": _ranged(body, "beam", "integer", model.recipe.decode.beam, 1, MAX_BEAM),
-                    "nbest": _ranged(body, "nbest", "integer", 1, 1, MAX_BEAM),
-                    "lenpen": _field(body, "lenpen", "number", None),
-                    "sample": _field(body, "sample", "boolean", False),
-                    "temperature": _field(body, "temperature", "number", 1.0),
-                    "seed": _field(body, "seed", "integer", None)}
+        settings = {
+            "beam": _ranged(body, "beam", "integer", model.recipe.decode.beam, 1, MAX_BEAM),
+            "nbest": _ranged(body, "nbest", "integer", 1, 1, MAX_BEAM),
+            "lenpen": _field(body, "lenpen", "number", None),
+            "sample": _field(body, "sample", "boolean", False),
+            "temperature": _field(body, "temperature", "number", 1.0),
+            "seed": _field(body, "seed", "integer", None),
+        }
         out = await batcher.submit(settings, sources)
         if settings["nbest"] > 1:
             out = [[{"text": t, "score": _finite(s)} for t, s in hyps] for hyps in out]
@@ -341,9 +368,14 @@ def build_app(model, path: str, limits: Limits = Limits(), url: str = "") -> Sta
         body = await _read_json(request, ("prime", "length", "temperature", "top_k", "top_p", "seed"), limits)
         prime = _field(body, "prime", "string", "")
         _check_chars(prime, "'prime'", limits)
-        args = (prime, _ranged(body, "length", "integer", 100, 0, limits.max_length, 413),
-                _field(body, "temperature", "number", 1.0), _field(body, "top_k", "integer", 0),
-                _field(body, "top_p", "number", 1.0), _field(body, "seed", "integer", None))
+        args = (
+            prime,
+            _ranged(body, "length", "integer", 100, 0, limits.max_length, 413),
+            _field(body, "temperature", "number", 1.0),
+            _field(body, "top_k", "integer", 0),
+            _field(body, "top_p", "number", 1.0),
+            _field(body, "seed", "integer", None),
+        )
         return JSONResponse({"text": await call(f"sample: {args[1]} tokens", model.sample, *args)})
 
     async def score(request: Request) -> Response:
@@ -371,16 +403,21 @@ def build_app(model, path: str, limits: Limits = Limits(), url: str = "") -> Sta
                 raise error(400, str(exc)) from None
             except ClientDisconnect:
                 return Response(status_code=400)  # nobody is there to read it
+
         return run
 
     async def http_error(request: Request, exc: HTTPException) -> Response:
         message = exc.detail
         if exc.status_code == 404 and message == "Not Found":
-            message = (f"no route {request.method} {request.url.path}: the routes are GET /, GET /health, "
-                       + ("POST /translate, POST /score" if model.kind == "seq2seq" else "POST /sample, POST /score"))
+            message = f"no route {request.method} {request.url.path}: the routes are GET /, GET /health, " + (
+                "POST /translate, POST /score" if model.kind == "seq2seq" else "POST /sample, POST /score"
+            )
         elif exc.status_code == 405:
-            allowed = ", ".join(sorted(m.strip() for m in (exc.headers or {}).get("Allow", "").split(",")
-                                       if m.strip() not in ("", "HEAD")))
+            allowed = ", ".join(
+                sorted(
+                    m.strip() for m in (exc.headers or {}).get("Allow", "").split(",") if m.strip() not in ("", "HEAD")
+                )
+            )
             message = f"{request.url.path} takes {allowed or 'another method'}, not {request.method}"
         return JSONResponse({"error": message}, exc.status_code, headers=exc.headers)
 
@@ -399,11 +436,16 @@ def build_app(model, path: str, limits: Limits = Limits(), url: str = "") -> Sta
             await batcher.stop()
             executor.shutdown(wait=False, cancel_futures=True)
 
-    routes = [Route("/", page, methods=["GET"]), Route("/health", health, methods=["GET"]),
-              Route("/translate", endpoint(translate), methods=["POST"]),
-              Route("/sample", endpoint(sample), methods=["POST"]), Route("/score", endpoint(score), methods=["POST"])]
-    app = Starlette(routes=routes, lifespan=lifespan,
-                    exception_handlers={HTTPException: http_error, Exception: server_error})
+    routes = [
+        Route("/", page, methods=["GET"]),
+        Route("/health", health, methods=["GET"]),
+        Route("/translate", endpoint(translate), methods=["POST"]),
+        Route("/sample", endpoint(sample), methods=["POST"]),
+        Route("/score", endpoint(score), methods=["POST"]),
+    ]
+    app = Starlette(
+        routes=routes, lifespan=lifespan, exception_handlers={HTTPException: http_error, Exception: server_error}
+    )
     app.state.batcher = batcher
     return app
 
@@ -432,8 +474,7 @@ def serve(ckpt: Path, host: str, port: int, device: str, limits: Limits) -> None
         raise UserError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     bound = sock.getsockname()[1]
     if host not in ("127.0.0.1", "localhost", "::1"):
-        log.warning("listening on %s: anyone who can reach port %d can use the model (no authentication)", host,
-                    bound)
+        log.warning("listening on %s: anyone who can reach port %d can use the model (no authentication)", host, bound)
     url = f"http://{f'[{host}]' if ':' in host else host}:{bound}/"
     app = build_app(model, str(ckpt), limits, url)
     config = uvicorn.Config(app, host=host, port=bound, log_level="info", access_log=False, lifespan="on")
@@ -526,6 +567,12 @@ if (q.has("text")) { $("text").value = q.get("text"); if (q.get("run") === "1") 
 def render_page(info: dict) -> str:
     """The try-it page: a form for this checkpoint's kind; ?text=...&run=1 fills it in (and runs it)."""
     vocab = " / ".join(f"{v:,}" for v in info["vocab"].values())
-    return _PAGE % {"name": html.escape(Path(info["model"]).name), "model": html.escape(info["model"]),
-                    "kind": info["kind"], "vocab": vocab, "device": html.escape(info["device"]),
-                    "commit": html.escape(info["git_commit"][:12]), "form": _FORMS[info["kind"]]}
+    return _PAGE % {
+        "name": html.escape(Path(info["model"]).name),
+        "model": html.escape(info["model"]),
+        "kind": info["kind"],
+        "vocab": vocab,
+        "device": html.escape(info["device"]),
+        "commit": html.escape(info["git_commit"][:12]),
+        "form": _FORMS[info["kind"]],
+    }

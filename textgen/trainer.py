@@ -125,7 +125,8 @@ def check_resume_recipe(saved: Recipe, given: Recipe) -> None:
                 continue
             if b[section][key] != value:
                 raise UserError(
-                    f"--resume checkpoint was trained with {section}.{key}={value!r}, the recipe says {b[section][key]!r}: "
+                    f"--resume checkpoint was trained with {section}.{key}={value!r}, "
+                    f"the recipe says {b[section][key]!r}: "
                     "resume with the same recipe (only train budget keys may change)"
                 )
 
@@ -217,8 +218,15 @@ def _restore(task: Task, ts: dict, recipe: Recipe, dist: Dist) -> int:
     return step
 
 
-def train(task: Task, recipe: Recipe, output: Path, run_dir: Path, resume: dict | None = None,
-          console: Console | None = None, dist: Dist = Dist()) -> dict:
+def train(
+    task: Task,
+    recipe: Recipe,
+    output: Path,
+    run_dir: Path,
+    resume: dict | None = None,
+    console: Console | None = None,
+    dist: Dist = Dist(),
+) -> dict:
     """Run the loop to the recipe's budget; the best model (by the task's metric) goes to `output`.
 
     Under torchrun every rank runs this loop on its own shard of batches; gradients are averaged by
@@ -243,15 +251,25 @@ def train(task: Task, recipe: Recipe, output: Path, run_dir: Path, resume: dict 
         schedule.load_state_dict(ts["schedule"])
         if scaler.is_enabled() and ts.get("scaler"):
             scaler.load_state_dict(ts["scaler"])
-        prog = Counters(_restore(task, ts, recipe, dist), ts["tokens"], ts["elapsed"], ts["best"],
-                        ts.get("wall", ts["elapsed"]))
+        prog = Counters(
+            _restore(task, ts, recipe, dist), ts["tokens"], ts["elapsed"], ts["best"], ts.get("wall", ts["elapsed"])
+        )
     in_model = {id(p) for p in model.parameters()}
     outside = any(id(p) not in in_model for p in step_module.parameters())  # e.g. MIXER's baseline regressor
     runner = distributed.wrap(dist, step_module, may_skip_parameters=outside)
 
     last_path = run_dir / "last.pt"
-    columns = ["step", "epoch", "tokens", "seconds", "lr", "train_loss", *task.valid_columns,
-               *task.train_log_columns, "tokens_per_s"]
+    columns = [
+        "step",
+        "epoch",
+        "tokens",
+        "seconds",
+        "lr",
+        "train_loss",
+        *task.valid_columns,
+        *task.train_log_columns,
+        "tokens_per_s",
+    ]
     log = _NoLog()
     if dist.main:
         checkpoint.check_writable(output)
@@ -263,29 +281,55 @@ def train(task: Task, recipe: Recipe, output: Path, run_dir: Path, resume: dict 
         """The checkpoint contents; a collective under torchrun (per-rank RNG and task state)."""
         ranks = distributed.gather(dist, _to_host({"rng": _rng_state(dist.device), "task": task.state_dict()}))
         return {
-            "kind": task.kind, "recipe": to_dict(recipe), "vocab": task.vocab_dict(), "model": model.state_dict(),
+            "kind": task.kind,
+            "recipe": to_dict(recipe),
+            "vocab": task.vocab_dict(),
+            "model": model.state_dict(),
             "train_state": {
-                "step": prog.step, "tokens": prog.tokens, "elapsed": prog.elapsed, "best": prog.best,
-                "wall": prog.wall, "output": str(output.resolve()),
-                "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(), "scaler": scaler.state_dict(),
+                "step": prog.step,
+                "tokens": prog.tokens,
+                "elapsed": prog.elapsed,
+                "best": prog.best,
+                "wall": prog.wall,
+                "output": str(output.resolve()),
+                "optimizer": optimizer.state_dict(),
+                "schedule": schedule.state_dict(),
+                "scaler": scaler.state_dict(),
                 "rng": ranks[0]["rng"],
-                "task": ranks[0]["task"], "run_dir": str(run_dir), "world": dist.world,
+                "task": ranks[0]["task"],
+                "run_dir": str(run_dir),
+                "world": dist.world,
                 **({"ranks": ranks} if dist.active else {}),
             },
         }
 
     def row(**values) -> dict:
-        return {"step": prog.step, "epoch": round(prog.step / per_epoch, 4), "tokens": prog.tokens,
-                "seconds": round(prog.elapsed, 2), "lr": optimizer.param_groups[0]["lr"], **values}
+        return {
+            "step": prog.step,
+            "epoch": round(prog.step / per_epoch, 4),
+            "tokens": prog.tokens,
+            "seconds": round(prog.elapsed, 2),
+            "lr": optimizer.param_groups[0]["lr"],
+            **values,
+        }
 
-    console.print(f"[bold]{recipe.name}[/]: {sum(p.numel() for p in model.parameters()):,} parameters, "
-                  f"{task.describe()}, {per_epoch} steps/epoch, {total} steps; run dir {run_dir}")
+    console.print(
+        f"[bold]{recipe.name}[/]: {sum(p.numel() for p in model.parameters()):,} parameters, "
+        f"{task.describe()}, {per_epoch} steps/epoch, {total} steps; run dir {run_dir}"
+    )
     if t.lr_schedule == "plateau":
-        console.print(f"lr plateau follows {task.best_metric} ({'higher' if task.higher_is_better else 'lower'} "
-                      "is better), the metric that picks the best checkpoint")
-    columns_ui = [TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("loss {task.fields[loss]:.3f}"), TextColumn("{task.fields[tps]:,.0f} tok/s"),
-                  TimeRemainingColumn()]
+        console.print(
+            f"lr plateau follows {task.best_metric} ({'higher' if task.higher_is_better else 'lower'} "
+            "is better), the metric that picks the best checkpoint"
+        )
+    columns_ui = [
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]:.3f}"),
+        TextColumn("{task.fields[tps]:,.0f} tok/s"),
+        TimeRemainingColumn(),
+    ]
     model.train()
     valid: dict[str, float] = {}
     run_loss, run_tokens, log_tokens, run_logs = 0.0, 0, 0, {}
@@ -300,7 +344,8 @@ def train(task: Task, recipe: Recipe, output: Path, run_dir: Path, resume: dict 
                 with autocast(t.precision, dist.device):
                     out = runner(prog.step)
                 loss_sum, ntokens, nsentences = distributed.all_sum(
-                    dist, [out.loss_sum.item(), out.ntokens, out.nsentences])
+                    dist, [out.loss_sum.item(), out.ntokens, out.nsentences]
+                )
                 ntokens = int(ntokens)
                 norm = ntokens if t.loss_norm == "tokens" else nsentences
                 optimizer.zero_grad(set_to_none=True)
@@ -311,8 +356,10 @@ def train(task: Task, recipe: Recipe, output: Path, run_dir: Path, resume: dict 
                 scaler.step(optimizer)  # with fp16, a step whose gradients overflowed is skipped
                 scaler.update()
                 if not math.isfinite(loss_sum):
-                    raise UserError(f"loss became {loss_sum} at step {prog.step + 1}; the last good checkpoint is "
-                                    "kept: lower train.lr or train.clip and resume")
+                    raise UserError(
+                        f"loss became {loss_sum} at step {prog.step + 1}; the last good checkpoint is "
+                        "kept: lower train.lr or train.clip and resume"
+                    )
                 prog.step += 1
                 prog.tokens += ntokens
                 prog.elapsed = time.perf_counter() - started
@@ -327,7 +374,8 @@ def train(task: Task, recipe: Recipe, output: Path, run_dir: Path, resume: dict 
                     log.write(row(train_loss=round(run_loss / run_tokens, 5), tokens_per_s=round(tps, 1), **means))
                     run_loss, run_tokens, log_tokens, log_start, run_logs = 0.0, 0, 0, time.perf_counter(), {}
                 interrupted, out_of_time = distributed.any_rank(
-                    dist, [signals.received is not None, t.max_minutes > 0 and prog.wall >= t.max_minutes * 60])
+                    dist, [signals.received is not None, t.max_minutes > 0 and prog.wall >= t.max_minutes * 60]
+                )
                 if prog.step % eval_every == 0 or prog.step == total or out_of_time:
                     valid = distributed.from_main(dist, task.validate() if dist.main else None)
                     model.train()
@@ -356,9 +404,14 @@ def train(task: Task, recipe: Recipe, output: Path, run_dir: Path, resume: dict 
                     break
     finally:
         log.close()
-    metrics = {"steps": prog.step, "tokens": prog.tokens, "train_seconds": round(prog.elapsed, 1),
-               "tokens_per_s": round(prog.tokens / max(prog.elapsed, 1e-9), 1), **valid,
-               f"best_{task.best_metric}": prog.best}
+    metrics = {
+        "steps": prog.step,
+        "tokens": prog.tokens,
+        "train_seconds": round(prog.elapsed, 1),
+        "tokens_per_s": round(prog.tokens / max(prog.elapsed, 1e-9), 1),
+        **valid,
+        f"best_{task.best_metric}": prog.best,
+    }
     return {"metrics": metrics, "data": task.sha256}
 
 

@@ -17,14 +17,18 @@ class TextCorpus:
 
 def read_text(path: Path) -> str:
     if not path.is_file():
-        raise UserError(f"corpus file '{path}' does not exist: check the path or use a registry name (textgen data list)")
+        raise UserError(
+            f"corpus file '{path}' does not exist: check the path or use a registry name (textgen data list)"
+        )
     raw = path.read_bytes()
-    if b"\x00" in raw[:1 << 16]:
+    if b"\x00" in raw[: 1 << 16]:
         raise UserError(f"corpus file '{path}' looks binary (NUL bytes): give a UTF-8 text file")
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise UserError(f"corpus file '{path}' is not UTF-8 (byte {exc.start}): convert it with iconv -t utf-8") from None
+        raise UserError(
+            f"corpus file '{path}' is not UTF-8 (byte {exc.start}): convert it with iconv -t utf-8"
+        ) from None
     text = text.replace("\r\n", "\n")
     if not text.strip():
         raise UserError(f"corpus file '{path}' is empty: give a file with text in it")

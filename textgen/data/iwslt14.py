@@ -14,8 +14,13 @@ from pathlib import Path
 
 from textgen.errors import UserError
 
-TEST_PARTS = ("IWSLT14.TED.dev2010", "IWSLT14.TEDX.dev2012", "IWSLT14.TED.tst2010", "IWSLT14.TED.tst2011",
-              "IWSLT14.TED.tst2012")
+TEST_PARTS = (
+    "IWSLT14.TED.dev2010",
+    "IWSLT14.TEDX.dev2012",
+    "IWSLT14.TED.tst2010",
+    "IWSLT14.TED.tst2011",
+    "IWSLT14.TED.tst2012",
+)
 DROP = ("<url>", "<talkid>", "<keywords>")
 SEG = re.compile(r'<seg id="\d+">\s*(.*?)\s*</seg>')
 
@@ -66,8 +71,10 @@ def prepare(archive: Path, out_dir: Path) -> dict[str, Path]:
     tok = {lang: _tokenizer(lang) for lang in ("de", "en")}
     try:
         train = {lang: [tok[lang](x) for x in train_lines(members[f"train.tags.de-en.{lang}"])] for lang in tok}
-        test = {lang: [tok[lang](x) for part in TEST_PARTS for x in xml_segments(members[f"{part}.de-en.{lang}.xml"])]
-                for lang in tok}
+        test = {
+            lang: [tok[lang](x) for part in TEST_PARTS for x in xml_segments(members[f"{part}.de-en.{lang}.xml"])]
+            for lang in tok
+        }
     except KeyError as missing:
         raise UserError(f"'{archive}' lacks {missing}: it is not the 2014-01 IWSLT de-en archive") from None
     de, en = clean(train["de"], train["en"])

@@ -9,10 +9,11 @@ import hashlib
 import os
 import shutil
 import tempfile
-import tomllib
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import tomllib
 
 from textgen.errors import UserError
 from textgen.paths import cache_dir, mirror_dirs, registry_file
@@ -69,7 +70,9 @@ def load_registry() -> dict[str, CorpusEntry]:
 def lookup(name: str) -> CorpusEntry:
     registry = load_registry()
     if name not in registry:
-        raise UserError(f"unknown corpus '{name}': known corpora are {', '.join(sorted(registry))} (or give a file path)")
+        raise UserError(
+            f"unknown corpus '{name}': known corpora are {', '.join(sorted(registry))} (or give a file path)"
+        )
     return registry[name]
 
 
@@ -162,8 +165,10 @@ def fetch_prepared(entry: CorpusEntry) -> dict[str, Path]:
     paths = prepare(archive, cache_dir() / entry.name)
     for item in entry.files:
         if item.sha256 and sha256_of(paths[item.name]) != item.sha256:
-            raise UserError(f"prepared {entry.name}/{item.name} differs from the published file (sha256): "
-                            "the archive or the tokenizer version differs from the reference preparation")
+            raise UserError(
+                f"prepared {entry.name}/{item.name} differs from the published file (sha256): "
+                "the archive or the tokenizer version differs from the reference preparation"
+            )
     return paths
 
 

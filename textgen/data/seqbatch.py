@@ -25,8 +25,9 @@ class Batch:
         """The batch on `device` (lengths too: they index and mask device tensors)."""
         if self.src.device == device:
             return self
-        return Batch(*(t.to(device, non_blocking=True) for t in (self.src, self.src_lens, self.tgt_in, self.tgt_out,
-                                                                  self.index)))
+        return Batch(
+            *(t.to(device, non_blocking=True) for t in (self.src, self.src_lens, self.tgt_in, self.tgt_out, self.index))
+        )
 
 
 def pad(seqs: list[list[int]], value: int = PAD) -> torch.Tensor:

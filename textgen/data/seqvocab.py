@@ -26,7 +26,9 @@ class WordVocab(SymbolTable):
     @classmethod
     def build(cls, lines: list[str], min_freq: int = 1, max_size: int = 0, lowercase: bool = False) -> "WordVocab":
         counts = Counter(w for line in lines for w in (line.lower() if lowercase else line).split())
-        kept = sorted((w for w, c in counts.items() if c >= min_freq and w not in SPECIALS), key=lambda w: (-counts[w], w))
+        kept = sorted(
+            (w for w, c in counts.items() if c >= min_freq and w not in SPECIALS), key=lambda w: (-counts[w], w)
+        )
         if max_size:
             kept = kept[: max(0, max_size - len(SPECIALS))]
         return cls((*SPECIALS, *kept), lowercase)
@@ -57,10 +59,20 @@ class SentencePieceVocab:
 
         buffer = io.BytesIO()
         spm.SentencePieceTrainer.train(
-            sentence_iterator=iter(lines), model_writer=buffer, vocab_size=vocab_size, model_type=model_type,
-            character_coverage=1.0, pad_id=PAD, unk_id=UNK, bos_id=BOS, eos_id=EOS,
-            input_sentence_size=2_000_000, shuffle_input_sentence=False, hard_vocab_limit=False,
-            num_threads=2, minloglevel=2,
+            sentence_iterator=iter(lines),
+            model_writer=buffer,
+            vocab_size=vocab_size,
+            model_type=model_type,
+            character_coverage=1.0,
+            pad_id=PAD,
+            unk_id=UNK,
+            bos_id=BOS,
+            eos_id=EOS,
+            input_sentence_size=2_000_000,
+            shuffle_input_sentence=False,
+            hard_vocab_limit=False,
+            num_threads=2,
+            minloglevel=2,
         )
         return cls(buffer.getvalue())
 

@@ -48,7 +48,8 @@ class CharVocab(SymbolTable):
         missing = sorted({c for c in text if c not in index})
         if missing:
             raise UserError(
-                f"characters {''.join(missing)!r} are not in the model's vocabulary of {len(self)} characters: remove them"
+                f"characters {''.join(missing)!r} are not in the model's vocabulary of {len(self)} characters: "
+                "remove them"
             )
         return [index[c] for c in text]
 

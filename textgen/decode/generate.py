@@ -20,8 +20,9 @@ class Rollout:
     mask: torch.Tensor  # (B, L) 1.0 up to and including each row's EOS
 
 
-def rollout(model, state, prev: torch.Tensor, limit: torch.Tensor, sample: bool = True,
-            temperature: float = 1.0) -> Rollout:
+def rollout(
+    model, state, prev: torch.Tensor, limit: torch.Tensor, sample: bool = True, temperature: float = 1.0
+) -> Rollout:
     """Run the decoder on its own outputs from `state`, feeding `prev` first, for at most limit[b] steps.
 
     Sampling draws from the tempered policy softmax(logits / temperature) and `logp` is that policy's

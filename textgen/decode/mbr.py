@@ -45,8 +45,7 @@ UTILITIES: dict[str, Utility] = {
 SAMPLINGS = ("epsilon", "ancestral", "top_p")
 
 
-def check_mbr_args(n: int, sampling: str, utility: str, epsilon: float, top_p: float,
-                   temperature: float = 1.0) -> None:
+def check_mbr_args(n: int, sampling: str, utility: str, epsilon: float, top_p: float, temperature: float = 1.0) -> None:
     if n < 1:
         raise UserError(f"--mbr must be >= 1 (candidates sampled per source), got {n}")
     if sampling not in SAMPLINGS:
@@ -98,16 +97,34 @@ def sampling_filters(sampling: str, epsilon: float, top_p: float) -> tuple[float
 
 
 @torch.no_grad()
-def sample_candidates(model, decode_text: Callable[[list[int]], str], sources: list[list[int]], cfg: DecodeConfig,
-                      n: int, sampling: str = "epsilon", seed: int = 0, temperature: float = 1.0,
-                      epsilon: float = 0.02, top_p: float = 0.9) -> list[list[str]]:
+def sample_candidates(
+    model,
+    decode_text: Callable[[list[int]], str],
+    sources: list[list[int]],
+    cfg: DecodeConfig,
+    n: int,
+    sampling: str = "epsilon",
+    seed: int = 0,
+    temperature: float = 1.0,
+    epsilon: float = 0.02,
+    top_p: float = 0.9,
+) -> list[list[str]]:
     """n sampled candidates per encoded source, in drawing order (batched; sample j of a source uses key (seed, j))."""
     from textgen.seq2seq import decode_ids
 
     eps, p = sampling_filters(sampling, epsilon, top_p)
-    results = decode_ids(model, sources, dataclasses.replace(cfg, nbest=1), beam=1, sample=True,
-                         temperature=temperature, top_p=p, epsilon=eps, num_samples=n,
-                         keys=row_keys(seed, n, model.proj.weight.device))
+    results = decode_ids(
+        model,
+        sources,
+        dataclasses.replace(cfg, nbest=1),
+        beam=1,
+        sample=True,
+        temperature=temperature,
+        top_p=p,
+        epsilon=eps,
+        num_samples=n,
+        keys=row_keys(seed, n, model.proj.weight.device),
+    )
     return [[decode_text(t) for t in toks] for toks, _ in results]
 
 
@@ -121,10 +138,21 @@ def select(candidates: list[list[str]], utility: str = "bleu") -> list[MbrChoice
     return out
 
 
-def mbr_decode(model, decode_text: Callable[[list[int]], str], sources: list[list[int]], cfg: DecodeConfig, n: int,
-               sampling: str = "epsilon", utility: str = "bleu", seed: int = 0, temperature: float = 1.0,
-               epsilon: float = 0.02, top_p: float = 0.9) -> list[MbrChoice]:
+def mbr_decode(
+    model,
+    decode_text: Callable[[list[int]], str],
+    sources: list[list[int]],
+    cfg: DecodeConfig,
+    n: int,
+    sampling: str = "epsilon",
+    utility: str = "bleu",
+    seed: int = 0,
+    temperature: float = 1.0,
+    epsilon: float = 0.02,
+    top_p: float = 0.9,
+) -> list[MbrChoice]:
     """Sample n candidates per encoded source (batched) and pick each source's MBR candidate; in input order."""
     check_mbr_args(n, sampling, utility, epsilon, top_p, temperature)
-    return select(sample_candidates(model, decode_text, sources, cfg, n, sampling, seed, temperature, epsilon, top_p),
-                  utility)
+    return select(
+        sample_candidates(model, decode_text, sources, cfg, n, sampling, seed, temperature, epsilon, top_p), utility
+    )

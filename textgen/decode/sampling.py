@@ -90,8 +90,9 @@ def keyed_uniforms(keys: torch.Tensor, step: int) -> torch.Tensor:
     return _shr(x, 11).double() * (1.0 / (1 << 53))
 
 
-def sample_categorical(probs: torch.Tensor, generator: torch.Generator | None = None,
-                       uniforms: torch.Tensor | None = None) -> torch.Tensor:
+def sample_categorical(
+    probs: torch.Tensor, generator: torch.Generator | None = None, uniforms: torch.Tensor | None = None
+) -> torch.Tensor:
     """One draw per row from probabilities (..., V), which need not sum to 1 → ids (...).
 
     By inverse CDF in float64: B uniforms for B rows, where torch.multinomial draws B*V exponential

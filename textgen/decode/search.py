@@ -23,8 +23,18 @@ def max_lengths(src_lens: torch.Tensor, a: float, b: int, cap: int = 512) -> tor
 
 @torch.no_grad()
 def greedy_or_sample(
-    model, src, src_lens, max_len_a=1.5, max_len_b=10, temperature=0.0, top_k=0, top_p=1.0, generator=None,
-    epsilon=0.0, keys=None, num_samples=1,
+    model,
+    src,
+    src_lens,
+    max_len_a=1.5,
+    max_len_b=10,
+    temperature=0.0,
+    top_k=0,
+    top_p=1.0,
+    generator=None,
+    epsilon=0.0,
+    keys=None,
+    num_samples=1,
 ) -> Hypotheses:
     """Temperature 0: greedy. Rows leave the batch at their EOS or length limit; scores are summed log-probs.
 
@@ -64,8 +74,10 @@ def greedy_or_sample(
     rows = out.tolist()  # one host sync at the end
     flat = [[t for t in row[: row.index(EOS) if EOS in row else len(row)] if t != PAD] for row in rows]
     n, flat_scores = num_samples, scores.tolist()
-    return Hypotheses([flat[b * n:(b + 1) * n] for b in range(sentences)],
-                      [flat_scores[b * n:(b + 1) * n] for b in range(sentences)])
+    return Hypotheses(
+        [flat[b * n : (b + 1) * n] for b in range(sentences)],
+        [flat_scores[b * n : (b + 1) * n] for b in range(sentences)],
+    )
 
 
 def _ban(x: torch.Tensor, at_limit: torch.Tensor, inplace: bool) -> torch.Tensor:
@@ -167,7 +179,9 @@ def beam_search(
         is_eos = (tok == EOS) & (top > neg / 2)  # finished candidates: EOS among the first K ranks
         is_eos[:, K:] = False
         if bool(is_eos.any()):
-            seq = torch.cat([hist.index_select(0, rows), torch.full((Bc * 2 * K, 1), EOS, device=device)], 1)  # (Bc*2K, t+1)
+            seq = torch.cat(
+                [hist.index_select(0, rows), torch.full((Bc * 2 * K, 1), EOS, device=device)], 1
+            )  # (Bc*2K, t+1)
             seq = torch.nn.functional.pad(seq, (0, T - t - 1), value=PAD).view(Bc, 2 * K, T)
             norm = top / float(t + 1) ** lenpen
             all_scores = torch.cat([fin_scores[sent], torch.where(is_eos, norm, neg)], 1)  # (Bc, 3K)
@@ -195,6 +209,7 @@ def beam_search(
         prev = tok
     best = fin_scores[:, :nbest].tolist()
     toks = fin_tokens[:, :nbest].tolist()
-    tokens = [[[x for x in hyp if x not in (PAD, EOS)] for hyp, s in zip(toks[b], best[b]) if s > neg / 2]
-              for b in range(B)]
+    tokens = [
+        [[x for x in hyp if x not in (PAD, EOS)] for hyp, s in zip(toks[b], best[b]) if s > neg / 2] for b in range(B)
+    ]
     return Hypotheses(tokens, [[s for s in row if s > neg / 2] for row in best])

@@ -23,7 +23,10 @@ class RNNLM(nn.Module):
         self.embedding = nn.Embedding(vocab_size, embed)
         self.drop = nn.Dropout(cfg.dropout)
         self.rnn = CELLS[cfg.cell](
-            embed, cfg.hidden, num_layers=cfg.layers, batch_first=True,
+            embed,
+            cfg.hidden,
+            num_layers=cfg.layers,
+            batch_first=True,
             dropout=cfg.dropout if cfg.layers > 1 else 0.0,
         )
         self.proj = nn.Linear(cfg.hidden, vocab_size)

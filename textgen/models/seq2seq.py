@@ -34,7 +34,7 @@ class Seq2Seq(nn.Module):
     def __init__(self, src_vocab: int, tgt_vocab: int, cfg: ModelConfig):
         super().__init__()
         if cfg.cell != "lstm":
-            raise UserError("seq2seq models use model.cell = \"lstm\"")
+            raise UserError('seq2seq models use model.cell = "lstm"')
         if cfg.hidden % 2:
             raise UserError(f"model.hidden must be even (two encoder directions of hidden/2), got {cfg.hidden}")
         embed, hidden = cfg.embed or cfg.hidden, cfg.hidden
@@ -127,5 +127,11 @@ class Seq2Seq(nn.Module):
         h, c, feed = state.h.index_select(1, index), state.c.index_select(1, index), state.feed.index_select(0, index)
         if keep_source:
             return replace(state, h=h, c=c, feed=feed)
-        return DecoderState(h, c, feed, state.memory.index_select(0, index), state.keys.index_select(0, index),
-                            state.pad_mask.index_select(0, index))
+        return DecoderState(
+            h,
+            c,
+            feed,
+            state.memory.index_select(0, index),
+            state.keys.index_select(0, index),
+            state.pad_mask.index_select(0, index),
+        )

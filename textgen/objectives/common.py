@@ -24,5 +24,10 @@ class Context:
 
 def token_loss(logits: torch.Tensor, targets: torch.Tensor, smoothing: float = 0.0) -> torch.Tensor:
     """Summed cross-entropy over non-PAD targets; logits (B, T, V), targets (B, T)."""
-    return F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=PAD,
-                           reduction="sum", label_smoothing=smoothing)
+    return F.cross_entropy(
+        logits.reshape(-1, logits.size(-1)),
+        targets.reshape(-1),
+        ignore_index=PAD,
+        reduction="sum",
+        label_smoothing=smoothing,
+    )

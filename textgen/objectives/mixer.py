@@ -68,8 +68,10 @@ class SequenceLevel(nn.Module):
         self.reward_fn = REWARDS.get(self.cfg.reward)  # bleu-sampled scores token ids, not text
         self._reference_ids: dict[int, list[int]] = {}
         if self.cfg.samples < 1 or (self.cfg.baseline == "loo" and self.cfg.samples < 2):
-            raise UserError(f"objective.samples must be >= 1, and >= 2 with baseline = \"loo\" (the others' mean "
-                            f"reward is each sample's baseline), got {self.cfg.samples}")
+            raise UserError(
+                f'objective.samples must be >= 1, and >= 2 with baseline = "loo" (the others\' mean '
+                f"reward is each sample's baseline), got {self.cfg.samples}"
+            )
         if self.learned_baseline and self.cfg.baseline == "learned":
             self.baseline = nn.Linear(ctx.recipe.model.hidden, 1)
             nn.init.zeros_(self.baseline.weight)  # starts at 0, as in the paper's code
@@ -134,10 +136,19 @@ class SequenceLevel(nn.Module):
             return Loss(xent, n_xent, B, logs)
         k = self.cfg.samples
         rows = rows.repeat_interleave(k)  # k rollouts per source, side by side
-        limit = (max_lengths(batch.src_lens[rows], self.ctx.recipe.decode.max_len_a,
-                             self.ctx.recipe.decode.max_len_b) - s).clamp(min=1)
-        seg = Segment(batch, rows, s, model.reorder_state(state, rows), batch.tgt_in[rows, s], limit,
-                      batch.tgt_out[rows, :s], batch.index[rows])
+        limit = (
+            max_lengths(batch.src_lens[rows], self.ctx.recipe.decode.max_len_a, self.ctx.recipe.decode.max_len_b) - s
+        ).clamp(min=1)
+        seg = Segment(
+            batch,
+            rows,
+            s,
+            model.reorder_state(state, rows),
+            batch.tgt_in[rows, s],
+            limit,
+            batch.tgt_out[rows, :s],
+            batch.index[rows],
+        )
         roll = rollout(model, seg.state, seg.prev, limit, sample=True, temperature=self.cfg.sample_temperature)
         reward = self.rewards(seg.index, seg.prefix, roll.tokens)
         adv, baseline_loss, extra = self.advantage(model, seg, roll, reward)
@@ -145,8 +156,14 @@ class SequenceLevel(nn.Module):
         w = self.cfg.xent_weight if s > 0 else 0.0
         total = w * xent + (1.0 - w) * reinforce + baseline_loss / k
         n_sampled = round(float(roll.mask.sum()) / k)
-        logs.update({"reward": float(reward.mean()), "reward_nonzero": float((reward > 0).float().mean()),
-                     "loss_reinforce": float(reinforce.detach()) / max(n_sampled, 1), **extra})
+        logs.update(
+            {
+                "reward": float(reward.mean()),
+                "reward_nonzero": float((reward > 0).float().mean()),
+                "loss_reinforce": float(reinforce.detach()) / max(n_sampled, 1),
+                **extra,
+            }
+        )
         if n_xent:
             logs["loss_xent"] = float(xent.detach()) / n_xent
         return Loss(total, n_xent + n_sampled, B, logs)
@@ -186,4 +203,8 @@ class SelfCritical(Mixer):
         finally:
             model.train(was_training)
         base = self.rewards(seg.index, seg.prefix, greedy.tokens)
-        return (reward - base).unsqueeze(1).expand_as(roll.logp), reward.new_zeros(()), {"greedy_reward": float(base.mean())}
+        return (
+            (reward - base).unsqueeze(1).expand_as(roll.logp),
+            reward.new_zeros(()),
+            {"greedy_reward": float(base.mean())},
+        )

@@ -35,14 +35,16 @@ def sequence_log_probs(model, src: torch.Tensor, src_lens: torch.Tensor, candida
     return (picked * (tgt_out != PAD)).sum(1)
 
 
-def expected_risk(seq_logp: torch.Tensor, owner: torch.Tensor, cost: torch.Tensor, sources: int,
-                  alpha: float) -> torch.Tensor:
+def expected_risk(
+    seq_logp: torch.Tensor, owner: torch.Tensor, cost: torch.Tensor, sources: int, alpha: float
+) -> torch.Tensor:
     """Sum over sources of sum_y q(y) cost(y), q = softmax(alpha * log p) within each source's candidates.
 
     seq_logp, owner (source index of each candidate) and cost are flat (N,); differentiable in seq_logp."""
     scaled = alpha * seq_logp
     top = scaled.new_full((sources,), float("-inf")).scatter_reduce(
-        0, owner, scaled.detach(), "amax")  # per-source max for a stable softmax
+        0, owner, scaled.detach(), "amax"
+    )  # per-source max for a stable softmax
     weights = (scaled - top[owner]).exp()
     norm = scaled.new_zeros(sources).index_add(0, owner, weights)
     return (weights / norm[owner] * cost).sum()
@@ -68,8 +70,9 @@ class MinimumRisk(nn.Module):
             k = self.cfg.mrt_candidates
             rows = torch.arange(batch.src.size(0), device=batch.src.device).repeat_interleave(k)
             d = self.ctx.recipe.decode
-            hyps = greedy_or_sample(model, batch.src[rows], batch.src_lens[rows], d.max_len_a, d.max_len_b,
-                                    temperature=1.0)
+            hyps = greedy_or_sample(
+                model, batch.src[rows], batch.src_lens[rows], d.max_len_a, d.max_len_b, temperature=1.0
+            )
         finally:
             model.train(was_training)
         out = []
@@ -90,12 +93,21 @@ class MinimumRisk(nn.Module):
         owner = torch.tensor([i for i, c in enumerate(sets) for _ in c], device=batch.src.device)
         flat = [c for cs in sets for c in cs]
         index = batch.index.tolist()
-        cost = torch.tensor([1.0 - self.reward_fn(self.ctx.tgt_vocab.decode(c), self.ctx.references[index[i]])
-                             for i, c in zip(owner.tolist(), flat)], device=batch.src.device)
+        cost = torch.tensor(
+            [
+                1.0 - self.reward_fn(self.ctx.tgt_vocab.decode(c), self.ctx.references[index[i]])
+                for i, c in zip(owner.tolist(), flat)
+            ],
+            device=batch.src.device,
+        )
         seq_logp = sequence_log_probs(model, batch.src[owner], batch.src_lens[owner], flat)
         risk = expected_risk(seq_logp, owner, cost, B, self.cfg.mrt_alpha)
         w = self.cfg.xent_weight
         total = w * xent + (1.0 - w) * risk * (batch.ntokens / B)
-        logs = {"loss_xent": float(xent.detach()) / batch.ntokens, "risk": float(risk.detach()) / B,
-                "candidates": len(flat) / B, "reward": float(1.0 - cost.mean())}
+        logs = {
+            "loss_xent": float(xent.detach()) / batch.ntokens,
+            "risk": float(risk.detach()) / B,
+            "candidates": len(flat) / B,
+            "reward": float(1.0 - cost.mean()),
+        }
         return Loss(total, batch.ntokens, B, logs)
