@@ -271,11 +271,13 @@ def test_dad_linear_schedule_rises_over_epochs():
 @pytest.mark.parametrize("k", [10.0, 300.0])
 def test_dad_inverse_sigmoid_is_bengio_et_al_in_updates(k):
     """p(i) = 1 - k / (k + exp(i / k)) at update i: k moves the midpoint (k ln k) and the width (k) together."""
-    inv = ObjectiveConfig(dad_schedule="inverse_sigmoid", dad_k=k)
+    inv = ObjectiveConfig(dad_schedule="inverse_sigmoid", dad_k_updates=k)
     for i in (0, 1, 7, int(k), int(3 * k), int(10 * k)):
         assert dad_probability(inv, i, 50) == pytest.approx(1 - k / (k + math.exp(i / k)), rel=1e-12, abs=1e-15)
     assert dad_probability(inv, round(k * math.log(k)), 50) == pytest.approx(0.5, abs=0.002 if k == 10 else 2e-4)
-    assert dad_probability(ObjectiveConfig(dad_schedule="inverse_sigmoid", dad_k=10.0), 0, 50) == pytest.approx(1 / 11)
+    assert dad_probability(ObjectiveConfig(dad_schedule="inverse_sigmoid", dad_k_updates=10.0), 0, 50) == pytest.approx(
+        1 / 11
+    )
     assert dad_probability(inv, 10**9, 50) == 1.0  # no overflow far along
 
 
@@ -481,3 +483,61 @@ def test_mrt_with_one_candidate_is_weighted_xent_and_otherwise_moves_towards_bet
         opt.step()
     with torch.no_grad():
         assert float(exact_expected_reward(model, copies(1))) > before + 0.05  # lower risk = more x's
+
+
+def test_leave_one_out_groups_each_sources_own_samples():
+    """Rows are k samples of each source side by side: the baseline of a sample is its own source's other
+    samples, so a source whose samples all earn 1 gets no push, whatever the other source earns."""
+    model, objective = setup("reinforce", baseline="loo", samples=3)
+    objective.reward_fn = lambda hyp, ref: 1.0 if ref == "x" else float(len(hyp.split()))
+    objective.ctx = dataclasses.replace(objective.ctx, references=["x", "y y"])
+    batch = collate([[4, 5, 6], [7, 8]], [[4], [5, 5]], [0, 1])
+    seen = []
+    original = objective.advantage
+
+    def spy(model, seg, roll, reward):
+        seen.append((seg.index.tolist(), reward.tolist()))
+        return original(model, seg, roll, reward)
+
+    objective.advantage = spy
+    torch.manual_seed(0)
+    objective(model, batch, step=0)
+    index, reward = seen[0]
+    assert index == [0, 0, 0, 1, 1, 1]
+    adv, _, _ = original(
+        model,
+        None,
+        rollout(
+            model,
+            model.encode(batch.src[[0, 0, 0, 1, 1, 1]], batch.src_lens[[0, 0, 0, 1, 1, 1]]),
+            batch.tgt_in[[0, 0, 0, 1, 1, 1], 0],
+            torch.full((6,), MAX_LEN),
+        ),
+        torch.tensor(reward),
+    )
+    assert torch.equal(adv[:3, 0], torch.zeros(3))  # source 0: every sample earned 1
+    r1 = torch.tensor(reward[3:])
+    torch.testing.assert_close(adv[3:, 0], r1 - (r1.sum() - r1) / 2)
+
+
+def test_scst_after_a_prefix_decodes_greedily_from_the_reference_prefix():
+    """At s > 0 the greedy baseline continues the same reference prefix, re-encoded in eval mode."""
+    model, scst = setup("scst", dropout=0.5, mixer_T=3, mixer_delta=1, mixer_xent_epochs=0, xent_weight=0.5)
+    hyps = []
+    scst.reward_fn = lambda hyp, ref: hyps.append(hyp) or 0.0
+    batch = collate([[4, 5, 6], [7, 8]], [[4, 5, 4], [5, 4, 5]], [0, 1])
+    out = scst(model, batch, step=0)  # s = 2: the rollouts and the greedy decodes start after 2 reference tokens
+    assert out.logs["s"] == 2 and len(hyps) == 4
+    assert all(h.split()[:2] == p for h, p in zip(hyps, [["x", "y"], ["y", "x"]] * 2))
+    model.eval()
+    state = model.encode(batch.src, batch.src_lens)
+    _, state = model.prefix(state, batch.tgt_in[:, :2])
+    greedy = rollout(model, state, batch.tgt_in[:, 2], torch.full((2,), 1), sample=False)
+    expected = [VOCAB.decode(p + strip_eos(t)) for p, t in zip([[4, 5], [5, 4]], greedy.tokens.tolist())]
+    assert hyps[2:] == expected
+
+
+def strip_eos(row):
+    from textgen.decode.generate import strip
+
+    return strip(row)

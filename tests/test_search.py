@@ -269,3 +269,25 @@ def test_narrow_beam_with_length_penalty_equals_a_reference_beam_search():
     assert any(answers[key] != answers[key[0], key[1], 0.6, key[3]] for key in answers if key[2] == 1.0), (
         "the length penalty never changed an n-best list"
     )
+
+
+def test_greedy_and_sampling_follow_no_repeat_ngram_as_beam_search_does():
+    """The recipe's no_repeat_ngram applies to every decoder: greedy, sampled (and so MBR) outputs too."""
+    model = tiny_seq2seq()
+    src, lens = torch.tensor([[4, 5, 6]] * 8), torch.tensor([3] * 8)
+    plain = greedy_or_sample(
+        model, src, lens, max_len_a=0.0, max_len_b=8, temperature=1.0, generator=torch.Generator().manual_seed(1)
+    )
+    assert any(len(set(h[0])) < len(h[0]) for h in plain.tokens)  # without the block, tokens repeat
+    for temperature in (0.0, 1.0):
+        out = greedy_or_sample(
+            model,
+            src,
+            lens,
+            max_len_a=0.0,
+            max_len_b=8,
+            temperature=temperature,
+            generator=torch.Generator().manual_seed(1),
+            no_repeat_ngram=1,
+        )
+        assert all(len(set(h[0])) == len(h[0]) for h in out.tokens), out.tokens

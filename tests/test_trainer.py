@@ -88,7 +88,7 @@ def test_max_minutes_is_wall_clock_with_validation_included(tmp_path):
     task = RisingLossRisingBleu(validate_seconds=0.4)
     started = time.perf_counter()
     summary, _ = run(tmp_path, task, max_steps=200, eval_every=1, max_minutes=1.0 / 60)
-    assert time.perf_counter() - started < 5
+    assert time.perf_counter() - started < 40  # excluding validation, the budget would last all 200 steps (80 s)
     assert task.checks <= 4 and summary["metrics"]["steps"] <= 4  # 1 s of budget, 0.4 s per validation
 
 

@@ -4,6 +4,8 @@
 then, so importing the package (and `textgen --help`) stays cheap.
 """
 
+from textgen.errors import UserError  # no torch behind it: the package root stays cheap to import
+
 __version__ = "0.1.0"
 
 
@@ -14,4 +16,4 @@ def load(path, device: str = "auto"):
     return _load(path, device)
 
 
-__all__ = ["load", "__version__"]
+__all__ = ["load", "UserError", "__version__"]

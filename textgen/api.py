@@ -28,7 +28,7 @@ from textgen.precision import check_precision
 
 @dataclass(frozen=True)
 class Scored:
-    """Log-probabilities (natural log) the model gives to each token of a given output, EOS included."""
+    """Log-probabilities (natural log) the model gives to each token of a given output (seq2seq: EOS included)."""
 
     tokens: list[str]
     logprobs: list[float]
@@ -92,10 +92,14 @@ class Translator:
         draws one output per source at `temperature`. mbr=N: MBR decoding (textgen/decode/mbr.py) over N
         candidates per source drawn by `mbr_sampling` (epsilon, ancestral, top_p) at `temperature`, chosen by
         `mbr_utility` (bleu, chrf, rouge1, rouge2, rougeL); a list of strings, the same for the same seed
-        (seed None: one drawn from torch's global generator)."""
+        (seed None: 0)."""
         from textgen.seq2seq import decode_ids
 
         check_sampling_args(temperature, 0, 1.0)
+        if seed is not None and not 0 <= seed < 2**63:
+            raise UserError(f"seed must be an integer in [0, 2**63), got {seed}")
+        if sample and nbest != 1:
+            raise UserError("sampling draws one output per source: leave nbest at 1 (or search with a beam)")
         unknown = set(decode) - {f.name for f in dataclasses.fields(self.recipe.decode)}
         if unknown:
             raise UserError(f"unknown decode setting(s) {', '.join(sorted(unknown))}: see DecodeConfig")
@@ -110,8 +114,7 @@ class Translator:
                     "--mbr samples its own candidates and returns one output per source: "
                     "leave out beam, sample and nbest"
                 )
-            if seed is None:
-                seed = int(torch.randint(0, 2**62, ()))
+            seed = 0 if seed is None else seed  # repeatable by default, as `textgen eval --mbr` is
             chosen = mbr_decode(
                 self.model,
                 self.vocabs.tgt.decode,
@@ -139,7 +142,11 @@ class Translator:
 
     @torch.no_grad()
     def score(self, sources: list[str], targets: list[str], batch_size: int | None = None) -> list[Scored]:
-        """Forced decoding: log p(target | source) token by token, the sum beam search gives the same output."""
+        """Forced decoding: log p(target + EOS | source) token by token, over the target's encoding.
+
+        Beam search with lenpen 0 scores a hypothesis by the same sum (when the target is the decoded
+        hypothesis and encoding it gives back its tokens, as word vocabularies do; sentencepiece may
+        segment a detokenized string differently)."""
         from textgen.data.seqbatch import collate
         from textgen.seq2seq import batches_in_order
 

@@ -90,9 +90,8 @@ class ObjectiveConfig:
     dad_schedule: str = "linear"  # linear | inverse_sigmoid
     dad_max_p: float = 0.25  # linear: p rises from 0 to this over dad_ramp_epochs
     dad_ramp_epochs: float = 10.0
-    dad_k: float = (
-        1000.0  # inverse sigmoid (Bengio et al.): p = 1 - k / (k + exp(update / k)); p = 1/2 at k ln k updates
-    )
+    # inverse sigmoid (Bengio et al.), k counted in updates: p = 1 - k / (k + exp(update / k)), 1/2 at k ln k updates
+    dad_k_updates: float = 1000.0
     dad_sample: bool = False  # feed a sample instead of the argmax
     # E2E: feed the renormalised top-k softmax mixture of embeddings
     e2e_k: int = 10

@@ -51,9 +51,9 @@ def compare_systems(
     bootstrap > 0: paired bootstrap resampling with that many resamples (Koehn 2004; sacrebleu's default 1000),
     which also gives each system's bootstrap mean and 95% CI. ar > 0: paired approximate randomization with that
     many trials (Riezler & Maxwell 2005; sacrebleu's default 10000); run alone, the CI comes from 1000 bootstrap
-    resamples, as sacrebleu computes it for AR. p-values are sacrebleu's: (c + 1) / (n + 1), so a system
-    identical to the baseline gets 1.0 and no test reports less than 1 / (n + 1). seed None: sacrebleu's own
-    ($SACREBLEU_SEED, else 12345).
+    resamples, as sacrebleu computes it for AR. p-values are sacrebleu's: (c + 1) / (n + 1), c the resampled
+    differences strictly larger than the observed one, so no test reports less than 1 / (n + 1).
+    seed None: sacrebleu's own ($SACREBLEU_SEED, else 12345).
 
     Ties: sacrebleu (like MultEval, which it follows) counts only resampled differences strictly larger than the
     observed one. A system identical to the baseline therefore gets p = 1 / (n + 1), the smallest p there is, from

@@ -108,7 +108,8 @@ class Seq2SeqTask:
             self.model.load_state_dict(init_payload["model"])
         self.model.to(dist.device)
         self.references = [train.targets[i] for i in keep]
-        ctx = Context(recipe, self.vocabs.tgt, self.references, self.steps_per_epoch)
+        mean_tokens = sum(len(x) + 1 for x in self.tgt) / len(self.tgt)
+        ctx = Context(recipe, self.vocabs.tgt, self.references, self.steps_per_epoch, mean_tokens)
         self.objective = OBJECTIVES[recipe.objective.name](ctx).to(dist.device)  # its baseline regressor
         self.train_log_columns = [
             "s",
@@ -264,6 +265,7 @@ def decode_ids(
                     epsilon=epsilon,
                     keys=keys,
                     num_samples=num_samples,
+                    no_repeat_ngram=cfg.no_repeat_ngram,
                 )
             else:
                 hyps = beam_search(

@@ -358,6 +358,8 @@ def build_app(model, path: str, limits: Limits = Limits(), url: str = "") -> Sta
             "temperature": _field(body, "temperature", "number", 1.0),
             "seed": _field(body, "seed", "integer", None),
         }
+        if not settings["sample"]:  # unused by search: they must not split batches
+            settings["temperature"], settings["seed"] = 1.0, None
         out = await batcher.submit(settings, sources)
         if settings["nbest"] > 1:
             out = [[{"text": t, "score": _finite(s)} for t, s in hyps] for hyps in out]

@@ -27,7 +27,8 @@ def rollout(
 
     Sampling draws from the tempered policy softmax(logits / temperature) and `logp` is that policy's
     log-probability, so REINFORCE's score-function gradient is unbiased for the distribution actually
-    sampled (temperature < 1 trains a sharper policy; the untempered log-prob would bias it)."""
+    sampled (the untempered log-prob would bias it). What is trained is the tempered policy softmax(z / T):
+    decoded at test time without T, the model is flatter (T < 1) or sharper (T > 1) than that policy."""
     if temperature <= 0:
         raise UserError(f"objective.sample_temperature must be > 0 for sampled rollouts, got {temperature}")
     B = prev.size(0)

@@ -35,6 +35,7 @@ def greedy_or_sample(
     epsilon=0.0,
     keys=None,
     num_samples=1,
+    no_repeat_ngram=0,
 ) -> Hypotheses:
     """Temperature 0: greedy. Rows leave the batch at their EOS or length limit; scores are summed log-probs.
 
@@ -59,6 +60,8 @@ def greedy_or_sample(
     for t in range(T):
         logits, state = model.step(prev, state)  # (b, V) for the active rows
         logp = allowed_log_probs(logits, t + 1 >= limit[active])
+        if no_repeat_ngram:  # as beam search does, so greedy, sampled and MBR outputs follow the recipe too
+            logp = _block_repeated_ngrams(logp, out[active, :t], no_repeat_ngram)
         u = None if keys is None or temperature == 0 else keyed_uniforms(keys[active], t)
         tok = next_token(logp, temperature, top_k, top_p, generator, epsilon, u)  # (b,)
         out[active, t] = tok

@@ -17,6 +17,9 @@ class Context:
     tgt_vocab: object  # decode(ids) -> str, for rewards
     references: list[str]  # raw training targets, indexed by Batch.index
     steps_per_epoch: int
+    mean_target_tokens: float = (
+        1.0  # target tokens (with EOS) per training sentence: turns per-sentence terms per-token
+    )
 
     def epoch(self, step: int) -> float:
         return step / self.steps_per_epoch

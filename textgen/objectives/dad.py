@@ -22,8 +22,10 @@ class DataAsDemonstrator(nn.Module):
         super().__init__()
         self.ctx = ctx
         self.cfg = ctx.recipe.objective
-        if self.cfg.dad_schedule == "inverse_sigmoid" and self.cfg.dad_k < 1:
-            raise UserError(f"objective.dad_k must be >= 1 for the inverse sigmoid schedule, got {self.cfg.dad_k}")
+        if self.cfg.dad_schedule == "inverse_sigmoid" and self.cfg.dad_k_updates < 1:
+            raise UserError(
+                f"objective.dad_k_updates must be >= 1 for the inverse sigmoid schedule, got {self.cfg.dad_k_updates}"
+            )
 
     def forward(self, model, batch, *, step: int) -> Loss:
         p = dad_probability(self.cfg, step, self.ctx.steps_per_epoch)

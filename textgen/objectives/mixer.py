@@ -67,6 +67,8 @@ class SequenceLevel(nn.Module):
         self.cfg = ctx.recipe.objective
         self.reward_fn = REWARDS.get(self.cfg.reward)  # bleu-sampled scores token ids, not text
         self._reference_ids: dict[int, list[int]] = {}
+        if self.cfg.sample_temperature <= 0:
+            raise UserError(f"objective.sample_temperature must be > 0, got {self.cfg.sample_temperature}")
         if self.cfg.samples < 1 or (self.cfg.baseline == "loo" and self.cfg.samples < 2):
             raise UserError(
                 f'objective.samples must be >= 1, and >= 2 with baseline = "loo" (the others\' mean '

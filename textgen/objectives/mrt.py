@@ -5,7 +5,8 @@ the reference added). One batched teacher-forced pass rescores every candidate: 
 over its tokens and EOS. q(y) = softmax(alpha * log p(y|x)) over the set, the model's distribution
 renormalised to the candidates; the risk is sum q(y) * (1 - reward(y)). The gradient flows through q,
 not through the sampling, so no baseline is needed. Loss = w * XENT + (1 - w) * risk, the risk scaled
-per target token so that the trainer's token normalisation leaves it a mean risk per sentence.
+by the training set's mean target length so that the trainer's token normalisation leaves it (about) a
+mean risk per sentence. Candidates are drawn at objective.sample_temperature.
 
 k = 1 candidate makes q = 1 and the risk a constant: MRT reduces to w * XENT.
 """
@@ -55,6 +56,8 @@ class MinimumRisk(nn.Module):
         super().__init__()
         self.ctx = ctx
         self.cfg = ctx.recipe.objective
+        if self.cfg.sample_temperature <= 0:
+            raise UserError(f"objective.sample_temperature must be > 0, got {self.cfg.sample_temperature}")
         if self.cfg.mrt_candidates < 1:
             raise UserError(f"objective.mrt_candidates must be >= 1, got {self.cfg.mrt_candidates}")
         if self.cfg.reward not in REWARDS:
@@ -67,19 +70,23 @@ class MinimumRisk(nn.Module):
         was_training = model.training
         model.eval()
         try:
-            k = self.cfg.mrt_candidates
-            rows = torch.arange(batch.src.size(0), device=batch.src.device).repeat_interleave(k)
             d = self.ctx.recipe.decode
-            hyps = greedy_or_sample(
-                model, batch.src[rows], batch.src_lens[rows], d.max_len_a, d.max_len_b, temperature=1.0
+            hyps = greedy_or_sample(  # each source encoded once, sampled on mrt_candidates rows
+                model,
+                batch.src,
+                batch.src_lens,
+                d.max_len_a,
+                d.max_len_b,
+                temperature=self.cfg.sample_temperature,
+                num_samples=self.cfg.mrt_candidates,
             )
         finally:
             model.train(was_training)
         out = []
         for i in range(batch.src.size(0)):
             seen: dict[tuple, None] = {}
-            for toks in hyps.tokens[i * k : (i + 1) * k]:
-                seen.setdefault(tuple(toks[0]), None)
+            for toks in hyps.tokens[i]:
+                seen.setdefault(tuple(toks), None)
             if self.cfg.mrt_reference:
                 seen.setdefault(tuple(strip(batch.tgt_out[i].tolist())), None)
             out.append([list(c) for c in seen])
@@ -103,7 +110,10 @@ class MinimumRisk(nn.Module):
         seq_logp = sequence_log_probs(model, batch.src[owner], batch.src_lens[owner], flat)
         risk = expected_risk(seq_logp, owner, cost, B, self.cfg.mrt_alpha)
         w = self.cfg.xent_weight
-        total = w * xent + (1.0 - w) * risk * (batch.ntokens / B)
+        # the risk is per sentence and the trainer divides by all ranks' tokens: scaling by the training set's
+        # mean tokens per sentence (a constant, the same on every rank) keeps it a mean risk per sentence and
+        # keeps N ranks of batch B equal to one process of batch N*B
+        total = w * xent + (1.0 - w) * risk * self.ctx.mean_target_tokens
         logs = {
             "loss_xent": float(xent.detach()) / batch.ntokens,
             "risk": float(risk.detach()) / B,

@@ -16,7 +16,7 @@ def dad_probability(cfg: ObjectiveConfig, step: int, steps_per_epoch: int) -> fl
     it rises (its width is k updates)."""
     if cfg.dad_schedule == "linear":
         return cfg.dad_max_p * min(1.0, step / steps_per_epoch / max(cfg.dad_ramp_epochs, 1e-9))
-    k = cfg.dad_k
+    k = cfg.dad_k_updates
     return 1.0 / (1.0 + math.exp(min(math.log(k) - step / k, 700.0)))
 
 
