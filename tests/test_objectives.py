@@ -71,12 +71,16 @@ def test_reinforce_gradient_matches_exact_gradient_of_expected_reward(temperatur
     batch = copies(1)
     expected = exact_expected_reward(model, batch, temperature)
     exact = torch.autograd.grad(expected, list(model.parameters()), allow_unused=True)
+    assert_estimate_matches(model, objective, exact, sources=6000)
+
+
+def assert_estimate_matches(model, objective, exact, sources):
+    """The objective's REINFORCE gradient on `sources` copies of the source is close to the exact one."""
     exact = torch.cat([g.flatten() for g in exact if g is not None])
     torch.manual_seed(1)
-    n = 6000
-    out = objective(model, copies(n), step=0)
-    estimate = torch.autograd.grad(-out.loss_sum / n, list(model.parameters()), allow_unused=True)
-    estimate = torch.cat([g.flatten() for g, e in zip(estimate, exact) if g is not None])
+    out = objective(model, copies(sources), step=0)
+    estimate = torch.autograd.grad(-out.loss_sum / sources, list(model.parameters()), allow_unused=True)
+    estimate = torch.cat([g.flatten() for g in estimate if g is not None])
     cosine = torch.nn.functional.cosine_similarity(estimate, exact, dim=0)
     relative = (estimate - exact).norm() / exact.norm()
     assert cosine > 0.98 and relative < 0.2, (float(cosine), float(relative))
@@ -329,15 +333,7 @@ def test_leave_one_out_baseline_keeps_reinforce_unbiased():
     model, objective = setup("reinforce", baseline="loo", samples=4)
     objective.reward_fn = x_count
     exact = torch.autograd.grad(exact_expected_reward(model, copies(1)), list(model.parameters()), allow_unused=True)
-    exact = torch.cat([g.flatten() for g in exact if g is not None])
-    torch.manual_seed(1)
-    n = 1500
-    out = objective(model, copies(n), step=0)
-    estimate = torch.autograd.grad(-out.loss_sum / n, list(model.parameters()), allow_unused=True)
-    estimate = torch.cat([g.flatten() for g, e in zip(estimate, exact) if g is not None])
-    cosine = torch.nn.functional.cosine_similarity(estimate, exact, dim=0)
-    relative = (estimate - exact).norm() / exact.norm()
-    assert cosine > 0.98 and relative < 0.2, (float(cosine), float(relative))
+    assert_estimate_matches(model, objective, exact, sources=1500)
 
 
 def test_leave_one_out_advantage_is_reward_minus_the_others_mean_and_cuts_variance():

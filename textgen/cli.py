@@ -39,6 +39,17 @@ def _device_option(what: str):
     )
 
 
+# MBR options shared by `decode` and `eval` (one definition, one help text)
+MBR_SAMPLING = typer.Option(
+    "epsilon", "--mbr-sampling", help="How --mbr draws candidates: epsilon, ancestral or top_p (at --temperature)."
+)
+MBR_UTILITY = typer.Option(
+    "bleu", "--mbr-utility", help="The utility --mbr maximises: bleu, chrf, rouge1, rouge2, rougeL."
+)
+MBR_EPSILON = typer.Option(0.02, "--mbr-epsilon", help="epsilon sampling: drop tokens with p below this.")
+MBR_TOP_P = typer.Option(0.9, "--mbr-top-p", help="top_p sampling: the nucleus mass.")
+
+
 def _emit_json(obj: dict) -> None:
     typer.echo(json.dumps(obj, indent=2))
 
@@ -207,14 +218,10 @@ def eval_(
     mbr: Optional[int] = typer.Option(
         None, "--mbr", help="Seq2seq: MBR decoding over N sampled candidates per source instead of beam search."
     ),
-    mbr_sampling: str = typer.Option(
-        "epsilon", "--mbr-sampling", help="How --mbr draws candidates: epsilon, ancestral or top_p."
-    ),
-    mbr_utility: str = typer.Option(
-        "bleu", "--mbr-utility", help="The utility --mbr maximises: bleu, chrf, rouge1, rouge2, rougeL."
-    ),
-    mbr_epsilon: float = typer.Option(0.02, "--mbr-epsilon", help="epsilon sampling: drop tokens with p below this."),
-    mbr_top_p: float = typer.Option(0.9, "--mbr-top-p", help="top_p sampling: the nucleus mass."),
+    mbr_sampling: str = MBR_SAMPLING,
+    mbr_utility: str = MBR_UTILITY,
+    mbr_epsilon: float = MBR_EPSILON,
+    mbr_top_p: float = MBR_TOP_P,
     seed: Optional[int] = typer.Option(
         None,
         "--seed",
@@ -342,14 +349,10 @@ def decode(
         help="MBR decoding: sample N candidates per source, print the "
         "one with the highest expected utility against the others.",
     ),
-    mbr_sampling: str = typer.Option(
-        "epsilon", "--mbr-sampling", help="How --mbr draws candidates: epsilon, ancestral or top_p (at --temperature)."
-    ),
-    mbr_utility: str = typer.Option(
-        "bleu", "--mbr-utility", help="The utility --mbr maximises: bleu, chrf, rouge1, rouge2, rougeL."
-    ),
-    mbr_epsilon: float = typer.Option(0.02, "--mbr-epsilon", help="epsilon sampling: drop tokens with p below this."),
-    mbr_top_p: float = typer.Option(0.9, "--mbr-top-p", help="top_p sampling: the nucleus mass."),
+    mbr_sampling: str = MBR_SAMPLING,
+    mbr_utility: str = MBR_UTILITY,
+    mbr_epsilon: float = MBR_EPSILON,
+    mbr_top_p: float = MBR_TOP_P,
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Sentences decoded together."),
     interactive: bool = typer.Option(False, "--interactive", help="Prompt for one source at a time (Ctrl-D ends)."),
     precision: Optional[str] = typer.Option(
