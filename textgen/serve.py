@@ -13,16 +13,13 @@ soon as the worker is free, whatever queued meanwhile. Each request gets its own
 from __future__ import annotations
 
 import asyncio
-import html
 import json
 import logging
 import math
 import socket
 import time
-from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -33,158 +30,12 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from textgen.errors import UserError
+from textgen.microbatch import Batcher, Limits, error
+from textgen.serve_page import render_page
 
 log = logging.getLogger("textgen.serve")
 REQUIRED = object()
 MAX_BEAM = 64
-
-
-@dataclass(frozen=True)
-class Limits:
-    max_batch: int = 32  # sentences decoded together
-    window_ms: float = 10.0  # how long an idle server gathers requests into a batch
-    max_sources: int = 64  # sources (targets, texts) per request
-    max_input_chars: int = 1000  # per source, target, text or prime
-    max_length: int = 1000  # /sample tokens
-    timeout_s: float = 30.0  # reading a request, and waiting for its result
-    max_queued: int = 4096  # sentences waiting for the worker before new requests get 503
-
-
-def error(status: int, message: str) -> HTTPException:
-    return HTTPException(status, " ".join(str(message).split()))  # one line, always
-
-
-@dataclass
-class _Job:
-    key: tuple
-    settings: dict
-    sources: list[str]
-    future: asyncio.Future
-    arrived: float
-
-
-class Batcher:
-    """Gathers /translate jobs with equal settings into batches, run one at a time by the single worker."""
-
-    def __init__(self, translate: Callable[[list[str], dict], list], executor: ThreadPoolExecutor, limits: Limits):
-        self.translate, self.executor, self.limits = translate, executor, limits
-        self.jobs: deque[_Job] = deque()
-        self.queued = 0  # sentences in self.jobs
-        self.wake = asyncio.Event()
-        self.task: asyncio.Task | None = None
-        self.stats = {"batches_run": 0, "requests_served": 0, "sentences_translated": 0, "largest_batch": 0}
-
-    def start(self) -> None:
-        self.task = asyncio.get_running_loop().create_task(self._run())
-
-    async def stop(self) -> None:
-        if self.task:
-            self.task.cancel()
-
-    async def submit(self, settings: dict, sources: list[str]) -> list:
-        if self.queued + len(sources) > self.limits.max_queued:
-            raise error(503, f"busy: {self.queued} sentences are waiting; retry later")
-        loop = asyncio.get_running_loop()
-        # sampled outputs depend on what else is in the batch (one generator): those never share one
-        key = (object(),) if settings.get("sample") else tuple(sorted(settings.items()))
-        job = _Job(key, settings, sources, loop.create_future(), loop.time())
-        self.jobs.append(job)
-        self.queued += len(sources)
-        self.wake.set()
-        try:
-            return await asyncio.wait_for(asyncio.shield(job.future), self.limits.timeout_s)
-        except asyncio.TimeoutError:
-            raise error(503, f"timed out after {self.limits.timeout_s:g} s: the server is busy, retry later") from None
-        finally:
-            job.future.cancel()  # no-op when answered; else the worker skips it
-
-    def _prune(self) -> None:
-        while self.jobs and self.jobs[0].future.done():
-            self.queued -= len(self.jobs.popleft().sources)
-
-    def _waiting(self, key: tuple) -> int:
-        return sum(len(j.sources) for j in self.jobs if j.key == key and not j.future.done())
-
-    def _take(self, key: tuple) -> list[_Job]:
-        batch, rest, size = [], deque(), 0
-        for job in self.jobs:
-            if job.future.done():
-                self.queued -= len(job.sources)
-            elif job.key == key and (not batch or size + len(job.sources) <= self.limits.max_batch):
-                batch.append(job)
-                size += len(job.sources)
-                self.queued -= len(job.sources)
-            else:
-                rest.append(job)
-        self.jobs = rest
-        return batch
-
-    async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            self._prune()
-            if not self.jobs:
-                self.wake.clear()
-                await self.wake.wait()
-                continue
-            first = self.jobs[0]
-            deadline = first.arrived + self.limits.window_ms / 1000
-            while self._waiting(first.key) < self.limits.max_batch and (left := deadline - loop.time()) > 0:
-                self.wake.clear()
-                try:
-                    await asyncio.wait_for(self.wake.wait(), left)
-                except asyncio.TimeoutError:
-                    break
-            batch = self._take(first.key)
-            if not batch:  # the first one gave up while it waited
-                continue
-            try:
-                await self._execute(batch)
-            except Exception as exc:  # noqa: BLE001 - the loop must outlive any one batch
-                log.error("translate batch failed", exc_info=exc)
-                for job in batch:
-                    if not job.future.done():
-                        job.future.set_exception(exc)
-
-    async def _execute(self, batch: list[_Job]) -> None:
-        sources = [s for job in batch for s in job.sources]
-        start = time.perf_counter()
-        try:
-            outputs = await asyncio.get_running_loop().run_in_executor(
-                self.executor, self.translate, sources, batch[0].settings
-            )
-        except Exception as exc:  # noqa: BLE001 - handed to the requests
-            if isinstance(exc, UserError) and len(batch) > 1:  # whose input was it? each on its own
-                for job in batch:
-                    await self._execute([job])
-                return
-            for job in batch:
-                if not job.future.done():
-                    job.future.set_exception(exc)
-            return
-        seconds = time.perf_counter() - start
-        stats = self.stats
-        stats["batches_run"] += 1
-        stats["requests_served"] += len(batch)
-        stats["sentences_translated"] += len(sources)
-        stats["largest_batch"] = max(stats["largest_batch"], len(sources))
-        log.info(
-            "translate: batch of %d request(s), %d sentence(s), %s, %.3f s, %d sentence(s) waiting",
-            len(batch),
-            len(sources),
-            _settings_text(batch[0].settings),
-            seconds,
-            self.queued,
-        )
-        i = 0
-        for job in batch:
-            if not job.future.done():
-                job.future.set_result(outputs[i : i + len(job.sources)])
-            i += len(job.sources)
-
-
-def _settings_text(settings: dict) -> str:
-    return " ".join(f"{k}={v}" for k, v in settings.items() if v is not None) or "recipe settings"
 
 
 # -- request parsing ---------------------------------------------------------------------------------------
@@ -481,100 +332,3 @@ def serve(ckpt: Path, host: str, port: int, device: str, limits: Limits) -> None
     app = build_app(model, str(ckpt), limits, url)
     config = uvicorn.Config(app, host=host, port=bound, log_level="info", access_log=False, lifespan="on")
     uvicorn.Server(config).run(sockets=[sock])
-
-
-# -- the page ----------------------------------------------------------------------------------------------
-
-_FORMS = {
-    "seq2seq": """
-<label for="text">Sources, one per line</label>
-<textarea id="text" rows="6"></textarea>
-<div class="row"><label>beam <input id="beam" type="number" min="1" max="64" placeholder="recipe"></label>
-<label>n-best <input id="nbest" type="number" min="1" max="64" value="1"></label>
-<button id="go">Translate</button></div>""",
-    "lm": """
-<label for="text">Prime</label>
-<textarea id="text" rows="4"></textarea>
-<div class="row"><label>length <input id="length" type="number" min="0" value="200"></label>
-<label>temperature <input id="temperature" type="number" min="0" step="0.1" value="0.8"></label>
-<label>top-k <input id="top_k" type="number" min="0" value="0"></label>
-<label>seed <input id="seed" type="number" placeholder="random"></label>
-<button id="go">Sample</button></div>""",
-}
-
-_PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>textgen serve: %(name)s</title>
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<style>
-body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;max-width:860px;margin:2em auto;padding:0 1em;
-color:#1d2430;background:#fafafa}
-h1{font-size:1.35em;margin:0 0 .2em}.meta{color:#5a6372;font-size:.9em;margin-bottom:1.2em}
-code{background:#eef0f3;padding:.1em .35em;border-radius:4px}
-label{display:block;font-weight:600;margin:.6em 0 .3em}.row label{display:inline-block;font-weight:400;margin-right:1em}
-textarea{width:100%%;box-sizing:border-box;font:inherit;padding:.5em;border:1px solid #c6ccd5;border-radius:6px}
-input{width:6em;font:inherit;padding:.2em .3em}
-button{font:inherit;padding:.35em 1.2em;border:0;border-radius:6px;background:#2f6fdd;color:#fff;cursor:pointer}
-button:disabled{background:#8aa8dc}
-#out{margin-top:1.2em}.item{background:#fff;border:1px solid #dde1e7;border-radius:6px;padding:.5em .8em;
-margin:.4em 0;white-space:pre-wrap}.src{color:#5a6372;font-size:.85em}.err{color:#b3261e}
-.score{color:#5a6372;font-size:.85em;margin-right:.6em}
-</style></head><body>
-<h1>textgen serve</h1>
-<div class="meta"><code>%(model)s</code> &middot; %(kind)s &middot; vocabulary %(vocab)s &middot; %(device)s
-&middot; git %(commit)s &middot; <a href="/health">/health</a></div>
-%(form)s
-<div id="out"></div>
-<script>
-const KIND = "%(kind)s", $ = id => document.getElementById(id), out = $("out");
-function show(cls, text, note) {
-  const div = document.createElement("div"); div.className = "item " + cls;
-  if (note) { const n = document.createElement("div"); n.className = "src"; n.textContent = note; div.append(n); }
-  div.append(document.createTextNode(text)); out.append(div);
-}
-async function post(route, body) {
-  const r = await fetch(route, {method: "POST", headers: {"Content-Type": "application/json"},
-                                body: JSON.stringify(body)});
-  const data = await r.json();
-  if (!r.ok) throw new Error(data.error || r.statusText);
-  return data;
-}
-const num = id => $(id).value === "" ? null : Number($(id).value);
-async function run() {
-  $("go").disabled = true; out.textContent = "";
-  try {
-    if (KIND === "seq2seq") {
-      const sources = $("text").value.split("\\n").filter(s => s.trim());
-      const data = await post("/translate", {sources, beam: num("beam"), nbest: num("nbest")});
-      data.translations.forEach((t, i) => {
-        if (typeof t === "string") show("", t, sources[i]);
-        else show("", t.map(h => (h.score === null ? "-inf" : h.score.toFixed(3)) + "  " + h.text)
-                       .join("\\n"), sources[i]);
-      });
-    } else {
-      const data = await post("/sample", {prime: $("text").value, length: num("length"),
-        temperature: num("temperature"), top_k: num("top_k"), seed: num("seed")});
-      show("", data.text);
-    }
-  } catch (e) { show("err", e.message); }
-  $("go").disabled = false;
-}
-$("go").onclick = run;
-const q = new URLSearchParams(location.search);
-if (q.has("text")) { $("text").value = q.get("text"); if (q.get("run") === "1") run(); }
-</script>
-</body></html>
-"""
-
-
-def render_page(info: dict) -> str:
-    """The try-it page: a form for this checkpoint's kind; ?text=...&run=1 fills it in (and runs it)."""
-    vocab = " / ".join(f"{v:,}" for v in info["vocab"].values())
-    return _PAGE % {
-        "name": html.escape(Path(info["model"]).name),
-        "model": html.escape(info["model"]),
-        "kind": info["kind"],
-        "vocab": vocab,
-        "device": html.escape(info["device"]),
-        "commit": html.escape(info["git_commit"][:12]),
-        "form": _FORMS[info["kind"]],
-    }
