@@ -29,8 +29,9 @@ MT_CKPT = $(if $(wildcard checkpoints/translate-multi30k.pt),--checkpoint checkp
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_lm.py
 	$(BIN)/python benchmarks/bench_seq2seq.py $(MT_CKPT)
-	@if [ -n "$(MT_CKPT)" ]; then $(BIN)/python benchmarks/bench_serve.py $(MT_CKPT); \
-	else echo "no checkpoints/translate-multi30k.pt: serving benchmark skipped"; fi
+	@if [ -n "$(MT_CKPT)" ]; then $(BIN)/python benchmarks/bench_serve.py $(MT_CKPT) && \
+		$(BIN)/python benchmarks/bench_mbr.py $(MT_CKPT); \
+	else echo "no checkpoints/translate-multi30k.pt: serving and MBR benchmarks skipped"; fi
 	@if $(BIN)/python -c "import sys, torch; sys.exit(not torch.cuda.is_available())"; then \
 		$(BIN)/python benchmarks/bench_lm.py --device cuda --out results/bench-lm-cuda.json && \
 		$(BIN)/python benchmarks/bench_seq2seq.py $(MT_CKPT) --device cuda --out results/bench-seq2seq-cuda.json; \
