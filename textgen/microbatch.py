@@ -104,6 +104,7 @@ class Batcher:
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
+        free_since = loop.time()
         while True:
             self._prune()
             if not self.jobs:
@@ -111,7 +112,9 @@ class Batcher:
                 await self.wake.wait()
                 continue
             first = self.jobs[0]
-            deadline = first.arrived + self.limits.window_ms / 1000
+            # the window runs from the later of the first job's arrival and the worker's last finish: clients
+            # answered by the batch just run come straight back, and a few ms turn half batches into full ones
+            deadline = max(first.arrived, free_since) + self.limits.window_ms / 1000
             while self._waiting(first.key) < self.limits.max_batch and (left := deadline - loop.time()) > 0:
                 self.wake.clear()
                 try:
@@ -128,6 +131,7 @@ class Batcher:
                 for job in batch:
                     if not job.future.done():
                         job.future.set_exception(exc)
+            free_since = loop.time()
 
     async def _execute(self, batch: list[_Job]) -> None:
         sources = [s for job in batch for s in job.sources]
