@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 from textgen.config import Recipe
 from textgen.data.seqvocab import PAD
+from textgen.errors import UserError
 
 
 @dataclass(frozen=True)
@@ -34,3 +35,9 @@ def token_loss(logits: torch.Tensor, targets: torch.Tensor, smoothing: float = 0
         reduction="sum",
         label_smoothing=smoothing,
     )
+
+
+def check_sample_temperature(cfg) -> None:
+    """Objectives that sample check this when built, not hours later at the first sampled step."""
+    if cfg.sample_temperature <= 0:
+        raise UserError(f"objective.sample_temperature must be > 0, got {cfg.sample_temperature}")

@@ -21,7 +21,7 @@ from textgen.decode.generate import Rollout, rollout, strip
 from textgen.decode.search import max_lengths
 from textgen.errors import UserError
 from textgen.metrics import REWARDS
-from textgen.objectives.common import Context, token_loss
+from textgen.objectives.common import Context, check_sample_temperature, token_loss
 from textgen.objectives.schedules import mixer_s
 from textgen.sampled_bleu import sampled_ngram_bleu
 from textgen.trainer import Loss
@@ -67,8 +67,7 @@ class SequenceLevel(nn.Module):
         self.cfg = ctx.recipe.objective
         self.reward_fn = REWARDS.get(self.cfg.reward)  # bleu-sampled scores token ids, not text
         self._reference_ids: dict[int, list[int]] = {}
-        if self.cfg.sample_temperature <= 0:
-            raise UserError(f"objective.sample_temperature must be > 0, got {self.cfg.sample_temperature}")
+        check_sample_temperature(self.cfg)
         if self.cfg.samples < 1 or (self.cfg.baseline == "loo" and self.cfg.samples < 2):
             raise UserError(
                 f'objective.samples must be >= 1, and >= 2 with baseline = "loo" (the others\' mean '

@@ -21,7 +21,7 @@ from textgen.decode.generate import strip
 from textgen.decode.search import greedy_or_sample
 from textgen.errors import UserError
 from textgen.metrics import REWARDS
-from textgen.objectives.common import Context, token_loss
+from textgen.objectives.common import Context, check_sample_temperature, token_loss
 from textgen.trainer import Loss
 
 
@@ -56,8 +56,7 @@ class MinimumRisk(nn.Module):
         super().__init__()
         self.ctx = ctx
         self.cfg = ctx.recipe.objective
-        if self.cfg.sample_temperature <= 0:
-            raise UserError(f"objective.sample_temperature must be > 0, got {self.cfg.sample_temperature}")
+        check_sample_temperature(self.cfg)
         if self.cfg.mrt_candidates < 1:
             raise UserError(f"objective.mrt_candidates must be >= 1, got {self.cfg.mrt_candidates}")
         if self.cfg.reward not in REWARDS:
