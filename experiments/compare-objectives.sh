@@ -56,12 +56,13 @@ case ${1:?multi30k or aeslc} in
     ;;
   aeslc)
     A=checkpoints/summarize.pt
-    for seed in 1 2 3; do
+    for seed in ${SEEDS:-1 2 3}; do  # as for multi30k: SEEDS=1 and SEEDS="2 3" SINGLES=no as two queues
       run aeslc-xent-s$seed $A "$AESLC_METRICS" -- --recipe summarize --set objective.name=xent "${AESLC[@]}" --set train.seed=$seed
       run aeslc-mixer-mix-s$seed $A "$AESLC_METRICS" -- --recipe mixer-summarize "${AESLC[@]}" --set train.seed=$seed
       [[ $seed == 1 ]] && run aeslc-mixer-rouge2-s1 $A "$AESLC_METRICS" -- --recipe mixer-summarize \
         "${AESLC[@]}" --set objective.reward=rouge2 --set train.seed=1
     done
+    [[ ${SINGLES:-yes} == yes ]] || exit 0
     run aeslc-dad-s1 $A "$AESLC_METRICS" -- --recipe summarize --set objective.name=dad "${AESLC[@]}" --set train.seed=1
     run aeslc-e2e-s1 $A "$AESLC_METRICS" -- --recipe summarize --set objective.name=e2e --set objective.e2e_k=10 "${AESLC[@]}" --set train.seed=1
     ;;
