@@ -6,6 +6,7 @@ import json
 import os
 import random
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +17,8 @@ import torch
 # oversubscribe them (spinning OpenMP threads make tiny ops ~100x slower under contention).
 os.environ["OMP_NUM_THREADS"] = "1"
 torch.set_num_threads(1)
+# Prepared corpora and fetched files go to a cache of this test session's own, never the user's.
+os.environ["TEXTGEN_CACHE"] = tempfile.mkdtemp(prefix="textgen-tests-")
 
 REPO = Path(__file__).resolve().parent.parent
 TINY_TEXT = "the cat sat on the mat.\nthe dog sat on the log.\n" * 60

@@ -77,6 +77,9 @@ def train(
     json_out: bool = typer.Option(False, "--json", help="Print final metrics as JSON."),
     nproc: int = typer.Option(1, "--nproc", min=1, help="Data-parallel processes on this machine (started for you)."),
     device: str = _device_option("train (under torchrun, auto and cuda mean cuda:LOCAL_RANK)"),
+    prepared: Optional[Path] = typer.Option(
+        None, "--prepared", help="A folder from `textgen data prepare` \\[default: found or made in the cache]."
+    ),
 ) -> None:
     """Train a model from a recipe.
 
@@ -124,7 +127,7 @@ def train(
     dist = distributed.from_env(device)
     try:
         seed_everything(cfg, dist.rank)
-        task = build_task(cfg, saved, dist)
+        task = build_task(cfg, saved, dist, prepared)
         summary = run_training(task, cfg, output, run_dir, resume=saved, dist=dist)
     finally:
         distributed.shutdown(dist)
@@ -562,6 +565,45 @@ def data_get(name: str = typer.Argument(..., help="Corpus name (see `textgen dat
 
     for file, path in fetch(name).items():
         typer.echo(f"{file}: {path} (sha256 ok)")
+
+
+@data_app.command("prepare")
+def data_prepare(
+    corpus: Optional[str] = typer.Argument(
+        None,
+        help="Registry name, a text file (LM) or 'train.src,train.tgt;valid.src,valid.tgt' \\[default: the recipe's].",
+    ),
+    recipe: str = typer.Option(..., "--recipe", "-r", help="The recipe whose tokenizer settings to prepare with."),
+    overrides: list[str] = typer.Option([], "--set", "-s", help="Override a recipe key: section.key=value."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Folder to make \\[default: in the cache]."),
+) -> None:
+    """Tokenize a corpus once into memory-mapped arrays that every later `textgen train` reuses.
+
+    `textgen train` does this by itself the first time (the folder is keyed by the data's sha256 and the
+    tokenizer settings); run it ahead of time for a big corpus, or with -o for shared storage and
+    `textgen train --prepared FOLDER`.
+
+    Example: textgen data prepare "train.de,train.en;valid.de,valid.en" --recipe translate-multi30k
+    """
+    from dataclasses import replace
+
+    from textgen.config import load_recipe
+
+    cfg = load_recipe(recipe, overrides)
+    if corpus:
+        cfg = replace(cfg, data=replace(cfg.data, corpus=corpus))
+    if output is not None and output.exists():
+        raise UserError(f"'{output}' already exists: give a new folder (prepared folders are never overwritten)")
+    if cfg.task == "lm":
+        from textgen.data.prepared_text import prepare_text
+
+        data = prepare_text(cfg, dest=output)
+    else:
+        from textgen.data.prepared_parallel import prepare_parallel
+
+        data = prepare_parallel(cfg, dest=output)
+    m = data.manifest
+    typer.echo(f"{data.folder}: {json.dumps(m['splits'])}; prepared in {m['prepare_seconds']} s")
 
 
 def main() -> None:

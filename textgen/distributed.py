@@ -86,6 +86,18 @@ def any_rank(d: Dist, flags: list[bool]) -> list[bool]:
     return [bool(v) for v in t.tolist()]
 
 
+def after_main(d: Dist, make):
+    """`make()` on rank 0 first, then on the other ranks (e.g. rank 0 prepares the corpus, the others find
+    it). Ranks simulated in one process (tests) have no process group and simply run it in turn."""
+    import torch.distributed as dist
+
+    synced = d.active and dist.is_available() and dist.is_initialized()
+    out = make() if d.main or not synced else None
+    if synced:
+        dist.barrier()
+    return out if out is not None else make()
+
+
 def from_main(d: Dist, obj):
     """Rank 0's value of `obj` on every rank (e.g. validation results that drive the LR schedule)."""
     if not d.active:

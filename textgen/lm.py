@@ -13,8 +13,9 @@ from textgen import checkpoint
 from textgen.config import Recipe, recipe_from_checkpoint
 from textgen.data.batching import batchify, num_windows, window
 from textgen.data.corpus import load_text_corpus
+from textgen.data.prepared_text import prepare_text
 from textgen.data.vocab import Vocab, build_vocab, vocab_from_dict
-from textgen.distributed import Dist
+from textgen.distributed import Dist, after_main
 from textgen.errors import UserError
 from textgen.models.lm import RNNLM, State, detach_state
 from textgen.trainer import Loss
@@ -56,16 +57,16 @@ class LMTask:
     best_metric = "valid_loss"
     higher_is_better = False
 
-    def __init__(self, recipe: Recipe, vocab: Vocab | None = None, dist: Dist = Dist()):
+    def __init__(self, recipe: Recipe, vocab: Vocab | None = None, dist: Dist = Dist(), prepared: Path | None = None):
         t = recipe.train
         self.recipe = recipe
-        data = prepare_data(recipe, None, splits=("train", "valid"))  # vocab rebuilt, so a resume can compare
+        data = after_main(dist, lambda: prepare_text(recipe, prepared))  # rank 0 prepares, the others map it
         if vocab is not None and data.vocab != vocab:
             raise UserError(
                 "the corpus gives a different vocabulary than the --resume checkpoint: resume on the same data"
             )
-        self.vocab, self.sha256, self.valid_ids = data.vocab, data.sha256, data.ids["valid"]
-        streams = batchify(data.ids["train"], t.batch_size * dist.world, "training split")  # (world*B, N/(world*B))
+        self.vocab, self.sha256, self.valid_ids = data.vocab, data.sha256, data.ids("valid")
+        streams = batchify(data.ids("train"), t.batch_size * dist.world, "training split")  # (world*B, N/(world*B))
         self.train = streams[dist.rank * t.batch_size : (dist.rank + 1) * t.batch_size].to(dist.device)
         if self.train.size(1) <= t.bptt:
             raise UserError(

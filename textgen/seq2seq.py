@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from textgen import checkpoint
 from textgen.config import DecodeConfig, Recipe, recipe_from_checkpoint
-from textgen.data.parallel import ParallelSplit, load_parallel
-from textgen.data.seqbatch import Batch, collate, token_budget_batches
-from textgen.data.seqvocab import UNK, SentencePieceVocab, WordVocab, seqvocab_from_dict
+from textgen.data.prepared import KeptLines
+from textgen.data.prepared_parallel import ParallelArrays, PreparedParallel, prepare_parallel
+from textgen.data.seqbatch import Batch, BatchPlan, collate, collate_arrays, token_budget_batches
+from textgen.data.seqvocab import UNK, Vocabs
 from textgen.decode.search import Hypotheses, beam_search, greedy_or_sample
-from textgen.distributed import Dist
+from textgen.distributed import Dist, after_main
 from textgen.errors import UserError
 from textgen.metrics import score
 from textgen.models.seq2seq import Seq2Seq
@@ -21,35 +22,6 @@ from textgen.objectives import OBJECTIVES
 from textgen.objectives.common import Context, token_loss
 from textgen.precision import autocast
 from textgen.trainer import Loss
-
-
-@dataclass(frozen=True)
-class Vocabs:
-    src: SentencePieceVocab | WordVocab
-    tgt: SentencePieceVocab | WordVocab
-
-    def to_dict(self) -> dict:
-        if self.src is self.tgt:
-            return {"joint": self.src.to_dict()}
-        return {"src": self.src.to_dict(), "tgt": self.tgt.to_dict()}
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "Vocabs":
-        if "joint" in data:
-            joint = seqvocab_from_dict(data["joint"])
-            return cls(joint, joint)
-        return cls(seqvocab_from_dict(data["src"]), seqvocab_from_dict(data["tgt"]))
-
-    @classmethod
-    def build(cls, recipe: Recipe, train: ParallelSplit) -> "Vocabs":
-        d = recipe.data
-        if d.tokenizer == "spm":
-            joint = SentencePieceVocab.train(train.sources + train.targets, d.vocab_size)
-            return cls(joint, joint)
-        return cls(
-            WordVocab.build(train.sources, d.min_freq, d.max_vocab, d.lowercase),
-            WordVocab.build(train.targets, d.min_freq, d.max_vocab, d.lowercase),
-        )
 
 
 def encode_sources(vocabs: Vocabs, lines: list[str], max_tokens: int) -> list[list[int]]:
@@ -71,45 +43,51 @@ class Seq2SeqTask:
 
     kind = "seq2seq"
 
-    def __init__(self, recipe: Recipe, vocab: dict | None = None, dist: Dist = Dist()):
+    def __init__(self, recipe: Recipe, vocab: dict | None = None, dist: Dist = Dist(), prepared: Path | None = None):
         self.recipe = recipe
         d, t = recipe.data, recipe.train
-        corpus = load_parallel(d.corpus)
-        for split in ("train", "valid"):
-            if split not in corpus.splits:
-                raise UserError(f"corpus '{d.corpus}' has no {split} split: train on a corpus that has one")
-        train = corpus.splits["train"]
         init_payload = checkpoint.load(Path(recipe.init_from), kind="seq2seq") if recipe.init_from else None
         if init_payload is not None:
             check_same_model(init_payload, recipe)
         saved_vocab = vocab or (init_payload["vocab"] if init_payload else None)
-        self.vocabs = Vocabs.from_dict(saved_vocab) if saved_vocab else Vocabs.build(recipe, train)
-        self.sha256 = corpus.sha256
-        src = encode_sources(self.vocabs, train.sources, d.max_source_tokens)
-        tgt = [self.vocabs.tgt.encode(line) for line in train.targets]
-        keep = [i for i in range(len(src)) if tgt[i] and (not d.max_len or max(len(src[i]), len(tgt[i])) <= d.max_len)]
-        self.src, self.tgt = [src[i] for i in keep], [tgt[i] for i in keep]
-        budget = t.max_tokens or 64 * max(max(len(s) for s in self.src), max(len(x) for x in self.tgt) + 1)
-        self.src_lens, self.tgt_lens = [len(s) for s in self.src], [len(x) for x in self.tgt]
-        nbatches = len(token_budget_batches(self.src_lens, self.tgt_lens, budget))  # the same for every epoch
+        data = self._prepared(recipe, saved_vocab, prepared, dist)
+        for split in ("train", "valid"):
+            if not data.has(split):
+                raise UserError(f"corpus '{d.corpus}' has no {split} split: train on a corpus that has one")
+        self.vocabs, self.sha256 = data.vocabs, data.sha256
+        self.train = data.split("train")
+        src_lens, tgt_lens = self._lengths(self.train)
+        keep = tgt_lens > 0
+        if d.max_len:
+            keep &= np.maximum(src_lens, tgt_lens) <= d.max_len
+        self.keep = np.flatnonzero(keep)  # kept pair k is row keep[k] of the prepared split
+        if not self.keep.size:
+            raise UserError(f"no training pair of '{d.corpus}' is within data.max_len = {d.max_len}: raise it")
+        self.src_lens, self.tgt_lens = src_lens[self.keep], tgt_lens[self.keep]
+        budget = t.max_tokens or 64 * max(int(self.src_lens.max()), int(self.tgt_lens.max()) + 1)
+        self.plan = BatchPlan(self.src_lens, self.tgt_lens, budget)  # the same number of batches every epoch
         self.dist = dist
-        if nbatches < dist.world:
+        if len(self.plan) < dist.world:
             raise UserError(
-                f"{nbatches} training batches cannot feed {dist.world} ranks: "
+                f"{len(self.plan)} training batches cannot feed {dist.world} ranks: "
                 "use fewer processes or a smaller train.max_tokens"
             )
-        self.steps_per_epoch = nbatches // dist.world  # rank r takes every world-th batch
-        self.valid = corpus.splits["valid"]
-        self.valid_src = encode_sources(self.vocabs, self.valid.sources, d.max_source_tokens)
-        self.valid_tgt = [self.vocabs.tgt.encode(line) for line in self.valid.targets]
+        self.steps_per_epoch = len(self.plan) // dist.world  # rank r takes every world-th batch
+        valid = data.split("valid")
+        valid_lens, _ = self._lengths(valid)
+        self.valid_src = [valid.src[i][:n].tolist() for i, n in enumerate(valid_lens.tolist())]
+        self.valid_tgt = [valid.tgt[i].tolist() for i in range(len(valid.tgt))]
+        self.valid_targets = valid.targets[:]
         self.budget = budget
         self.model = Seq2Seq(len(self.vocabs.src), len(self.vocabs.tgt), recipe.model)
         if recipe.init_from and vocab is None:  # a fresh run that starts from another model's weights
             self.model.load_state_dict(init_payload["model"])
         self.model.to(dist.device)
-        self.references = [train.targets[i] for i in keep]
-        mean_tokens = sum(len(x) + 1 for x in self.tgt) / len(self.tgt)
-        ctx = Context(recipe, self.vocabs.tgt, self.references, self.steps_per_epoch, mean_tokens)
+        self.references = KeptLines(self.train.targets, self.keep)
+        self.target_tokens = int(self.tgt_lens.sum()) + self.keep.size  # with EOS
+        ctx = Context(
+            recipe, self.vocabs.tgt, self.references, self.steps_per_epoch, self.target_tokens / self.keep.size
+        )
         self.objective = OBJECTIVES[recipe.objective.name](ctx).to(dist.device)  # its baseline regressor
         self.train_log_columns = [
             "s",
@@ -129,21 +107,37 @@ class Seq2SeqTask:
         self.valid_columns = ["valid_loss", "valid_ppl"] + ([] if metric == "loss" else [self.best_metric])
         self._epoch, self._batches = -1, []
 
-    def epoch_batches(self, epoch: int) -> list[list[int]]:
+    @staticmethod
+    def _prepared(recipe: Recipe, vocab: dict | None, explicit: Path | None, dist: Dist) -> PreparedParallel:
+        """Rank 0 prepares (or finds) the corpus first; the others then map the same folder, or prepare
+        their own copy when they run on another machine without shared storage."""
+        return after_main(dist, lambda: prepare_parallel(recipe, vocab, explicit))
+
+    def _lengths(self, split: ParallelArrays) -> tuple[np.ndarray, np.ndarray]:
+        """Source lengths after data.max_source_tokens truncation, and target lengths."""
+        src = split.src.lengths()
+        if self.recipe.data.max_source_tokens:
+            src = np.minimum(src, self.recipe.data.max_source_tokens)
+        return src, split.tgt.lengths()
+
+    def epoch_batches(self, epoch: int) -> list[np.ndarray]:
         """The epoch's batches, in order: a pure function of (seed, epoch), so resume needs no state.
 
         Examples of equal lengths are re-drawn into batches every epoch (ties broken at random, then
         the batch order shuffled); batch boundaries depend only on the sorted lengths, so every epoch
         has the same number of batches of the same shapes, but not the same sentences together."""
         g = torch.Generator().manual_seed(self.recipe.train.seed * 1000 + epoch)
-        return token_budget_batches(self.src_lens, self.tgt_lens, self.budget, generator=g)
+        return self.plan.draw(g)
 
     def _batch(self, step: int) -> Batch:
         epoch, index = divmod(step, self.steps_per_epoch)
         if epoch != self._epoch:
             self._epoch, self._batches = epoch, self.epoch_batches(epoch)
         ids = self._batches[index * self.dist.world + self.dist.rank]
-        return collate([self.src[i] for i in ids], [self.tgt[i] for i in ids], ids).to(self.dist.device)
+        rows = self.keep[ids]
+        sources = [self.train.src[r][:n] for r, n in zip(rows.tolist(), self.src_lens[ids].tolist())]
+        targets = [self.train.tgt[r] for r in rows.tolist()]
+        return collate_arrays(sources, targets, ids.tolist()).to(self.dist.device)
 
     def loss(self, step: int) -> Loss:
         return self.objective(self.model, self._batch(step), step=step)
@@ -175,7 +169,7 @@ class Seq2SeqTask:
         if metric != "loss":
             n = self.recipe.train.valid_subset or len(self.valid_src)
             hyps = translate(self.model, self.vocabs, self.valid_src[:n], self.recipe.decode, beam=1)
-            values, _ = score([metric], [h[0] for h in hyps], [self.valid.targets[:n]])
+            values, _ = score([metric], [h[0] for h in hyps], [self.valid_targets[:n]])
             out[self.best_metric] = values[metric]
         return out
 
@@ -189,10 +183,9 @@ class Seq2SeqTask:
         self.objective.load_state_dict(state["objective"])  # the baseline regressor: the same on every rank
 
     def describe(self) -> str:
-        ntok = sum(len(x) + 1 for x in self.tgt)
         return (
-            f"vocab {len(self.vocabs.src)}/{len(self.vocabs.tgt)}, {len(self.src):,} pairs, "
-            f"{ntok:,} target tokens, batches of <= {self.budget} tokens"
+            f"vocab {len(self.vocabs.src)}/{len(self.vocabs.tgt)}, {self.keep.size:,} pairs, "
+            f"{self.target_tokens:,} target tokens, batches of <= {self.budget} tokens"
         )
 
 

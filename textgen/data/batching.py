@@ -23,7 +23,8 @@ def num_windows(streams: torch.Tensor, bptt: int) -> int:
 
 
 def window(streams: torch.Tensor, index: int, bptt: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Window `index`: inputs (B, T) and next-token targets (B, T); the last window may be shorter."""
+    """Window `index`: inputs (B, T) and next-token targets (B, T) as int64 (streams may be stored narrower,
+    e.g. memory-mapped uint16); the last window may be shorter."""
     start = index * bptt
     length = min(bptt, streams.size(1) - 1 - start)
-    return streams[:, start : start + length], streams[:, start + 1 : start + 1 + length]
+    return streams[:, start : start + length].long(), streams[:, start + 1 : start + 1 + length].long()

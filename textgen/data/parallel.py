@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from itertools import zip_longest
 from pathlib import Path
 
 from textgen.data.registry import fetch, lookup
@@ -38,6 +41,48 @@ def read_lines(path: Path) -> list[str]:
     if lines and lines[-1] == "":
         lines.pop()
     return [line.rstrip("\r") for line in lines]
+
+
+def stream_lines(path: Path) -> Iterator[str]:
+    """The lines of `path` (plain or gzipped UTF-8) one at a time, as `read_lines` gives them."""
+    if not path.is_file():
+        raise UserError(f"file '{path}' does not exist: check the path")
+    with open(path, "rb") as probe:
+        gzipped = probe.read(2) == b"\x1f\x8b"
+    raw = gzip.open(path, "rb") if gzipped else open(path, "rb")
+    with io.TextIOWrapper(raw, encoding="utf-8-sig", newline="\n") as text:
+        try:
+            for line in text:
+                yield line.rstrip("\n").rstrip("\r")
+        except UnicodeDecodeError:
+            raise UserError(f"file '{path}' is not UTF-8: convert it with iconv -t utf-8") from None
+
+
+def stream_pairs(src: Path, tgt: Path) -> Iterator[tuple[str, str]]:
+    """Line-aligned (source, target) pairs read lazily, with `read_pair`'s checks (counts, empty lines)."""
+    count, sources, targets = 0, stream_lines(src), stream_lines(tgt)
+    for count, (s, t) in enumerate(zip_longest(sources, targets), 1):
+        if s is None or t is None:
+            rest = 1 + sum(1 for _ in (sources if t is None else targets))
+            n_src, n_tgt = (count - 1 + rest, count - 1) if t is None else (count - 1, count - 1 + rest)
+            raise UserError(f"'{src}' has {n_src} lines but '{tgt}' has {n_tgt}: parallel files must be line-aligned")
+        for name, line in ((src, s), (tgt, t)):
+            if not line.strip():
+                raise UserError(f"'{name}' line {count} is empty: remove empty pairs from both files")
+        yield s, t
+    if not count:
+        raise UserError(f"'{src}' is empty: give a corpus with at least one pair")
+
+
+def own_files(corpus: str) -> dict[str, tuple[Path, Path]] | None:
+    """The split -> (source, target) paths of a corpus given as 'train.de,train.en;valid.de,valid.en[;test...]'."""
+    if ";" not in corpus and "," not in corpus:
+        return None
+    out = {}
+    for name, spec in zip(("train", "valid", "test"), corpus.split(";")):
+        src, _, tgt = spec.partition(",")
+        out[name] = (Path(src), Path(tgt))
+    return out
 
 
 def read_pair(src: Path, tgt: Path, allow_empty_target: bool = False) -> ParallelSplit:
@@ -76,12 +121,9 @@ def hash_split(sources: list[str], targets: list[str], valid: float, test: float
 
 def load_parallel(corpus: str) -> ParallelCorpus:
     """A registered corpus by name, or `SRC_PREFIX` paths given as 'train.de,train.en;valid.de,valid.en'."""
-    if ";" in corpus or "," in corpus:
-        splits = {}
-        for name, spec in zip(("train", "valid", "test"), corpus.split(";")):
-            src, _, tgt = spec.partition(",")
-            splits[name] = read_pair(Path(src), Path(tgt))
-        return ParallelCorpus(splits, {})
+    files = own_files(corpus)
+    if files is not None:
+        return ParallelCorpus({name: read_pair(*paths) for name, paths in files.items()}, {})
     entry = lookup(corpus)
     if not (entry.pairs or entry.hash_split):
         raise UserError(f"corpus '{corpus}' is not a parallel corpus: use it with a language-model recipe")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from textgen.data.seqvocab import BOS, EOS, PAD
@@ -47,6 +48,77 @@ def collate(sources: list[list[int]], targets: list[list[int]] | None, index: li
     return Batch(pad(sources), src_lens, tgt_in, tgt_out, torch.tensor(index))
 
 
+def collate_arrays(sources: list[np.ndarray], targets: list[np.ndarray], index: list[int]) -> Batch:
+    """`collate` for id arrays (rows of memory-mapped splits): the same padded tensors, built in numpy."""
+    n = len(sources)
+    src_lens = np.fromiter(map(len, sources), dtype=np.int64, count=n)
+    tgt_lens = np.fromiter(map(len, targets), dtype=np.int64, count=n)
+    src = np.full((n, int(src_lens.max())), PAD, dtype=np.int64)
+    tgt_in = np.full((n, int(tgt_lens.max()) + 1), PAD, dtype=np.int64)
+    tgt_out = np.full_like(tgt_in, PAD)
+    for i, (s, t) in enumerate(zip(sources, targets)):
+        src[i, : len(s)] = s
+        tgt_in[i, 0] = BOS
+        tgt_in[i, 1 : len(t) + 1] = t
+        tgt_out[i, : len(t)] = t
+        tgt_out[i, len(t)] = EOS
+    as_tensor = torch.from_numpy
+    return Batch(as_tensor(src), as_tensor(src_lens), as_tensor(tgt_in), as_tensor(tgt_out), torch.tensor(index))
+
+
+def budget_boundaries(sizes: np.ndarray, max_tokens: int) -> np.ndarray:
+    """Where batches start in a sequence of example sizes (padded cost per example), plus the end.
+
+    The greedy rule: an example joins the current batch while (longest size so far) x (examples + 1)
+    stays within `max_tokens`; a batch has at least one example. Worked out per run of equal sizes, so
+    the cost grows with the number of distinct lengths and batches, not of examples."""
+    change = np.flatnonzero(np.diff(sizes)) + 1
+    starts = np.concatenate(([0], change)).tolist()
+    counts = np.diff(np.concatenate((starts, [sizes.size]))).tolist()
+    values = sizes[starts].tolist() if sizes.size else []
+    bounds, pos, filled, longest = [0], 0, 0, 0
+    for value, remaining in zip(values, counts):
+        while remaining:
+            if filled and max(longest, value) * (filled + 1) > max_tokens:
+                bounds.append(pos)
+                filled, longest = 0, 0
+            longest = max(longest, value)
+            take = min(remaining, max(max_tokens // longest - filled, 1))
+            filled, pos, remaining = filled + take, pos + take, remaining - take
+    if filled:
+        bounds.append(pos)
+    return np.asarray(bounds, dtype=np.int64)
+
+
+class BatchPlan:
+    """Token-budget batches over examples of given lengths: the sort, boundaries and one draw of batches.
+
+    Examples are sorted by (source length, target length); batch boundaries depend only on that sorted
+    length sequence, so they are computed once and every draw has the same number of batches of the
+    same shapes. A draw with a generator breaks length ties at random and shuffles the batch order."""
+
+    def __init__(self, src_lens: np.ndarray, tgt_lens: np.ndarray, max_tokens: int):
+        src_lens, tgt_lens = np.asarray(src_lens, dtype=np.int64), np.asarray(tgt_lens, dtype=np.int64)
+        self.key = src_lens * (int(tgt_lens.max(initial=0)) + 1) + tgt_lens  # orders like (src, tgt)
+        order = np.argsort(self.key, kind="stable")
+        self.bounds = budget_boundaries(np.maximum(src_lens, tgt_lens + 1)[order], max_tokens)
+        self._sorted = order
+
+    def __len__(self) -> int:
+        return self.bounds.size - 1
+
+    def draw(self, generator: torch.Generator | None = None) -> list[np.ndarray]:
+        """The batches as arrays of example indices; with a generator, random ties and batch order."""
+        order = self._sorted
+        if generator is not None:  # noise in [0, 1) below one length step: ties broken by the noise
+            noise = torch.rand(self.key.size, generator=generator).numpy().astype(np.float64)
+            order = np.argsort(self.key + noise, kind="stable")
+        batches = np.split(order, self.bounds[1:-1])
+        if generator is not None:
+            batches = [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
+        return batches
+
+
 def token_budget_batches(
     src_lens: list[int], tgt_lens: list[int], max_tokens: int, generator: torch.Generator | None = None
 ) -> list[list[int]]:
@@ -55,19 +127,4 @@ def token_budget_batches(
     With a generator, ties are broken at random and the batch order is shuffled (training);
     without, order is deterministic (evaluation). Every example appears exactly once.
     """
-    n = len(src_lens)
-    noise = torch.rand(n, generator=generator).tolist() if generator is not None else [0.0] * n
-    order = sorted(range(n), key=lambda i: (src_lens[i], tgt_lens[i], noise[i]))
-    batches, current, longest = [], [], 0
-    for i in order:
-        size = max(src_lens[i], tgt_lens[i] + 1)
-        if current and max(longest, size) * (len(current) + 1) > max_tokens:
-            batches.append(current)
-            current, longest = [], 0
-        current.append(i)
-        longest = max(longest, size)
-    if current:
-        batches.append(current)
-    if generator is not None:
-        batches = [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
-    return batches
+    return [b.tolist() for b in BatchPlan(src_lens, tgt_lens, max_tokens).draw(generator)]

@@ -1,0 +1,125 @@
+"""Token ids on disk: flat numpy `.npy` arrays, memory-mapped on open, so a corpus costs page cache, not heap.
+
+A split of sentences is a `Ragged` array (all ids end to end, plus offsets); raw text lines (references
+for rewards and metrics) are a `Lines` array of UTF-8 bytes with offsets. Files are written in chunks
+(bounded memory whatever the corpus size) through numpy's own `.npy` format.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from itertools import chain
+from pathlib import Path
+
+import numpy as np
+
+from textgen.errors import UserError
+
+CHUNK = 1 << 22  # elements copied at a time when a file is finished
+
+
+def id_dtype(vocab_size: int) -> np.dtype:
+    """The narrowest unsigned type that holds every id: 2 bytes a token for vocabularies up to 65,536."""
+    return np.dtype(np.uint16 if vocab_size <= 1 << 16 else np.uint32)
+
+
+class ArrayWriter:
+    """Appends 1-D chunks to a raw temporary file, then writes `name.npy` (numpy's format) from it."""
+
+    def __init__(self, path: Path, dtype: np.dtype):
+        self.path, self.dtype, self.count = path, np.dtype(dtype), 0
+        self._raw_path = path.with_suffix(".raw")
+        self._raw = open(self._raw_path, "wb")
+
+    def append(self, values) -> None:
+        array = np.asarray(values, dtype=self.dtype)
+        self._raw.write(array.tobytes())
+        self.count += array.size
+
+    def finish(self) -> None:
+        self._raw.close()
+        out = np.lib.format.open_memmap(self.path, mode="w+", dtype=self.dtype, shape=(self.count,))
+        if self.count:
+            raw = np.memmap(self._raw_path, dtype=self.dtype, mode="r", shape=(self.count,))
+            for start in range(0, self.count, CHUNK):
+                out[start : start + CHUNK] = raw[start : start + CHUNK]
+            del raw
+        out.flush()
+        del out
+        self._raw_path.unlink()
+
+
+class RaggedWriter:
+    """Sequences of ids appended in order; `finish` writes `<stem>.ids.npy` and `<stem>.offsets.npy`."""
+
+    def __init__(self, folder: Path, stem: str, dtype: np.dtype):
+        self.ids = ArrayWriter(folder / f"{stem}.ids.npy", dtype)
+        self.offsets = ArrayWriter(folder / f"{stem}.offsets.npy", np.int64)
+        self.offsets.append([0])
+
+    def extend(self, seqs: list[Sequence[int]]) -> None:
+        """Append a chunk of sequences (one write per chunk, not per sequence)."""
+        lengths = np.fromiter(map(len, seqs), dtype=np.int64, count=len(seqs))
+        self.ids.append(np.fromiter(chain.from_iterable(seqs), dtype=self.ids.dtype, count=int(lengths.sum())))
+        self.offsets.append(self.ids.count - int(lengths.sum()) + np.cumsum(lengths))
+
+    def extend_lines(self, lines: list[str]) -> None:
+        """Append a chunk of text lines as their UTF-8 bytes (read back with `Lines`)."""
+        encoded = [line.encode("utf-8") for line in lines]
+        self.ids.append(np.frombuffer(b"".join(encoded), dtype=np.uint8))
+        lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
+        self.offsets.append(self.ids.count - int(lengths.sum()) + np.cumsum(lengths))
+
+    def finish(self) -> None:
+        self.ids.finish()
+        self.offsets.finish()
+
+
+def open_array(path: Path) -> np.ndarray:
+    """A read-only memory map of `path`; a missing or truncated file is a one-line error."""
+    try:
+        return np.load(path, mmap_mode="r")
+    except FileNotFoundError:
+        raise UserError(f"prepared file '{path}' is missing: delete its folder and prepare the corpus again") from None
+    except ValueError as exc:  # numpy: the header promises more bytes than the file has
+        raise UserError(
+            f"prepared file '{path}' is damaged ({exc}): delete its folder and prepare the corpus again"
+        ) from None
+
+
+class Ragged:
+    """Memory-mapped sequences: `ids[offsets[i]:offsets[i+1]]` is sequence i."""
+
+    def __init__(self, folder: Path, stem: str):
+        self.ids = open_array(folder / f"{stem}.ids.npy")
+        self.offsets = open_array(folder / f"{stem}.offsets.npy")
+        if self.offsets.size == 0 or int(self.offsets[-1]) != self.ids.size:
+            raise UserError(
+                f"prepared arrays '{folder / stem}.*.npy' do not agree (offsets end at "
+                f"{int(self.offsets[-1]) if self.offsets.size else 'nothing'}, {self.ids.size} ids): "
+                "delete the folder and prepare the corpus again"
+            )
+
+    def __len__(self) -> int:
+        return self.offsets.size - 1
+
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        return self.ids[self.offsets[i] : self.offsets[i + 1]]
+
+
+class Lines(Sequence[str]):
+    """Text lines stored as UTF-8 bytes with offsets; a line is decoded only when asked for."""
+
+    def __init__(self, folder: Path, stem: str):
+        self._bytes = Ragged(folder, stem)
+
+    def __len__(self) -> int:
+        return len(self._bytes)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        return self._bytes[i].tobytes().decode("utf-8")

@@ -1,0 +1,146 @@
+"""Prepared corpora: tokenized once into memory-mapped arrays (data/arrays.py), reused by every later run.
+
+A prepared folder holds the vocabulary, each split's token ids and a `manifest.json` with the source
+files' sha256, the tokenizer settings and the counts. Its name is a hash of exactly those inputs, so
+`textgen train` finds and reuses it without reading the corpus (a second run starts in seconds), and
+any change of data or tokenizer makes a new one. Folders are built under a temporary name and renamed
+when complete: nothing half-written ever looks prepared. Data-parallel ranks map the same files.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
+
+import numpy as np
+
+from textgen.errors import UserError
+from textgen.paths import cache_dir
+
+FORMAT = 1
+CHUNK_LINES = 1 << 16
+MANIFEST = "manifest.json"
+
+
+def prepared_root() -> Path:
+    return cache_dir() / "prepared"
+
+
+def chunks(items: Iterable, size: int = CHUNK_LINES) -> Iterator[list]:
+    it = iter(items)
+    while chunk := list(islice(it, size)):
+        yield chunk
+
+
+def fingerprint(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a prepared folder is made from: its identity (`inputs`) and where it lives."""
+
+    name: str  # the corpus, for the folder name and messages
+    inputs: dict  # source files' sha256 + tokenizer settings (+ a given vocabulary's hash)
+
+    @property
+    def folder(self) -> Path:
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(self.name).name)[:40] or "corpus"
+        return prepared_root() / f"{safe}-{fingerprint({'format': FORMAT, **self.inputs})[:16]}"
+
+
+def read_manifest(folder: Path) -> dict:
+    path = folder / MANIFEST
+    if not path.is_file():
+        raise UserError(f"'{folder}' is not a prepared corpus (no {MANIFEST}): prepare one with textgen data prepare")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        raise UserError(f"'{path}' is damaged: delete '{folder}' and prepare the corpus again") from None
+    if manifest.get("format") != FORMAT:
+        raise UserError(f"'{folder}' was prepared by another textgen version: delete it and prepare the corpus again")
+    return manifest
+
+
+def check_matches(folder: Path, manifest: dict, inputs: dict) -> None:
+    """An explicitly given prepared folder must come from the recipe's data and tokenizer settings."""
+    have = manifest["inputs"]
+    for part in ("files", "settings"):
+        if have.get(part) != inputs.get(part):
+            raise UserError(
+                f"prepared folder '{folder}' was made from other {'data' if part == 'files' else 'tokenizer settings'} "
+                f"({json.dumps(have.get(part), sort_keys=True)[:120]}) than the recipe's: prepare the corpus with "
+                "this recipe (textgen data prepare CORPUS --recipe R) or drop --prepared"
+            )
+
+
+def build(plan: Plan, write, root: Path | None = None) -> Path:
+    """Run `write(tmp_folder) -> manifest extras` in a temporary folder and rename it into place.
+
+    A concurrent build of the same plan (two ranks or nodes on shared storage) is harmless: the first
+    rename wins and the other copy is discarded."""
+    dest = root or plan.folder
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.parent / f".{dest.name}.{os.getpid()}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    start = time.perf_counter()
+    try:
+        extras = write(tmp)
+        manifest = {
+            "format": FORMAT,
+            "corpus": plan.name,
+            "inputs": plan.inputs,
+            "prepare_seconds": round(time.perf_counter() - start, 2),
+            **extras,
+        }
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+        try:
+            os.rename(tmp, dest)
+        except OSError:
+            if not (dest / MANIFEST).is_file():
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)  # another process finished first
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise UserError(
+                f"the disk is full while preparing '{plan.name}' in '{dest.parent}': free space, or set "
+                "TEXTGEN_CACHE (or --output) to a larger disk"
+            ) from None
+        raise UserError(f"cannot write the prepared corpus to '{dest.parent}' ({exc.strerror}): check it") from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return dest
+
+
+def locate(plan: Plan, explicit: Path | None) -> Path | None:
+    """The folder to use: `explicit` (checked against the plan), else the plan's folder if complete."""
+    if explicit is not None:
+        check_matches(explicit, read_manifest(explicit), plan.inputs)
+        return explicit
+    return plan.folder if (plan.folder / MANIFEST).is_file() else None
+
+
+class KeptLines(Sequence[str]):
+    """`lines[keep[i]]` for a filtered split: references indexed like the kept training pairs."""
+
+    def __init__(self, lines: Sequence[str], keep: np.ndarray):
+        self.lines, self.keep = lines, keep
+
+    def __len__(self) -> int:
+        return self.keep.size
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        return self.lines[int(self.keep[i])]

@@ -1,0 +1,191 @@
+"""Parallel corpora prepared once (data/prepared.py): vocabularies plus each split's id arrays and raw targets."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from textgen.data.arrays import Lines, Ragged, RaggedWriter, id_dtype
+from textgen.data.parallel import load_parallel, own_files, stream_lines, stream_pairs
+from textgen.data.prepared import Plan, build, chunks, fingerprint, locate, read_manifest
+from textgen.data.registry import lookup, sha256_of
+from textgen.data.seqvocab import SPM_SAMPLE, UNK, Vocabs
+from textgen.errors import UserError
+
+SPLITS = ("train", "valid", "test")
+
+
+@dataclass
+class ParallelArrays:
+    """One prepared split: full source ids (truncation is applied when read), target ids, raw target lines."""
+
+    src: Ragged
+    tgt: Ragged
+    targets: Lines
+
+    @classmethod
+    def open(cls, folder: Path, split: str) -> "ParallelArrays":
+        out = cls(Ragged(folder, f"{split}.src"), Ragged(folder, f"{split}.tgt"), Lines(folder, f"{split}.tgt.text"))
+        if not len(out.src) == len(out.tgt) == len(out.targets):
+            raise UserError(
+                f"prepared split '{folder}/{split}' has misaligned arrays: delete the folder, prepare again"
+            )
+        return out
+
+
+@dataclass
+class PreparedParallel:
+    folder: Path
+    manifest: dict
+
+    @cached_property
+    def vocabs(self) -> Vocabs:
+        return Vocabs.from_dict(torch.load(self.folder / "vocab.pt", weights_only=True))
+
+    @property
+    def sha256(self) -> dict[str, str]:
+        return self.manifest["inputs"]["files"]
+
+    def has(self, split: str) -> bool:
+        return split in self.manifest["splits"]
+
+    def split(self, name: str) -> ParallelArrays:
+        return ParallelArrays.open(self.folder, name)
+
+
+def _settings(d) -> dict:
+    if d.tokenizer == "spm":
+        return {"task": "seq2seq", "tokenizer": "spm", "vocab_size": d.vocab_size}
+    return {
+        "task": "seq2seq",
+        "tokenizer": d.tokenizer,
+        "min_freq": d.min_freq,
+        "max_vocab": d.max_vocab,
+        "lowercase": d.lowercase,
+    }
+
+
+def vocab_fingerprint(vocab: dict) -> str:
+    def plain(v):
+        if isinstance(v, torch.Tensor):
+            return v.numpy().tobytes().hex()
+        return v
+
+    return fingerprint({side: {k: plain(v) for k, v in body.items()} for side, body in vocab.items()})
+
+
+class _Source:
+    """Where a corpus's pairs come from: the user's line-aligned files (streamed), or a registry corpus."""
+
+    def __init__(self, corpus: str):
+        self.corpus, self.paths = corpus, own_files(corpus)
+        if self.paths is None:
+            self.entry = lookup(corpus)
+            if not (self.entry.pairs or self.entry.hash_split):
+                raise UserError(f"corpus '{corpus}' is not a parallel corpus: use it with a language-model recipe")
+
+    def files(self) -> dict[str, str]:
+        """sha256 of every input file: of the registry's record, or of the user's files as they are now."""
+        if self.paths is None:
+            layout = json.dumps([self.entry.pairs, self.entry.hash_split], sort_keys=True)
+            return {**{f"{self.corpus}/{f.name}": f.sha256 for f in self.entry.files}, "layout": layout}
+        out = {}
+        for split, pair in self.paths.items():
+            for side, path in zip(("src", "tgt"), pair):
+                if not path.is_file():
+                    raise UserError(f"file '{path}' does not exist: check the path")
+                out[f"{split}.{side}"] = sha256_of(path)
+        return out
+
+    @cached_property
+    def _registry_splits(self):
+        return load_parallel(self.corpus).splits
+
+    def splits(self) -> list[str]:
+        return list(self.paths) if self.paths is not None else [s for s in SPLITS if s in self._registry_splits]
+
+    def pairs(self, split: str) -> Iterable[tuple[str, str]]:
+        if self.paths is not None:
+            return stream_pairs(*self.paths[split])
+        part = self._registry_splits[split]
+        return zip(part.sources, part.targets)
+
+    def side(self, split: str, index: int):
+        """A fresh pass over one side of a split (for vocabulary training)."""
+        if self.paths is not None:
+            return lambda: stream_lines(self.paths[split][index])
+        part = self._registry_splits[split]
+        return lambda: iter(part.sources if index == 0 else part.targets)
+
+
+def _write_split(folder: Path, split: str, pairs: Iterable[tuple[str, str]], vocabs: Vocabs) -> dict:
+    dtype = id_dtype(max(len(vocabs.src), len(vocabs.tgt)))
+    src, tgt = RaggedWriter(folder, f"{split}.src", dtype), RaggedWriter(folder, f"{split}.tgt", dtype)
+    text = RaggedWriter(folder, f"{split}.tgt.text", np.uint8)
+    for chunk in chunks(pairs):
+        sources, targets = (list(side) for side in zip(*chunk))
+        src.extend([ids or [UNK] for ids in vocabs.src.encode_many(sources)])  # an empty source still gets one token
+        tgt.extend(vocabs.tgt.encode_many(targets))
+        text.extend_lines(targets)
+    for writer in (src, tgt, text):
+        writer.finish()
+    return {"pairs": src.offsets.count - 1, "source_tokens": src.ids.count, "target_tokens": tgt.ids.count}
+
+
+def prepare_parallel(recipe, vocab: dict | None = None, explicit: Path | None = None, dest: Path | None = None):
+    """The recipe's corpus prepared with its tokenizer (or with `vocab`, a checkpoint's): reused when a
+    folder for exactly these inputs exists, else built now. `explicit` names a folder to use (checked);
+    `dest` builds into a chosen folder instead of the cache."""
+    d = recipe.data
+    source = _Source(d.corpus)
+    base = Plan(d.corpus, {"files": source.files(), "settings": _settings(d)})
+    given = vocab_fingerprint(vocab) if vocab is not None else None
+    plans = [base] if given is None else [base, Plan(d.corpus, {**base.inputs, "vocab": given})]
+    for plan in plans:
+        folder = locate(plan, explicit) if dest is None else None
+        if folder is not None:
+            manifest = read_manifest(folder)
+            if given is None or manifest["vocab_sha256"] == given:
+                return PreparedParallel(folder, manifest)
+            if explicit is not None:
+                raise UserError(
+                    f"prepared folder '{explicit}' has another vocabulary than the checkpoint's: drop --prepared "
+                    "to let textgen prepare the corpus with the checkpoint's vocabulary"
+                )
+    plan = plans[-1]
+
+    def write(tmp: Path) -> dict:
+        splits = source.splits()
+        if "train" not in splits:
+            raise UserError(f"corpus '{d.corpus}' has no train split: train on a corpus that has one")
+        lines = 0
+        if vocab is not None:
+            vocabs = Vocabs.from_dict(vocab)
+        else:
+            lines = sum(1 for _ in source.side("train", 0)()) * 2
+            vocabs = Vocabs.build(d, source.side("train", 0), source.side("train", 1), lines)
+        vocab_dict = vocabs.to_dict()
+        torch.save(vocab_dict, tmp / "vocab.pt")
+        counts = {split: _write_split(tmp, split, source.pairs(split), vocabs) for split in splits}
+        sampled = d.tokenizer == "spm" and vocab is None and lines > SPM_SAMPLE
+        return {
+            "vocab_sha256": vocab_fingerprint(vocab_dict),
+            "vocab_size": [len(vocabs.src), len(vocabs.tgt)],
+            "tokenizer_training": "given (a checkpoint's)"
+            if vocab is not None
+            else (
+                f"sentencepiece on a random sample of {SPM_SAMPLE:,} of {lines:,} lines (seed 1)"
+                if sampled
+                else "on every training line"
+            ),
+            "splits": counts,
+        }
+
+    folder = build(plan, write, dest)
+    return PreparedParallel(folder, read_manifest(folder))
