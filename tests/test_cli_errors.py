@@ -168,6 +168,43 @@ def case_parallel_file_with_an_empty_line(cli, tmp, recipe):
     return cli("train", "-r", "p.toml"), "line 2 is empty"
 
 
+def case_prepared_folder_made_with_other_settings(cli, tmp, recipe):
+    assert cli("data", "prepare", "--recipe", recipe, "-o", "prep").code == 0
+    return cli("train", "-r", recipe, "--prepared", "prep", "--set", "data.holdout=0.3"), "other tokenizer settings"
+
+
+def case_truncated_prepared_array(cli, tmp, recipe):
+    assert cli("data", "prepare", "--recipe", recipe, "-o", "prep").code == 0
+    array = tmp / "prep" / "train.npy"
+    array.write_bytes(array.read_bytes()[:-40])
+    return cli("train", "-r", recipe, "--prepared", "prep"), "damaged"
+
+
+def case_corpus_file_gone_after_preparing(cli, tmp, recipe):
+    (tmp / "gone.txt").write_text("the cat sat on the mat.\n" * 80)
+    mine = write_recipe(tmp / "gone.toml", tmp / "gone.txt")
+    assert cli("data", "prepare", "--recipe", mine).code == 0
+    (tmp / "gone.txt").unlink()
+    return cli("train", "-r", mine), "does not exist"
+
+
+def case_disk_full_while_preparing(cli, tmp, recipe, monkeypatch):
+    import textgen.data.arrays as arrays
+
+    def full(self, values):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(arrays.ArrayWriter, "append", full)
+    result = cli("data", "prepare", "--recipe", recipe, "-o", "prep")
+    assert not (tmp / "prep").exists() and not list(tmp.glob(".prep*")), "nothing half-written may remain"
+    return result, "disk is full"
+
+
+def case_prepare_into_an_existing_folder(cli, tmp, recipe):
+    (tmp / "prep").mkdir()
+    return cli("data", "prepare", "--recipe", recipe, "-o", "prep"), "already exists"
+
+
 def case_prime_outside_the_vocabulary(cli, tmp, recipe):
     return cli("sample", lm_checkpoint(cli, recipe), "--prime", "XYZ"), "not in the model's vocabulary"
 

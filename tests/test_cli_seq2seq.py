@@ -138,6 +138,7 @@ def test_training_batches_are_redrawn_every_epoch_from_seed_and_epoch(reversal):
     from textgen.seq2seq import Seq2SeqTask
 
     _, recipe = reversal
+
     def batches(task, epoch):
         return [b.tolist() for b in task.epoch_batches(epoch)]
 

@@ -225,3 +225,32 @@ def test_a_rank_without_its_gpu_says_so_itself(cli, tiny_recipe, monkeypatch):
     assert result.code == 2 and result.err.startswith("error: rank 1: device 'cuda' asked for"), result.err
     quiet = cli("train", "-r", tiny_recipe, "--set", "train.nope=1")  # the same on every rank: rank 0 reports it
     assert quiet.code == 2 and quiet.err == ""
+
+
+def test_two_nodes_under_torchrun_step_like_one_process_of_the_global_batch(tmp_path):
+    """`torchrun --nnodes 2 --nproc-per-node 1 --rdzv-backend c10d` started twice on this machine, as two
+    nodes would be: the same step as one process with the global batch. textgen adds no launcher of its own;
+    rank 0 prepares the corpus and the other node maps the same folder (shared storage)."""
+    import socket
+
+    rng = random.Random(0)
+    corpus = tmp_path / "random.txt"
+    corpus.write_text("".join(rng.choice("abcdefgh \n") for _ in range(6000)))
+    recipe = write_recipe(tmp_path / "tiny.toml", corpus, max_steps=1, eval_every=1, clip=0.5, optimizer="sgd", lr=1.0)
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    node = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1",
+            "--rdzv-backend", "c10d", "--rdzv-endpoint", f"localhost:{port}", "--rdzv-id", "textgen-test",
+            "-m", "textgen", "train", "-r", str(recipe), "--set", "train.batch_size=2", "-o", "nodes.pt",
+            "--run-dir", "nodes"]  # fmt: skip
+    procs = [subprocess.Popen(node, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]  # fmt: skip
+    outputs = [p.communicate(timeout=300) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [err[-2000:] for _, err in outputs]
+    run_textgen(["-r", recipe, "--set", "train.batch_size=4", "-o", "one.pt", "--run-dir", "one"], tmp_path)
+    nodes, one = (torch.load(tmp_path / f"{run}/last.pt", weights_only=True) for run in ("nodes", "one"))
+    assert nodes["train_state"]["world"] == 2 and one["train_state"]["world"] == 1
+    for key, value in one["model"].items():
+        torch.testing.assert_close(nodes["model"][key], value, rtol=1e-5, atol=1e-6, msg=key)

@@ -1,0 +1,186 @@
+"""Prepared corpora: the memory-mapped path gives exactly the data, batches and losses of in-memory encoding,
+and a second run reuses the folder instead of tokenizing again."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from tests.test_data import needs_mirror
+from textgen.config import load_recipe
+from textgen.data.seqbatch import collate, token_budget_batches
+
+
+def per_example_batches(src_lens, tgt_lens, max_tokens, generator=None):
+    """The token-budget rule written example by example (textgen's loader before prepared arrays)."""
+    n = len(src_lens)
+    noise = torch.rand(n, generator=generator).tolist() if generator is not None else [0.0] * n
+    order = sorted(range(n), key=lambda i: (src_lens[i], tgt_lens[i], noise[i]))
+    batches, current, longest = [], [], 0
+    for i in order:
+        size = max(src_lens[i], tgt_lens[i] + 1)
+        if current and max(longest, size) * (len(current) + 1) > max_tokens:
+            batches.append(current)
+            current, longest = [], 0
+        current.append(i)
+        longest = max(longest, size)
+    if current:
+        batches.append(current)
+    if generator is not None:
+        batches = [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
+    return batches
+
+
+def test_batch_plan_gives_the_per_example_rules_batches():
+    for trial in range(200):
+        rng = random.Random(trial)
+        n = rng.randint(1, 200)
+        src = [rng.randint(1, rng.choice([3, 12, 60])) for _ in range(n)]
+        tgt = [rng.randint(0, rng.choice([3, 12, 60])) for _ in range(n)]
+        budget = rng.choice([1, 7, 50, 400])
+        assert token_budget_batches(src, tgt, budget) == per_example_batches(src, tgt, budget), trial
+        g1, g2 = (torch.Generator().manual_seed(trial) for _ in range(2))
+        assert token_budget_batches(src, tgt, budget, g1) == per_example_batches(src, tgt, budget, g2), trial
+
+
+def in_memory_batches(task, train_pairs, epoch):
+    """The epoch's batches built as the in-memory loader built them, from the lines and the task's vocabulary."""
+    d = task.recipe.data
+    src = [(task.vocabs.src.encode(s) or [1])[: d.max_source_tokens or None] for s, _ in train_pairs]
+    tgt = [task.vocabs.tgt.encode(t) for _, t in train_pairs]
+    keep = [i for i in range(len(src)) if tgt[i] and (not d.max_len or max(len(src[i]), len(tgt[i])) <= d.max_len)]
+    src, tgt = [src[i] for i in keep], [tgt[i] for i in keep]
+    g = torch.Generator().manual_seed(task.recipe.train.seed * 1000 + epoch)
+    batches = per_example_batches([len(s) for s in src], [len(t) for t in tgt], task.budget, g)
+    return [collate([src[i] for i in ids], [tgt[i] for i in ids], ids) for ids in batches]
+
+
+def assert_same_batches(task, train_pairs, epochs=2):
+    for epoch in range(epochs):
+        expected = in_memory_batches(task, train_pairs, epoch)
+        assert len(expected) == task.steps_per_epoch
+        for index, want in enumerate(expected):
+            got = task._batch(epoch * task.steps_per_epoch + index)
+            for name in ("src", "src_lens", "tgt_in", "tgt_out", "index"):
+                assert torch.equal(getattr(got, name), getattr(want, name)), (epoch, index, name)
+
+
+def read_pairs(path_spec: str):
+    src, tgt = path_spec.split(";")[0].split(",")
+    return list(zip(open(src).read().splitlines(), open(tgt).read().splitlines()))
+
+
+def test_prepared_seq2seq_gives_the_in_memory_batches(reversal):
+    from textgen.seq2seq import Seq2SeqTask
+
+    _, recipe_path = reversal
+    recipe = load_recipe(str(recipe_path), ["train.seed=5", "data.max_len=5"])
+    task = Seq2SeqTask(recipe)
+    assert_same_batches(task, read_pairs(recipe.data.corpus))
+    assert task.references[3] == read_pairs(recipe.data.corpus)[int(task.keep[3])][1]
+
+
+def test_a_second_run_reuses_the_prepared_folder_and_trains_bit_identically(reversal, monkeypatch):
+    import textgen.data.prepared_parallel as pp
+    from textgen.seq2seq import Seq2SeqTask
+    from textgen.trainer import seed_everything
+
+    _, recipe_path = reversal
+    recipe = load_recipe(str(recipe_path), ["train.seed=6"])
+
+    def losses():
+        seed_everything(recipe)
+        task = Seq2SeqTask(recipe)
+        opt = torch.optim.Adam(task.model.parameters(), lr=0.01)
+        out = []
+        for step in range(4):
+            opt.zero_grad()
+            loss = task.loss(step)
+            (loss.loss_sum / loss.ntokens).backward()
+            opt.step()
+            out.append(loss.loss_sum.item())
+        return task, out
+
+    first_task, first = losses()
+
+    def no_tokenizing(*args, **kwargs):
+        raise AssertionError("the second run must not build the vocabulary or encode the corpus again")
+
+    monkeypatch.setattr(pp.Vocabs, "build", no_tokenizing)
+    monkeypatch.setattr(pp, "_write_split", no_tokenizing)
+    second_task, second = losses()
+    assert second_task.train.src.ids.filename == first_task.train.src.ids.filename  # the same mapped file
+    assert first == second
+
+
+def test_tokenizer_settings_and_data_key_the_prepared_folder(reversal, tmp_path):
+    from textgen.data.prepared_parallel import prepare_parallel
+
+    _, recipe_path = reversal
+    base = prepare_parallel(load_recipe(str(recipe_path)))
+    assert prepare_parallel(load_recipe(str(recipe_path), ["train.seed=9"])).folder == base.folder  # not a data key
+    other = prepare_parallel(load_recipe(str(recipe_path), ["data.lowercase=true"]))
+    assert other.folder != base.folder
+    src, tgt = (tmp_path / "s.txt", tmp_path / "t.txt")
+    src.write_text("a b\nb c\n")
+    tgt.write_text("b a\nc b\n")
+    own = load_recipe(str(recipe_path), [f'data.corpus="{src},{tgt};{src},{tgt}"'])
+    first = prepare_parallel(own)
+    assert first.sha256["train.src"] == first.sha256["valid.src"]  # real sha256 of the user's files
+    src.write_text("a b\nb d\n")
+    assert prepare_parallel(own).folder != first.folder  # changed data: a new folder
+
+
+def test_prepared_lm_ids_are_the_encoded_splits(tiny_recipe):
+    from textgen.data.prepared_text import prepare_text
+    from textgen.lm import prepare_data
+
+    recipe = load_recipe(str(tiny_recipe))
+    prepared, direct = prepare_text(recipe), prepare_data(recipe)
+    assert prepared.vocab == direct.vocab
+    for split in ("train", "valid", "test"):
+        assert torch.equal(prepared.ids(split).long(), direct.ids[split])
+
+
+def test_word_level_text_encodes_the_same_in_chunks():
+    from textgen.data.prepared_text import text_chunks
+    from textgen.data.vocab import WordVocab
+
+    text = "".join(f"w{i % 7} w{i % 5}\n" for i in range(500)) + "last line"
+    vocab = WordVocab.build(text)
+    pieces = list(text_chunks(text, size=37))
+    assert len(pieces) > 10 and "".join(pieces) == text
+    assert [i for p in pieces for i in vocab.encode(p)] == vocab.encode(text)
+
+
+@needs_mirror
+@pytest.mark.parametrize("name", ["translate-multi30k", "ptb-small", "shakespeare"])
+def test_real_corpora_prepare_to_the_in_memory_encoding(name):
+    """Multi30k, PTB and Tiny Shakespeare: the same vocabulary, ids and batches as encoding in memory."""
+    from textgen.data.parallel import load_parallel
+    from textgen.data.seqvocab import SentencePieceVocab
+    from textgen.lm import prepare_data
+    from textgen.seq2seq import Seq2SeqTask
+    from textgen.tasks import build_task
+
+    recipe = load_recipe(name)
+    if recipe.task == "lm":
+        task, direct = build_task(recipe), prepare_data(recipe)
+        assert task.vocab == direct.vocab
+        assert torch.equal(task.valid_ids.long(), direct.ids["valid"])
+        streams = direct.ids["train"][: task.train.numel()].view(task.train.shape)
+        assert torch.equal(task.train.long(), streams)
+        return
+    task = Seq2SeqTask(recipe)
+    train = load_parallel(recipe.data.corpus).splits["train"]
+    assert task.vocabs.src == SentencePieceVocab.train(train.sources + train.targets, recipe.data.vocab_size)
+    pairs = list(zip(train.sources, train.targets))
+    expected = in_memory_batches(task, pairs, 0)
+    for index in (0, 1, len(expected) - 1):
+        got, want = task._batch(index), expected[index]
+        assert torch.equal(got.src, want.src) and torch.equal(got.tgt_out, want.tgt_out)
+    lengths = np.array([len(task.vocabs.tgt.encode(t)) for t in train.targets])
+    assert np.array_equal(task.train.tgt.lengths(), lengths)
