@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
@@ -172,7 +173,9 @@ def prepare_parallel(recipe, vocab: dict | None = None, explicit: Path | None = 
             vocabs = Vocabs.build(d, source.side("train", 0), source.side("train", 1), lines)
         vocab_dict = vocabs.to_dict()
         torch.save(vocab_dict, tmp / "vocab.pt")
+        encode_start = time.perf_counter()
         counts = {split: _write_split(tmp, split, source.pairs(split), vocabs) for split in splits}
+        encode_seconds = time.perf_counter() - encode_start
         sampled = d.tokenizer == "spm" and vocab is None and lines > SPM_SAMPLE
         return {
             "vocab_sha256": vocab_fingerprint(vocab_dict),
@@ -185,6 +188,7 @@ def prepare_parallel(recipe, vocab: dict | None = None, explicit: Path | None = 
                 else "on every training line"
             ),
             "splits": counts,
+            "encode_seconds": round(encode_seconds, 2),  # reading, tokenizing and writing, after the vocabulary
         }
 
     folder = build(plan, write, dest)
