@@ -32,6 +32,7 @@ bench: $(STAMP)
 	@if [ -n "$(MT_CKPT)" ]; then $(BIN)/python benchmarks/bench_serve.py $(MT_CKPT) && \
 		$(BIN)/python benchmarks/bench_mbr.py $(MT_CKPT); \
 	else echo "no checkpoints/translate-multi30k.pt: serving and MBR benchmarks skipped"; fi
+	$(BIN)/python benchmarks/bench_data.py  # corpora up to 10M pairs under ~/.cache/textgen-bench (~10 GB)
 	@if $(BIN)/python -c "import sys, torch; sys.exit(not torch.cuda.is_available())"; then \
 		$(BIN)/python benchmarks/bench_lm.py --device cuda --out results/bench-lm-cuda.json && \
 		$(BIN)/python benchmarks/bench_seq2seq.py $(MT_CKPT) --device cuda --out results/bench-seq2seq-cuda.json; \

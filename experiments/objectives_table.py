@@ -26,7 +26,7 @@ from textgen.objectives.schedules import mixer_s  # noqa: E402
 
 RESULTS = ROOT / "results"
 METRICS = {"multi30k": ["bleu4"], "aeslc": ["rouge1", "rouge2", "rougeL", "bleu4", "distinct_outputs"]}
-BASE = {"multi30k": "multi30k-test-{}.json", "aeslc": "aeslc-test-{}.json"}  # the starting XENT checkpoints
+BASE = {"multi30k": "multi30k-patience2-test-{}.json", "aeslc": "aeslc-test-{}.json"}  # the starting XENT checkpoints
 REWARD = {"multi30k": "bleu", "aeslc": "rouge-mix"}  # the training reward each corpus's MIXER uses
 NAME = re.compile(r"(?P<corpus>multi30k|aeslc)-(?P<objective>.+)-s(?P<seed>\d+)-test-beam(?P<beam>\d)\.json")
 
