@@ -38,7 +38,7 @@ from textgen.objectives import OBJECTIVES, mixer  # noqa: E402
 from textgen.objectives.common import Context  # noqa: E402
 from textgen.precision import autocast, grad_scaler  # noqa: E402
 from textgen.results import invocation, make_result, write_result  # noqa: E402
-from textgen.seq2seq import Seq2SeqTask, decode_ids, encode_sources  # noqa: E402
+from textgen.seq2seq import Seq2SeqTask, decode_ids  # noqa: E402
 
 
 class PhaseTimer:
@@ -325,7 +325,7 @@ def main() -> None:
         task.model.load_state_dict(payload["model"])
     else:
         task = Seq2SeqTask(recipe, dist=Dist(device=device))
-    model, vocabs = task.model, task.vocabs
+    model = task.model
     precisions = ("fp32", "bf16", "fp16") if device.type == "cuda" else ("fp32", "bf16")
     metrics = {"device": str(device), **({"gpu": torch.cuda.get_device_name(device)} if device.type == "cuda" else {})}
     for precision in precisions:
@@ -340,7 +340,7 @@ def main() -> None:
         metrics.update(textgen_vs_bare(task, args.recipe, args.compare_steps, args.repeats))
     metrics.update(mixer_vs_xent(task, args.train_steps))
     model.eval()
-    sources = encode_sources(vocabs, task.valid.sources[: args.sentences], recipe.data.max_source_tokens)
+    sources = task.valid_src[: args.sentences]
     few = sources[: max(10, args.sentences // 10)]  # per-sentence beam is slow: time a tenth
     for precision in precisions:
         cfg = dataclasses.replace(recipe.decode, precision=precision)
