@@ -2,6 +2,7 @@
 
 import os
 import random
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -227,26 +228,32 @@ def test_a_rank_without_its_gpu_says_so_itself(cli, tiny_recipe, monkeypatch):
     assert quiet.code == 2 and quiet.err == ""
 
 
-def test_two_nodes_under_torchrun_step_like_one_process_of_the_global_batch(tmp_path):
-    """`torchrun --nnodes 2 --nproc-per-node 1 --rdzv-backend c10d` started twice on this machine, as two
-    nodes would be: the same step as one process with the global batch. textgen adds no launcher of its own;
-    rank 0 prepares the corpus and the other node maps the same folder (shared storage)."""
+def start_nodes(cwd: Path, train_args: list) -> list[subprocess.Popen]:
+    """Two `torchrun --nnodes 2 --nproc-per-node 1 --rdzv-backend c10d` processes, as two nodes would run."""
     import socket
 
-    rng = random.Random(0)
-    corpus = tmp_path / "random.txt"
-    corpus.write_text("".join(rng.choice("abcdefgh \n") for _ in range(6000)))
-    recipe = write_recipe(tmp_path / "tiny.toml", corpus, max_steps=1, eval_every=1, clip=0.5, optimizer="sgd", lr=1.0)
     with socket.socket() as s:
         s.bind(("localhost", 0))
         port = s.getsockname()[1]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     node = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1",
             "--rdzv-backend", "c10d", "--rdzv-endpoint", f"localhost:{port}", "--rdzv-id", "textgen-test",
-            "-m", "textgen", "train", "-r", str(recipe), "--set", "train.batch_size=2", "-o", "nodes.pt",
-            "--run-dir", "nodes"]  # fmt: skip
-    procs = [subprocess.Popen(node, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for _ in range(2)]  # fmt: skip
+            "-m", "textgen", "train", *map(str, train_args)]  # fmt: skip
+    return [
+        subprocess.Popen(node, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+
+
+def test_two_nodes_under_torchrun_step_like_one_process_of_the_global_batch(tmp_path):
+    """`torchrun --nnodes 2 --nproc-per-node 1 --rdzv-backend c10d` started twice on this machine, as two
+    nodes would be: the same step as one process with the global batch. textgen adds no launcher of its own;
+    rank 0 prepares the corpus and the other node maps the same folder (shared storage)."""
+    rng = random.Random(0)
+    corpus = tmp_path / "random.txt"
+    corpus.write_text("".join(rng.choice("abcdefgh \n") for _ in range(6000)))
+    recipe = write_recipe(tmp_path / "tiny.toml", corpus, max_steps=1, eval_every=1, clip=0.5, optimizer="sgd", lr=1.0)
+    procs = start_nodes(tmp_path, ["-r", recipe, "--set", "train.batch_size=2", "-o", "nodes.pt", "--run-dir", "nodes"])
     outputs = [p.communicate(timeout=300) for p in procs]
     assert all(p.returncode == 0 for p in procs), [err[-2000:] for _, err in outputs]
     run_textgen(["-r", recipe, "--set", "train.batch_size=4", "-o", "one.pt", "--run-dir", "one"], tmp_path)
@@ -254,3 +261,20 @@ def test_two_nodes_under_torchrun_step_like_one_process_of_the_global_batch(tmp_
     assert nodes["train_state"]["world"] == 2 and one["train_state"]["world"] == 1
     for key, value in one["model"].items():
         torch.testing.assert_close(nodes["model"][key], value, rtol=1e-5, atol=1e-6, msg=key)
+
+
+def test_a_data_error_on_rank_0_stops_the_other_node_with_one_line(tmp_path):
+    """Rank 0 prepares the corpus; when that fails, the other node's rank must not wait at a collective
+    for it (no local launcher is there to kill it): it stops with one line too."""
+    (tmp_path / "a.src").write_text("x y\ny z\n")
+    (tmp_path / "a.tgt").write_text("y x\n")
+    (tmp_path / "p.toml").write_text(
+        'task = "seq2seq"\n[data]\ncorpus = "a.src,a.tgt;a.src,a.tgt"\ntokenizer = "word"\n'
+    )
+    procs = start_nodes(tmp_path, ["-r", "p.toml"])
+    outputs = [p.communicate(timeout=120) for p in procs]
+    errors = [line for _, err in outputs for line in err.splitlines() if line.startswith("error: ")]
+    assert any("line-aligned" in line for line in errors), outputs
+    # each node's torchrun reports its worker's exit code: 2, a clean UserError, on both (not a crash in a
+    # collective on the node whose rank was waiting for rank 0)
+    assert all(re.search(r"exitcode\s*:\s*2\b", err) for _, err in outputs), [err[-800:] for _, err in outputs]

@@ -44,6 +44,10 @@ def test_batch_plan_gives_the_per_example_rules_batches():
         assert token_budget_batches(src, tgt, budget) == per_example_batches(src, tgt, budget), trial
         g1, g2 = (torch.Generator().manual_seed(trial) for _ in range(2))
         assert token_budget_batches(src, tgt, budget, g1) == per_example_batches(src, tgt, budget, g2), trial
+    # lengths in the tens of thousands (sort keys past float32 noise's resolution), many ties
+    src, tgt = [30_000 + i % 3 for i in range(300)], [29_000 + i % 2 for i in range(300)]
+    g1, g2 = (torch.Generator().manual_seed(0) for _ in range(2))
+    assert token_budget_batches(src, tgt, 120_000, g1) == per_example_batches(src, tgt, 120_000, g2)
 
 
 def in_memory_batches(task, train_pairs, epoch):
@@ -80,6 +84,9 @@ def test_prepared_seq2seq_gives_the_in_memory_batches(reversal):
     recipe = load_recipe(str(recipe_path), ["train.seed=5", "data.max_len=5"])
     task = Seq2SeqTask(recipe)
     assert_same_batches(task, read_pairs(recipe.data.corpus))
+    truncated = Seq2SeqTask(load_recipe(str(recipe_path), ["train.seed=5", "data.max_source_tokens=3"]))
+    assert int(truncated.src_lens.max()) == 3
+    assert_same_batches(truncated, read_pairs(recipe.data.corpus), epochs=1)
     assert task.references[3] == read_pairs(recipe.data.corpus)[int(task.keep[3])][1]
 
 

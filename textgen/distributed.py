@@ -86,16 +86,28 @@ def any_rank(d: Dist, flags: list[bool]) -> list[bool]:
     return [bool(v) for v in t.tolist()]
 
 
-def after_main(d: Dist, make):
-    """`make()` on rank 0 first, then on the other ranks (e.g. rank 0 prepares the corpus, the others find
-    it). Ranks simulated in one process (tests) have no process group and simply run it in turn."""
+def main_first(d: Dist, make, follow):
+    """`make()` on rank 0, then `follow(rank 0's result)` on the other ranks; a UserError on rank 0 reaches
+    every rank, so none waits at a collective for a rank that has failed (e.g. rank 0 prepares the corpus,
+    the others map its folder). Ranks simulated in one process (tests) have no process group: each makes."""
     import torch.distributed as dist
 
-    synced = d.active and dist.is_available() and dist.is_initialized()
-    out = make() if d.main or not synced else None
-    if synced:
-        dist.barrier()
-    return out if out is not None else make()
+    if not (d.active and dist.is_available() and dist.is_initialized()):
+        return make()
+    box: list = [None]
+    if d.main:
+        try:
+            out = make()
+        except UserError as exc:
+            dist.broadcast_object_list([("error", str(exc))], src=0)
+            raise
+        dist.broadcast_object_list([("ok", out)], src=0)
+        return out
+    dist.broadcast_object_list(box, src=0)
+    status, value = box[0]
+    if status == "error":
+        raise UserError(f"rank 0 failed: {value}")
+    return follow(value)
 
 
 def from_main(d: Dist, obj):

@@ -13,9 +13,10 @@ from textgen import checkpoint
 from textgen.config import Recipe, recipe_from_checkpoint
 from textgen.data.batching import batchify, num_windows, window
 from textgen.data.corpus import load_text_corpus
+from textgen.data.prepared import MANIFEST
 from textgen.data.prepared_text import prepare_text
 from textgen.data.vocab import Vocab, build_vocab, vocab_from_dict
-from textgen.distributed import Dist, after_main
+from textgen.distributed import Dist, main_first
 from textgen.errors import UserError
 from textgen.models.lm import RNNLM, State, detach_state
 from textgen.trainer import Loss
@@ -60,7 +61,11 @@ class LMTask:
     def __init__(self, recipe: Recipe, vocab: Vocab | None = None, dist: Dist = Dist(), prepared: Path | None = None):
         t = recipe.train
         self.recipe = recipe
-        data = after_main(dist, lambda: prepare_text(recipe, prepared))  # rank 0 prepares, the others map it
+        data = main_first(  # rank 0 prepares; the others map its folder, or prepare where they cannot see it
+            dist,
+            lambda: prepare_text(recipe, prepared),
+            lambda shared: shared if (shared.folder / MANIFEST).is_file() else prepare_text(recipe),
+        )
         if vocab is not None and data.vocab != vocab:
             raise UserError(
                 "the corpus gives a different vocabulary than the --resume checkpoint: resume on the same data"

@@ -9,12 +9,12 @@ import torch
 
 from textgen import checkpoint
 from textgen.config import DecodeConfig, Recipe, recipe_from_checkpoint
-from textgen.data.prepared import KeptLines
+from textgen.data.prepared import MANIFEST, KeptLines, read_manifest
 from textgen.data.prepared_parallel import ParallelArrays, PreparedParallel, prepare_parallel
 from textgen.data.seqbatch import Batch, BatchPlan, collate, collate_arrays, token_budget_batches
 from textgen.data.seqvocab import UNK, Vocabs
 from textgen.decode.search import Hypotheses, beam_search, greedy_or_sample
-from textgen.distributed import Dist, after_main
+from textgen.distributed import Dist, main_first
 from textgen.errors import UserError
 from textgen.metrics import score
 from textgen.models.seq2seq import Seq2Seq
@@ -109,9 +109,20 @@ class Seq2SeqTask:
 
     @staticmethod
     def _prepared(recipe: Recipe, vocab: dict | None, explicit: Path | None, dist: Dist) -> PreparedParallel:
-        """Rank 0 prepares (or finds) the corpus first; the others then map the same folder, or prepare
-        their own copy when they run on another machine without shared storage."""
-        return after_main(dist, lambda: prepare_parallel(recipe, vocab, explicit))
+        """Rank 0 prepares (or finds) the corpus first; the others then map the same folder (shared storage),
+        or on a machine that cannot see it prepare their own copy with rank 0's vocabulary."""
+
+        def make() -> tuple[PreparedParallel, dict]:
+            data = prepare_parallel(recipe, vocab, explicit)
+            return data, data.vocabs.to_dict()
+
+        def follow(shared: tuple[PreparedParallel, dict]) -> tuple[PreparedParallel, dict]:
+            data, rank0_vocab = shared
+            if (data.folder / MANIFEST).is_file():
+                return PreparedParallel(data.folder, read_manifest(data.folder)), rank0_vocab
+            return prepare_parallel(recipe, rank0_vocab), rank0_vocab
+
+        return main_first(dist, make, follow)[0]
 
     def _lengths(self, split: ParallelArrays) -> tuple[np.ndarray, np.ndarray]:
         """Source lengths after data.max_source_tokens truncation, and target lengths."""

@@ -7,6 +7,7 @@ for rewards and metrics) are a `Lines` array of UTF-8 bytes with offsets. Files 
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from itertools import chain
 from pathlib import Path
@@ -15,38 +16,41 @@ import numpy as np
 
 from textgen.errors import UserError
 
-CHUNK = 1 << 22  # elements copied at a time when a file is finished
-
 
 def id_dtype(vocab_size: int) -> np.dtype:
     """The narrowest unsigned type that holds every id: 2 bytes a token for vocabularies up to 65,536."""
     return np.dtype(np.uint16 if vocab_size <= 1 << 16 else np.uint32)
 
 
+HEADER_BYTES = 128  # numpy's .npy v1.0 header for any 1-D array: magic, length, dict, padded to 64-byte multiples
+
+
+def npy_header(dtype: np.dtype, count: int) -> bytes:
+    out = io.BytesIO()
+    np.lib.format.write_array_header_1_0(out, {"descr": np.dtype(dtype).str, "fortran_order": False, "shape": (count,)})
+    header = out.getvalue()
+    assert len(header) == HEADER_BYTES, len(header)
+    return header
+
+
 class ArrayWriter:
-    """Appends 1-D chunks to a raw temporary file, then writes `name.npy` (numpy's format) from it."""
+    """Appends 1-D chunks to `name.npy` (numpy's format) with plain writes, so a full disk is an OSError
+    where it happens; the header, written first for 0 elements, is rewritten with the count at the end."""
 
     def __init__(self, path: Path, dtype: np.dtype):
         self.path, self.dtype, self.count = path, np.dtype(dtype), 0
-        self._raw_path = path.with_suffix(".raw")
-        self._raw = open(self._raw_path, "wb")
+        self._file = open(path, "wb")
+        self._file.write(npy_header(self.dtype, 0))
 
     def append(self, values) -> None:
         array = np.asarray(values, dtype=self.dtype)
-        self._raw.write(array.tobytes())
+        self._file.write(array.tobytes())
         self.count += array.size
 
     def finish(self) -> None:
-        self._raw.close()
-        out = np.lib.format.open_memmap(self.path, mode="w+", dtype=self.dtype, shape=(self.count,))
-        if self.count:
-            raw = np.memmap(self._raw_path, dtype=self.dtype, mode="r", shape=(self.count,))
-            for start in range(0, self.count, CHUNK):
-                out[start : start + CHUNK] = raw[start : start + CHUNK]
-            del raw
-        out.flush()
-        del out
-        self._raw_path.unlink()
+        self._file.seek(0)
+        self._file.write(npy_header(self.dtype, self.count))
+        self._file.close()
 
 
 class RaggedWriter:

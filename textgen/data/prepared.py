@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import shutil
+import tempfile
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -88,12 +89,10 @@ def build(plan: Plan, write, root: Path | None = None) -> Path:
     A concurrent build of the same plan (two ranks or nodes on shared storage) is harmless: the first
     rename wins and the other copy is discarded."""
     dest = root or plan.folder
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.parent / f".{dest.name}.{os.getpid()}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    start = time.perf_counter()
+    start, tmp = time.perf_counter(), None
     try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp"))  # never shared
         extras = write(tmp)
         manifest = {
             "format": FORMAT,
@@ -109,16 +108,22 @@ def build(plan: Plan, write, root: Path | None = None) -> Path:
             if not (dest / MANIFEST).is_file():
                 raise
             shutil.rmtree(tmp, ignore_errors=True)  # another process finished first
-    except OSError as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+    except (OSError, RuntimeError) as exc:  # torch.save reports a full disk as a RuntimeError
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        if getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or "No space left" in str(exc):
             raise UserError(
                 f"the disk is full while preparing '{plan.name}' in '{dest.parent}': free space, or set "
                 "TEXTGEN_CACHE (or --output) to a larger disk"
             ) from None
-        raise UserError(f"cannot write the prepared corpus to '{dest.parent}' ({exc.strerror}): check it") from None
+        if isinstance(exc, RuntimeError):
+            raise
+        raise UserError(
+            f"cannot prepare '{plan.name}' in '{dest.parent}' ({exc}): check the files and folder"
+        ) from None
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
         raise
     return dest
 

@@ -15,7 +15,7 @@ import torch
 from textgen.data.arrays import Lines, Ragged, RaggedWriter, id_dtype
 from textgen.data.parallel import load_parallel, own_files, stream_lines, stream_pairs
 from textgen.data.prepared import Plan, build, chunks, fingerprint, locate, read_manifest
-from textgen.data.registry import lookup, sha256_of
+from textgen.data.registry import fetch, lookup, sha256_of
 from textgen.data.seqvocab import SPM_SAMPLE, UNK, Vocabs
 from textgen.errors import UserError
 
@@ -47,11 +47,16 @@ class PreparedParallel:
 
     @cached_property
     def vocabs(self) -> Vocabs:
-        return Vocabs.from_dict(torch.load(self.folder / "vocab.pt", weights_only=True))
+        try:
+            return Vocabs.from_dict(torch.load(self.folder / "vocab.pt", weights_only=True))
+        except (OSError, RuntimeError, KeyError, EOFError):
+            raise UserError(
+                f"'{self.folder}/vocab.pt' is missing or damaged: delete the folder, prepare again"
+            ) from None
 
     @property
     def sha256(self) -> dict[str, str]:
-        return self.manifest["inputs"]["files"]
+        return {k: v for k, v in self.manifest["inputs"]["files"].items() if k != "layout"}
 
     def has(self, split: str) -> bool:
         return split in self.manifest["splits"]
@@ -95,7 +100,10 @@ class _Source:
         """sha256 of every input file: of the registry's record, or of the user's files as they are now."""
         if self.paths is None:
             layout = json.dumps([self.entry.pairs, self.entry.hash_split], sort_keys=True)
-            return {**{f"{self.corpus}/{f.name}": f.sha256 for f in self.entry.files}, "layout": layout}
+            unpinned = [f for f in self.entry.files if not f.sha256]  # built locally (IWSLT14): hash what is there
+            local = fetch(self.corpus) if unpinned else {}
+            files = {f"{self.corpus}/{f.name}": f.sha256 or sha256_of(local[f.name]) for f in self.entry.files}
+            return {**files, "layout": layout}
         out = {}
         for split, pair in self.paths.items():
             for side, path in zip(("src", "tgt"), pair):

@@ -27,7 +27,12 @@ class PreparedText:
 
     @cached_property
     def vocab(self) -> Vocab:
-        return vocab_from_dict(json.loads((self.folder / "vocab.json").read_text(encoding="utf-8")))
+        try:
+            return vocab_from_dict(json.loads((self.folder / "vocab.json").read_text(encoding="utf-8")))
+        except (OSError, ValueError, KeyError):
+            raise UserError(
+                f"'{self.folder}/vocab.json' is missing or damaged: delete the folder, prepare again"
+            ) from None
 
     @property
     def sha256(self) -> dict[str, str]:
@@ -51,9 +56,14 @@ def text_chunks(text: str, size: int = TEXT_CHUNK):
         pos = end
 
 
+def _own_file(corpus: str) -> bool:
+    path = Path(corpus)
+    return bool(path.suffix or path.exists() or "/" in corpus)
+
+
 def _files(corpus: str) -> dict[str, str]:
     path = Path(corpus)
-    if path.suffix or path.exists() or "/" in corpus:
+    if _own_file(corpus):
         if not path.is_file():
             raise UserError(
                 f"corpus file '{path}' does not exist: check the path or use a registry name (textgen data list)"
@@ -67,7 +77,11 @@ def _files(corpus: str) -> dict[str, str]:
 def prepare_text(recipe, explicit: Path | None = None, dest: Path | None = None) -> PreparedText:
     """The recipe's LM corpus, encoded with the vocabulary built from it: reused when prepared before."""
     d = recipe.data
-    settings = {"task": "lm", "level": d.level, "min_freq": d.min_freq, "max_vocab": d.max_vocab, "holdout": d.holdout}
+    settings = {"task": "lm", "level": d.level}  # only what changes the arrays: a changed key re-prepares
+    if d.level == "word":
+        settings.update(min_freq=d.min_freq, max_vocab=d.max_vocab)
+    if _own_file(d.corpus):  # registry corpora carry their own split (in the files' layout)
+        settings["holdout"] = d.holdout
     plan = Plan(d.corpus, {"files": _files(d.corpus), "settings": settings})
     folder = locate(plan, explicit) if dest is None else None
     if folder is None:

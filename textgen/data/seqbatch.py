@@ -110,9 +110,9 @@ class BatchPlan:
     def draw(self, generator: torch.Generator | None = None) -> list[np.ndarray]:
         """The batches as arrays of example indices; with a generator, random ties and batch order."""
         order = self._sorted
-        if generator is not None:  # noise in [0, 1) below one length step: ties broken by the noise
-            noise = torch.rand(self.key.size, generator=generator).numpy().astype(np.float64)
-            order = np.argsort(self.key + noise, kind="stable")
+        if generator is not None:  # ties in length broken by the noise (then by position, as a stable sort)
+            noise = torch.rand(self.key.size, generator=generator).numpy()
+            order = np.lexsort((noise, self.key))
         batches = np.split(order, self.bounds[1:-1])
         if generator is not None:
             batches = [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
