@@ -273,6 +273,28 @@ def mixer_vs_xent(task: Seq2SeqTask, steps: int, T: int = 12, stages: tuple[int,
     return out
 
 
+def sequence_objectives_vs_xent(task: Seq2SeqTask, steps: int, xent_step_ms: float) -> dict:
+    """The other sequence-level objectives, fully sequence-level (no XENT prefix), on the same batches:
+    MRT (8 sampled candidates, one rescoring pass), multi-sample REINFORCE with the leave-one-out baseline
+    (4 samples, Kool et al.) and SCST (one sample against the eval-mode greedy decode)."""
+    ctx = xent_context(task)
+    base = dataclasses.replace(ctx.recipe.objective, mixer_T=1, mixer_delta=1, mixer_xent_epochs=0.0, mixer_min_s=0)
+    settings = {
+        "mrt": dict(name="mrt", mrt_candidates=8, xent_weight=0.3),
+        "reinforce_loo4": dict(name="mixer", baseline="loo", samples=4),
+        "scst": dict(name="scst", xent_weight=0.0),
+    }
+    out = {}
+    for label, changes in settings.items():
+        cfg = dataclasses.replace(base, **changes)
+        octx = dataclasses.replace(ctx, recipe=dataclasses.replace(ctx.recipe, objective=cfg))
+        split = timed_updates(task, OBJECTIVES[cfg.name](octx), 2, steps)[0]
+        ms = 1000 * sum(split.values()) / steps
+        out.update({f"{label}_step_ms": round(ms, 1), f"{label}_over_xent": round(ms / xent_step_ms, 2)})
+        print(f"{label} step: {ms:.0f} ms vs XENT {xent_step_ms:.0f} ms on the same batches: {ms / xent_step_ms:.2f}x")
+    return out
+
+
 def projection_bound(model, rows: int, batched_seconds: float, precision: str) -> dict:
     """How much of batched beam search is the output projection alone (hidden x vocab matmul per row)?
 
@@ -339,6 +361,7 @@ def main() -> None:
     if args.compare_steps:
         metrics.update(textgen_vs_bare(task, args.recipe, args.compare_steps, args.repeats))
     metrics.update(mixer_vs_xent(task, args.train_steps))
+    metrics.update(sequence_objectives_vs_xent(task, args.train_steps, metrics["xent_step_ms"]))
     model.eval()
     sources = task.valid_src[: args.sentences]
     few = sources[: max(10, args.sentences // 10)]  # per-sentence beam is slow: time a tenth
