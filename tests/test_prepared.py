@@ -191,3 +191,16 @@ def test_real_corpora_prepare_to_the_in_memory_encoding(name):
         assert torch.equal(got.src, want.src) and torch.equal(got.tgt_out, want.tgt_out)
     lengths = np.array([len(task.vocabs.tgt.encode(t)) for t in train.targets])
     assert np.array_equal(task.train.tgt.lengths(), lengths)
+
+
+def test_file_hashes_are_remembered_until_the_file_changes(tmp_path, monkeypatch):
+    import textgen.data.prepared as prepared
+
+    path = tmp_path / "corpus.txt"
+    path.write_text("one\n")
+    first = prepared.file_sha256(path)
+    monkeypatch.setattr(prepared, "sha256_of", lambda p: (_ for _ in ()).throw(AssertionError("read again")))
+    assert prepared.file_sha256(path) == first  # unchanged: not read again
+    path.write_text("two lines\nnow\n")
+    monkeypatch.undo()
+    assert prepared.file_sha256(path) != first

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from textgen.data.registry import sha256_of
 from textgen.errors import UserError
 from textgen.paths import cache_dir
 
@@ -43,6 +44,28 @@ def chunks(items: Iterable, size: int = CHUNK_LINES) -> Iterator[list]:
 
 def fingerprint(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a user's corpus file, remembered by (path, size, mtime) in the prepared root, so a second
+    run does not read a multi-GB corpus again just to find its prepared folder."""
+    stat = path.stat()
+    key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+    store = prepared_root() / "sha256.json"
+    try:
+        known = json.loads(store.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        known = {}
+    if key not in known:
+        known[key] = sha256_of(path)
+        try:
+            store.parent.mkdir(parents=True, exist_ok=True)
+            tmp = store.with_name(f".sha256.{os.getpid()}.json")
+            tmp.write_text(json.dumps(known), encoding="utf-8")
+            os.replace(tmp, store)
+        except OSError:  # a read-only cache only costs the next run a re-hash
+            pass
+    return known[key]
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import torch
 
 from textgen.data.arrays import Lines, Ragged, RaggedWriter, id_dtype
 from textgen.data.parallel import load_parallel, own_files, stream_lines, stream_pairs
-from textgen.data.prepared import Plan, build, chunks, fingerprint, locate, read_manifest
+from textgen.data.prepared import Plan, build, chunks, file_sha256, fingerprint, locate, read_manifest
 from textgen.data.registry import fetch, lookup, sha256_of
 from textgen.data.seqvocab import SPM_SAMPLE, UNK, Vocabs
 from textgen.errors import UserError
@@ -109,7 +109,7 @@ class _Source:
             for side, path in zip(("src", "tgt"), pair):
                 if not path.is_file():
                     raise UserError(f"file '{path}' does not exist: check the path")
-                out[f"{split}.{side}"] = sha256_of(path)
+                out[f"{split}.{side}"] = file_sha256(path)
         return out
 
     @cached_property

@@ -12,8 +12,8 @@ import torch
 
 from textgen.data.arrays import ArrayWriter, id_dtype, open_array
 from textgen.data.corpus import load_text_corpus
-from textgen.data.prepared import Plan, build, locate, read_manifest
-from textgen.data.registry import lookup, sha256_of
+from textgen.data.prepared import Plan, build, file_sha256, locate, read_manifest
+from textgen.data.registry import lookup
 from textgen.data.vocab import Vocab, build_vocab, vocab_from_dict
 from textgen.errors import UserError
 
@@ -68,7 +68,7 @@ def _files(corpus: str) -> dict[str, str]:
             raise UserError(
                 f"corpus file '{path}' does not exist: check the path or use a registry name (textgen data list)"
             )
-        return {path.name: sha256_of(path)}
+        return {path.name: file_sha256(path)}
     entry = lookup(corpus)
     layout = json.dumps([entry.text, entry.holdout, entry.splits], sort_keys=True)
     return {**{f"{corpus}/{f.name}": f.sha256 for f in entry.files}, "layout": layout}
