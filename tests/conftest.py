@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import random
+import shutil
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -19,6 +21,7 @@ os.environ["OMP_NUM_THREADS"] = "1"
 torch.set_num_threads(1)
 # Prepared corpora and fetched files go to a cache of this test session's own, never the user's.
 os.environ["TEXTGEN_CACHE"] = tempfile.mkdtemp(prefix="textgen-tests-")
+atexit.register(shutil.rmtree, os.environ["TEXTGEN_CACHE"], ignore_errors=True)
 
 REPO = Path(__file__).resolve().parent.parent
 TINY_TEXT = "the cat sat on the mat.\nthe dog sat on the log.\n" * 60
