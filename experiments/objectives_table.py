@@ -5,6 +5,7 @@ writes results/objectives-<corpus>.json, results/objectives-<corpus>.csv and a m
 results/objectives-tables.md (pasted into docs/RESULTS.md).
 
     python experiments/objectives_table.py
+    python experiments/objectives_table.py --name objectives-remeasured   # issue #12: results/objectives-remeasured/
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from textgen.config import from_dict  # noqa: E402
 from textgen.objectives.schedules import mixer_s  # noqa: E402
 
 RESULTS = ROOT / "results"
+NAME_DIR = "objectives"  # results/NAME/ holds the runs, runs/NAME/ their logs; outputs are results/NAME-*.{json,csv,md}
 METRICS = {"multi30k": ["bleu4"], "aeslc": ["rouge1", "rouge2", "rougeL", "bleu4", "distinct_outputs"]}
 BASE = {"multi30k": "multi30k-patience2-test-{}.json", "aeslc": "aeslc-test-{}.json"}  # the starting XENT checkpoints
 REWARD = {"multi30k": "bleu", "aeslc": "rouge-mix"}  # the training reward each corpus's MIXER uses
@@ -84,7 +86,7 @@ def summarise(values: list[float]) -> dict:
 
 def collect(corpus: str) -> dict:
     runs: dict[str, dict] = defaultdict(lambda: {"seeds": {}})
-    for path in sorted((RESULTS / "objectives").glob(f"{corpus}-*-test-beam*.json")):
+    for path in sorted((RESULTS / NAME_DIR).glob(f"{corpus}-*-test-beam*.json")):
         m = NAME.fullmatch(path.name)
         if not m:
             continue
@@ -92,15 +94,15 @@ def collect(corpus: str) -> dict:
         entry = runs[m["objective"]]["seeds"].setdefault(seed, {})
         metrics = load(path)["metrics"]
         entry[beam] = {k: metrics[k] for k in METRICS[corpus] if k in metrics}
-        hyp_file = RESULTS / "objectives" / "hyps" / path.name.replace(".json", ".txt")
+        hyp_file = RESULTS / NAME_DIR / "hyps" / path.name.replace(".json", ".txt")
         if hyp_file.exists():
             entry[beam].update(bleu_details(corpus, hyp_file))
         name = f"{corpus}-{m['objective']}-s{seed}"
-        train = load(RESULTS / "objectives" / f"{name}-train.json")
+        train = load(RESULTS / NAME_DIR / f"{name}-train.json")
         entry["train_seconds"] = train["metrics"]["train_seconds"]
         entry["train_command"] = train["command"]
-        entry["rewards_by_s"] = reward_by_stage(ROOT / "runs" / "objectives" / name)
-        samples = RESULTS / "objectives" / f"{name}-valid-samples.json"
+        entry["rewards_by_s"] = reward_by_stage(ROOT / "runs" / NAME_DIR / name)
+        samples = RESULTS / NAME_DIR / f"{name}-valid-samples.json"
         if samples.exists():
             entry["valid_samples"] = load(samples)["metrics"]
     table = {}
@@ -123,7 +125,7 @@ def collect(corpus: str) -> dict:
             hyp_file = RESULTS / "hyps" / path.name.replace(".json", ".txt")
             if hyp_file.exists():
                 base[beam].update(bleu_details(corpus, hyp_file))
-    start = RESULTS / "objectives" / f"{corpus}-start-valid-samples.json"
+    start = RESULTS / NAME_DIR / f"{corpus}-start-valid-samples.json"
     if start.exists():
         base["valid_samples"] = load(start)["metrics"]
     return {"corpus": corpus, "start_checkpoint": base, "objectives": table}
@@ -196,13 +198,16 @@ def markdown(result: dict) -> str:
 
 
 def main() -> None:
+    global NAME_DIR
+    if sys.argv[1:2] == ["--name"]:
+        NAME_DIR = sys.argv[2]
     parts = []
     for corpus in METRICS:
         result = collect(corpus)
         if not result["objectives"]:
             continue
-        (RESULTS / f"objectives-{corpus}.json").write_text(json.dumps(result, indent=2) + "\n")
-        with (RESULTS / f"objectives-{corpus}.csv").open("w", newline="") as f:
+        (RESULTS / f"{NAME_DIR}-{corpus}.json").write_text(json.dumps(result, indent=2) + "\n")
+        with (RESULTS / f"{NAME_DIR}-{corpus}.csv").open("w", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(["objective", "seed", "beam", *METRICS[corpus], "train_seconds"])
             for objective, row in result["objectives"].items():
@@ -219,7 +224,7 @@ def main() -> None:
                                 ]
                             )
         parts.append(markdown(result))
-    (RESULTS / "objectives-tables.md").write_text("\n".join(parts))
+    (RESULTS / f"{NAME_DIR}-tables.md").write_text("\n".join(parts))
     print("\n".join(parts))
 
 
