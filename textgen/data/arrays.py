@@ -64,25 +64,29 @@ class RaggedWriter:
     def extend(self, seqs: list[Sequence[int]]) -> None:
         """Append a chunk of sequences (one write per chunk, not per sequence)."""
         lengths = np.fromiter(map(len, seqs), dtype=np.int64, count=len(seqs))
-        self.ids.append(np.fromiter(chain.from_iterable(seqs), dtype=self.ids.dtype, count=int(lengths.sum())))
-        self.offsets.append(self.ids.count - int(lengths.sum()) + np.cumsum(lengths))
+        self._append(np.fromiter(chain.from_iterable(seqs), dtype=self.ids.dtype, count=int(lengths.sum())), lengths)
 
     def extend_lines(self, lines: list[str]) -> None:
         """Append a chunk of text lines as their UTF-8 bytes (read back with `Lines`)."""
         encoded = [line.encode("utf-8") for line in lines]
-        self.ids.append(np.frombuffer(b"".join(encoded), dtype=np.uint8))
         lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
-        self.offsets.append(self.ids.count - int(lengths.sum()) + np.cumsum(lengths))
+        self._append(np.frombuffer(b"".join(encoded), dtype=np.uint8), lengths)
+
+    def _append(self, flat: np.ndarray, lengths: np.ndarray) -> None:
+        start = self.ids.count
+        self.ids.append(flat)
+        self.offsets.append(start + np.cumsum(lengths))
 
     def finish(self) -> None:
         self.ids.finish()
         self.offsets.finish()
 
 
-def open_array(path: Path) -> np.ndarray:
-    """A read-only memory map of `path`; a missing or truncated file is a one-line error."""
+def open_array(path: Path, mode: str = "r") -> np.ndarray:
+    """A memory map of `path` (read-only, or "c": copy-on-write, for torch tensors that must be writable);
+    a missing or truncated file is a one-line error."""
     try:
-        return np.load(path, mmap_mode="r")
+        return np.load(path, mmap_mode=mode)
     except FileNotFoundError:
         raise UserError(f"prepared file '{path}' is missing: delete its folder and prepare the corpus again") from None
     except ValueError as exc:  # numpy: the header promises more bytes than the file has

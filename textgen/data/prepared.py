@@ -159,6 +159,28 @@ def locate(plan: Plan, explicit: Path | None) -> Path | None:
     return plan.folder if (plan.folder / MANIFEST).is_file() else None
 
 
+@dataclass
+class Prepared:
+    """An opened prepared folder: its manifest, and its files read with one-line errors when damaged."""
+
+    folder: Path
+    manifest: dict
+
+    @property
+    def sha256(self) -> dict[str, str]:
+        """The source files' sha256 (for results files), without the registry layout that is also keyed."""
+        return {k: v for k, v in self.manifest["inputs"]["files"].items() if k != "layout"}
+
+    def has(self, split: str) -> bool:
+        return split in self.manifest["splits"]
+
+    def read(self, name: str, load):
+        try:
+            return load(self.folder / name)
+        except (OSError, ValueError, RuntimeError, KeyError, EOFError):
+            raise UserError(f"'{self.folder}/{name}' is missing or damaged: delete the folder, prepare again") from None
+
+
 class KeptLines(Sequence[str]):
     """`lines[keep[i]]` for a filtered split: references indexed like the kept training pairs."""
 

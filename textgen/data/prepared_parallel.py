@@ -14,7 +14,7 @@ import torch
 
 from textgen.data.arrays import Lines, Ragged, RaggedWriter, id_dtype
 from textgen.data.parallel import load_parallel, own_files, stream_lines, stream_pairs
-from textgen.data.prepared import Plan, build, chunks, file_sha256, fingerprint, locate, read_manifest
+from textgen.data.prepared import Plan, Prepared, build, chunks, file_sha256, fingerprint, locate, read_manifest
 from textgen.data.registry import fetch, lookup, sha256_of
 from textgen.data.seqvocab import SPM_SAMPLE, UNK, Vocabs
 from textgen.errors import UserError
@@ -40,26 +40,10 @@ class ParallelArrays:
         return out
 
 
-@dataclass
-class PreparedParallel:
-    folder: Path
-    manifest: dict
-
+class PreparedParallel(Prepared):
     @cached_property
     def vocabs(self) -> Vocabs:
-        try:
-            return Vocabs.from_dict(torch.load(self.folder / "vocab.pt", weights_only=True))
-        except (OSError, RuntimeError, KeyError, EOFError):
-            raise UserError(
-                f"'{self.folder}/vocab.pt' is missing or damaged: delete the folder, prepare again"
-            ) from None
-
-    @property
-    def sha256(self) -> dict[str, str]:
-        return {k: v for k, v in self.manifest["inputs"]["files"].items() if k != "layout"}
-
-    def has(self, split: str) -> bool:
-        return split in self.manifest["splits"]
+        return self.read("vocab.pt", lambda path: Vocabs.from_dict(torch.load(path, weights_only=True)))
 
     def split(self, name: str) -> ParallelArrays:
         return ParallelArrays.open(self.folder, name)

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from textgen.data.arrays import ArrayWriter, id_dtype, open_array
 from textgen.data.corpus import load_text_corpus
-from textgen.data.prepared import Plan, build, file_sha256, locate, read_manifest
+from textgen.data.prepared import Plan, Prepared, build, file_sha256, locate, read_manifest
 from textgen.data.registry import lookup
 from textgen.data.vocab import Vocab, build_vocab, vocab_from_dict
 from textgen.errors import UserError
@@ -20,30 +18,16 @@ from textgen.errors import UserError
 TEXT_CHUNK = 1 << 22  # characters encoded at a time, cut at line ends
 
 
-@dataclass
-class PreparedText:
-    folder: Path
-    manifest: dict
-
+class PreparedText(Prepared):
     @cached_property
     def vocab(self) -> Vocab:
-        try:
-            return vocab_from_dict(json.loads((self.folder / "vocab.json").read_text(encoding="utf-8")))
-        except (OSError, ValueError, KeyError):
-            raise UserError(
-                f"'{self.folder}/vocab.json' is missing or damaged: delete the folder, prepare again"
-            ) from None
-
-    @property
-    def sha256(self) -> dict[str, str]:
-        return {k: v for k, v in self.manifest["inputs"]["files"].items() if k != "layout"}
+        return self.read("vocab.json", lambda path: vocab_from_dict(json.loads(path.read_text(encoding="utf-8"))))
 
     def ids(self, split: str) -> torch.Tensor:
         """The split's token ids (N,), mapped copy-on-write: pages are shared, never written back."""
-        if split not in self.manifest["splits"]:
+        if not self.has(split):
             raise UserError(f"corpus '{self.manifest['corpus']}' has no {split} split: use one that has")
-        open_array(self.folder / f"{split}.npy")  # the same checks as every other prepared array
-        return torch.from_numpy(np.load(self.folder / f"{split}.npy", mmap_mode="c"))
+        return torch.from_numpy(open_array(self.folder / f"{split}.npy", mode="c"))
 
 
 def text_chunks(text: str, size: int = TEXT_CHUNK):
