@@ -204,3 +204,39 @@ def test_file_hashes_are_remembered_until_the_file_changes(tmp_path, monkeypatch
     path.write_text("two lines\nnow\n")
     monkeypatch.undo()
     assert prepared.file_sha256(path) != first
+
+
+def test_target_vocab_keeps_only_the_pieces_the_training_targets_use(tmp_path):
+    """data.target_vocab = "targets": the decoder spans the target side's pieces of the joint model; every
+    training target keeps its text and segmentation, and the vocabulary survives a checkpoint round trip."""
+    from textgen.data.seqvocab import UNK, TargetPieces, Vocabs
+    from textgen.seq2seq import Seq2SeqTask
+
+    rng = random.Random(0)
+    src_words, tgt_words = [f"quelle{i}" for i in range(30)], ["alpha", "beta", "gamma", "delta"]
+    for split, n in (("train", 300), ("valid", 20)):
+        rows = [rng.sample(range(30), 4) for _ in range(n)]
+        (tmp_path / f"{split}.src").write_text("".join(" ".join(src_words[i] for i in r) + "\n" for r in rows))
+        (tmp_path / f"{split}.tgt").write_text("".join(" ".join(tgt_words[i % 4] for i in r) + "\n" for r in rows))
+    (tmp_path / "valid.tgt").write_text("alpha omega\n" * 20)  # a piece the training targets never use
+    corpus = ";".join(f"{tmp_path}/{s}.src,{tmp_path}/{s}.tgt" for s in ("train", "valid"))
+    recipe_path = tmp_path / "r.toml"
+    recipe_path.write_text(
+        f'task = "seq2seq"\n[data]\ncorpus = "{corpus}"\ntokenizer = "spm"\nvocab_size = 120\n'
+        "[model]\nlayers = 1\nhidden = 16\n[train]\nmax_tokens = 200\n"
+    )
+    joint = Seq2SeqTask(load_recipe(str(recipe_path)))
+    task = Seq2SeqTask(load_recipe(str(recipe_path), ["data.target_vocab=targets"]))
+    assert isinstance(task.vocabs.tgt, TargetPieces) and task.vocabs.src == joint.vocabs.src
+    used = {i for row in range(len(joint.train.tgt)) for i in joint.train.tgt[row].tolist()}
+    assert len(task.vocabs.tgt) == len(used | {0, 1, 2, 3}) < len(joint.vocabs.tgt)
+    assert task.model.proj.out_features == len(task.vocabs.tgt)
+    lines = (tmp_path / "train.tgt").read_text().splitlines()
+    for row in range(len(task.train.tgt)):
+        ids = task.train.tgt[row].tolist()
+        assert [int(task.vocabs.tgt.pieces[i]) for i in ids] == joint.train.tgt[row].tolist()  # same segmentation
+        assert task.vocabs.tgt.decode(ids) == lines[row]
+    assert UNK in task.valid_tgt[0]  # "omega" is outside the target pieces
+    restored = Vocabs.from_dict(task.vocabs.to_dict())
+    assert restored.tgt == task.vocabs.tgt and restored.src == task.vocabs.src
+    assert task.train.tgt.ids.filename != joint.train.tgt.ids.filename  # its own prepared folder

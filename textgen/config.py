@@ -29,6 +29,7 @@ class DataConfig:
     max_vocab: int = 0  # word level: keep the most frequent N words (0: no limit)
     tokenizer: str = "spm"  # seq2seq: spm (joint sentencepiece, trained in-process) | word
     vocab_size: int = 8000  # seq2seq spm: pieces in the joint vocabulary
+    target_vocab: str = "joint"  # seq2seq spm: joint | targets (the decoder spans only pieces seen in training targets)
     lowercase: bool = False  # seq2seq word level: lowercase before counting
     max_source_tokens: int = 0  # seq2seq: truncate sources to this many tokens (0: keep all)
     max_len: int = 0  # seq2seq: drop training pairs with a side longer than this (0: keep all)
@@ -153,6 +154,7 @@ SECTIONS = {
 CHOICES = {
     "task": ("lm", "seq2seq"),
     "data.tokenizer": ("spm", "word"),
+    "data.target_vocab": ("joint", "targets"),
     "train.valid_metric": ("loss", "bleu4", "rouge2"),
     "objective.name": ("xent", "dad", "e2e", "reinforce", "mixer", "scst", "mrt"),
     "objective.dad_schedule": ("linear", "inverse_sigmoid"),

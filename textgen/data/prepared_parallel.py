@@ -16,10 +16,11 @@ from textgen.data.arrays import Lines, Ragged, RaggedWriter, id_dtype
 from textgen.data.parallel import load_parallel, own_files, stream_lines, stream_pairs
 from textgen.data.prepared import Plan, Prepared, build, chunks, file_sha256, fingerprint, locate, read_manifest
 from textgen.data.registry import fetch, lookup, sha256_of
-from textgen.data.seqvocab import SPM_SAMPLE, UNK, Vocabs
+from textgen.data.seqvocab import SPM_SAMPLE, UNK, TargetPieces, Vocabs
 from textgen.errors import UserError
 
 SPLITS = ("train", "valid", "test")
+CHUNK_IDS = 1 << 24  # ids remapped per pass when the target side is restricted
 
 
 @dataclass
@@ -51,7 +52,8 @@ class PreparedParallel(Prepared):
 
 def _settings(d) -> dict:
     if d.tokenizer == "spm":
-        return {"task": "seq2seq", "tokenizer": "spm", "vocab_size": d.vocab_size}
+        target = {} if d.target_vocab == "joint" else {"target_vocab": d.target_vocab}  # joint: as before it existed
+        return {"task": "seq2seq", "tokenizer": "spm", "vocab_size": d.vocab_size, **target}
     return {
         "task": "seq2seq",
         "tokenizer": d.tokenizer,
@@ -65,9 +67,11 @@ def vocab_fingerprint(vocab: dict) -> str:
     def plain(v):
         if isinstance(v, torch.Tensor):
             return v.numpy().tobytes().hex()
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
         return v
 
-    return fingerprint({side: {k: plain(v) for k, v in body.items()} for side, body in vocab.items()})
+    return fingerprint(plain(vocab))
 
 
 class _Source:
@@ -131,6 +135,20 @@ def _write_split(folder: Path, split: str, pairs: Iterable[tuple[str, str]], voc
     return {"pairs": src.offsets.count - 1, "source_tokens": src.ids.count, "target_tokens": tgt.ids.count}
 
 
+def _target_pieces(folder: Path, vocabs: Vocabs) -> Vocabs:
+    """Restrict the target side to the pieces its training split uses and rewrite that split's target ids
+    (written with the joint vocabulary) in the smaller id space, a chunk at a time."""
+    ids = np.load(folder / "train.tgt.ids.npy", mmap_mode="r+")
+    counts = np.zeros(len(vocabs.src), dtype=np.int64)
+    for start in range(0, len(ids), CHUNK_IDS):
+        counts += np.bincount(ids[start : start + CHUNK_IDS], minlength=len(counts))
+    target = TargetPieces.seen(vocabs.src, counts)
+    for start in range(0, len(ids), CHUNK_IDS):
+        ids[start : start + CHUNK_IDS] = target.lut[ids[start : start + CHUNK_IDS]]
+    ids.flush()
+    return Vocabs(vocabs.src, target)
+
+
 def prepare_parallel(recipe, vocab: dict | None = None, explicit: Path | None = None, dest: Path | None = None):
     """The recipe's corpus prepared with its tokenizer (or with `vocab`, a checkpoint's): reused when a
     folder for exactly these inputs exists, else built now. `explicit` names a folder to use (checked);
@@ -163,11 +181,14 @@ def prepare_parallel(recipe, vocab: dict | None = None, explicit: Path | None = 
         else:
             lines = sum(1 for _ in source.side("train", 0)()) * 2
             vocabs = Vocabs.build(d, source.side("train", 0), source.side("train", 1), lines)
+        encode_start = time.perf_counter()
+        counts = {"train": _write_split(tmp, "train", source.pairs("train"), vocabs)}
+        if vocab is None and d.tokenizer == "spm" and d.target_vocab == "targets":
+            vocabs = _target_pieces(tmp, vocabs)
+        counts |= {split: _write_split(tmp, split, source.pairs(split), vocabs) for split in splits if split != "train"}
+        encode_seconds = time.perf_counter() - encode_start
         vocab_dict = vocabs.to_dict()
         torch.save(vocab_dict, tmp / "vocab.pt")
-        encode_start = time.perf_counter()
-        counts = {split: _write_split(tmp, split, source.pairs(split), vocabs) for split in splits}
-        encode_seconds = time.perf_counter() - encode_start
         sampled = d.tokenizer == "spm" and vocab is None and lines > SPM_SAMPLE
         return {
             "vocab_sha256": vocab_fingerprint(vocab_dict),

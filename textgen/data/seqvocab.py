@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from itertools import chain
 
+import numpy as np
 import torch
 
 from textgen.data.vocab import SymbolTable
@@ -107,6 +108,47 @@ class SentencePieceVocab:
         return {"kind": "spm", "model": torch.frombuffer(bytearray(self.model), dtype=torch.uint8)}
 
 
+class TargetPieces:
+    """The joint sentencepiece model restricted to the pieces that occur in the training targets.
+
+    A de→en joint 8k model uses only ~4k pieces on the English side, so a decoder whose embedding and
+    output layer span just those does half the output-projection and softmax work (the largest cost of a
+    training step and of beam search) while source and target keep one segmentation. Ids are positions in
+    `pieces` (sorted joint ids, the four specials first, so they keep their ids); a joint piece outside
+    the set encodes as <unk>, which only validation or test targets can contain."""
+
+    def __init__(self, joint: SentencePieceVocab, pieces):
+        self.joint = joint
+        self.pieces = np.asarray(pieces, dtype=np.int64)
+        self.lut = np.full(len(joint), UNK, dtype=np.int64)
+        self.lut[self.pieces] = np.arange(len(self.pieces))
+        self._lut, self._pieces = self.lut.tolist(), self.pieces.tolist()
+
+    @classmethod
+    def seen(cls, joint: SentencePieceVocab, counts: np.ndarray) -> "TargetPieces":
+        """The pieces with a non-zero count (counts: per joint id, over the training targets), plus the specials."""
+        return cls(joint, np.union1d(np.arange(len(SPECIALS)), np.flatnonzero(counts)))
+
+    def __len__(self) -> int:
+        return len(self.pieces)
+
+    def __eq__(self, other) -> bool:
+        same = isinstance(other, TargetPieces) and other.joint == self.joint
+        return same and np.array_equal(other.pieces, self.pieces)
+
+    def encode(self, line: str) -> list[int]:
+        lut = self._lut
+        return [lut[i] for i in self.joint.encode(line)]
+
+    def encode_many(self, lines: list[str]) -> list[list[int]]:
+        lut = self._lut
+        return [[lut[i] for i in ids] for ids in self.joint.encode_many(lines)]
+
+    def decode(self, ids: list[int]) -> str:
+        pieces = self._pieces
+        return self.joint.decode([pieces[i] for i in ids])
+
+
 def seqvocab_from_dict(data: dict):
     if data["kind"] == "spm":
         return SentencePieceVocab(data["model"].numpy().tobytes())
@@ -118,17 +160,21 @@ class Vocabs:
     """The source and target vocabularies (one object twice when joint)."""
 
     src: SentencePieceVocab | WordVocab
-    tgt: SentencePieceVocab | WordVocab
+    tgt: SentencePieceVocab | TargetPieces | WordVocab
 
     def to_dict(self) -> dict:
         if self.src is self.tgt:
             return {"joint": self.src.to_dict()}
+        if isinstance(self.tgt, TargetPieces) and self.tgt.joint is self.src:
+            return {"joint": self.src.to_dict(), "target_pieces": torch.from_numpy(self.tgt.pieces)}
         return {"src": self.src.to_dict(), "tgt": self.tgt.to_dict()}
 
     @classmethod
     def from_dict(cls, data: dict) -> "Vocabs":
         if "joint" in data:
             joint = seqvocab_from_dict(data["joint"])
+            if "target_pieces" in data:
+                return cls(joint, TargetPieces(joint, data["target_pieces"].numpy()))
             return cls(joint, joint)
         return cls(seqvocab_from_dict(data["src"]), seqvocab_from_dict(data["tgt"]))
 
