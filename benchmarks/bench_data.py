@@ -7,10 +7,12 @@ side. For every size it records: `textgen data prepare` time and folder size; th
 --recipe translate-multi30k` on that corpus (50 updates, loss-only validation at the end), on the prepared
 folder (after) and with the loader of --before (a commit from before prepared data, run from a worktree):
 peak RSS, seconds from process start to the first update, and training target tokens/s over updates 10-50.
-The before run is stopped once its RSS passes --rss-cap (recorded as such).
+The before run is stopped once its RSS passes --rss-cap (recorded as such). The LM rows do the same for the
+`shakespeare` char LSTM on synthetic texts of up to 1B characters (Tiny Shakespeare's lines drawn at random,
+two words swapped in each): prepare time and size, then peak RSS, first update and chars/s on the folder.
 
     python benchmarks/bench_data.py [--sizes 30000 300000 3000000 10000000] [--cache ~/.cache/textgen-bench]
-        [--before 45aab02] [--out results/bench-data.json]
+        [--before 45aab02] [--lm-chars 10000000 100000000 1000000000] [--out results/bench-data.json]
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from textgen.data.parallel import load_parallel  # noqa: E402
 from textgen.results import invocation, make_result, write_result  # noqa: E402
 
 STEPS = 50
+LM_HOLDOUT = 200_000  # characters of validation + test in the LM rows
 
 
 def perturb(words: list[str], rng: random.Random) -> list[str]:
@@ -79,10 +82,32 @@ def peak_rss(pid: int) -> int:
     return 0
 
 
-def train_run(spec: str, run_dir: Path, env: dict, rss_cap: int, extra: list[str]) -> dict:
+def make_text(chars: int, folder: Path, seed: int = 0) -> Path:
+    """About `chars` characters of Tiny Shakespeare's lines, drawn at random with two neighbouring words swapped
+    in each (the LM row of the curve); its last LM_HOLDOUT characters are validation and test."""
+    path = folder / "text.txt"
+    if (folder / "done").is_file():
+        return path
+    folder.mkdir(parents=True, exist_ok=True)
+    from textgen.data.registry import fetch
+
+    source = next(iter(fetch("tinyshakespeare").values())).read_text(encoding="utf-8").splitlines()
+    rng, written = random.Random(seed), 0
+    with open(path, "w", encoding="utf-8") as out:
+        while written < chars:
+            block = "".join(" ".join(perturb(rng.choice(source).split(), rng)) + "\n" for _ in range(1 << 16))
+            out.write(block)
+            written += len(block)
+    (folder / "done").write_text("")
+    return path
+
+
+def train_run(
+    spec: str, run_dir: Path, env: dict, rss_cap: int, extra: list[str], recipe: str = "translate-multi30k"
+) -> dict:
     """One `textgen train` of STEPS updates; polls its peak RSS and the first row of its metrics.csv."""
     shutil.rmtree(run_dir, ignore_errors=True)
-    cmd = [sys.executable, "-m", "textgen", "train", "--recipe", "translate-multi30k", "--set",
+    cmd = [sys.executable, "-m", "textgen", "train", "--recipe", recipe, "--set",
            f'data.corpus="{spec}"', "--set", f"train.max_steps={STEPS}", "--set", "train.log_every=1", "--set",
            "train.max_minutes=0", "--set", "train.valid_metric=loss", "--set", "train.threads=1",
            "-o", str(run_dir / "model.pt"), "--run-dir", str(run_dir), *extra]  # fmt: skip
@@ -119,13 +144,35 @@ def before_checkout(commit: str, cache: Path) -> Path:
     return tree
 
 
+def lm_row(chars: int, cache: Path, env: dict, cap: int) -> dict:
+    """The `shakespeare` char LSTM on a synthetic text of `chars` characters: prepare, then train on the folder.
+    The held-out tail is fixed at LM_HOLDOUT characters (a 10% tail of 1B characters would make the final
+    validation take longer than the benchmark)."""
+    text = make_text(chars, cache / f"text-{chars}")
+    size = text.stat().st_size
+    holdout = f"data.holdout={LM_HOLDOUT / size:.3g}"
+    prep = cache / f"prepared-text-{chars}"
+    shutil.rmtree(prep, ignore_errors=True)
+    t0 = time.perf_counter()
+    prepare = [sys.executable, "-m", "textgen", "data", "prepare", str(text), "--recipe", "shakespeare"]
+    done = subprocess.run([*prepare, "--set", holdout, "-o", str(prep)], env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(done.stderr)
+    row = {"chars": chars, "text_bytes": size, "prepare_seconds": round(time.perf_counter() - t0, 2)}
+    row["prepared_bytes"] = folder_bytes(prep)
+    extra = ["--set", holdout, "--prepared", str(prep)]
+    row["after"] = train_run(str(text), cache / "run-lm", env, cap, extra, recipe="shakespeare")
+    return row
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[30_000, 300_000, 3_000_000, 10_000_000])
+    parser.add_argument("--sizes", type=int, nargs="*", default=[30_000, 300_000, 3_000_000, 10_000_000])
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "textgen-bench")
     parser.add_argument("--before", default="45aab02", help="a commit with the in-memory loader ('' to skip)")
     parser.add_argument("--before-max", type=int, default=3_000_000, help="largest size to run the old loader on")
     parser.add_argument("--rss-cap", type=float, default=16.0, help="GiB at which a run is stopped")
+    parser.add_argument("--lm-chars", type=int, nargs="*", default=[10_000_000, 100_000_000, 1_000_000_000])
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "bench-data.json")
     args = parser.parse_args()
     cache, cap = args.cache.resolve(), int(args.rss_cap * 2**30)
@@ -157,7 +204,11 @@ def main() -> None:
             row["before"] = train_run(spec, cache / "run-before", old, cap, [])
         print(row, flush=True)
         rows.append(row)
-    result = make_result({"rows": rows}, {}, time.perf_counter() - start)
+    lm_rows = []
+    for chars in args.lm_chars:
+        lm_rows.append(lm_row(chars, cache, env, cap))
+        print(lm_rows[-1], flush=True)
+    result = make_result({"rows": rows, "lm_rows": lm_rows}, {}, time.perf_counter() - start)
     result["command"] = invocation("python benchmarks/bench_data.py")
     result["load_average_at_start"] = load
     result["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]

@@ -186,9 +186,12 @@ def bare_loop_tokens_per_s(task: Seq2SeqTask, steps: int, warmup: int) -> float:
     return tokens / (time.perf_counter() - start)
 
 
-def textgen_tokens_per_s(recipe_name: str, steps: int, warmup: int, device: torch.device) -> float:
+def textgen_tokens_per_s(
+    recipe_name: str, steps: int, warmup: int, device: torch.device, overrides: tuple[str, ...] = ()
+) -> float:
     """The real `textgen train` (its batching, loss, logging, progress bar), over the same steps as the bare
-    loop: read from its metrics.csv, whose cumulative tokens and training seconds are logged every `warmup` steps."""
+    loop: read from its metrics.csv, whose cumulative tokens and training seconds are logged every `warmup` steps.
+    `overrides`: further `--set` values (threads, precision, vocabulary)."""
     run_dir = Path("runs/bench") / f"seq2seq-{time.time_ns()}"
     cmd = [
         sys.executable,
@@ -211,6 +214,7 @@ def textgen_tokens_per_s(recipe_name: str, steps: int, warmup: int, device: torc
         "train.valid_metric=loss",
         "--set",
         "train.valid_subset=50",
+        *(arg for value in overrides for arg in ("--set", value)),
         "-o",
         str(run_dir / "bench.pt"),
         "--run-dir",
