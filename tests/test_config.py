@@ -73,3 +73,20 @@ def test_defaults_are_frozen():
     recipe = Recipe()
     with pytest.raises(Exception):
         recipe.train.lr = 3  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("objective", ["xent", "mixer", "dad", "e2e"])
+def test_finetune_recipes_are_the_measured_fine_tuning_settings(objective):
+    """recipes/finetune-*.toml are exactly the objective recipe plus experiments/compare-objectives.sh's
+    Multi30k overrides, the settings docs/RESULTS.md's fine-tuning table was measured with."""
+    import re
+
+    script = (Path(__file__).resolve().parent.parent / "experiments" / "compare-objectives.sh").read_text()
+    block = script[script.index("M30K=(") : script.index(")", script.index("M30K=("))]
+    overrides = re.findall(r"--set (\S+)", block)
+    assert len(overrides) == 11
+    measured = load_recipe(objective, overrides)
+    recipe = load_recipe(f"finetune-{objective}")
+    assert recipe.name == f"finetune-{objective}"
+    for section in ("data", "model", "train", "decode", "objective"):
+        assert getattr(recipe, section) == getattr(measured, section), section
