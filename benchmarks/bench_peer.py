@@ -45,7 +45,8 @@ def eval_sentences_per_s(ckpt: Path, beam: int, threads: int) -> float:
         out = Path(tmp) / "eval.json"
         env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
         cmd = [sys.executable, "-m", "textgen", "eval", str(ckpt), "--split", "test", "--beam", str(beam)]
-        subprocess.run([*cmd, "--results", str(out)], env=env, capture_output=True, text=True, check=True)
+        cmd += ["--results", str(out), "--hyp-out", str(Path(tmp) / "hyps.txt")]
+        subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
         return json.loads(out.read_text())["metrics"]["sentences_per_s"]
 
 

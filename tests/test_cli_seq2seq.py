@@ -35,6 +35,18 @@ def test_seq2seq_learns_and_eval_writes_results(cli, trained_mt, tmp_path):
     assert "nrefs:1|case:mixed" in json.loads((tmp_path / "r.json").read_text())["signatures"]["bleu4"]
 
 
+def test_eval_reads_only_the_split_it_scores(cli, trained_mt, tmp_path):
+    """Scoring test never reads the training files (on a big corpus, gigabytes): here they do not exist."""
+    folder = Path(trained_mt).parent
+    gone = f"{tmp_path}/gone.src,{tmp_path}/gone.tgt"
+    spec = f"{gone};{folder}/valid.src,{folder}/valid.tgt;{folder}/test.src,{folder}/test.tgt"
+    result = cli("eval", trained_mt, "--split", "test", "--beam", "1", "--data", spec, "--json")
+    assert result.code == 0, result.err
+    assert json.loads(result.out)["metrics"]["sentences"] == 40
+    missing = cli("eval", trained_mt, "--split", "test", "--data", f"{gone};{gone}")
+    assert missing.code == 2 and "has no test split: choose from train, valid" in missing.err
+
+
 def test_decode_reads_stdin_and_prints_sorted_nbest(cli, trained_mt, monkeypatch):
     import io
 

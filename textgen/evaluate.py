@@ -229,11 +229,7 @@ def eval_seq2seq(
             raise UserError("--mbr samples its own candidates instead of searching: leave out --beam")
         seed = 0 if seed is None else seed
     model, vocabs, recipe, _ = load_model(ckpt, device)
-    corpus = load_parallel(data or recipe.data.corpus)
-    if split not in corpus.splits:
-        raise UserError(
-            f"corpus '{data or recipe.data.corpus}' has no {split} split: choose from {', '.join(corpus.splits)}"
-        )
+    corpus = load_parallel(data or recipe.data.corpus, only=split)  # the split alone, not the training text
     part = corpus.splits[split]
     cfg = replace_given(recipe.decode, batch_size=batch_size, precision=precision)
     check_precision(cfg.precision, device)

@@ -119,11 +119,22 @@ def hash_split(sources: list[str], targets: list[str], valid: float, test: float
     return {name: ParallelSplit(s, t) for name, (s, t) in buckets.items()}
 
 
-def load_parallel(corpus: str) -> ParallelCorpus:
-    """A registered corpus by name, or `SRC_PREFIX` paths given as 'train.de,train.en;valid.de,valid.en'."""
+def load_parallel(corpus: str, only: str | None = None) -> ParallelCorpus:
+    """A registered corpus by name, or `SRC_PREFIX` paths given as 'train.de,train.en;valid.de,valid.en'.
+
+    only: read just this split (evaluation), not a training side that may be gigabytes; a corpus without
+    it is a one-line error. Hash-split corpora (one pair of files) are read whole either way."""
+
+    def wanted(names) -> list[str]:
+        if only is None:
+            return list(names)
+        if only not in names:
+            raise UserError(f"corpus '{corpus}' has no {only} split: choose from {', '.join(names)}")
+        return [only]
+
     files = own_files(corpus)
     if files is not None:
-        return ParallelCorpus({name: read_pair(*paths) for name, paths in files.items()}, {})
+        return ParallelCorpus({name: read_pair(*files[name]) for name in wanted(files)}, {})
     entry = lookup(corpus)
     if not (entry.pairs or entry.hash_split):
         raise UserError(f"corpus '{corpus}' is not a parallel corpus: use it with a language-model recipe")
@@ -133,9 +144,11 @@ def load_parallel(corpus: str) -> ParallelCorpus:
         src, tgt = (read_lines(files[name]) for name in entry.hash_split["files"])
         if len(src) != len(tgt):
             raise UserError(f"corpus '{corpus}' files have different line counts: re-fetch it")
-        return ParallelCorpus(hash_split(src, tgt, entry.hash_split["valid"], entry.hash_split["test"]), shas)
+        split = hash_split(src, tgt, entry.hash_split["valid"], entry.hash_split["test"])
+        return ParallelCorpus({name: split[name] for name in wanted(split)}, shas)
     splits = {}
-    for split, (src, tgt) in entry.pairs.items():
+    for split in wanted(entry.pairs):
+        src, tgt = entry.pairs[split]
         pair = read_pair(files[src], files[tgt])
         refs = [read_lines(files[name]) for name in entry.refs.get(split, [])]
         splits[split] = ParallelSplit(pair.sources, pair.targets, refs)
