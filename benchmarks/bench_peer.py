@@ -7,8 +7,11 @@ The two textgen variants are measured side by side in one run, interleaved. Open
 here (it pins an older torch): its figures are the issue's, measured on this 2-core machine with one core
 each / both cores, target tokens counted the same way (pieces with EOS), decoding by its own timer.
 
-    python benchmarks/bench_peer.py --joint checkpoints/translate-multi30k.pt \
-        --targets checkpoints/translate-multi30k-targets-fp32.pt
+    python benchmarks/bench_peer.py --checkpoint checkpoints/translate-multi30k.pt \
+        --checkpoint checkpoints/translate-multi30k-targets-fp32.pt
+
+Decoding is timed for each --checkpoint given (a trained model: real output lengths), labelled by the output
+vocabulary its recipe used.
 """
 
 from __future__ import annotations
@@ -50,10 +53,16 @@ def eval_sentences_per_s(ckpt: Path, beam: int, threads: int) -> float:
         return json.loads(out.read_text())["metrics"]["sentences_per_s"]
 
 
+def output_vocab(path: Path) -> str:
+    from textgen import checkpoint
+    from textgen.config import recipe_from_checkpoint
+
+    return recipe_from_checkpoint(checkpoint.load(path, kind="seq2seq")).data.target_vocab
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--joint", type=Path, help="a translate-multi30k checkpoint with the joint vocabulary")
-    parser.add_argument("--targets", type=Path, help="one trained with data.target_vocab = targets")
+    parser.add_argument("--checkpoint", type=Path, action="append", default=[], help="translate-multi30k models")
     parser.add_argument("--steps", type=int, default=120, help="training updates per timing (first 20 not timed)")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--precisions", default="fp32,bf16")
@@ -82,12 +91,10 @@ def main() -> None:
                 + " | ".join(line)
                 + f" | OpenNMT-py {PEER_TRAIN[threads]:,.0f} (target >= {TARGET_TRAIN}x)"
             )
-    checkpoints = {"joint": args.joint, "targets": args.targets}
+    checkpoints = {output_vocab(path): path for path in args.checkpoint}
     for kind, beam in (("greedy", 1), ("beam5", 5)):
         line = []
-        for vocab in VOCABS:
-            if checkpoints[vocab] is None:
-                continue
+        for vocab in checkpoints:
             rate = statistics.median(eval_sentences_per_s(checkpoints[vocab], beam, 2) for _ in range(args.repeats))
             metrics[f"eval_{kind}_{vocab}_2t"] = rate
             metrics[f"eval_{kind}_{vocab}_2t_over_peer"] = round(rate / PEER_DECODE[kind], 3)
