@@ -7,11 +7,11 @@ The two textgen variants are measured side by side in one run, interleaved. Open
 here (it pins an older torch): its figures are the issue's, measured on this 2-core machine with one core
 each / both cores, target tokens counted the same way (pieces with EOS), decoding by its own timer.
 
-    python benchmarks/bench_peer.py --checkpoint checkpoints/translate-multi30k.pt \
-        --checkpoint checkpoints/translate-multi30k-targets-fp32.pt
+    python benchmarks/bench_peer.py --checkpoint checkpoints/translate-multi30k-joint.pt \
+        --checkpoint checkpoints/translate-multi30k.pt
 
-Decoding is timed for each --checkpoint given (a trained model: real output lengths), labelled by the output
-vocabulary its recipe used.
+Decoding is timed for each --checkpoint given (a trained model: real output lengths), labelled by its output
+vocabulary (joint or targets); at most one of each.
 """
 
 from __future__ import annotations
@@ -55,9 +55,8 @@ def eval_sentences_per_s(ckpt: Path, beam: int, threads: int) -> float:
 
 def output_vocab(path: Path) -> str:
     from textgen import checkpoint
-    from textgen.config import recipe_from_checkpoint
 
-    return recipe_from_checkpoint(checkpoint.load(path, kind="seq2seq")).data.target_vocab
+    return "targets" if "target_pieces" in checkpoint.load(path, kind="seq2seq")["vocab"] else "joint"
 
 
 def main() -> None:
@@ -92,6 +91,8 @@ def main() -> None:
                 + f" | OpenNMT-py {PEER_TRAIN[threads]:,.0f} (target >= {TARGET_TRAIN}x)"
             )
     checkpoints = {output_vocab(path): path for path in args.checkpoint}
+    if len(checkpoints) < len(args.checkpoint):
+        raise SystemExit("give at most one checkpoint with each output vocabulary (joint, targets)")
     for kind, beam in (("greedy", 1), ("beam5", 5)):
         line = []
         for vocab in checkpoints:

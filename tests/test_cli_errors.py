@@ -200,11 +200,6 @@ def case_disk_full_while_preparing(cli, tmp, recipe, monkeypatch):
     return result, "disk is full"
 
 
-def case_target_vocabulary_with_word_tokens(cli, tmp, recipe):
-    sets = ("--set", "data.tokenizer=word", "--set", "data.target_vocab=targets")
-    return cli("data", "prepare", "--recipe", "translate-multi30k", *sets, "-o", "prep"), "built per side already"
-
-
 def case_prepare_into_an_existing_folder(cli, tmp, recipe):
     (tmp / "prep").mkdir()
     return cli("data", "prepare", "--recipe", recipe, "-o", "prep"), "already exists"

@@ -47,6 +47,13 @@ def test_eval_reads_only_the_split_it_scores(cli, trained_mt, tmp_path):
     assert missing.code == 2 and "has no test split: choose from train, valid" in missing.err
 
 
+def test_init_from_with_other_data_settings_names_the_keys_to_set(cli, trained_mt):
+    recipe = Path(trained_mt).parent / "rev.toml"
+    sets = ("--set", f'init_from="{trained_mt}"', "--set", "data.lowercase=true")
+    result = cli("train", "-r", str(recipe), *sets, "-o", "x.pt")
+    assert result.code == 2 and "other [data] settings: add --set data.lowercase=false" in result.err
+
+
 def test_decode_reads_stdin_and_prints_sorted_nbest(cli, trained_mt, monkeypatch):
     import io
 

@@ -218,7 +218,7 @@ def test_target_vocab_keeps_only_the_pieces_the_training_targets_use(tmp_path):
         rows = [rng.sample(range(30), 4) for _ in range(n)]
         (tmp_path / f"{split}.src").write_text("".join(" ".join(src_words[i] for i in r) + "\n" for r in rows))
         (tmp_path / f"{split}.tgt").write_text("".join(" ".join(tgt_words[i % 4] for i in r) + "\n" for r in rows))
-    (tmp_path / "valid.tgt").write_text("alpha omega\n" * 20)  # a piece the training targets never use
+    (tmp_path / "valid.tgt").write_text("alpha quelle3\n" * 20)  # pieces only the training sources use
     corpus = ";".join(f"{tmp_path}/{s}.src,{tmp_path}/{s}.tgt" for s in ("train", "valid"))
     recipe_path = tmp_path / "r.toml"
     recipe_path.write_text(
@@ -236,7 +236,7 @@ def test_target_vocab_keeps_only_the_pieces_the_training_targets_use(tmp_path):
         ids = task.train.tgt[row].tolist()
         assert [int(task.vocabs.tgt.pieces[i]) for i in ids] == joint.train.tgt[row].tolist()  # same segmentation
         assert task.vocabs.tgt.decode(ids) == lines[row]
-    assert UNK in task.valid_tgt[0]  # "omega" is outside the target pieces
+    assert UNK not in joint.valid_tgt[0] and UNK in task.valid_tgt[0]  # "quelle3": joint pieces, not target ones
     restored = Vocabs.from_dict(task.vocabs.to_dict())
     assert restored.tgt == task.vocabs.tgt and restored.src == task.vocabs.src
     assert task.train.tgt.ids.filename != joint.train.tgt.ids.filename  # its own prepared folder

@@ -29,7 +29,8 @@ class DataConfig:
     max_vocab: int = 0  # word level: keep the most frequent N words (0: no limit)
     tokenizer: str = "spm"  # seq2seq: spm (joint sentencepiece, trained in-process) | word
     vocab_size: int = 8000  # seq2seq spm: pieces in the joint vocabulary
-    target_vocab: str = "joint"  # seq2seq spm: joint | targets (the decoder spans only pieces seen in training targets)
+    target_vocab: str = "joint"  # seq2seq spm: joint | targets (decoder spans only pieces seen in training targets;
+    # word vocabularies are per side, so already "targets")
     lowercase: bool = False  # seq2seq word level: lowercase before counting
     max_source_tokens: int = 0  # seq2seq: truncate sources to this many tokens (0: keep all)
     max_len: int = 0  # seq2seq: drop training pairs with a side longer than this (0: keep all)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from pathlib import Path
 
 import numpy as np
@@ -204,11 +206,11 @@ def check_same_model(payload: dict, recipe: Recipe) -> None:
     """init_from must match the recipe's model shape and vocabulary settings."""
     saved = recipe_from_checkpoint(payload)
     for section in ("model", "data"):
-        if getattr(saved, section) != getattr(recipe, section):
-            raise UserError(
-                f"init_from checkpoint has different [{section}] settings than the recipe: "
-                f'use the recipe it was trained with (e.g. extends = "{saved.name}")'
-            )
+        ours, theirs = getattr(recipe, section), getattr(saved, section)
+        if ours != theirs:
+            keys = [f.name for f in dataclasses.fields(ours) if getattr(ours, f.name) != getattr(theirs, f.name)]
+            sets = " ".join(f"--set {section}.{k}={json.dumps(getattr(theirs, k))}" for k in keys)
+            raise UserError(f"init_from checkpoint was trained with other [{section}] settings: add {sets}")
 
 
 def translate(

@@ -154,11 +154,6 @@ def prepare_parallel(recipe, vocab: dict | None = None, explicit: Path | None = 
     folder for exactly these inputs exists, else built now. `explicit` names a folder to use (checked);
     `dest` builds into a chosen folder instead of the cache."""
     d = recipe.data
-    if d.target_vocab != "joint" and d.tokenizer != "spm":
-        raise UserError(
-            f'data.target_vocab = "{d.target_vocab}" restricts a joint sentencepiece vocabulary; '
-            f"{d.tokenizer} vocabularies are built per side already: leave it out"
-        )
     source = _Source(d.corpus)
     base = Plan(d.corpus, {"files": source.files(), "settings": _settings(d)})
     given = vocab_fingerprint(vocab) if vocab is not None else None
