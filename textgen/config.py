@@ -242,6 +242,14 @@ def to_dict(recipe: Recipe) -> dict[str, Any]:
     return dataclasses.asdict(recipe)
 
 
+def differences(saved: Recipe, given: Recipe, sections: tuple[str, ...]) -> list[tuple[str, str, Any, Any]]:
+    """(section, key, saved value, given value) for every key of `sections` where two recipes differ, in order:
+    what --resume and init_from checks name in their errors."""
+    a, b = to_dict(saved), to_dict(given)
+    return [(section, key, value, b[section][key]) for section in sections for key, value in a[section].items()
+            if b[section][key] != value]  # fmt: skip
+
+
 def parse_override(text: str) -> tuple[list[str], Any]:
     """`train.lr=0.1` → (['train', 'lr'], 0.1). Values are TOML literals; bare words are strings."""
     if "=" not in text:

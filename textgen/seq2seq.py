@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 
@@ -10,7 +9,7 @@ import numpy as np
 import torch
 
 from textgen import checkpoint
-from textgen.config import DecodeConfig, Recipe, recipe_from_checkpoint
+from textgen.config import DecodeConfig, Recipe, differences, recipe_from_checkpoint
 from textgen.data.prepared import MANIFEST, KeptLines, read_manifest
 from textgen.data.prepared_parallel import ParallelArrays, PreparedParallel, prepare_parallel
 from textgen.data.seqbatch import Batch, BatchPlan, collate, collate_arrays, token_budget_batches
@@ -206,10 +205,8 @@ def check_same_model(payload: dict, recipe: Recipe) -> None:
     """init_from must match the recipe's model shape and vocabulary settings."""
     saved = recipe_from_checkpoint(payload)
     for section in ("model", "data"):
-        ours, theirs = getattr(recipe, section), getattr(saved, section)
-        if ours != theirs:
-            keys = [f.name for f in dataclasses.fields(ours) if getattr(ours, f.name) != getattr(theirs, f.name)]
-            sets = " ".join(f"--set {section}.{k}={json.dumps(getattr(theirs, k))}" for k in keys)
+        if diff := differences(saved, recipe, (section,)):
+            sets = " ".join(f"--set {section}.{key}={json.dumps(value)}" for _, key, value, _ in diff)
             raise UserError(f"init_from checkpoint was trained with other [{section}] settings: add {sets}")
 
 

@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from textgen import checkpoint, device, distributed
-from textgen.config import Recipe, dump_toml, to_dict
+from textgen.config import Recipe, differences, dump_toml, to_dict
 from textgen.distributed import Dist
 from textgen.errors import Interrupted, UserError
 from textgen.precision import autocast, check_precision, grad_scaler
@@ -118,17 +118,13 @@ def _set_rng_state(state: dict, on: torch.device) -> None:
 
 
 def check_resume_recipe(saved: Recipe, given: Recipe) -> None:
-    a, b = to_dict(saved), to_dict(given)
-    for section in ("data", "model", "train", "objective"):  # decode settings may change freely
-        for key, value in a[section].items():
-            if section == "train" and key in BUDGET_KEYS:
-                continue
-            if b[section][key] != value:
-                raise UserError(
-                    f"--resume checkpoint was trained with {section}.{key}={value!r}, "
-                    f"the recipe says {b[section][key]!r}: "
-                    "resume with the same recipe (only train budget keys may change)"
-                )
+    for section, key, value, ours in differences(saved, given, ("data", "model", "train", "objective")):
+        if section == "train" and key in BUDGET_KEYS:  # decode settings and budgets may change freely
+            continue
+        raise UserError(
+            f"--resume checkpoint was trained with {section}.{key}={value!r}, the recipe says {ours!r}: "
+            "resume with the same recipe (only train budget keys may change)"
+        )
 
 
 class _Signals:
