@@ -67,6 +67,9 @@ def main() -> None:
     parser.add_argument("--precisions", default="fp32,bf16")
     parser.add_argument("--out", type=Path, default=Path("results/bench-peer.json"))
     args = parser.parse_args()
+    checkpoints = {output_vocab(path): path for path in args.checkpoint}  # checked before the long timings
+    if len(checkpoints) < len(args.checkpoint):
+        raise SystemExit("give at most one checkpoint with each output vocabulary (joint, targets)")
     start = time.perf_counter()
     metrics: dict = {"peer": "OpenNMT-py 3.5.1, figures from issue #14", "peer_train": PEER_TRAIN}
     metrics["peer_decode"] = PEER_DECODE
@@ -90,9 +93,6 @@ def main() -> None:
                 + " | ".join(line)
                 + f" | OpenNMT-py {PEER_TRAIN[threads]:,.0f} (target >= {TARGET_TRAIN}x)"
             )
-    checkpoints = {output_vocab(path): path for path in args.checkpoint}
-    if len(checkpoints) < len(args.checkpoint):
-        raise SystemExit("give at most one checkpoint with each output vocabulary (joint, targets)")
     for kind, beam in (("greedy", 1), ("beam5", 5)):
         line = []
         for vocab in checkpoints:

@@ -83,7 +83,8 @@ class RaggedWriter:
 
 
 def open_array(path: Path, mode: str = "r") -> np.ndarray:
-    """A memory map of `path` (read-only, or "c": copy-on-write, for torch tensors that must be writable);
+    """A memory map of `path` (read-only; "c": copy-on-write, for torch tensors that must be writable; "r+": in
+    place, while a folder is being prepared);
     a missing or truncated file is a one-line error."""
     try:
         return np.load(path, mmap_mode=mode)

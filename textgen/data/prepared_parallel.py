@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from textgen.data.arrays import Lines, Ragged, RaggedWriter, id_dtype
+from textgen.data.arrays import Lines, Ragged, RaggedWriter, id_dtype, open_array
 from textgen.data.parallel import load_parallel, own_files, stream_lines, stream_pairs
 from textgen.data.prepared import Plan, Prepared, build, chunks, file_sha256, fingerprint, locate, read_manifest
 from textgen.data.registry import fetch, lookup, sha256_of
@@ -138,7 +138,7 @@ def _write_split(folder: Path, split: str, pairs: Iterable[tuple[str, str]], voc
 def _target_pieces(folder: Path, vocabs: Vocabs) -> Vocabs:
     """Restrict the target side to the pieces its training split uses and rewrite that split's target ids
     (written with the joint vocabulary) in the smaller id space, a chunk at a time."""
-    ids = np.load(folder / "train.tgt.ids.npy", mmap_mode="r+")
+    ids = open_array(folder / "train.tgt.ids.npy", mode="r+")
     counts = np.zeros(len(vocabs.src), dtype=np.int64)
     for start in range(0, len(ids), CHUNK_IDS):
         counts += np.bincount(ids[start : start + CHUNK_IDS], minlength=len(counts))

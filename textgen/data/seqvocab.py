@@ -165,7 +165,7 @@ class Vocabs:
     def to_dict(self) -> dict:
         if self.src is self.tgt:
             return {"joint": self.src.to_dict()}
-        if isinstance(self.tgt, TargetPieces) and self.tgt.joint is self.src:
+        if isinstance(self.tgt, TargetPieces) and self.tgt.joint == self.src:
             return {"joint": self.src.to_dict(), "target_pieces": torch.from_numpy(self.tgt.pieces)}
         return {"src": self.src.to_dict(), "tgt": self.tgt.to_dict()}
 
