@@ -65,7 +65,9 @@ def test_a_step_with_non_finite_gradients_is_skipped_and_the_scale_backs_off(cli
         == 0
     )
     saved = torch.load(tmp_path / "run" / "last.pt", weights_only=True)["train_state"]
-    assert saved["optimizer"]["state"] == {}, "the step must not reach the optimizer"
+    # the fused Adam kernel may create its state, but a skipped step leaves it at step 0 with zero moments
+    state = saved["optimizer"]["state"].values()
+    assert all(float(s["step"]) == 0 and not s["exp_avg"].any() for s in state), "the step must not reach Adam"
     assert saved["scaler"]["scale"] == made[0].get_scale() == 2.0**15
     assert all(torch.isfinite(v).all() for v in weights(tmp_path / "run" / "last.pt").values())
 

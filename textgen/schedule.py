@@ -67,7 +67,15 @@ def build_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
     if cfg.optimizer == "rmsprop":
         return torch.optim.RMSprop(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
-    return cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    params = list(params)
+    return cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=_fusable(params))
+
+
+def _fusable(params: list) -> bool:
+    """Adam's fused kernel (CPU and CUDA): one pass over all tensors instead of ~10 ops per parameter, a
+    third of the step's time on CPU (issue #14's profile); the same update rule."""
+    tensors = [p for g in params for p in (g["params"] if isinstance(g, dict) else [g])]
+    return all(p.device.type in ("cpu", "cuda") and p.dtype in (torch.float32, torch.bfloat16) for p in tensors)
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:

@@ -20,7 +20,7 @@ from textgen.errors import UserError
 from textgen.metrics import score
 from textgen.models.seq2seq import Seq2Seq
 from textgen.objectives import OBJECTIVES
-from textgen.objectives.common import Context, token_loss
+from textgen.objectives.common import Context, teacher_forced_loss
 from textgen.precision import autocast
 from textgen.trainer import Loss
 
@@ -172,8 +172,7 @@ class Seq2SeqTask:
         lens = [len(s) for s in self.valid_src]
         for ids in token_budget_batches(lens, [len(x) for x in self.valid_tgt], self.budget):
             b = collate([self.valid_src[i] for i in ids], [self.valid_tgt[i] for i in ids], ids).to(self.dist.device)
-            logits = self.model(b.src, b.src_lens, b.tgt_in)
-            total += token_loss(logits, b.tgt_out).item()
+            total += teacher_forced_loss(self.model, b).item()
             count += b.ntokens
         loss = total / count
         out = {"valid_loss": round(loss, 5), "valid_ppl": round(float(torch.tensor(loss).exp()), 3)}

@@ -7,6 +7,7 @@ from torch import nn
 
 from textgen.config import ModelConfig
 from textgen.errors import UserError
+from textgen.models.dropout import Dropout
 
 CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 
@@ -21,7 +22,7 @@ class RNNLM(nn.Module):
             raise UserError(f"model.tie_weights needs model.embed == model.hidden (got {embed} and {cfg.hidden})")
         self.cfg = cfg
         self.embedding = nn.Embedding(vocab_size, embed)
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = Dropout(cfg.dropout)
         self.rnn = CELLS[cfg.cell](
             embed,
             cfg.hidden,

@@ -18,6 +18,7 @@ from textgen.config import ModelConfig
 from textgen.data.seqvocab import PAD
 from textgen.errors import UserError
 from textgen.models.attention import Attention
+from textgen.models.dropout import Dropout
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,7 @@ class Seq2Seq(nn.Module):
         if cfg.tie_weights and embed != hidden:
             raise UserError(f"model.tie_weights needs model.embed == model.hidden (got {embed} and {hidden})")
         self.cfg = cfg
+        self.drop = Dropout(cfg.dropout)
         self.src_embed = nn.Embedding(src_vocab, embed, padding_idx=PAD)
         self.tgt_embed = nn.Embedding(tgt_vocab, embed, padding_idx=PAD)
         dropout = cfg.dropout if cfg.layers > 1 else 0.0
@@ -50,7 +52,6 @@ class Seq2Seq(nn.Module):
         self.attention = Attention(cfg.attention, hidden, hidden)
         self.combine = nn.Linear(2 * hidden, hidden, bias=False)
         self.proj = nn.Linear(hidden, tgt_vocab)
-        self.drop = nn.Dropout(cfg.dropout)
         if cfg.tie_weights:
             self.proj.weight = self.tgt_embed.weight
 

@@ -27,7 +27,7 @@ class Context:
 
 
 def token_loss(logits: torch.Tensor, targets: torch.Tensor, smoothing: float = 0.0) -> torch.Tensor:
-    """Summed cross-entropy over non-PAD targets; logits (B, T, V), targets (B, T)."""
+    """Summed cross-entropy over non-PAD targets; logits (..., V), targets (...)."""
     return F.cross_entropy(
         logits.reshape(-1, logits.size(-1)),
         targets.reshape(-1),
@@ -35,6 +35,18 @@ def token_loss(logits: torch.Tensor, targets: torch.Tensor, smoothing: float = 0
         reduction="sum",
         label_smoothing=smoothing,
     )
+
+
+def output_loss(model, features: torch.Tensor, targets: torch.Tensor, smoothing: float = 0.0) -> torch.Tensor:
+    """token_loss of features (B, T, H) with the output layer applied at the non-PAD positions only: the
+    projection and its softmax, the largest cost of a step, skip the batch's padding."""
+    keep = targets != PAD
+    return token_loss(model.logits(features[keep]), targets[keep], smoothing)
+
+
+def teacher_forced_loss(model, batch, smoothing: float = 0.0) -> torch.Tensor:
+    """Summed cross-entropy of the whole target under teacher forcing: XENT's loss."""
+    return output_loss(model, model.features(batch.src, batch.src_lens, batch.tgt_in), batch.tgt_out, smoothing)
 
 
 def check_sample_temperature(cfg) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from textgen.objectives.common import Context, token_loss
+from textgen.objectives.common import Context, teacher_forced_loss, token_loss
 from textgen.objectives.schedules import mixer_s
 from textgen.trainer import Loss
 
@@ -24,8 +24,7 @@ class EndToEnd(nn.Module):
         s = mixer_s(self.cfg, self.ctx.epoch(step))
         smoothing = self.ctx.recipe.train.label_smoothing
         if s >= self.cfg.mixer_T:  # the XENT stage: plain teacher forcing over the whole target
-            logits = model(batch.src, batch.src_lens, batch.tgt_in)
-            return Loss(token_loss(logits, batch.tgt_out, smoothing), batch.ntokens, batch.src.size(0), {"s": s})
+            return Loss(teacher_forced_loss(model, batch, smoothing), batch.ntokens, batch.src.size(0), {"s": s})
         state = model.encode(batch.src, batch.src_lens)
         logits_per_step = []
         soft = None

@@ -21,7 +21,7 @@ from textgen.decode.generate import Rollout, rollout, strip
 from textgen.decode.search import max_lengths
 from textgen.errors import UserError
 from textgen.metrics import REWARDS
-from textgen.objectives.common import Context, check_sample_temperature, token_loss
+from textgen.objectives.common import Context, check_sample_temperature, output_loss, teacher_forced_loss
 from textgen.objectives.schedules import mixer_s
 from textgen.sampled_bleu import sampled_ngram_bleu
 from textgen.trainer import Loss
@@ -123,13 +123,12 @@ class SequenceLevel(nn.Module):
         B = batch.src.size(0)
         smoothing = self.ctx.recipe.train.label_smoothing
         if s >= self.cfg.mixer_T:  # the XENT stage: plain teacher forcing over the whole target
-            logits = model(batch.src, batch.src_lens, batch.tgt_in)
-            return Loss(token_loss(logits, batch.tgt_out, smoothing), batch.ntokens, B, {"s": s})
+            return Loss(teacher_forced_loss(model, batch, smoothing), batch.ntokens, B, {"s": s})
         logs = {"s": s}  # the scheduled stage (a short batch may use a shorter prefix below)
         state = model.encode(batch.src, batch.src_lens)
         s = min(s, batch.tgt_in.size(1))
         feats, state = model.prefix(state, batch.tgt_in[:, :s])  # (B, s, H)
-        xent = token_loss(model.logits(feats), batch.tgt_out[:, :s], smoothing)
+        xent = output_loss(model, feats, batch.tgt_out[:, :s], smoothing)
         n_xent = int((batch.tgt_out[:, :s] != PAD).sum())
         target_len = (batch.tgt_out != PAD).sum(1)  # (B,) including EOS
         rows = (target_len > s).nonzero().squeeze(1)  # rows whose reference goes on past the prefix

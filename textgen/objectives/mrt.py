@@ -21,7 +21,7 @@ from textgen.decode.generate import strip
 from textgen.decode.search import greedy_or_sample
 from textgen.errors import UserError
 from textgen.metrics import REWARDS
-from textgen.objectives.common import Context, check_sample_temperature, token_loss
+from textgen.objectives.common import Context, check_sample_temperature, teacher_forced_loss
 from textgen.trainer import Loss
 
 
@@ -94,7 +94,7 @@ class MinimumRisk(nn.Module):
     def forward(self, model, batch, *, step: int) -> Loss:
         B = batch.src.size(0)
         smoothing = self.ctx.recipe.train.label_smoothing
-        xent = token_loss(model(batch.src, batch.src_lens, batch.tgt_in), batch.tgt_out, smoothing)
+        xent = teacher_forced_loss(model, batch, smoothing)
         sets = self.candidates(model, batch)
         owner = torch.tensor([i for i, c in enumerate(sets) for _ in c], device=batch.src.device)
         flat = [c for cs in sets for c in cs]

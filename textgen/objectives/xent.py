@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from textgen.objectives.common import Context, token_loss
+from textgen.objectives.common import Context, teacher_forced_loss
 from textgen.trainer import Loss
 
 
@@ -14,5 +14,4 @@ class Xent(nn.Module):
         self.smoothing = ctx.recipe.train.label_smoothing
 
     def forward(self, model, batch, *, step: int) -> Loss:
-        logits = model(batch.src, batch.src_lens, batch.tgt_in)  # (B, T, V)
-        return Loss(token_loss(logits, batch.tgt_out, self.smoothing), batch.ntokens, batch.src.size(0))
+        return Loss(teacher_forced_loss(model, batch, self.smoothing), batch.ntokens, batch.src.size(0))
