@@ -213,12 +213,13 @@ def test_target_vocab_keeps_only_the_pieces_the_training_targets_use(tmp_path):
     from textgen.seq2seq import Seq2SeqTask
 
     rng = random.Random(0)
-    src_words, tgt_words = [f"quelle{i}" for i in range(30)], ["alpha", "beta", "gamma", "delta"]
+    src_words = ["".join(rng.choices("bcdfghjklmnpqrstvwxz", k=6)) for _ in range(120)]  # a joint model of 120
+    tgt_words = ["alpha", "beta", "gamma", "delta"]
     for split, n in (("train", 300), ("valid", 20)):
-        rows = [rng.sample(range(30), 4) for _ in range(n)]
+        rows = [rng.sample(range(120), 4) for _ in range(n)]
         (tmp_path / f"{split}.src").write_text("".join(" ".join(src_words[i] for i in r) + "\n" for r in rows))
         (tmp_path / f"{split}.tgt").write_text("".join(" ".join(tgt_words[i % 4] for i in r) + "\n" for r in rows))
-    (tmp_path / "valid.tgt").write_text("alpha quelle3\n" * 20)  # pieces only the training sources use
+    (tmp_path / "valid.tgt").write_text(f"alpha {' '.join(src_words)}\n" * 20)  # pieces only the sources use
     corpus = ";".join(f"{tmp_path}/{s}.src,{tmp_path}/{s}.tgt" for s in ("train", "valid"))
     recipe_path = tmp_path / "r.toml"
     recipe_path.write_text(
@@ -228,15 +229,17 @@ def test_target_vocab_keeps_only_the_pieces_the_training_targets_use(tmp_path):
     joint = Seq2SeqTask(load_recipe(str(recipe_path)))
     task = Seq2SeqTask(load_recipe(str(recipe_path), ["data.target_vocab=targets"]))
     assert isinstance(task.vocabs.tgt, TargetPieces) and task.vocabs.src == joint.vocabs.src
-    used = {i for row in range(len(joint.train.tgt)) for i in joint.train.tgt[row].tolist()}
-    assert len(task.vocabs.tgt) == len(used | {0, 1, 2, 3}) < len(joint.vocabs.tgt)
+    used = {i for row in range(len(joint.train.tgt)) for i in joint.train.tgt[row].tolist()} | {0, 1, 2, 3}
+    filler = sorted(set(range(len(joint.vocabs.tgt))) - used)[: 64 - len(used)]  # the lowest unused ids, to 64
+    assert task.vocabs.tgt.pieces.tolist() == sorted(used | set(filler)) and 64 == len(task.vocabs.tgt)
+    assert len(joint.vocabs.tgt) > 64
     assert task.model.proj.out_features == len(task.vocabs.tgt)
     lines = (tmp_path / "train.tgt").read_text().splitlines()
     for row in range(len(task.train.tgt)):
         ids = task.train.tgt[row].tolist()
         assert [int(task.vocabs.tgt.pieces[i]) for i in ids] == joint.train.tgt[row].tolist()  # same segmentation
         assert task.vocabs.tgt.decode(ids) == lines[row]
-    assert UNK not in joint.valid_tgt[0] and UNK in task.valid_tgt[0]  # "quelle3": joint pieces, not target ones
+    assert UNK not in joint.valid_tgt[0] and UNK in task.valid_tgt[0]  # source words: joint pieces, not target ones
     restored = Vocabs.from_dict(task.vocabs.to_dict())
     assert restored.tgt == task.vocabs.tgt and restored.src == task.vocabs.src
     assert task.train.tgt.ids.filename != joint.train.tgt.ids.filename  # its own prepared folder

@@ -16,7 +16,7 @@ from textgen.data.arrays import Lines, Ragged, RaggedWriter, id_dtype, open_arra
 from textgen.data.parallel import load_parallel, own_files, stream_lines, stream_pairs
 from textgen.data.prepared import Plan, Prepared, build, chunks, file_sha256, fingerprint, locate, read_manifest
 from textgen.data.registry import fetch, lookup, sha256_of
-from textgen.data.seqvocab import SPM_SAMPLE, UNK, TargetPieces, Vocabs
+from textgen.data.seqvocab import SPM_SAMPLE, TARGET_MULTIPLE, UNK, TargetPieces, Vocabs
 from textgen.errors import UserError
 
 SPLITS = ("train", "valid", "test")
@@ -52,7 +52,8 @@ class PreparedParallel(Prepared):
 
 def _settings(d) -> dict:
     if d.tokenizer == "spm":
-        target = {} if d.target_vocab == "joint" else {"target_vocab": d.target_vocab}  # joint: as before it existed
+        # joint: keyed as before the setting existed; targets: keyed by the padding too (folders before it had none)
+        target = {} if d.target_vocab == "joint" else {"target_vocab": d.target_vocab, "padded_to": TARGET_MULTIPLE}
         return {"task": "seq2seq", "tokenizer": "spm", "vocab_size": d.vocab_size, **target}
     return {
         "task": "seq2seq",
