@@ -119,6 +119,33 @@ def test_one_candidate_is_returned_as_it_is_without_a_utility_call():
         mbr_select([], never)
 
 
+def test_searched_hypotheses_are_scored_against_every_draw_and_can_win():
+    def overlap(h, r):  # a hand-checkable utility: shared words over the hypothesis's words
+        return len(set(h.split()) & set(r.split())) / len(h.split())
+
+    draws = ["a b c", "a b d", "a b e", "x y z"]
+    index, expected = mbr_select(draws, overlap, ["a b", "x y z"])
+    assert expected[:4] == pytest.approx(naive_expected(draws, overlap))  # draws: as without searched ones
+    assert expected[4] == pytest.approx(1.0 * 3 / 4) and expected[5] == pytest.approx(1 / 4)  # against all 4 draws
+    assert index == 4  # "a b" is in three of four draws: more expected overlap than any draw has
+    assert mbr_select(draws, overlap, []) == mbr_select(draws, overlap)  # nothing searched: unchanged
+    one, values = mbr_select(["a b c"], overlap, ["a b c d"])  # one draw: it has no references, the searched one has
+    assert one == 1 and math.isnan(values[0]) and values[1] == pytest.approx(3 / 4)
+
+
+def test_mbr_beam_adds_the_beam_outputs_to_the_candidates(trained_mt):
+    mt = textgen.load(trained_mt, device="cpu")
+    sources = ["a b c d", "e f", "h g h"]
+    beam = mt.translate(sources, beam=3, nbest=3)
+    chosen = mbr_decode(mt.model, mt.vocabs.tgt.decode, mt.encode(sources), mt.recipe.decode, 4, seed=1, beam=3)
+    for c, nbest in zip(chosen, beam):
+        assert c.candidates[4:] == [text for text, _ in nbest] and len(c.expected) == len(c.candidates)
+        assert c.text == c.candidates[c.index] and c.expected[c.index] == max(c.expected)
+    assert mt.translate(sources, mbr=4, mbr_beam=3, seed=1) == [c.text for c in chosen]
+    with pytest.raises(textgen.UserError, match="--mbr-beam must be >= 0"):
+        mt.translate(sources, mbr=4, mbr_beam=-1)
+
+
 def test_chrf_utility_is_sacrebleu_chrf():
     from sacrebleu.metrics import CHRF
 

@@ -83,6 +83,7 @@ class Translator:
         mbr_utility: str = "bleu",
         mbr_epsilon: float = 0.02,
         mbr_top_p: float = 0.9,
+        mbr_beam: int = 0,
         **decode,
     ):
         """Best output per source (nbest = 1: a list of strings), or its n best as (text, score) pairs.
@@ -91,8 +92,8 @@ class Translator:
         keys (no_repeat_ngram, max_len_a, max_len_b, batch_size, precision). beam 1 is greedy; sample=True
         draws one output per source at `temperature`. mbr=N: MBR decoding (textgen/decode/mbr.py) over N
         candidates per source drawn by `mbr_sampling` (epsilon, ancestral, top_p) at `temperature`, chosen by
-        `mbr_utility` (bleu, chrf, rouge1, rouge2, rougeL); a list of strings, the same for the same seed
-        (seed None: 0)."""
+        `mbr_utility` (bleu, chrf, rouge1, rouge2, rougeL), with beam search's `mbr_beam` best outputs as further
+        candidates; a list of strings, the same for the same seed (seed None: 0)."""
         from textgen.seq2seq import decode_ids
 
         check_sampling_args(temperature, 0, 1.0)
@@ -108,7 +109,7 @@ class Translator:
         if mbr is not None:
             from textgen.decode.mbr import check_mbr_args, mbr_decode
 
-            check_mbr_args(mbr, mbr_sampling, mbr_utility, mbr_epsilon, mbr_top_p, temperature)
+            check_mbr_args(mbr, mbr_sampling, mbr_utility, mbr_epsilon, mbr_top_p, temperature, mbr_beam)
             if beam is not None or sample or nbest != 1:
                 raise UserError(
                     "--mbr samples its own candidates and returns one output per source: "
@@ -127,6 +128,7 @@ class Translator:
                 temperature,
                 mbr_epsilon,
                 mbr_top_p,
+                beam=mbr_beam,
             )
             return [c.text for c in chosen]
         beam = cfg.beam if beam is None else beam

@@ -48,6 +48,9 @@ MBR_UTILITY = typer.Option(
 )
 MBR_EPSILON = typer.Option(0.02, "--mbr-epsilon", help="epsilon sampling: drop tokens with p below this.")
 MBR_TOP_P = typer.Option(0.9, "--mbr-top-p", help="top_p sampling: the nucleus mass.")
+MBR_BEAM = typer.Option(
+    0, "--mbr-beam", help="Add beam search's K best outputs to --mbr's candidates (scored against the samples)."
+)
 
 
 def _emit_json(obj: dict) -> None:
@@ -225,6 +228,7 @@ def eval_(
     mbr_utility: str = MBR_UTILITY,
     mbr_epsilon: float = MBR_EPSILON,
     mbr_top_p: float = MBR_TOP_P,
+    mbr_beam: int = MBR_BEAM,
     seed: Optional[int] = typer.Option(
         None,
         "--seed",
@@ -308,6 +312,7 @@ def eval_(
                 mbr_utility=mbr_utility,
                 mbr_epsilon=mbr_epsilon,
                 mbr_top_p=mbr_top_p,
+                mbr_beam=mbr_beam,
                 seed=seed,
             )
             typer.echo(f"hypotheses: {out}", err=True)
@@ -356,6 +361,7 @@ def decode(
     mbr_utility: str = MBR_UTILITY,
     mbr_epsilon: float = MBR_EPSILON,
     mbr_top_p: float = MBR_TOP_P,
+    mbr_beam: int = MBR_BEAM,
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Sentences decoded together."),
     interactive: bool = typer.Option(False, "--interactive", help="Prompt for one source at a time (Ctrl-D ends)."),
     precision: Optional[str] = typer.Option(
@@ -391,6 +397,7 @@ def decode(
         mbr_utility=mbr_utility,
         mbr_epsilon=mbr_epsilon,
         mbr_top_p=mbr_top_p,
+        mbr_beam=mbr_beam,
         **{
             k: v
             for k, v in dict(

@@ -214,17 +214,18 @@ def eval_seq2seq(
     mbr_top_p: float = 0.9,
     temperature: float = 1.0,
     seed: int | None = None,
+    mbr_beam: int = 0,
 ) -> tuple[dict, dict, dict]:
     """Decode a split, write the hypotheses, and score them against the reference (and all references).
 
     mbr=N decodes by MBR over N sampled candidates per source (textgen/decode/mbr.py; seed None: 0) instead
-    of beam search."""
+    of beam search; mbr_beam=K adds beam search's K best outputs to the candidates."""
     from textgen.decode.mbr import check_mbr_args, mbr_decode
     from textgen.seq2seq import encode_sources, load_model, translate
 
     check_metrics(metrics)
     if mbr is not None:
-        check_mbr_args(mbr, mbr_sampling, mbr_utility, mbr_epsilon, mbr_top_p, temperature)
+        check_mbr_args(mbr, mbr_sampling, mbr_utility, mbr_epsilon, mbr_top_p, temperature, mbr_beam)
         if beam is not None:
             raise UserError("--mbr samples its own candidates instead of searching: leave out --beam")
         seed = 0 if seed is None else seed
@@ -249,6 +250,7 @@ def eval_seq2seq(
             temperature,
             mbr_epsilon,
             mbr_top_p,
+            beam=mbr_beam,
         )
         hyps = [c.text for c in chosen]
     else:
@@ -274,6 +276,9 @@ def eval_seq2seq(
                 "mbr_distinct_candidates": round(distinct, 2),
             }
         )
+        if mbr_beam:
+            values["mbr_beam"] = mbr_beam
+            values["mbr_chose_searched"] = round(sum(c.index >= mbr for c in chosen) / max(1, len(chosen)), 4)
         if mbr_sampling != "ancestral":
             values[f"mbr_{mbr_sampling}"] = mbr_epsilon if mbr_sampling == "epsilon" else mbr_top_p
         if temperature != 1.0:

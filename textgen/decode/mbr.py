@@ -17,6 +17,10 @@ utilities, so each distinct string is scored once: m distinct strings cost m(m -
 self-utility for each string drawn more than once. Ties go to the earliest candidate.
 N = 1: there are no other candidates to act as references, so the single sample is returned as it is (its
 expected utility is nan).
+Searched hypotheses (`beam` > 0, `--mbr-beam K`): beam search's K best outputs join the candidates as hypotheses
+only (Freitag et al. 2022 mix beam and sampled candidates the same way): each is scored against all N draws as
+pseudo-references, an unbiased estimate of the same expected utility, and the draws are scored as before. The
+beam output is then chosen whenever no draw beats it in expected utility.
 """
 
 from __future__ import annotations
@@ -45,9 +49,13 @@ UTILITIES: dict[str, Utility] = {
 SAMPLINGS = ("epsilon", "ancestral", "top_p")
 
 
-def check_mbr_args(n: int, sampling: str, utility: str, epsilon: float, top_p: float, temperature: float = 1.0) -> None:
+def check_mbr_args(
+    n: int, sampling: str, utility: str, epsilon: float, top_p: float, temperature: float = 1.0, beam: int = 0
+) -> None:
     if n < 1:
         raise UserError(f"--mbr must be >= 1 (candidates sampled per source), got {n}")
+    if beam < 0:
+        raise UserError(f"--mbr-beam must be >= 0 (beam search's n-best added to the candidates), got {beam}")
     if sampling not in SAMPLINGS:
         raise UserError(f"unknown --mbr-sampling '{sampling}': choose from {', '.join(SAMPLINGS)}")
     if utility not in UTILITIES:
@@ -60,26 +68,36 @@ def check_mbr_args(n: int, sampling: str, utility: str, epsilon: float, top_p: f
         raise UserError(f"--mbr samples its candidates: --temperature must be > 0, got {temperature}")
 
 
-def mbr_select(candidates: list[str], utility: Utility) -> tuple[int, list[float]]:
+def mbr_select(candidates: list[str], utility: Utility, searched: list[str] = ()) -> tuple[int, list[float]]:
     """The index of the candidate with the highest expected utility, and every candidate's expected utility.
 
-    expected[i] = mean over j != i of utility(candidates[i], candidates[j]); see the module docstring."""
+    expected[i] = mean over j != i of utility(candidates[i], candidates[j]); see the module docstring.
+    `searched`: further hypotheses that are not draws (beam search's n-best), indexed after the draws; each is
+    scored against all n draws, since none of them is its own."""
     n = len(candidates)
     if n == 0:
         raise ValueError("mbr_select needs at least one candidate")
-    if n == 1:
+    if n == 1 and not searched:
         return 0, [math.nan]
     distinct: dict[str, int] = {}  # string -> how often it was drawn, in first-drawn order
     for c in candidates:
         distinct[c] = distinct.get(c, 0) + 1
+    pairs: dict[tuple[str, str], float] = {}
+
+    def u(hyp: str, ref: str) -> float:  # each distinct pair scored once, draws and searched alike
+        if (hyp, ref) not in pairs:
+            pairs[hyp, ref] = utility(hyp, ref)
+        return pairs[hyp, ref]
+
     value: dict[str, float] = {}
     for hyp, copies in distinct.items():
-        total = sum(count * utility(hyp, ref) for ref, count in distinct.items() if ref != hyp)
+        total = sum(count * u(hyp, ref) for ref, count in distinct.items() if ref != hyp)
         if copies > 1:
-            total += (copies - 1) * utility(hyp, hyp)
-        value[hyp] = total / (n - 1)
+            total += (copies - 1) * u(hyp, hyp)
+        value[hyp] = total / (n - 1) if n > 1 else math.nan
     expected = [value[c] for c in candidates]
-    best = max(range(n), key=lambda i: (expected[i], -i))
+    expected += [sum(count * u(hyp, ref) for ref, count in distinct.items()) / n for hyp in searched]
+    best = max(range(len(expected)), key=lambda i: (-math.inf if math.isnan(expected[i]) else expected[i], -i))
     return best, expected
 
 
@@ -128,14 +146,25 @@ def sample_candidates(
     return [[decode_text(t) for t in toks] for toks, _ in results]
 
 
-def select(candidates: list[list[str]], utility: str = "bleu") -> list[MbrChoice]:
-    """Each source's MBR choice among its candidates."""
+def select(
+    candidates: list[list[str]], utility: str = "bleu", searched: list[list[str]] | None = None
+) -> list[MbrChoice]:
+    """Each source's MBR choice among its candidates (draws, then the searched hypotheses if given)."""
     score = UTILITIES[utility]
     out = []
-    for cands in candidates:
-        index, expected = mbr_select(cands, score)
-        out.append(MbrChoice(cands[index], index, cands, expected))
+    for i, cands in enumerate(candidates):
+        extra = searched[i] if searched else []
+        index, expected = mbr_select(cands, score, extra)
+        out.append(MbrChoice((cands + extra)[index], index, cands + extra, expected))
     return out
+
+
+def searched_candidates(model, decode_text, sources: list[list[int]], cfg: DecodeConfig, k: int) -> list[list[str]]:
+    """Beam search's k best outputs per source (beam k), as MBR hypotheses beside the draws."""
+    from textgen.seq2seq import decode_ids
+
+    results = decode_ids(model, sources, dataclasses.replace(cfg, nbest=k), beam=k)
+    return [[decode_text(t) for t in toks] for toks, _ in results]
 
 
 def mbr_decode(
@@ -150,9 +179,10 @@ def mbr_decode(
     temperature: float = 1.0,
     epsilon: float = 0.02,
     top_p: float = 0.9,
+    beam: int = 0,
 ) -> list[MbrChoice]:
-    """Sample n candidates per encoded source (batched) and pick each source's MBR candidate; in input order."""
-    check_mbr_args(n, sampling, utility, epsilon, top_p, temperature)
-    return select(
-        sample_candidates(model, decode_text, sources, cfg, n, sampling, seed, temperature, epsilon, top_p), utility
-    )
+    """Sample n candidates per encoded source (batched) and pick each source's MBR candidate; in input order.
+    beam > 0: beam search's `beam` best outputs are candidates too, scored against the n draws."""
+    check_mbr_args(n, sampling, utility, epsilon, top_p, temperature, beam)
+    drawn = sample_candidates(model, decode_text, sources, cfg, n, sampling, seed, temperature, epsilon, top_p)
+    return select(drawn, utility, searched_candidates(model, decode_text, sources, cfg, beam) if beam else None)
