@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Issue #13 item 4 measured: MBR decoding of the translate-multi30k checkpoint against beam 5. Settings are
-# chosen on the validation set (`valid`: N and utility), then the chosen one is run once on test2016 and
-# compared with beam 5 by paired bootstrap resampling (`test UTILITY N`).
-#   experiments/mbr.sh valid  ;  experiments/mbr.sh test bleu 32
+# chosen on the validation set (`valid`: N, utility, beam candidates), then the chosen one runs once on test2016,
+# compared with beam 5 by paired bootstrap resampling (`test NAME ARGS...`).
+#   experiments/mbr.sh valid  ;  experiments/mbr.sh test mbr32-bleu --mbr 32 --mbr-utility bleu --seed 1
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TEXTGEN=${TEXTGEN:-.venv/bin/textgen}
@@ -17,15 +17,17 @@ decode() {  # decode SPLIT NAME ARGS...: one decoding of SPLIT, scored, its outp
 }
 
 case ${1:?valid or test} in
-  valid)
+  valid)  # the sweep that chose the test setting
     decode valid beam5 --beam 5
-    for n in 16 32; do for u in bleu chrf; do decode valid "mbr$n-$u" --mbr $n --mbr-utility $u --seed 1; done; done ;;
-  test)
-    u=${2:?utility} n=${3:?N}
+    for n in 16 32; do decode valid "mbr$n-bleu" --mbr $n --mbr-utility bleu --seed 1; done
+    decode valid mbr16-chrf --mbr 16 --mbr-utility chrf --seed 1
+    decode valid mbr32-bleu-beam5 --mbr 32 --mbr-utility bleu --mbr-beam 5 --seed 1 ;;
+  test)  # test NAME ARGS...: the chosen setting on test2016, against beam 5 by paired bootstrap
+    name=${2:?a name, e.g. mbr32-bleu-beam5}; shift 2
     decode test beam5 --beam 5
-    decode test "mbr$n-$u" --mbr "$n" --mbr-utility "$u" --seed 1
+    decode test "$name" "$@"
     ref=$(mktemp)  # the references, unpacked outside the repository (data files are never committed)
     gzip -dc "$(.venv/bin/python -c 'from textgen.data.registry import fetch; print(fetch("multi30k")["test_2016_flickr.en.gz"])')" > "$ref"
-    "$TEXTGEN" eval --hyp "$OUT/hyps/test-beam5.txt" --hyp "$OUT/hyps/test-mbr$n-$u.txt" --ref "$ref" \
-      --metric bleu4 --paired-bootstrap 1000 --results "$OUT/test-mbr$n-$u-vs-beam5.json" ;;
+    "$TEXTGEN" eval --hyp "$OUT/hyps/test-beam5.txt" --hyp "$OUT/hyps/test-$name.txt" --ref "$ref" \
+      --metric bleu4 --paired-bootstrap 1000 --results "$OUT/test-$name-vs-beam5.json" ;;
 esac
