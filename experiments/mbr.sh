@@ -21,7 +21,7 @@ case ${1:?valid or test} in
     decode valid beam5 --beam 5
     for n in 16 32; do decode valid "mbr$n-bleu" --mbr $n --mbr-utility bleu --seed 1; done
     decode valid mbr16-chrf --mbr 16 --mbr-utility chrf --seed 1
-    decode valid mbr32-bleu-beam5 --mbr 32 --mbr-utility bleu --mbr-beam 5 --seed 1 ;;
+    for n in 32 64; do decode valid "mbr$n-bleu-beam5" --mbr $n --mbr-utility bleu --mbr-beam 5 --seed 1; done ;;
   test)  # test NAME ARGS...: the chosen setting on test2016, against beam 5 by paired bootstrap
     name=${2:?a name, e.g. mbr32-bleu-beam5}; shift 2
     decode test beam5 --beam 5
