@@ -38,6 +38,7 @@ from textgen.objectives import OBJECTIVES, mixer  # noqa: E402
 from textgen.objectives.common import Context  # noqa: E402
 from textgen.precision import autocast, grad_scaler  # noqa: E402
 from textgen.results import invocation, make_result, write_result  # noqa: E402
+from textgen.schedule import build_optimizer  # noqa: E402
 from textgen.seq2seq import Seq2SeqTask, decode_ids  # noqa: E402
 
 
@@ -72,7 +73,8 @@ def timed_updates(task: Seq2SeqTask, objective, first: int, steps: int, precisio
     `first`: seconds per phase, summed, and the target tokens seen. A tiny lr leaves the model as it was."""
     model = task.model.train()
     device = task.dist.device
-    opt = torch.optim.Adam(list(model.parameters()) + list(objective.parameters()), lr=1e-5)
+    settings = dataclasses.replace(task.recipe.train, optimizer="adam", lr=1e-5, weight_decay=0.0)
+    opt = build_optimizer(list(model.parameters()) + list(objective.parameters()), settings)  # fused where it can
     scaler = grad_scaler(precision, device)
     timer = PhaseTimer(objective, device)
     split, tokens = defaultdict(float), 0

@@ -27,7 +27,8 @@ case ${1:?valid or test} in
     decode test beam5 --beam 5
     decode test "$name" "$@"
     ref=$(mktemp)  # the references, unpacked outside the repository (data files are never committed)
-    gzip -dc "$(.venv/bin/python -c 'from textgen.data.registry import fetch; print(fetch("multi30k")["test_2016_flickr.en.gz"])')" > "$ref"
+    trap 'rm -f "$ref"' EXIT
+    gzip -dc "$(${PYTHON:-.venv/bin/python} -c 'from textgen.data.registry import fetch; print(fetch("multi30k")["test_2016_flickr.en.gz"])')" > "$ref"
     "$TEXTGEN" eval --hyp "$OUT/hyps/test-beam5.txt" --hyp "$OUT/hyps/test-$name.txt" --ref "$ref" \
       --metric bleu4 --paired-bootstrap 1000 --results "$OUT/test-$name-vs-beam5.json" ;;
 esac

@@ -12,7 +12,7 @@ TEXTGEN=${TEXTGEN:-.venv/bin/textgen}
 export OMP_NUM_THREADS=1
 precision=${1:?fp32 or bf16}
 name=${2:-translate-multi30k-targets-$precision}
-prefix=${name/translate-/}  # results/multi30k-...-test-{greedy,beam5}.json
+prefix=${name#translate-}  # results/multi30k-...-test-{greedy,beam5}.json
 mkdir -p results/hyps checkpoints runs
 [[ -f results/$name-train.json ]] || "$TEXTGEN" train --recipe translate-multi30k --set data.target_vocab=targets \
   --set train.precision="$precision" --set train.max_steps=6025 --set train.max_minutes=0 --set train.threads=1 \

@@ -16,7 +16,7 @@ from textgen.decode.search import allowed_log_probs, greedy_or_sample
 from textgen.metrics import sentence_bleu
 from textgen.models.seq2seq import Seq2Seq
 from textgen.objectives import OBJECTIVES
-from textgen.objectives.common import Context, token_loss
+from textgen.objectives.common import Context, teacher_forced_loss, token_loss
 from textgen.objectives.mixer import Segment
 from textgen.objectives.schedules import dad_probability, mixer_s
 
@@ -204,6 +204,19 @@ def test_dad_with_p_one_feeds_the_argmax_of_the_previous_step():
     out = dad(model, batch, step=100)
     assert out.logs["dad_p"] == 1.0
     torch.testing.assert_close(out.loss_sum, expected)
+
+
+def test_teacher_forced_loss_skips_the_padding_and_equals_the_token_loss_of_all_logits():
+    """The output layer runs only at non-PAD positions: same loss and gradients as logits for every position."""
+    model, _ = setup("xent")
+    batch = collate([[4, 5, 6], [7, 8], [4]], [[4, 5, 4, 5], [5], [4, 4]], [0, 1, 2])  # padded targets
+    packed = teacher_forced_loss(model, batch, smoothing=0.1)
+    full = token_loss(model(batch.src, batch.src_lens, batch.tgt_in), batch.tgt_out, 0.1)
+    torch.testing.assert_close(packed, full)
+    for a, b in zip(
+        torch.autograd.grad(packed, list(model.parameters())), torch.autograd.grad(full, list(model.parameters()))
+    ):
+        torch.testing.assert_close(a, b)
 
 
 def test_mixer_with_s_equal_T_is_xent_exactly():

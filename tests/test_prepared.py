@@ -206,7 +206,7 @@ def test_file_hashes_are_remembered_until_the_file_changes(tmp_path, monkeypatch
     assert prepared.file_sha256(path) != first
 
 
-def test_target_vocab_keeps_only_the_pieces_the_training_targets_use(tmp_path):
+def test_target_vocab_keeps_the_pieces_the_training_targets_use_padded_to_64(tmp_path):
     """data.target_vocab = "targets": the decoder spans the target side's pieces of the joint model; every
     training target keeps its text and segmentation, and the vocabulary survives a checkpoint round trip."""
     from textgen.data.seqvocab import UNK, TargetPieces, Vocabs

@@ -1,7 +1,8 @@
 import pytest
+import torch
 
 from textgen.config import TrainConfig
-from textgen.schedule import LRSchedule
+from textgen.schedule import LRSchedule, build_optimizer, load_optimizer_state
 
 
 def test_zaremba_step_schedule():
@@ -25,3 +26,24 @@ def test_plateau_decays_after_patience_and_round_trips():
     again = LRSchedule(s.cfg, 10, 100)
     again.load_state_dict(s.state_dict())
     assert again.lr(5) == s.lr(5) and again.best == 2.0
+
+
+def test_adam_is_fused_on_cpu_and_a_resume_keeps_this_runs_choice():
+    """A checkpoint's optimizer groups carry their own `fused` flag; resuming one written before the fused
+    kernel (fused None) must not switch it off, and the update stays Adam's."""
+    torch.manual_seed(0)
+    params = [torch.nn.Parameter(torch.randn(5, 3)), torch.nn.Parameter(torch.randn(3))]
+    grads = [torch.randn_like(p) for p in params]
+    fused = build_optimizer([{"params": params}], TrainConfig(optimizer="adam", lr=0.1))
+    assert fused.param_groups[0]["fused"] is True
+    old = torch.optim.Adam([p.detach().clone().requires_grad_() for p in params], lr=0.1)  # as before: unfused
+    for opt in (fused, old):
+        for p, g in zip(opt.param_groups[0]["params"], grads):
+            p.grad = g.clone()
+        opt.step()
+    for a, b in zip(fused.param_groups[0]["params"], old.param_groups[0]["params"]):
+        torch.testing.assert_close(a, b)  # the same update rule
+    saved = old.state_dict()
+    assert saved["param_groups"][0]["fused"] is None
+    load_optimizer_state(fused, saved)
+    assert fused.param_groups[0]["fused"] is True and fused.state_dict()["state"][0]["step"] == 1

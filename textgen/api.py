@@ -106,6 +106,8 @@ class Translator:
             raise UserError(f"unknown decode setting(s) {', '.join(sorted(unknown))}: see DecodeConfig")
         cfg = replace_given(self.recipe.decode, nbest=nbest, lenpen=lenpen, **decode)
         check_precision(cfg.precision, self.device)
+        if mbr is None and mbr_beam:
+            raise UserError("--mbr-beam adds candidates to MBR decoding: give --mbr N too")
         if mbr is not None:
             from textgen.decode.mbr import check_mbr_args, mbr_decode
 

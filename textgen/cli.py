@@ -295,7 +295,11 @@ def eval_(
                 raise UserError("--mbr decodes seq2seq checkpoints; this one is a language model")
             values, shas = evaluate.eval_lm(ckpt, data, split, batch_size or 10, resolve_device(device))
         else:
-            decoder = f"mbr{mbr}" if mbr is not None else f"beam{beam or 'default'}"
+            decoder = (
+                f"mbr{mbr}" + (f"-beam{mbr_beam}" if mbr_beam else "")
+                if mbr is not None
+                else f"beam{beam or 'default'}"
+            )
             out = hyp_out or Path("results") / f"{ckpt.stem}.{split}.{decoder}.hyp"
             values, shas, signatures = evaluate.eval_seq2seq(
                 ckpt,

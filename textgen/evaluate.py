@@ -224,6 +224,8 @@ def eval_seq2seq(
     from textgen.seq2seq import encode_sources, load_model, translate
 
     check_metrics(metrics)
+    if mbr is None and mbr_beam:
+        raise UserError("--mbr-beam adds candidates to MBR decoding: give --mbr N too")
     if mbr is not None:
         check_mbr_args(mbr, mbr_sampling, mbr_utility, mbr_epsilon, mbr_top_p, temperature, mbr_beam)
         if beam is not None:
@@ -266,7 +268,7 @@ def eval_seq2seq(
         multi, _ = score(metrics, hyps, [part.targets, *part.extra_refs])
         values.update({f"{k}_multiref": v for k, v in multi.items()})
     if mbr is not None:
-        distinct = sum(len(set(c.candidates)) for c in chosen) / max(1, len(chosen))
+        distinct = sum(len(set(c.candidates[:mbr])) for c in chosen) / max(1, len(chosen))  # drawn ones
         values.update(
             {
                 "mbr": mbr,

@@ -26,7 +26,7 @@ from textgen.config import Recipe, differences, dump_toml, to_dict
 from textgen.distributed import Dist
 from textgen.errors import Interrupted, UserError
 from textgen.precision import autocast, check_precision, grad_scaler
-from textgen.schedule import LRSchedule, build_optimizer, set_lr
+from textgen.schedule import LRSchedule, build_optimizer, load_optimizer_state, set_lr
 
 # keys that may differ between a checkpoint's recipe and the one given with --resume
 BUDGET_KEYS = {"epochs", "max_steps", "max_minutes", "eval_every", "log_every", "threads", "tensorboard", "precision"}
@@ -243,7 +243,7 @@ def train(
     if resume:
         ts = resume["train_state"]
         model.load_state_dict(resume["model"])
-        optimizer.load_state_dict(ts["optimizer"])
+        load_optimizer_state(optimizer, ts["optimizer"])
         schedule.load_state_dict(ts["schedule"])
         if scaler.is_enabled() and ts.get("scaler"):
             scaler.load_state_dict(ts["scaler"])

@@ -112,7 +112,8 @@ TARGET_MULTIPLE = 64  # TargetPieces.seen pads the target side to a multiple of 
 
 
 class TargetPieces:
-    """The joint sentencepiece model restricted to the pieces that occur in the training targets.
+    """The joint sentencepiece model restricted to the pieces that occur in the training targets (padded with
+    a few unused ones to a multiple of 64, see `seen`).
 
     A de→en joint 8k model uses only ~4k pieces on the English side, so a decoder whose embedding and
     output layer span just those does half the output-projection and softmax work (the largest cost of a
@@ -130,10 +131,10 @@ class TargetPieces:
     @classmethod
     def seen(cls, joint: SentencePieceVocab, counts: np.ndarray, multiple: int = TARGET_MULTIPLE) -> "TargetPieces":
         """The pieces with a non-zero count (counts: per joint id, over the training targets), plus the specials,
-        topped up with the lowest-id (most probable) unused pieces to a multiple of `multiple`. GEMMs with an
-        odd output width are slow on CPU: 500 rows through an output layer of 3,963 took 8.0 ms, of 3,968 took
-        5.8 (nanoGPT pads its vocabulary for the same reason). The extra pieces never occur as targets, so the
-        model learns not to emit them."""
+        topped up to a multiple of `multiple` with the lowest-id unused pieces (for a unigram model, roughly the
+        most probable). GEMMs with an odd output width are slow on CPU: 500 rows through an output layer of
+        3,963 took 8.0 ms, of 3,968 took 5.8 (nanoGPT pads its vocabulary for the same reason). The extra
+        pieces never occur as targets, so the model learns not to emit them."""
         seen = np.union1d(np.arange(len(SPECIALS)), np.flatnonzero(counts))
         size = min(len(joint), -(-len(seen) // multiple) * multiple)
         filler = np.setdiff1d(np.arange(len(joint)), seen)[: size - len(seen)]

@@ -15,19 +15,20 @@ candidate from being rewarded for matching itself; keeping duplicates is how sam
 drawn k times has k - 1 copies of itself among its references. Identical strings have identical expected
 utilities, so each distinct string is scored once: m distinct strings cost m(m - 1) utility calls, plus one
 self-utility for each string drawn more than once. Ties go to the earliest candidate.
-N = 1: there are no other candidates to act as references, so the single sample is returned as it is (its
-expected utility is nan).
+N = 1 with nothing searched: there are no other candidates to act as references, so the single sample is
+returned as it is (its expected utility is nan).
 Searched hypotheses (`beam` > 0, `--mbr-beam K`): beam search's K best outputs join the candidates as hypotheses
 only (Freitag et al. 2022 mix beam and sampled candidates the same way): each is scored against all N draws as
-pseudo-references, an unbiased estimate of the same expected utility, and the draws are scored as before. The
-beam output is then chosen whenever no draw beats it in expected utility.
+pseudo-references, an unbiased estimate of the same expected utility, and the draws are scored as before (a
+beam output that was also drawn is scored once, as a draw). The beam output is chosen when it beats every draw
+in expected utility; ties go to the draw.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -68,7 +69,7 @@ def check_mbr_args(
         raise UserError(f"--mbr samples its candidates: --temperature must be > 0, got {temperature}")
 
 
-def mbr_select(candidates: list[str], utility: Utility, searched: list[str] = ()) -> tuple[int, list[float]]:
+def mbr_select(candidates: list[str], utility: Utility, searched: Sequence[str] = ()) -> tuple[int, list[float]]:
     """The index of the candidate with the highest expected utility, and every candidate's expected utility.
 
     expected[i] = mean over j != i of utility(candidates[i], candidates[j]); see the module docstring.
@@ -149,11 +150,13 @@ def sample_candidates(
 def select(
     candidates: list[list[str]], utility: str = "bleu", searched: list[list[str]] | None = None
 ) -> list[MbrChoice]:
-    """Each source's MBR choice among its candidates (draws, then the searched hypotheses if given)."""
+    """Each source's MBR choice among its candidates: the draws, then the searched hypotheses (if given) that
+    are not among the draws (a drawn string is scored as a draw, leaving its own copy out)."""
     score = UTILITIES[utility]
     out = []
     for i, cands in enumerate(candidates):
-        extra = searched[i] if searched else []
+        drawn = set(cands)
+        extra = list(dict.fromkeys(h for h in searched[i] if h not in drawn)) if searched else []
         index, expected = mbr_select(cands, score, extra)
         out.append(MbrChoice((cands + extra)[index], index, cands + extra, expected))
     return out

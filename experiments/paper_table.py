@@ -1,0 +1,73 @@
+"""Collect issue #13's paper-regime table (experiments/paper-table.sh) from results/paper/.
+
+One row per objective: test2016 BLEU (lowercased, tokenized Multi30k-tok) with greedy search and beam 5 as
+mean ± sample std over the seeds that finished, best validation BLEU (greedy, first 500 sentences, the
+checkpoint-selection metric), updates and training seconds per run. Writes results/paper-table.{json,csv,md}.
+
+    python experiments/paper_table.py
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import statistics
+from collections import defaultdict
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent.parent / "results"
+RUN = re.compile(r"paper-(?P<objective>xent|dad|e2e|mixer)-s(?P<seed>\d+)-train\.json")
+ORDER = ["xent", "dad", "e2e", "mixer"]
+
+
+def spread(values: list[float]) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.2f}"
+    return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
+
+
+def main() -> None:
+    folder = RESULTS / "paper"
+    runs: dict[str, list[dict]] = defaultdict(list)
+    for path in sorted(folder.glob("paper-*-train.json")):
+        match = RUN.fullmatch(path.name)
+        stem = path.name.removesuffix("-train.json")
+        tests = {b: folder / f"{stem}-test-beam{b}.json" for b in (1, 5)}
+        if not match or not all(p.exists() for p in tests.values()):
+            continue  # a run still training or decoding
+        train = json.loads(path.read_text())["metrics"]
+        row = {"objective": match["objective"], "seed": int(match["seed"]), "steps": train["steps"]}
+        row["train_seconds"] = train["train_seconds"]
+        row["best_valid_bleu4"] = train["best_valid_bleu4"]
+        for b, test in tests.items():
+            row[f"test_bleu4_beam{b}"] = json.loads(test.read_text())["metrics"]["bleu4"]
+        runs[row["objective"]].append(row)
+    rows = [r for objective in ORDER for r in sorted(runs[objective], key=lambda r: r["seed"])]
+    if not rows:
+        raise SystemExit(f"no finished run in {folder}: run experiments/paper-table.sh first")
+    (RESULTS / "paper-table.json").write_text(json.dumps(rows, indent=2) + "\n")
+    with open(RESULTS / "paper-table.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    lines = [
+        "| objective | seeds | test BLEU greedy | test BLEU beam 5 | best valid BLEU | updates | train s / run |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for objective in ORDER:
+        rs = runs[objective]
+        if not rs:
+            continue
+        col = lambda key: spread([r[key] for r in rs])  # noqa: E731
+        seconds = statistics.mean(r["train_seconds"] for r in rs)
+        lines.append(
+            f"| {objective.upper()} | {', '.join(str(r['seed']) for r in rs)} | {col('test_bleu4_beam1')} "
+            f"| {col('test_bleu4_beam5')} | {col('best_valid_bleu4')} | {rs[0]['steps']:,} | {seconds:,.0f} |"
+        )
+    (RESULTS / "paper-table.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
