@@ -71,7 +71,6 @@ def test_a_step_with_non_finite_gradients_is_skipped_and_the_scale_backs_off(
         == 0
     )
     saved = torch.load(tmp_path / "run" / "last.pt", weights_only=True)["train_state"]
-    # the fused Adam kernel may create its state, but a skipped step leaves it at step 0 with zero moments
     state = list(saved["optimizer"]["state"].values())
     assert state or not saved["optimizer"]["param_groups"][0]["fused"]  # the fused kernel creates its state
     assert all(float(s["step"]) == 0 and not s["exp_avg"].any() and not s["exp_avg_sq"].any() for s in state), (

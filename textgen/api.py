@@ -94,6 +94,7 @@ class Translator:
         candidates per source drawn by `mbr_sampling` (epsilon, ancestral, top_p) at `temperature`, chosen by
         `mbr_utility` (bleu, chrf, rouge1, rouge2, rougeL), with beam search's `mbr_beam` best outputs as further
         candidates; a list of strings, the same for the same seed (seed None: 0)."""
+        from textgen.decode.mbr import check_mbr_args, mbr_decode
         from textgen.seq2seq import decode_ids
 
         check_sampling_args(temperature, 0, 1.0)
@@ -106,12 +107,8 @@ class Translator:
             raise UserError(f"unknown decode setting(s) {', '.join(sorted(unknown))}: see DecodeConfig")
         cfg = replace_given(self.recipe.decode, nbest=nbest, lenpen=lenpen, **decode)
         check_precision(cfg.precision, self.device)
-        if mbr is None and mbr_beam:
-            raise UserError("--mbr-beam adds candidates to MBR decoding: give --mbr N too")
+        check_mbr_args(mbr, mbr_sampling, mbr_utility, mbr_epsilon, mbr_top_p, temperature, mbr_beam)
         if mbr is not None:
-            from textgen.decode.mbr import check_mbr_args, mbr_decode
-
-            check_mbr_args(mbr, mbr_sampling, mbr_utility, mbr_epsilon, mbr_top_p, temperature, mbr_beam)
             if beam is not None or sample or nbest != 1:
                 raise UserError(
                     "--mbr samples its own candidates and returns one output per source: "

@@ -224,10 +224,8 @@ def eval_seq2seq(
     from textgen.seq2seq import encode_sources, load_model, translate
 
     check_metrics(metrics)
-    if mbr is None and mbr_beam:
-        raise UserError("--mbr-beam adds candidates to MBR decoding: give --mbr N too")
+    check_mbr_args(mbr, mbr_sampling, mbr_utility, mbr_epsilon, mbr_top_p, temperature, mbr_beam)
     if mbr is not None:
-        check_mbr_args(mbr, mbr_sampling, mbr_utility, mbr_epsilon, mbr_top_p, temperature, mbr_beam)
         if beam is not None:
             raise UserError("--mbr samples its own candidates instead of searching: leave out --beam")
         seed = 0 if seed is None else seed

@@ -51,8 +51,13 @@ SAMPLINGS = ("epsilon", "ancestral", "top_p")
 
 
 def check_mbr_args(
-    n: int, sampling: str, utility: str, epsilon: float, top_p: float, temperature: float = 1.0, beam: int = 0
+    n: int | None, sampling: str, utility: str, epsilon: float, top_p: float, temperature: float = 1.0, beam: int = 0
 ) -> None:
+    """The MBR options of decode, eval and the API; n None (no --mbr): only that no MBR-only option is set."""
+    if n is None:
+        if beam:
+            raise UserError("--mbr-beam adds candidates to MBR decoding: give --mbr N too")
+        return
     if n < 1:
         raise UserError(f"--mbr must be >= 1 (candidates sampled per source), got {n}")
     if beam < 0:
