@@ -3,6 +3,7 @@ against one source at a time, and `decode --mbr` / `eval --mbr` through the CLI.
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -143,8 +144,6 @@ def test_mbr_beam_adds_the_beam_outputs_to_the_candidates(trained_mt):
         assert len(c.expected) == len(c.candidates)
         assert c.text == c.candidates[c.index] and c.expected[c.index] == max(c.expected)
     assert mt.translate(sources, mbr=4, mbr_beam=3, seed=1) == [c.text for c in chosen]
-    for c in chosen:  # a beam output that was also drawn is scored once, as a draw
-        assert not set(c.candidates[4:]) & set(c.candidates[:4])
 
 
 def test_chrf_utility_is_sacrebleu_chrf():
@@ -246,6 +245,20 @@ def test_decode_and_eval_with_mbr_through_the_cli(cli, trained_mt, tmp_path):
     assert metrics["sentences"] == 40 and metrics["bleu4"] > 50 and "beam" not in metrics
     assert json.loads((tmp_path / "r.json").read_text())["metrics"] == metrics
     assert len((tmp_path / "mbr.txt").read_text().splitlines()) == 40
+
+
+def test_eval_with_mbr_beam_counts_the_draws_and_reports_the_beams_share(cli, trained_mt, tmp_path):
+    def metrics(*extra):
+        result = cli("eval", trained_mt, "--split", "test", "--mbr", "4", "--seed", "1", "--json", *extra)
+        assert result.code == 0, result.err
+        return json.loads(result.out)["metrics"]
+
+    drawn, mixed = metrics("--hyp-out", "drawn.txt"), metrics("--mbr-beam", "3")
+    assert mixed["mbr_beam"] == 3 and 0.0 <= mixed["mbr_chose_searched"] <= 1.0 and "mbr_beam" not in drawn
+    assert mixed["mbr_distinct_candidates"] == drawn["mbr_distinct_candidates"]  # the same draws; beam not counted
+    assert (tmp_path / "results" / f"{Path(trained_mt).stem}.test.mbr4-beam3.hyp").exists()  # its own default file
+    lm_error = cli("eval", trained_mt, "--split", "test", "--mbr-beam", "3")
+    assert lm_error.code == 2 and "give --mbr N too" in lm_error.err
 
 
 def test_mbr_cli_errors_are_one_line(cli, trained_mt, tmp_path):

@@ -291,15 +291,13 @@ def eval_(
         if split not in ("valid", "test"):
             raise UserError(f"--split must be valid or test, got '{split}'")
         if evaluate.checkpoint_kind(ckpt) == "lm":
-            if mbr is not None:
+            if mbr is not None or mbr_beam:
                 raise UserError("--mbr decodes seq2seq checkpoints; this one is a language model")
             values, shas = evaluate.eval_lm(ckpt, data, split, batch_size or 10, resolve_device(device))
         else:
-            decoder = (
-                f"mbr{mbr}" + (f"-beam{mbr_beam}" if mbr_beam else "")
-                if mbr is not None
-                else f"beam{beam or 'default'}"
-            )
+            decoder = f"beam{beam or 'default'}"
+            if mbr is not None:
+                decoder = f"mbr{mbr}" + (f"-beam{mbr_beam}" if mbr_beam else "")
             out = hyp_out or Path("results") / f"{ckpt.stem}.{split}.{decoder}.hyp"
             values, shas, signatures = evaluate.eval_seq2seq(
                 ckpt,

@@ -78,8 +78,8 @@ def mbr_select(candidates: list[str], utility: Utility, searched: Sequence[str] 
     """The index of the candidate with the highest expected utility, and every candidate's expected utility.
 
     expected[i] = mean over j != i of utility(candidates[i], candidates[j]); see the module docstring.
-    `searched`: further hypotheses that are not draws (beam search's n-best), indexed after the draws; each is
-    scored against all n draws, since none of them is its own."""
+    `searched`: further distinct hypotheses that are not draws (beam search's n-best; `select` drops the drawn
+    ones), indexed after the draws; each is scored against all n draws, since none of them is its own."""
     n = len(candidates)
     if n == 0:
         raise ValueError("mbr_select needs at least one candidate")
@@ -88,21 +88,14 @@ def mbr_select(candidates: list[str], utility: Utility, searched: Sequence[str] 
     distinct: dict[str, int] = {}  # string -> how often it was drawn, in first-drawn order
     for c in candidates:
         distinct[c] = distinct.get(c, 0) + 1
-    pairs: dict[tuple[str, str], float] = {}
-
-    def u(hyp: str, ref: str) -> float:  # each distinct pair scored once, draws and searched alike
-        if (hyp, ref) not in pairs:
-            pairs[hyp, ref] = utility(hyp, ref)
-        return pairs[hyp, ref]
-
     value: dict[str, float] = {}
     for hyp, copies in distinct.items():
-        total = sum(count * u(hyp, ref) for ref, count in distinct.items() if ref != hyp)
+        total = sum(count * utility(hyp, ref) for ref, count in distinct.items() if ref != hyp)
         if copies > 1:
-            total += (copies - 1) * u(hyp, hyp)
+            total += (copies - 1) * utility(hyp, hyp)
         value[hyp] = total / (n - 1) if n > 1 else math.nan
     expected = [value[c] for c in candidates]
-    expected += [sum(count * u(hyp, ref) for ref, count in distinct.items()) / n for hyp in searched]
+    expected += [sum(count * utility(hyp, ref) for ref, count in distinct.items()) / n for hyp in searched]
     best = max(range(len(expected)), key=lambda i: (-math.inf if math.isnan(expected[i]) else expected[i], -i))
     return best, expected
 
