@@ -13,18 +13,16 @@ import csv
 import json
 import re
 import statistics
+import sys
 from collections import defaultdict
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from objectives_table import fmt, summarise  # noqa: E402  mean ± std as the objective tables print it
 
 RESULTS = Path(__file__).resolve().parent.parent / "results"
 RUN = re.compile(r"paper-(?P<objective>xent|dad|e2e|mixer)-s(?P<seed>\d+)-train\.json")
 ORDER = ["xent", "dad", "e2e", "mixer"]
-
-
-def spread(values: list[float]) -> str:
-    if len(values) == 1:
-        return f"{values[0]:.2f}"
-    return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
 
 
 def main() -> None:
@@ -59,7 +57,7 @@ def main() -> None:
         rs = runs[objective]
         if not rs:
             continue
-        col = lambda key: spread([r[key] for r in rs])  # noqa: E731
+        col = lambda key: fmt(summarise([r[key] for r in rs]))  # noqa: E731
         seconds = statistics.mean(r["train_seconds"] for r in rs)
         lines.append(
             f"| {objective.upper()} | {', '.join(str(r['seed']) for r in rs)} | {col('test_bleu4_beam1')} "
