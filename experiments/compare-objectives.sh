@@ -8,6 +8,7 @@
 #   experiments/compare-objectives.sh scratch    # pure REINFORCE vs XENT from a random init
 #   experiments/compare-objectives.sh samples    # sampled vs greedy validation rewards of every run
 #   experiments/compare-objectives.sh long       # XENT and MIXER for 4 epochs (seed 1)
+#   experiments/compare-objectives.sh strong     # issue #13: finetune-{xent,mrt,mixer-loo} recipes as they are
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TEXTGEN=${TEXTGEN:-.venv/bin/textgen}
@@ -82,6 +83,12 @@ case ${1:?multi30k or aeslc} in
     run multi30k-xent-long-s1 $M "$M30K_METRICS" -- --recipe xent "${M30K[@]}" --set train.epochs=4 --set train.seed=1 &
     run multi30k-mixer-long-s1 $M "$M30K_METRICS" -- --recipe mixer "${M30K[@]}" --set train.epochs=4 --set train.seed=1 &
     wait
+    ;;
+  strong)  # issue #13: the fine-tuning recipes as a user runs them, from the recipe model (3,968 target pieces)
+    M=checkpoints/translate-multi30k.pt
+    for name in ${RUNS:-xent-s1 mrt-s1 mixer-loo-s1}; do  # RUNS="xent-s2 mrt-s2" etc.: more seeds
+      run strong-$name $M "$M30K_METRICS" -- --recipe "finetune-${name%-s*}" --set train.seed="${name##*-s}"
+    done
     ;;
   samples)  # validation rewards of samples vs greedy output, for every finished run and both starting points
     for ckpt in checkpoints/translate-multi30k.pt checkpoints/summarize.pt checkpoints/objectives/*.pt; do

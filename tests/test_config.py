@@ -90,3 +90,13 @@ def test_finetune_recipes_are_the_measured_fine_tuning_settings(objective):
     assert recipe.name == f"finetune-{objective}"
     for section in ("data", "model", "train", "decode", "objective"):
         assert getattr(recipe, section) == getattr(measured, section), section
+
+
+@pytest.mark.parametrize("name", ["finetune-mrt", "finetune-mixer-loo"])
+def test_sequence_level_finetune_recipes_have_finetune_xents_budget(name):
+    """The sequence-level fine-tunes compare with finetune-xent at one budget: the same data, model, decoding
+    and training settings; only the objective differs."""
+    recipe, xent = load_recipe(name), load_recipe("finetune-xent")
+    for section in ("data", "model", "train", "decode"):
+        assert getattr(recipe, section) == getattr(xent, section), section
+    assert recipe.objective != xent.objective
