@@ -7,12 +7,14 @@ side. For every size it records: `textgen data prepare` time and folder size; th
 --recipe translate-multi30k` on that corpus (50 updates, loss-only validation at the end), on the prepared
 folder (after) and with the loader of --before (a commit from before prepared data, run from a worktree):
 peak RSS, seconds from process start to the first update, and training target tokens/s over updates 10-50.
+Beside the encoding rate it records sentencepiece's own rate on the first 300K pairs (the bound for it).
 The before run is stopped once its RSS passes --rss-cap (recorded as such). The LM rows do the same for the
 `shakespeare` char LSTM on synthetic texts of up to 1B characters (Tiny Shakespeare's lines drawn at random,
 two words swapped in each): prepare time and size, then peak RSS, first update and chars/s on the folder.
 
     python benchmarks/bench_data.py [--sizes 30000 300000 3000000 10000000] [--cache ~/.cache/textgen-bench]
         [--before 45aab02] [--lm-chars 10000000 100000000 1000000000] [--out results/bench-data.json]
+        [--plot results/bench-data.png]
 """
 
 from __future__ import annotations
@@ -30,10 +32,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from textgen.data.parallel import load_parallel  # noqa: E402
+from textgen.data.parallel import load_parallel, own_files, stream_pair_chunks  # noqa: E402
 from textgen.results import invocation, make_result, write_result  # noqa: E402
 
 STEPS = 50
+TOKENIZER_PAIRS = 300_000  # pairs sentencepiece alone encodes for the bound on the encoding rate
 LM_HOLDOUT = 200_000  # characters of validation + test in the LM rows
 
 
@@ -100,6 +103,55 @@ def make_text(chars: int, folder: Path, seed: int = 0) -> Path:
             written += len(block)
     (folder / "done").write_text("")
     return path
+
+
+def tokenizer_pairs_per_s(spec: str, prepared: Path) -> int:
+    """Pairs/s of the prepared folder's sentencepiece model alone (one thread, ids as Python lists, as
+    `textgen data prepare` gets them) on the corpus's first TOKENIZER_PAIRS training pairs."""
+    import torch
+
+    from textgen.data.seqvocab import Vocabs
+
+    vocabs = Vocabs.from_dict(torch.load(prepared / "vocab.pt", weights_only=True))
+    sp = getattr(vocabs.src, "sp", None)
+    if sp is None:
+        return 0
+    pairs, seconds = 0, 0.0
+    for sources, targets in stream_pair_chunks(*own_files(spec)["train"]):
+        start = time.perf_counter()
+        sp.encode(sources, num_threads=1)
+        sp.encode(targets, num_threads=1)
+        seconds, pairs = seconds + time.perf_counter() - start, pairs + len(sources)
+        if pairs >= TOKENIZER_PAIRS:
+            break
+    return round(pairs / seconds)
+
+
+def plot_curve(rows: list[dict], path: Path) -> None:
+    """Seconds to the first update and peak RSS against corpus size, after (prepared) and before."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for key, label, style in (("after", "prepared (memory-mapped)", "o-"), ("before", "in-memory loader", "s--")):
+        points = [(r["pairs"], r[key]) for r in rows if key in r and "failed" not in r[key]]
+        if not points:
+            continue
+        sizes = [n for n, _ in points]
+        axes[0].plot(sizes, [m["seconds_to_first_update"] for _, m in points], style, label=label)
+        axes[1].plot(sizes, [m["peak_rss_gib"] for _, m in points], style, label=label)
+    for ax, ylabel in zip(axes, ("seconds to the first update (second run)", "peak RSS, GiB (50 updates)")):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("training pairs")
+        ax.set_ylabel(ylabel)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend()
+    fig.suptitle("textgen train --recipe translate-multi30k on synthetic corpora (benchmarks/bench_data.py)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
 
 
 def train_run(
@@ -174,11 +226,23 @@ def main() -> None:
     parser.add_argument("--rss-cap", type=float, default=16.0, help="GiB at which a run is stopped")
     parser.add_argument("--lm-chars", type=int, nargs="*", default=[10_000_000, 100_000_000, 1_000_000_000])
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "bench-data.json")
+    parser.add_argument("--plot", type=Path, default=ROOT / "results" / "bench-data.png", help="'' to skip")
     args = parser.parse_args()
     cache, cap = args.cache.resolve(), int(args.rss_cap * 2**30)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "TEXTGEN_CACHE": str(cache / "textgen")}
-    rows, start = [], time.perf_counter()
+    rows, lm_rows, start = [], [], time.perf_counter()
     load = [round(x, 2) for x in os.getloadavg()]
+
+    def save(complete: bool) -> None:  # after every row, so an interrupted run keeps what it measured
+        result = make_result({"rows": rows, "lm_rows": lm_rows}, {}, time.perf_counter() - start)
+        result["command"] = invocation("python benchmarks/bench_data.py")
+        result["complete"] = complete
+        result["load_average_at_start"] = load
+        result["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+        write_result(args.out, result)
+        if rows and str(args.plot) not in ("", "."):
+            plot_curve(rows, args.plot)
+
     for n in args.sizes:
         spec = make_corpus(n, cache / f"corpus-{n}")
         row = {
@@ -197,6 +261,7 @@ def main() -> None:
         manifest = json.loads((prep / "manifest.json").read_text())
         row["encode_seconds"] = manifest["encode_seconds"]  # one core: read, tokenize, write every split
         row["encode_pairs_per_s"] = round(sum(s["pairs"] for s in manifest["splits"].values()) / row["encode_seconds"])
+        row["tokenizer_only_pairs_per_s"] = tokenizer_pairs_per_s(spec, prep)
         row["tokenizer_training"] = manifest["tokenizer_training"]
         row["after"] = train_run(spec, cache / "run-after", env, cap, ["--prepared", str(prep)])
         if args.before and n <= args.before_max:
@@ -204,15 +269,12 @@ def main() -> None:
             row["before"] = train_run(spec, cache / "run-before", old, cap, [])
         print(row, flush=True)
         rows.append(row)
-    lm_rows = []
+        save(False)
     for chars in args.lm_chars:
         lm_rows.append(lm_row(chars, cache, env, cap))
         print(lm_rows[-1], flush=True)
-    result = make_result({"rows": rows, "lm_rows": lm_rows}, {}, time.perf_counter() - start)
-    result["command"] = invocation("python benchmarks/bench_data.py")
-    result["load_average_at_start"] = load
-    result["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
-    write_result(args.out, result)
+        save(False)
+    save(True)
 
 
 if __name__ == "__main__":

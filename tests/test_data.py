@@ -146,3 +146,43 @@ def test_one_file_corpus_gives_distinct_validation_and_test_text():
     assert parts["train"] + parts["valid"] + parts["test"] == text
     assert parts["valid"] and parts["test"] and parts["valid"] != parts["test"]
     assert abs(len(parts["valid"]) - len(parts["test"])) <= 1
+
+
+@pytest.mark.parametrize("block", [3, 7, 1 << 22])
+def test_line_chunks_read_every_file_as_read_lines_does(tmp_path, monkeypatch, block):
+    """Blocks split mid-line, mid-CRLF and mid-BOM, gzip, a missing last newline and empty lines: the chunked
+    reader gives read_lines' lines, in lists of the asked size."""
+    import gzip
+
+    from textgen.data import parallel
+
+    monkeypatch.setattr(parallel, "BLOCK_CHARS", block)
+    texts = {
+        "plain": "ein Hund\nzwei Katzen\n\ndrei\n",
+        "crlf": "\ufeffa\r\nb b\r\n\r\nc\r\nd",
+        "no-newline": "x\ny\nz",
+        "one": "nur eine Zeile",
+    }
+    for name, text in texts.items():
+        for path, data in ((tmp_path / name, text.encode()), (tmp_path / f"{name}.gz", gzip.compress(text.encode()))):
+            path.write_bytes(data)
+            chunks = list(parallel.stream_line_chunks(path, size=2))
+            assert all(len(c) == 2 for c in chunks[:-1]) and 1 <= len(chunks[-1]) <= 2
+            assert [line for c in chunks for line in c] == parallel.read_lines(path), name
+
+
+def test_pair_chunks_report_misaligned_files_and_empty_lines_with_their_line_numbers(tmp_path):
+    from textgen.data.parallel import stream_pair_chunks
+    from textgen.errors import UserError
+
+    src, tgt = tmp_path / "s", tmp_path / "t"
+    src.write_text("".join(f"s{i}\n" for i in range(7)))
+    tgt.write_text("".join(f"t{i}\n" for i in range(5)))
+    with pytest.raises(UserError, match="has 7 lines but .* has 5: parallel files must be line-aligned"):
+        list(stream_pair_chunks(src, tgt, size=2))
+    tgt.write_text("".join(f"t{i}\n" if i != 5 else " \t\n" for i in range(7)))
+    with pytest.raises(UserError, match="'.*t' line 6 is empty"):
+        list(stream_pair_chunks(src, tgt, size=2))
+    tgt.write_text("".join(f"t{i}\n" for i in range(7)))
+    got = list(stream_pair_chunks(src, tgt, size=3))
+    assert [len(s) for s, _ in got] == [3, 3, 1] and got[2] == (["s6"], ["t6"])

@@ -243,3 +243,25 @@ def test_target_vocab_keeps_the_pieces_the_training_targets_use_padded_to_64(tmp
     restored = Vocabs.from_dict(task.vocabs.to_dict())
     assert restored.tgt == task.vocabs.tgt and restored.src == task.vocabs.src
     assert task.train.tgt.ids.filename != joint.train.tgt.ids.filename  # its own prepared folder
+
+
+def test_build_pauses_the_cycle_collector_only_while_it_writes(tmp_path):
+    import gc
+
+    from textgen.data.prepared import Plan, build
+    from textgen.errors import UserError
+
+    seen = []
+
+    def write(tmp):
+        seen.append(gc.isenabled())
+        return {}
+
+    def fail(tmp):
+        raise OSError("unreadable")
+
+    assert gc.isenabled()
+    build(Plan("c", {"x": 1}), write, tmp_path / "ok")
+    with pytest.raises(UserError, match="unreadable"):
+        build(Plan("c", {"x": 2}), fail, tmp_path / "bad")
+    assert seen == [False] and gc.isenabled()

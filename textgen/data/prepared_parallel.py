@@ -13,8 +13,8 @@ import numpy as np
 import torch
 
 from textgen.data.arrays import Lines, Ragged, RaggedWriter, id_dtype, open_array
-from textgen.data.parallel import load_parallel, own_files, stream_lines, stream_pairs
-from textgen.data.prepared import Plan, Prepared, build, chunks, file_sha256, fingerprint, locate, read_manifest
+from textgen.data.parallel import LINES_PER_CHUNK, load_parallel, own_files, stream_lines, stream_pair_chunks
+from textgen.data.prepared import Plan, Prepared, build, file_sha256, fingerprint, locate, read_manifest
 from textgen.data.registry import fetch, lookup, sha256_of
 from textgen.data.seqvocab import SPM_SAMPLE, TARGET_MULTIPLE, UNK, TargetPieces, Vocabs
 from textgen.errors import UserError
@@ -108,11 +108,12 @@ class _Source:
     def splits(self) -> list[str]:
         return list(self.paths) if self.paths is not None else [s for s in SPLITS if s in self._registry_splits]
 
-    def pairs(self, split: str) -> Iterable[tuple[str, str]]:
+    def pair_chunks(self, split: str) -> Iterable[tuple[list[str], list[str]]]:
+        """(sources, targets) lists of up to LINES_PER_CHUNK pairs, in corpus order."""
         if self.paths is not None:
-            return stream_pairs(*self.paths[split])
-        part = self._registry_splits[split]
-        return zip(part.sources, part.targets)
+            return stream_pair_chunks(*self.paths[split])
+        part, n = self._registry_splits[split], LINES_PER_CHUNK
+        return ((part.sources[i : i + n], part.targets[i : i + n]) for i in range(0, len(part.sources), n))
 
     def side(self, split: str, index: int):
         """A fresh pass over one side of a split (for vocabulary training)."""
@@ -122,12 +123,11 @@ class _Source:
         return lambda: iter(part.sources if index == 0 else part.targets)
 
 
-def _write_split(folder: Path, split: str, pairs: Iterable[tuple[str, str]], vocabs: Vocabs) -> dict:
+def _write_split(folder: Path, split: str, pair_chunks: Iterable[tuple[list[str], list[str]]], vocabs: Vocabs) -> dict:
     dtype = id_dtype(max(len(vocabs.src), len(vocabs.tgt)))
     src, tgt = RaggedWriter(folder, f"{split}.src", dtype), RaggedWriter(folder, f"{split}.tgt", dtype)
     text = RaggedWriter(folder, f"{split}.tgt.text", np.uint8)
-    for chunk in chunks(pairs):
-        sources, targets = (list(side) for side in zip(*chunk))
+    for sources, targets in pair_chunks:
         src.extend([ids or [UNK] for ids in vocabs.src.encode_many(sources)])  # an empty source still gets one token
         tgt.extend(vocabs.tgt.encode_many(targets))
         text.extend_lines(targets)
@@ -183,10 +183,12 @@ def prepare_parallel(recipe, vocab: dict | None = None, explicit: Path | None = 
             lines = sum(1 for _ in source.side("train", 0)()) * 2
             vocabs = Vocabs.build(d, source.side("train", 0), source.side("train", 1), lines)
         encode_start = time.perf_counter()
-        counts = {"train": _write_split(tmp, "train", source.pairs("train"), vocabs)}
+        counts = {"train": _write_split(tmp, "train", source.pair_chunks("train"), vocabs)}
         if vocab is None and d.tokenizer == "spm" and d.target_vocab == "targets":
             vocabs = _target_pieces(tmp, vocabs)
-        counts |= {split: _write_split(tmp, split, source.pairs(split), vocabs) for split in splits if split != "train"}
+        counts |= {
+            split: _write_split(tmp, split, source.pair_chunks(split), vocabs) for split in splits if split != "train"
+        }
         encode_seconds = time.perf_counter() - encode_start
         vocab_dict = vocabs.to_dict()
         torch.save(vocab_dict, tmp / "vocab.pt")
