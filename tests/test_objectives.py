@@ -444,7 +444,7 @@ def test_mrt_gradient_equals_finite_differences_of_the_expected_risk():
     cost = torch.tensor([0.1, 0.7, 1.0, 0.3, 0.9], dtype=torch.float64)
 
     def risk():
-        logp = sequence_log_probs(model, batch.src[owner], batch.src_lens[owner], candidates).double()
+        logp = sequence_log_probs(model, batch.src, batch.src_lens, candidates, owner).double()
         return expected_risk(logp, owner, cost, 2, alpha=0.7)
 
     bias = model.proj.bias
@@ -465,6 +465,26 @@ def test_mrt_gradient_equals_finite_differences_of_the_expected_risk():
         logp = sequence_log_probs(model, batch.src[owner], batch.src_lens[owner], candidates).double()
     q0, q1 = (0.7 * logp[:3]).softmax(0), (0.7 * logp[3:]).softmax(0)
     torch.testing.assert_close(expected_risk(logp, owner, cost, 2, 0.7), (q0 * cost[:3]).sum() + (q1 * cost[3:]).sum())
+
+
+def test_mrt_rescoring_encodes_each_source_once_and_equals_the_full_teacher_forced_pass():
+    """Encoding each source once (states repeated per candidate) and the output layer at real positions only
+    give each candidate's log-probability as the plain forward over every padded position does."""
+    from textgen.data.seqvocab import BOS, EOS
+    from textgen.objectives.mrt import sequence_log_probs
+
+    model, _ = setup("mrt")
+    model.double().eval()
+    batch = collate([[4, 5, 6], [7, 8]], [[4, 5], [5]], [0, 1])
+    candidates = [[4, 5], [5], [], [4, 4, 5], [5, 4]]
+    owner = torch.tensor([0, 0, 0, 1, 1])
+    with torch.no_grad():
+        once = sequence_log_probs(model, batch.src, batch.src_lens, candidates, owner)
+        for i, cand in enumerate(candidates):
+            src = batch.src[owner[i] : owner[i] + 1]
+            logp = model(src, batch.src_lens[owner[i] : owner[i] + 1], torch.tensor([[BOS] + cand])).log_softmax(-1)
+            expected = logp[0, torch.arange(len(cand) + 1), torch.tensor(cand + [EOS])].sum()
+            torch.testing.assert_close(once[i], expected)
 
 
 def test_mrt_with_one_candidate_is_weighted_xent_and_otherwise_moves_towards_better_candidates():

@@ -25,15 +25,24 @@ from textgen.objectives.common import Context, check_sample_temperature, teacher
 from textgen.trainer import Loss
 
 
-def sequence_log_probs(model, src: torch.Tensor, src_lens: torch.Tensor, candidates: list[list[int]]) -> torch.Tensor:
-    """log p(candidate + EOS | source) for each row, in one teacher-forced pass: (N,)."""
+def sequence_log_probs(
+    model, src: torch.Tensor, src_lens: torch.Tensor, candidates: list[list[int]], owner: torch.Tensor | None = None
+) -> torch.Tensor:
+    """log p(candidate + EOS | source) for each candidate, in one teacher-forced pass: (N,). Candidate i
+    belongs to source owner[i] (default: source i); each source is encoded once and its state repeated,
+    and the output layer runs only at the candidates' real positions, not their padding."""
+    state = model.encode(src, src_lens)
+    if owner is not None:
+        state = model.reorder_state(state, owner)
     T = max(len(c) for c in candidates) + 1
     tgt_in = torch.tensor([[BOS] + c + [PAD] * (T - 1 - len(c)) for c in candidates], device=src.device)  # (N, T)
     tgt_out = torch.tensor([c + [EOS] + [PAD] * (T - 1 - len(c)) for c in candidates], device=src.device)
-    logits = model(src, src_lens, tgt_in)  # (N, T, V)
+    keep = tgt_out != PAD
+    logits = model.logits(model.prefix(state, tgt_in)[0][keep])  # (real positions, V)
     logp = logits.to(torch.promote_types(logits.dtype, torch.float32)).log_softmax(-1)
-    picked = logp.gather(2, tgt_out.unsqueeze(-1)).squeeze(-1)  # (N, T)
-    return (picked * (tgt_out != PAD)).sum(1)
+    picked = logp.gather(1, tgt_out[keep].unsqueeze(1)).squeeze(1)
+    rows = torch.arange(len(candidates), device=src.device).unsqueeze(1).expand_as(keep)[keep]
+    return picked.new_zeros(len(candidates)).index_add(0, rows, picked)
 
 
 def expected_risk(
@@ -106,7 +115,7 @@ class MinimumRisk(nn.Module):
             ],
             device=batch.src.device,
         )
-        seq_logp = sequence_log_probs(model, batch.src[owner], batch.src_lens[owner], flat)
+        seq_logp = sequence_log_probs(model, batch.src, batch.src_lens, flat, owner)
         risk = expected_risk(seq_logp, owner, cost, B, self.cfg.mrt_alpha)
         w = self.cfg.xent_weight
         # the risk is per sentence and the trainer divides by all ranks' tokens: scaling by the training set's
