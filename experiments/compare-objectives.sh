@@ -9,6 +9,7 @@
 #   experiments/compare-objectives.sh samples    # sampled vs greedy validation rewards of every run
 #   experiments/compare-objectives.sh long       # XENT and MIXER for 4 epochs (seed 1)
 #   experiments/compare-objectives.sh strong     # issue #13: finetune-{xent,mrt,mixer-loo} recipes as they are
+#   experiments/compare-objectives.sh strong-compare  # each finished strong run against XENT, paired bootstrap
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TEXTGEN=${TEXTGEN:-.venv/bin/textgen}
@@ -88,6 +89,17 @@ case ${1:?multi30k or aeslc} in
     M=checkpoints/translate-multi30k.pt
     for name in ${RUNS:-xent-s1 mrt-s1 mixer-loo-s1}; do  # RUNS="xent-s2 mrt-s2" etc.: more seeds
       run strong-$name $M "$M30K_METRICS" -- --recipe "finetune-${name%-s*}" --set train.seed="${name##*-s}"
+    done
+    ;;
+  strong-compare)  # every finished strong-METHOD-sN against strong-xent-sN, greedy and beam 5, paired bootstrap
+    ref=$(mktemp)  # the references, unpacked outside the repository (data files are never committed)
+    trap 'rm -f "$ref"' EXIT
+    gzip -dc "$(.venv/bin/python -c 'from textgen.data.registry import fetch; print(fetch("multi30k")["test_2016_flickr.en.gz"])')" > "$ref"
+    for hyp in "$OUT"/hyps/strong-*-test-beam*.txt; do
+      name=$(basename "$hyp" .txt); seed_beam=${name##*-s}  # e.g. 1-test-beam5
+      base=$OUT/hyps/strong-xent-s$seed_beam.txt out=$OUT/${name%-test-beam*}-vs-xent-beam${name##*-beam}.json
+      [[ $name == strong-xent-* || ! -f $base || -f $out ]] && continue
+      "$TEXTGEN" eval --hyp "$base" --hyp "$hyp" --ref "$ref" --metric bleu4 --paired-bootstrap 1000 --results "$out"
     done
     ;;
   samples)  # validation rewards of samples vs greedy output, for every finished run and both starting points
