@@ -110,6 +110,7 @@ def tokenizer_pairs_per_s(spec: str, prepared: Path) -> int:
     `textgen data prepare` gets them) on the corpus's first TOKENIZER_PAIRS training pairs."""
     import torch
 
+    from textgen.data.prepared import gc_paused
     from textgen.data.seqvocab import Vocabs
 
     vocabs = Vocabs.from_dict(torch.load(prepared / "vocab.pt", weights_only=True))
@@ -118,10 +119,11 @@ def tokenizer_pairs_per_s(spec: str, prepared: Path) -> int:
         return 0
     pairs, seconds = 0, 0.0
     for sources, targets in stream_pair_chunks(*own_files(spec)["train"]):
-        start = time.perf_counter()
-        sp.encode(sources, num_threads=1)
-        sp.encode(targets, num_threads=1)
-        seconds, pairs = seconds + time.perf_counter() - start, pairs + len(sources)
+        with gc_paused():  # as prepare encodes
+            start = time.perf_counter()
+            sp.encode(sources, num_threads=1)
+            sp.encode(targets, num_threads=1)
+            seconds, pairs = seconds + time.perf_counter() - start, pairs + len(sources)
         if pairs >= TOKENIZER_PAIRS:
             break
     return round(pairs / seconds)
