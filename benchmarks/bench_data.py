@@ -7,7 +7,7 @@ side. For every size it records: `textgen data prepare` time and folder size; th
 --recipe translate-multi30k` on that corpus (50 updates, loss-only validation at the end), on the prepared
 folder (after) and with the loader of --before (a commit from before prepared data, run from a worktree):
 peak RSS, seconds from process start to the first update, and training target tokens/s over updates 10-50.
-Beside the encoding rate it records sentencepiece's own rate on the first 300K pairs (the bound for it).
+(benchmarks/bench_encode.py takes the encoding rate apart.)
 The before run is stopped once its RSS passes --rss-cap (recorded as such). The LM rows do the same for the
 `shakespeare` char LSTM on synthetic texts of up to 1B characters (Tiny Shakespeare's lines drawn at random,
 two words swapped in each): prepare time and size, then peak RSS, first update and chars/s on the folder.
@@ -32,11 +32,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from textgen.data.parallel import load_parallel, own_files, stream_pair_chunks  # noqa: E402
+from textgen.data.parallel import load_parallel  # noqa: E402
 from textgen.results import invocation, make_result, write_result  # noqa: E402
 
 STEPS = 50
-TOKENIZER_PAIRS = 300_000  # pairs sentencepiece alone encodes for the bound on the encoding rate
 LM_HOLDOUT = 200_000  # characters of validation + test in the LM rows
 
 
@@ -103,30 +102,6 @@ def make_text(chars: int, folder: Path, seed: int = 0) -> Path:
             written += len(block)
     (folder / "done").write_text("")
     return path
-
-
-def tokenizer_pairs_per_s(spec: str, prepared: Path) -> int:
-    """Pairs/s of the prepared folder's sentencepiece model alone (one thread, ids as Python lists, as
-    `textgen data prepare` gets them) on the corpus's first TOKENIZER_PAIRS training pairs."""
-    import torch
-
-    from textgen.data.prepared import gc_paused
-    from textgen.data.seqvocab import Vocabs
-
-    vocabs = Vocabs.from_dict(torch.load(prepared / "vocab.pt", weights_only=True))
-    sp = getattr(vocabs.src, "sp", None)
-    if sp is None:
-        return 0
-    pairs, seconds = 0, 0.0
-    for sources, targets in stream_pair_chunks(*own_files(spec)["train"]):
-        with gc_paused():  # as prepare encodes
-            start = time.perf_counter()
-            sp.encode(sources, num_threads=1)
-            sp.encode(targets, num_threads=1)
-            seconds, pairs = seconds + time.perf_counter() - start, pairs + len(sources)
-        if pairs >= TOKENIZER_PAIRS:
-            break
-    return round(pairs / seconds)
 
 
 def plot_curve(rows: list[dict], path: Path) -> None:
@@ -263,7 +238,6 @@ def main() -> None:
         manifest = json.loads((prep / "manifest.json").read_text())
         row["encode_seconds"] = manifest["encode_seconds"]  # one core: read, tokenize, write every split
         row["encode_pairs_per_s"] = round(sum(s["pairs"] for s in manifest["splits"].values()) / row["encode_seconds"])
-        row["tokenizer_only_pairs_per_s"] = tokenizer_pairs_per_s(spec, prep)
         row["tokenizer_training"] = manifest["tokenizer_training"]
         row["after"] = train_run(spec, cache / "run-after", env, cap, ["--prepared", str(prep)])
         if args.before and n <= args.before_max:

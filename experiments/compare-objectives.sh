@@ -94,7 +94,8 @@ case ${1:?multi30k or aeslc} in
   strong-compare)  # every finished strong-METHOD-sN against strong-xent-sN, greedy and beam 5, paired bootstrap
     ref=$(mktemp)  # the references, unpacked outside the repository (data files are never committed)
     trap 'rm -f "$ref"' EXIT
-    gzip -dc "$(.venv/bin/python -c 'from textgen.data.registry import fetch; print(fetch("multi30k")["test_2016_flickr.en.gz"])')" > "$ref"
+    ${PYTHON:-.venv/bin/python} -c 'import sys; from textgen.data.parallel import load_parallel
+sys.stdout.write("".join(t + "\n" for t in load_parallel("multi30k").splits["test"].targets))' > "$ref"  # as eval reads them
     for hyp in "$OUT"/hyps/strong-*-test-beam*.txt; do
       name=$(basename "$hyp" .txt); seed_beam=${name##*-s}  # e.g. 1-test-beam5
       base=$OUT/hyps/strong-xent-s$seed_beam.txt out=$OUT/${name%-test-beam*}-vs-xent-beam${name##*-beam}.json

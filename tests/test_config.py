@@ -1,3 +1,4 @@
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -99,4 +100,8 @@ def test_sequence_level_finetune_recipes_have_finetune_xents_budget(name):
     recipe, xent = load_recipe(name), load_recipe("finetune-xent")
     for section in ("data", "model", "train", "decode"):
         assert getattr(recipe, section) == getattr(xent, section), section
-    assert recipe.objective != xent.objective
+    if name == "finetune-mrt":
+        assert (recipe.objective.name, recipe.objective.mrt_candidates) == ("mrt", 4)
+    else:  # finetune-mixer with the leave-one-out baseline over 4 samples, nothing else changed
+        mixer = load_recipe("finetune-mixer").objective
+        assert recipe.objective == dataclasses.replace(mixer, baseline="loo", samples=4) != mixer

@@ -148,27 +148,30 @@ def test_one_file_corpus_gives_distinct_validation_and_test_text():
     assert abs(len(parts["valid"]) - len(parts["test"])) <= 1
 
 
-@pytest.mark.parametrize("block", [3, 7, 1 << 22])
-def test_line_chunks_read_every_file_as_read_lines_does(tmp_path, monkeypatch, block):
-    """Blocks split mid-line, mid-CRLF and mid-BOM, gzip, a missing last newline and empty lines: the chunked
-    reader gives read_lines' lines, in lists of the asked size."""
+@pytest.mark.parametrize("block", [1, 3, 7, 1 << 22])
+def test_line_chunks_split_lines_across_block_boundaries(tmp_path, monkeypatch, block):
+    """Blocks that end mid-line and between CR and LF, gzip, a BOM, a missing last newline, empty lines and
+    empty files: the lines come out whole, in lists of the asked size (read_lines flattens them)."""
     import gzip
 
     from textgen.data import parallel
 
     monkeypatch.setattr(parallel, "BLOCK_CHARS", block)
     texts = {
-        "plain": "ein Hund\nzwei Katzen\n\ndrei\n",
-        "crlf": "\ufeffa\r\nb b\r\n\r\nc\r\nd",
-        "no-newline": "x\ny\nz",
-        "one": "nur eine Zeile",
+        "ein Hund\nzwei Katzen\n\ndrei\n": ["ein Hund", "zwei Katzen", "", "drei"],
+        "\ufeffa\r\nb b\r\n\r\nc\r\nd": ["a", "b b", "", "c", "d"],
+        "x\ny\nz": ["x", "y", "z"],
+        "nur eine Zeile": ["nur eine Zeile"],
+        "\n\n": ["", ""],
+        "a\r": ["a"],
+        "": [],
     }
-    for name, text in texts.items():
-        for path, data in ((tmp_path / name, text.encode()), (tmp_path / f"{name}.gz", gzip.compress(text.encode()))):
+    for i, (text, lines) in enumerate(texts.items()):
+        for path, data in ((tmp_path / f"{i}", text.encode()), (tmp_path / f"{i}.gz", gzip.compress(text.encode()))):
             path.write_bytes(data)
             chunks = list(parallel.stream_line_chunks(path, size=2))
-            assert all(len(c) == 2 for c in chunks[:-1]) and 1 <= len(chunks[-1]) <= 2
-            assert [line for c in chunks for line in c] == parallel.read_lines(path), name
+            assert [len(c) for c in chunks] == [2] * (len(lines) // 2) + [1] * (len(lines) % 2), text
+            assert [line for c in chunks for line in c] == lines == parallel.read_lines(path), text
 
 
 def test_pair_chunks_report_misaligned_files_and_empty_lines_with_their_line_numbers(tmp_path):

@@ -447,19 +447,22 @@ def test_mrt_gradient_equals_finite_differences_of_the_expected_risk():
         logp = sequence_log_probs(model, batch.src, batch.src_lens, candidates, owner).double()
         return expected_risk(logp, owner, cost, 2, alpha=0.7)
 
-    bias = model.proj.bias
-    grad = torch.autograd.grad(risk(), bias)[0]
-    numeric = torch.zeros_like(bias)
-    with torch.no_grad():
-        for i in range(bias.numel()):
-            bias[i] += 1e-6
-            up = risk()
-            bias[i] -= 2e-6
-            down = risk()
-            bias[i] += 1e-6
-            numeric[i] = (up - down) / 2e-6
-    torch.testing.assert_close(grad, numeric, rtol=1e-5, atol=1e-8)
-    assert grad.abs().sum() > 0
+    # the output bias, and the encoder that each source's candidates share: the gradient reaches it through
+    # the repeated state
+    for weight, count in ((model.proj.bias, model.proj.bias.numel()), (model.encoder.weight_ih_l0, 6)):
+        grad = torch.autograd.grad(risk(), weight)[0].view(-1)[:count]
+        numeric = torch.zeros_like(grad)
+        flat = weight.data.view(-1)
+        with torch.no_grad():
+            for i in range(count):
+                flat[i] += 1e-6
+                up = risk()
+                flat[i] -= 2e-6
+                down = risk()
+                flat[i] += 1e-6
+                numeric[i] = (up - down) / 2e-6
+        torch.testing.assert_close(grad, numeric, rtol=1e-5, atol=1e-8)
+        assert grad.abs().sum() > 0
     # and the risk itself: the exact expectation under the renormalised distribution
     with torch.no_grad():
         logp = sequence_log_probs(model, batch.src[owner], batch.src_lens[owner], candidates).double()

@@ -265,3 +265,9 @@ def test_build_pauses_the_cycle_collector_only_while_it_writes(tmp_path):
     with pytest.raises(UserError, match="unreadable"):
         build(Plan("c", {"x": 2}), fail, tmp_path / "bad")
     assert seen == [False] and gc.isenabled()
+    gc.disable()  # a caller that had it off keeps it off
+    try:
+        build(Plan("c", {"x": 3}), write, tmp_path / "off")
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

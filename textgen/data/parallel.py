@@ -28,19 +28,8 @@ class ParallelCorpus:
 
 
 def read_lines(path: Path) -> list[str]:
-    if not path.is_file():
-        raise UserError(f"file '{path}' does not exist: check the path")
-    raw = path.read_bytes()
-    if raw[:2] == b"\x1f\x8b":
-        raw = gzip.decompress(raw)
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise UserError(f"file '{path}' is not UTF-8 (byte {exc.start}): convert it with iconv -t utf-8") from None
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    return [line.rstrip("\r") for line in lines]
+    """Every line of `path` (plain or gzipped UTF-8, a BOM dropped, CRLF or LF, the last newline optional)."""
+    return [line for chunk in stream_line_chunks(path) for line in chunk]
 
 
 LINES_PER_CHUNK = 1 << 16
@@ -48,14 +37,14 @@ BLOCK_CHARS = 1 << 22  # characters decoded and split at a time
 
 
 def stream_line_chunks(path: Path, size: int = LINES_PER_CHUNK) -> Iterator[list[str]]:
-    """The lines of `path` (plain or gzipped UTF-8) as `read_lines` gives them, in lists of `size` (the last
-    shorter). Blocks are split in C, not line by line: reading is not what limits `textgen data prepare`."""
+    """The lines of `path` as `read_lines` gives them, in lists of `size` (the last shorter, so two files'
+    chunks stay aligned). Blocks are split in C, not line by line: reading must not limit `data prepare`."""
     if not path.is_file():
         raise UserError(f"file '{path}' does not exist: check the path")
     with open(path, "rb") as probe:
         gzipped = probe.read(2) == b"\x1f\x8b"
     raw = gzip.open(path, "rb") if gzipped else open(path, "rb")
-    buffer, tail = [], ""
+    buffer, tail, done = [], "", 0
     with io.TextIOWrapper(raw, encoding="utf-8-sig", newline="\n") as text:
         try:
             while block := text.read(BLOCK_CHARS):
@@ -66,8 +55,11 @@ def stream_line_chunks(path: Path, size: int = LINES_PER_CHUNK) -> Iterator[list
                 while len(buffer) >= size:
                     yield buffer[:size]
                     del buffer[:size]
+                    done += size
         except UnicodeDecodeError:
-            raise UserError(f"file '{path}' is not UTF-8: convert it with iconv -t utf-8") from None
+            raise UserError(
+                f"file '{path}' is not UTF-8 (after line {done + len(buffer)}): convert it with iconv -t utf-8"
+            ) from None
     if tail:
         buffer.append(tail.rstrip("\r"))
     if buffer:

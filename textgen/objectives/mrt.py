@@ -30,7 +30,8 @@ def sequence_log_probs(
 ) -> torch.Tensor:
     """log p(candidate + EOS | source) for each candidate, in one teacher-forced pass: (N,). Candidate i
     belongs to source owner[i] (default: source i); each source is encoded once and its state repeated,
-    and the output layer runs only at the candidates' real positions, not their padding."""
+    and the output layer runs only at the candidates' real positions, not their padding. In training mode
+    a source's candidates so share one encoder dropout mask: q compares them under the same encoding."""
     state = model.encode(src, src_lens)
     if owner is not None:
         state = model.reorder_state(state, owner)
