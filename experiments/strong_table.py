@@ -1,0 +1,90 @@
+"""Issue #13's fine-tuning table from the recipe model: `compare-objectives.sh strong` runs (results/objectives/
+strong-METHOD-sN-*.json) and `strong-compare`'s paired bootstraps against the same seed's XENT, written to
+results/strong-table.{json,md} (pasted into docs/RESULTS.md).
+
+    python experiments/strong_table.py
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "experiments"))
+from objectives_table import fmt, summarise  # noqa: E402
+
+OUT = ROOT / "results" / "objectives"
+RUN = re.compile(r"strong-(?P<method>.+)-s(?P<seed>\d+)-train\.json")
+START = {"valid greedy": "strong-start-valid-beam1.json", "valid beam5": "strong-start-valid-beam5.json"}
+
+
+def load(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def collect() -> dict:
+    methods: dict[str, dict] = defaultdict(dict)
+    for path in sorted(OUT.glob("strong-*-train.json")):
+        m = RUN.fullmatch(path.name)
+        if not m:
+            continue
+        name, train = path.name.removesuffix("-train.json"), load(path)["metrics"]
+        run = {"best_valid_bleu4": train["best_valid_bleu4"], "train_seconds": train["train_seconds"],
+               "updates": train["steps"]}  # fmt: skip
+        for beam, tag in ((1, "greedy"), (5, "beam5")):
+            test = OUT / f"{name}-test-beam{beam}.json"
+            if test.exists():
+                run[f"test_{tag}"] = load(test)["metrics"]["bleu4"]
+            versus = OUT / f"{name}-vs-xent-beam{beam}.json"
+            if versus.exists():
+                run[f"p_vs_xent_{tag}"] = load(versus)["metrics"]["sys1_bleu4_p_bootstrap"]
+        methods[m["method"]][int(m["seed"])] = run
+    table = {}
+    for method, seeds in methods.items():
+        row = {"seeds": sorted(seeds), "runs": seeds}
+        for key in ("best_valid_bleu4", "test_greedy", "test_beam5", "train_seconds"):
+            values = [r[key] for r in seeds.values() if key in r]
+            if values:
+                row[key] = summarise(values)
+        table[method] = row
+    start = {k: load(OUT / f)["metrics"]["bleu4"] for k, f in START.items() if (OUT / f).exists()}
+    return {"start": start, "methods": table}
+
+
+def markdown(result: dict) -> str:
+    xent = result["methods"].get("xent", {}).get("train_seconds", {}).get("mean")
+    lines = [
+        "| fine-tune | seeds | best valid BLEU (greedy) | test greedy | test beam 5 | p vs XENT, greedy / beam 5 | "
+        "train s (× XENT) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for method, row in sorted(result["methods"].items(), key=lambda kv: kv[0] != "xent"):
+        ps = "; ".join(
+            f"s{seed}: {run.get('p_vs_xent_greedy', '–')} / {run.get('p_vs_xent_beam5', '–')}"
+            for seed, run in sorted(row["runs"].items())
+            if "p_vs_xent_greedy" in run or "p_vs_xent_beam5" in run
+        )
+        seconds = row["train_seconds"]["mean"]
+        ratio = f" ({seconds / xent:.1f}×)" if xent else ""
+        lines.append(
+            f"| {method} | {', '.join(map(str, row['seeds']))} | {fmt(row.get('best_valid_bleu4'))} | "
+            f"{fmt(row.get('test_greedy'))} | {fmt(row.get('test_beam5'))} | {ps or '–'} | {seconds:.0f}{ratio} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    result = collect()
+    (ROOT / "results" / "strong-table.json").write_text(json.dumps(result, indent=1) + "\n")
+    text = markdown(result)
+    (ROOT / "results" / "strong-table.md").write_text(text)
+    print(result["start"])
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
