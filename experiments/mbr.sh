@@ -3,11 +3,13 @@
 # chosen on the validation set (`valid`: N, utility, beam candidates), then the chosen one runs once on test2016,
 # compared with beam 5 by paired bootstrap resampling (`test NAME ARGS...`).
 #   experiments/mbr.sh valid  ;  experiments/mbr.sh test mbr32-bleu --mbr 32 --mbr-utility bleu --seed 1
+# CKPT and OUT choose another model and results folder; `one SPLIT NAME ARGS...` decodes one setting only:
+#   CKPT=checkpoints/objectives/strong-mrt-s1.pt OUT=results/mbr-strong/mrt-s1 experiments/mbr.sh one valid beam5 --beam 5
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TEXTGEN=${TEXTGEN:-.venv/bin/textgen}
 CKPT=${CKPT:-checkpoints/translate-multi30k.pt}
-OUT=results/mbr
+OUT=${OUT:-results/mbr}
 mkdir -p "$OUT/hyps"
 
 decode() {  # decode SPLIT NAME ARGS...: one decoding of SPLIT, scored, its outputs kept for the bootstrap
@@ -16,7 +18,8 @@ decode() {  # decode SPLIT NAME ARGS...: one decoding of SPLIT, scored, its outp
     --hyp-out "$OUT/hyps/$split-$name.txt" --results "$OUT/$split-$name.json"
 }
 
-case ${1:?valid or test} in
+case ${1:?valid, test or one} in
+  one) shift; decode "$@" ;;
   valid)  # the sweep that chose the test setting
     decode valid beam5 --beam 5
     for n in 16 32; do decode valid "mbr$n-bleu" --mbr $n --mbr-utility bleu --seed 1; done
