@@ -58,13 +58,21 @@ def collect() -> dict:
 def markdown(result: dict) -> str:
     xent = result["methods"].get("xent", {}).get("train_seconds", {}).get("mean")
     lines = [
-        "| fine-tune | seeds | best valid BLEU (greedy) | test greedy | test beam 5 | p vs XENT, greedy / beam 5 | "
-        "train s (× XENT) |",
+        "| fine-tune | seeds | best valid BLEU (greedy) | test greedy | test beam 5 | "
+        "vs the seed's XENT, greedy / beam 5 | train s (× XENT) |",
         "|---|---|---|---|---|---|---|",
     ]
+    xent_runs = result["methods"].get("xent", {}).get("runs", {})
+
+    def versus(seed: int, run: dict, tag: str) -> str:  # the difference to the same seed's XENT, and its p
+        base = xent_runs.get(seed, {}).get(f"test_{tag}")
+        if base is None or f"p_vs_xent_{tag}" not in run:
+            return "–"
+        return f"{run[f'test_{tag}'] - base:+.2f} (p {run[f'p_vs_xent_{tag}']:.3f})"
+
     for method, row in sorted(result["methods"].items(), key=lambda kv: kv[0] != "xent"):
         ps = "; ".join(
-            f"s{seed}: {run.get('p_vs_xent_greedy', '–')} / {run.get('p_vs_xent_beam5', '–')}"
+            f"s{seed}: {versus(seed, run, 'greedy')} / {versus(seed, run, 'beam5')}"
             for seed, run in sorted(row["runs"].items())
             if "p_vs_xent_greedy" in run or "p_vs_xent_beam5" in run
         )
