@@ -271,3 +271,28 @@ def test_build_pauses_the_cycle_collector_only_while_it_writes(tmp_path):
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+def test_a_build_removes_what_killed_builds_on_this_host_left_and_nothing_else(tmp_path):
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from textgen.data.prepared import OWNER, Plan, build
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    owners = {
+        "dead": f"{socket.gethostname()} {dead.pid}",  # killed mid-build: its process is gone
+        "live": f"{socket.gethostname()} {os.getpid()}",  # a build still running here
+        "other-host": f"not-{socket.gethostname()} {dead.pid}",  # shared storage: not ours to judge
+    }
+    for name, owner in owners.items():
+        (tmp_path / f".c.{name}.tmp").mkdir()
+        (tmp_path / f".c.{name}.tmp" / OWNER).write_text(owner)
+    (tmp_path / ".c.unowned.tmp").mkdir()  # made, owner not yet written
+    out = build(Plan("c", {"x": 1}), lambda tmp: {}, tmp_path / "c")
+    left = sorted(p.name for p in tmp_path.glob(".c.*.tmp"))
+    assert left == [".c.live.tmp", ".c.other-host.tmp", ".c.unowned.tmp"]
+    assert not (out / OWNER).exists() and (out / "manifest.json").is_file()

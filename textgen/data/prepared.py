@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import errno
 import gc
+import glob
 import hashlib
 import json
 import os
 import shutil
+import socket
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -113,6 +115,25 @@ def gc_paused() -> Iterator[None]:
             gc.enable()
 
 
+OWNER = ".owner"  # in a folder being built: "host pid", so a later build can tell a dead one's leftovers
+
+
+def remove_abandoned_builds(dest: Path) -> None:
+    """Delete temporary folders of `dest` whose builder died (SIGKILL, power loss) on this host: their owner
+    process no longer exists. Builds of other hosts on shared storage, and live ones, are left alone."""
+    host = socket.gethostname()
+    for tmp in dest.parent.glob(f".{glob.escape(dest.name)}.*.tmp"):
+        try:
+            owner_host, pid = (tmp / OWNER).read_text().split()
+            if owner_host != host:
+                continue
+            os.kill(int(pid), 0)  # raises ProcessLookupError if that process is gone
+        except ProcessLookupError:
+            shutil.rmtree(tmp, ignore_errors=True)
+        except (OSError, ValueError):  # no owner file yet (just made) or not ours to judge
+            continue
+
+
 def build(plan: Plan, write, root: Path | None = None) -> Path:
     """Run `write(tmp_folder) -> manifest extras` in a temporary folder and rename it into place.
 
@@ -122,7 +143,9 @@ def build(plan: Plan, write, root: Path | None = None) -> Path:
     start, tmp = time.perf_counter(), None
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
+        remove_abandoned_builds(dest)
         tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp"))  # never shared
+        (tmp / OWNER).write_text(f"{socket.gethostname()} {os.getpid()}")
         with gc_paused():
             extras = write(tmp)
         manifest = {
@@ -133,6 +156,7 @@ def build(plan: Plan, write, root: Path | None = None) -> Path:
             **extras,
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+        (tmp / OWNER).unlink()
         try:
             os.rename(tmp, dest)
         except OSError:
