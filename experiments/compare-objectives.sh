@@ -45,7 +45,7 @@ AESLC=(--set train.epochs=2 --set train.lr=2e-4 --set train.lr_schedule=constant
        --set objective.dad_ramp_epochs=2 --set data.corpus=aeslc --set data.max_source_tokens=100)
 AESLC_METRICS="--metric rouge1 --metric rouge2 --metric rougeL --metric bleu4"
 
-case ${1:?multi30k or aeslc} in
+case ${1:?multi30k, aeslc, scratch, long, strong, strong-compare or samples} in
   multi30k)
     M=checkpoints/translate-multi30k.pt
     for seed in ${SEEDS:-1 2 3}; do  # SEEDS="1 3" and SEEDS=2 SINGLES=no run as two queues on 2 cores
@@ -99,7 +99,8 @@ sys.stdout.write("".join(t + "\n" for t in load_parallel("multi30k").splits["tes
     for hyp in "$OUT"/hyps/strong-*-test-beam*.txt; do
       name=$(basename "$hyp" .txt); seed_beam=${name##*-s}  # e.g. 1-test-beam5
       base=$OUT/hyps/strong-xent-s$seed_beam.txt out=$OUT/${name%-test-beam*}-vs-xent-beam${name##*-beam}.json
-      [[ $name == strong-xent-* || ! -f $base || -f $out ]] && continue
+      [[ $name == strong-xent-* || ! -f $base ]] && continue
+      [[ -f $out && $out -nt $hyp && $out -nt $base ]] && continue  # done, and neither output changed since
       "$TEXTGEN" eval --hyp "$base" --hyp "$hyp" --ref "$ref" --metric bleu4 --paired-bootstrap 1000 --results "$out"
     done
     ;;

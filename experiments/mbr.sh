@@ -9,7 +9,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 TEXTGEN=${TEXTGEN:-.venv/bin/textgen}
 CKPT=${CKPT:-checkpoints/translate-multi30k.pt}
-OUT=${OUT:-results/mbr}
+# results of another model never mix with the recipe model's: its own folder unless OUT says otherwise
+[[ $CKPT == checkpoints/translate-multi30k.pt ]] && default=results/mbr || default=results/mbr-$(basename "$CKPT" .pt)
+OUT=${OUT:-$default}
 mkdir -p "$OUT/hyps"
 
 decode() {  # decode SPLIT NAME ARGS...: one decoding of SPLIT, scored, its outputs kept for the bootstrap

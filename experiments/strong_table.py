@@ -40,13 +40,19 @@ def collect() -> dict:
             if test.exists():
                 run[f"test_{tag}"] = load(test)["metrics"]["bleu4"]
             versus = OUT / f"{name}-vs-xent-beam{beam}.json"
-            if versus.exists():
-                run[f"p_vs_xent_{tag}"] = load(versus)["metrics"]["sys1_bleu4_p_bootstrap"]
+            if versus.exists():  # the difference and its p from one file: the pair the bootstrap compared
+                pair = load(versus)
+                base_hyp = f"strong-xent-s{m['seed']}-test-beam{beam}.txt"
+                assert base_hyp in pair["command"] and f"{name}-test-beam{beam}.txt" in pair["command"], versus
+                assert pair["metrics"]["sys1_bleu4"] == run.get(f"test_{tag}"), f"{versus} is stale: re-run it"
+                run[f"diff_vs_xent_{tag}"] = round(pair["metrics"]["sys1_bleu4"] - pair["metrics"]["sys0_bleu4"], 2)
+                run[f"p_vs_xent_{tag}"] = pair["metrics"]["sys1_bleu4_p_bootstrap"]
         methods[m["method"]][int(m["seed"])] = run
     table = {}
     for method, seeds in methods.items():
         row = {"seeds": sorted(seeds), "runs": seeds}
-        for key in ("best_valid_bleu4", "test_greedy", "test_beam5", "train_seconds"):
+        for key in ("best_valid_bleu4", "test_greedy", "test_beam5", "diff_vs_xent_greedy", "diff_vs_xent_beam5",
+                    "train_seconds"):  # fmt: skip
             values = [r[key] for r in seeds.values() if key in r]
             if values:
                 row[key] = summarise(values)
@@ -59,23 +65,23 @@ def markdown(result: dict) -> str:
     xent = result["methods"].get("xent", {}).get("train_seconds", {}).get("mean")
     lines = [
         "| fine-tune | seeds | best valid BLEU (greedy) | test greedy | test beam 5 | "
-        "vs the seed's XENT, greedy / beam 5 | train s (× XENT) |",
+        "test vs the seed's XENT, greedy / beam 5 (paired bootstrap p) | train s (× XENT, loaded machine) |",
         "|---|---|---|---|---|---|---|",
     ]
-    xent_runs = result["methods"].get("xent", {}).get("runs", {})
 
-    def versus(seed: int, run: dict, tag: str) -> str:  # the difference to the same seed's XENT, and its p
-        base = xent_runs.get(seed, {}).get(f"test_{tag}")
-        if base is None or f"p_vs_xent_{tag}" not in run:
+    def versus(run: dict, tag: str) -> str:  # the difference to the same seed's XENT, and its p
+        if f"p_vs_xent_{tag}" not in run:
             return "–"
-        return f"{run[f'test_{tag}'] - base:+.2f} (p {run[f'p_vs_xent_{tag}']:.3f})"
+        return f"{run[f'diff_vs_xent_{tag}']:+.2f} (p {run[f'p_vs_xent_{tag}']:.3f})"
 
     for method, row in sorted(result["methods"].items(), key=lambda kv: kv[0] != "xent"):
         ps = "; ".join(
-            f"s{seed}: {versus(seed, run, 'greedy')} / {versus(seed, run, 'beam5')}"
+            f"s{seed}: {versus(run, 'greedy')} / {versus(run, 'beam5')}"
             for seed, run in sorted(row["runs"].items())
             if "p_vs_xent_greedy" in run or "p_vs_xent_beam5" in run
         )
+        if "diff_vs_xent_greedy" in row and row["diff_vs_xent_greedy"]["n"] > 1:
+            ps += f"; mean {fmt(row['diff_vs_xent_greedy'])} / {fmt(row.get('diff_vs_xent_beam5'))}"
         seconds = row["train_seconds"]["mean"]
         ratio = f" ({seconds / xent:.1f}×)" if xent else ""
         lines.append(

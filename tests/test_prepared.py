@@ -4,6 +4,7 @@ and a second run reuses the folder instead of tokenizing again."""
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -273,26 +274,30 @@ def test_build_pauses_the_cycle_collector_only_while_it_writes(tmp_path):
         gc.enable()
 
 
-def test_a_build_removes_what_killed_builds_on_this_host_left_and_nothing_else(tmp_path):
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc (Linux) to tell a dead builder")
+def test_a_build_removes_what_killed_builds_left_and_nothing_else(tmp_path):
     import os
-    import socket
     import subprocess
     import sys
 
-    from textgen.data.prepared import OWNER, Plan, build
+    from textgen.data.prepared import OWNER, Plan, build, process_identity
 
+    me = process_identity(os.getpid())
+    boot, namespace, pid, started = me.split()
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     owners = {
-        "dead": f"{socket.gethostname()} {dead.pid}",  # killed mid-build: its process is gone
-        "live": f"{socket.gethostname()} {os.getpid()}",  # a build still running here
-        "other-host": f"not-{socket.gethostname()} {dead.pid}",  # shared storage: not ours to judge
+        "dead": f"{boot} {namespace} {dead.pid} 1",  # killed mid-build: its process is gone
+        "restarted": f"{boot} {namespace} {pid} {int(started) - 1}",  # our pid, another process's start time
+        "live": me,  # a build still running
+        "other-namespace": f"{boot} 1 {dead.pid} 1",  # a container or machine sharing the storage
+        "other-boot": f"x {namespace} {dead.pid} 1",
     }
     for name, owner in owners.items():
         (tmp_path / f".c.{name}.tmp").mkdir()
         (tmp_path / f".c.{name}.tmp" / OWNER).write_text(owner)
     (tmp_path / ".c.unowned.tmp").mkdir()  # made, owner not yet written
     out = build(Plan("c", {"x": 1}), lambda tmp: {}, tmp_path / "c")
-    left = sorted(p.name for p in tmp_path.glob(".c.*.tmp"))
-    assert left == [".c.live.tmp", ".c.other-host.tmp", ".c.unowned.tmp"]
+    left = sorted(p.name for p in tmp_path.glob(".c.*"))
+    assert left == [".c.live.tmp", ".c.other-boot.tmp", ".c.other-namespace.tmp", ".c.unowned.tmp"]
     assert not (out / OWNER).exists() and (out / "manifest.json").is_file()

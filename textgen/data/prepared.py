@@ -16,7 +16,6 @@ import hashlib
 import json
 import os
 import shutil
-import socket
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -115,23 +114,45 @@ def gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-OWNER = ".owner"  # in a folder being built: "host pid", so a later build can tell a dead one's leftovers
+OWNER = ".owner"  # in a folder being built: who builds it, so a later build can tell a dead builder's leftovers
+
+
+def process_identity(pid: int) -> str | None:
+    """boot, PID namespace, pid and start time of a process on this machine (Linux), or None: a pid alone
+    is reused, and a hostname is shared by containers with their own PID namespaces."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        namespace = os.stat("/proc/self/ns/pid").st_ino
+        started = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]  # field 22: start time
+    except (OSError, IndexError):
+        return None
+    return f"{boot} {namespace} {pid} {started}"
 
 
 def remove_abandoned_builds(dest: Path) -> None:
-    """Delete temporary folders of `dest` whose builder died (SIGKILL, power loss) on this host: their owner
-    process no longer exists. Builds of other hosts on shared storage, and live ones, are left alone."""
-    host = socket.gethostname()
+    """Delete temporary folders of `dest` whose builder died (SIGKILL, OOM, power loss) in this boot and PID
+    namespace: no process with its pid and start time exists. Live builds, and builds of other machines or
+    containers on shared storage, are left alone. A folder is renamed before it is deleted, so a builder
+    that is (wrongly) judged dead but renames it into place first keeps it whole."""
+    own = process_identity(os.getpid())
+    if own is None:  # no /proc: nothing can be judged
+        return
+    boot_and_namespace = own.split()[:2]
     for tmp in dest.parent.glob(f".{glob.escape(dest.name)}.*.tmp"):
         try:
-            owner_host, pid = (tmp / OWNER).read_text().split()
-            if owner_host != host:
-                continue
-            os.kill(int(pid), 0)  # raises ProcessLookupError if that process is gone
-        except ProcessLookupError:
-            shutil.rmtree(tmp, ignore_errors=True)
-        except (OSError, ValueError):  # no owner file yet (just made) or not ours to judge
+            owner = (tmp / OWNER).read_text().split()
+        except OSError:  # no owner file yet (just made), or not readable: not ours to judge
             continue
+        if len(owner) != 4 or owner[:2] != boot_and_namespace or not owner[2].isdigit():
+            continue
+        if process_identity(int(owner[2])) == " ".join(owner):  # still building
+            continue
+        dead = tmp.with_name(tmp.name.removesuffix(".tmp") + ".dead")
+        try:
+            os.rename(tmp, dead)
+        except OSError:
+            continue
+        shutil.rmtree(dead, ignore_errors=True)
 
 
 def build(plan: Plan, write, root: Path | None = None) -> Path:
@@ -145,7 +166,7 @@ def build(plan: Plan, write, root: Path | None = None) -> Path:
         dest.parent.mkdir(parents=True, exist_ok=True)
         remove_abandoned_builds(dest)
         tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp"))  # never shared
-        (tmp / OWNER).write_text(f"{socket.gethostname()} {os.getpid()}")
+        (tmp / OWNER).write_text(process_identity(os.getpid()) or "")
         with gc_paused():
             extras = write(tmp)
         manifest = {
