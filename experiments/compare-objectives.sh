@@ -9,7 +9,9 @@
 #   experiments/compare-objectives.sh samples    # sampled vs greedy validation rewards of every run
 #   experiments/compare-objectives.sh long       # XENT and MIXER for 4 epochs (seed 1)
 #   experiments/compare-objectives.sh strong     # issue #13: finetune-{xent,mrt,mixer-loo} recipes as they are
-#   experiments/compare-objectives.sh strong-compare  # each finished strong run against XENT, paired bootstrap
+#   experiments/compare-objectives.sh strong-long  # the same for 4 epochs (RUNS="xent-s2 mixer-loo-s2" etc.)
+#   experiments/compare-objectives.sh strong-compare  # each finished strong run (and its MBR test decodings in
+#                                                     # results/mbr-strong/) against XENT, paired bootstrap
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TEXTGEN=${TEXTGEN:-.venv/bin/textgen}
@@ -91,16 +93,33 @@ case ${1:?multi30k, aeslc, scratch, long, strong, strong-compare or samples} in
       run strong-$name $M "$M30K_METRICS" -- --recipe "finetune-${name%-s*}" --set train.seed="${name##*-s}"
     done
     ;;
-  strong-compare)  # every finished strong-METHOD-sN against strong-xent-sN, greedy and beam 5, paired bootstrap
+  strong-long)  # the same recipes on twice the budget (4 epochs = 1,352 updates): validation was still rising at 2
+    M=checkpoints/translate-multi30k.pt
+    for name in ${RUNS:-xent-s1 mixer-loo-s1}; do
+      run strong-long-$name $M "$M30K_METRICS" -- --recipe "finetune-${name%-s*}" --set train.seed="${name##*-s}" \
+        --set train.epochs=4
+    done
+    ;;
+  strong-compare)  # every finished strong[-long]-METHOD-sN against the same budget's XENT sN, paired bootstrap
     ref=$(mktemp)  # the references, unpacked outside the repository (data files are never committed)
     trap 'rm -f "$ref"' EXIT
     ${PYTHON:-.venv/bin/python} -c 'import sys; from textgen.data.parallel import load_parallel
 sys.stdout.write("".join(t + "\n" for t in load_parallel("multi30k").splits["test"].targets))' > "$ref"  # as eval reads them
     for hyp in "$OUT"/hyps/strong-*-test-beam*.txt; do
       name=$(basename "$hyp" .txt); seed_beam=${name##*-s}  # e.g. 1-test-beam5
-      base=$OUT/hyps/strong-xent-s$seed_beam.txt out=$OUT/${name%-test-beam*}-vs-xent-beam${name##*-beam}.json
-      [[ $name == strong-xent-* || ! -f $base ]] && continue
+      budget=strong; [[ $name == strong-long-* ]] && budget=strong-long
+      base=$OUT/hyps/$budget-xent-s$seed_beam.txt out=$OUT/${name%-test-beam*}-vs-xent-beam${name##*-beam}.json
+      [[ $name == "$budget"-xent-* || ! -f $base ]] && continue
       [[ -f $out && $out -nt $hyp && $out -nt $base ]] && continue  # done, and neither output changed since
+      "$TEXTGEN" eval --hyp "$base" --hyp "$hyp" --ref "$ref" --metric bleu4 --paired-bootstrap 1000 --results "$out"
+    done
+    for hyp in results/mbr-strong/*-s*/hyps/test-*.txt; do  # MBR decodings of strong runs (experiments/mbr.sh)
+      [[ -f $hyp ]] || continue
+      run=$(basename "$(dirname "$(dirname "$hyp")")") && seed=${run##*-s}  # e.g. mixer-loo-s2, long-mixer-loo-s1
+      budget=strong; [[ $run == long-* ]] && budget=strong-long
+      base=$OUT/hyps/$budget-xent-s$seed-test-beam5.txt out=${hyp%/hyps/*}/$(basename "$hyp" .txt)-vs-xent-beam5.json
+      [[ -f $base ]] || continue
+      [[ -f $out && $out -nt $hyp && $out -nt $base ]] && continue
       "$TEXTGEN" eval --hyp "$base" --hyp "$hyp" --ref "$ref" --metric bleu4 --paired-bootstrap 1000 --results "$out"
     done
     ;;
