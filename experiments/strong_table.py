@@ -1,6 +1,7 @@
-"""Issue #13's fine-tuning table from the recipe model: `compare-objectives.sh strong` runs (results/objectives/
-strong-METHOD-sN-*.json) and `strong-compare`'s paired bootstraps against the same seed's XENT, written to
-results/strong-table.{json,md} (pasted into docs/RESULTS.md).
+"""Issue #13's fine-tuning table from the recipe model: `compare-objectives.sh strong` and `strong-long` runs
+(results/objectives/strong-[long-]METHOD-sN-*.json), `strong-compare`'s paired bootstraps against the same seed
+and budget's XENT, and the MBR decodings of those models (results/mbr-strong/[long-]METHOD-sN/, experiments/
+mbr.sh), written to results/strong-table.{json,md} (pasted into docs/RESULTS.md).
 
     python experiments/strong_table.py
 """
@@ -18,12 +19,32 @@ sys.path.insert(0, str(ROOT / "experiments"))
 from objectives_table import fmt, summarise  # noqa: E402
 
 OUT = ROOT / "results" / "objectives"
-RUN = re.compile(r"strong-(?P<method>.+)-s(?P<seed>\d+)-train\.json")
+RUN = re.compile(r"strong-(?P<method>(?P<budget>long-)?.+)-s(?P<seed>\d+)-train\.json")
+MBR = ROOT / "results" / "mbr-strong"
+MBR_SETTING = "mbr32-bleu-beam5"  # the setting session 7 chose on validation (experiments/mbr.sh valid)
 START = {"valid greedy": "strong-start-valid-beam1.json", "valid beam5": "strong-start-valid-beam5.json"}
 
 
 def load(path: Path) -> dict:
     return json.loads(path.read_text())
+
+
+def mbr_run(run: str, budget: str, seed: str) -> dict:
+    """One model's MBR decodings (experiments/mbr.sh one ...): validation beam 5 and MBR, test MBR and its
+    paired bootstrap against the same seed and budget's XENT with beam 5 (compare-objectives.sh strong-compare)."""
+    folder, out = MBR / run, {}
+    for key, name in (("valid_beam5", "valid-beam5"), ("valid_mbr", f"valid-{MBR_SETTING}"),
+                      ("test_mbr", f"test-{MBR_SETTING}")):  # fmt: skip
+        if (folder / f"{name}.json").exists():
+            out[key] = load(folder / f"{name}.json")["metrics"]["bleu4"]
+    versus = folder / f"test-{MBR_SETTING}-vs-xent-beam5.json"
+    if versus.exists():
+        pair = load(versus)
+        assert f"strong-{budget}xent-s{seed}-test-beam5.txt" in pair["command"], versus
+        assert pair["metrics"]["sys1_bleu4"] == out.get("test_mbr"), f"{versus} is stale: re-run it"
+        out["diff_vs_xent_mbr"] = round(pair["metrics"]["sys1_bleu4"] - pair["metrics"]["sys0_bleu4"], 2)
+        out["p_vs_xent_mbr"] = pair["metrics"]["sys1_bleu4_p_bootstrap"]
+    return out
 
 
 def collect() -> dict:
@@ -42,17 +63,18 @@ def collect() -> dict:
             versus = OUT / f"{name}-vs-xent-beam{beam}.json"
             if versus.exists():  # the difference and its p from one file: the pair the bootstrap compared
                 pair = load(versus)
-                base_hyp = f"strong-xent-s{m['seed']}-test-beam{beam}.txt"
+                base_hyp = f"strong-{m['budget'] or ''}xent-s{m['seed']}-test-beam{beam}.txt"
                 assert base_hyp in pair["command"] and f"{name}-test-beam{beam}.txt" in pair["command"], versus
                 assert pair["metrics"]["sys1_bleu4"] == run.get(f"test_{tag}"), f"{versus} is stale: re-run it"
                 run[f"diff_vs_xent_{tag}"] = round(pair["metrics"]["sys1_bleu4"] - pair["metrics"]["sys0_bleu4"], 2)
                 run[f"p_vs_xent_{tag}"] = pair["metrics"]["sys1_bleu4_p_bootstrap"]
+        run.update(mbr_run(f"{m['method']}-s{m['seed']}", m["budget"] or "", m["seed"]))
         methods[m["method"]][int(m["seed"])] = run
     table = {}
     for method, seeds in methods.items():
         row = {"seeds": sorted(seeds), "runs": seeds}
         for key in ("best_valid_bleu4", "test_greedy", "test_beam5", "diff_vs_xent_greedy", "diff_vs_xent_beam5",
-                    "train_seconds"):  # fmt: skip
+                    "train_seconds", "valid_beam5", "valid_mbr", "test_mbr", "diff_vs_xent_mbr"):  # fmt: skip
             values = [r[key] for r in seeds.values() if key in r]
             if values:
                 row[key] = summarise(values)
@@ -61,20 +83,27 @@ def collect() -> dict:
     return {"start": start, "methods": table}
 
 
+def versus(run: dict, tag: str) -> str:
+    """The difference to the same seed and budget's XENT, and its paired-bootstrap p."""
+    if f"p_vs_xent_{tag}" not in run:
+        return "–"
+    return f"{run[f'diff_vs_xent_{tag}']:+.2f} (p {run[f'p_vs_xent_{tag}']:.3f})"
+
+
+def order(method: str) -> tuple[bool, bool, str]:  # 2-epoch budget first, each budget's XENT first
+    return method.startswith("long-"), method.removeprefix("long-") != "xent", method
+
+
 def markdown(result: dict) -> str:
-    xent = result["methods"].get("xent", {}).get("train_seconds", {}).get("mean")
+    methods = result["methods"]
     lines = [
         "| fine-tune | seeds | best valid BLEU (greedy) | test greedy | test beam 5 | "
         "test vs the seed's XENT, greedy / beam 5 (paired bootstrap p) | train s (× XENT, loaded machine) |",
         "|---|---|---|---|---|---|---|",
     ]
-
-    def versus(run: dict, tag: str) -> str:  # the difference to the same seed's XENT, and its p
-        if f"p_vs_xent_{tag}" not in run:
-            return "–"
-        return f"{run[f'diff_vs_xent_{tag}']:+.2f} (p {run[f'p_vs_xent_{tag}']:.3f})"
-
-    for method, row in sorted(result["methods"].items(), key=lambda kv: kv[0] != "xent"):
+    for method in sorted(methods, key=order):
+        row = methods[method]
+        xent = methods.get("long-xent" if method.startswith("long-") else "xent", {}).get("train_seconds", {})
         ps = "; ".join(
             f"s{seed}: {versus(run, 'greedy')} / {versus(run, 'beam5')}"
             for seed, run in sorted(row["runs"].items())
@@ -83,11 +112,24 @@ def markdown(result: dict) -> str:
         if "diff_vs_xent_greedy" in row and row["diff_vs_xent_greedy"]["n"] > 1:
             ps += f"; mean {fmt(row['diff_vs_xent_greedy'])} / {fmt(row.get('diff_vs_xent_beam5'))}"
         seconds = row["train_seconds"]["mean"]
-        ratio = f" ({seconds / xent:.1f}×)" if xent else ""
+        ratio = f" ({seconds / xent['mean']:.1f}×)" if xent else ""
         lines.append(
             f"| {method} | {', '.join(map(str, row['seeds']))} | {fmt(row.get('best_valid_bleu4'))} | "
             f"{fmt(row.get('test_greedy'))} | {fmt(row.get('test_beam5'))} | {ps or '–'} | {seconds:.0f}{ratio} |"
         )
+    lines += [
+        "",
+        f"MBR decoding ({MBR_SETTING}: 32 epsilon samples + beam 5's 5 best, sentence-BLEU utility, seed 1):",
+        "",
+        "| fine-tune | seed | valid beam 5 | valid MBR | test beam 5 | test MBR | test MBR vs the seed's XENT beam 5 (p) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for method in sorted(methods, key=order):
+        for seed, run in sorted(methods[method]["runs"].items()):
+            if "valid_mbr" in run or "test_mbr" in run:
+                cells = [run.get(k) for k in ("valid_beam5", "valid_mbr", "test_beam5", "test_mbr")]
+                text = " | ".join("–" if c is None else f"{c:.2f}" for c in cells)
+                lines.append(f"| {method} | {seed} | {text} | {versus(run, 'mbr')} |")
     return "\n".join(lines) + "\n"
 
 
