@@ -52,6 +52,9 @@ def test_init_from_with_other_data_settings_names_the_keys_to_set(cli, trained_m
     sets = ("--set", f'init_from="{trained_mt}"', "--set", "data.lowercase=true")
     result = cli("train", "-r", str(recipe), *sets, "-o", "x.pt")
     assert result.code == 2 and "other [data] settings: add --set data.lowercase=false" in result.err
+    both = cli("train", "-r", str(recipe), *sets, "--set", "model.dropout=0.37", "-o", "x.pt")  # one error names all
+    assert both.code == 2 and "other [model] and [data] settings: add --set model.dropout=" in both.err
+    assert "--set data.lowercase=false" in both.err and len(both.err.strip().splitlines()) == 1
 
 
 def test_decode_reads_stdin_and_prints_sorted_nbest(cli, trained_mt, monkeypatch):

@@ -201,12 +201,11 @@ class Seq2SeqTask:
 
 
 def check_same_model(payload: dict, recipe: Recipe) -> None:
-    """init_from must match the recipe's model shape and vocabulary settings."""
-    saved = recipe_from_checkpoint(payload)
-    for section in ("model", "data"):
-        if diff := differences(saved, recipe, (section,)):
-            sets = " ".join(f"--set {section}.{key}={json.dumps(value)}" for _, key, value, _ in diff)
-            raise UserError(f"init_from checkpoint was trained with other [{section}] settings: add {sets}")
+    """init_from must match the recipe's model shape and vocabulary settings; one error names every mismatch."""
+    if diff := differences(recipe_from_checkpoint(payload), recipe, ("model", "data")):
+        sections = " and ".join(f"[{s}]" for s in dict.fromkeys(section for section, *_ in diff))
+        sets = " ".join(f"--set {section}.{key}={json.dumps(value)}" for section, key, value, _ in diff)
+        raise UserError(f"init_from checkpoint was trained with other {sections} settings: add {sets}")
 
 
 def translate(
