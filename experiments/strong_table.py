@@ -121,7 +121,8 @@ def markdown(result: dict) -> str:
         "",
         f"MBR decoding ({MBR_SETTING}: 32 epsilon samples + beam 5's 5 best, sentence-BLEU utility, seed 1):",
         "",
-        "| fine-tune | seed | valid beam 5 | valid MBR | test beam 5 | test MBR | test MBR vs the seed's XENT beam 5 (p) |",
+        "| fine-tune | seed | valid beam 5 | valid MBR | test beam 5 | test MBR | "
+        "test MBR vs the seed's XENT beam 5 (p) |",
         "|---|---|---|---|---|---|---|",
     ]
     for method in sorted(methods, key=order):
