@@ -12,6 +12,9 @@
 #   experiments/compare-objectives.sh strong-long  # the same for 4 epochs (RUNS="xent-s2 mixer-loo-s2" etc.)
 #   experiments/compare-objectives.sh strong-compare  # each finished strong run (and its MBR test decodings in
 #                                                     # results/mbr-strong/) against XENT, paired bootstrap
+# MBR decodings of a strong run go to results/mbr-strong/ under the run's name without "strong-", e.g.
+#   CKPT=checkpoints/objectives/strong-long-mixer-loo-s1.pt OUT=results/mbr-strong/long-mixer-loo-s1 \
+#     experiments/mbr.sh one test mbr32-bleu-beam5 --mbr 32 --mbr-utility bleu --mbr-beam 5 --seed 1
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TEXTGEN=${TEXTGEN:-.venv/bin/textgen}
@@ -47,7 +50,7 @@ AESLC=(--set train.epochs=2 --set train.lr=2e-4 --set train.lr_schedule=constant
        --set objective.dad_ramp_epochs=2 --set data.corpus=aeslc --set data.max_source_tokens=100)
 AESLC_METRICS="--metric rouge1 --metric rouge2 --metric rougeL --metric bleu4"
 
-case ${1:?multi30k, aeslc, scratch, long, strong, strong-compare or samples} in
+case ${1:?multi30k, aeslc, scratch, long, strong, strong-long, strong-compare or samples} in
   multi30k)
     M=checkpoints/translate-multi30k.pt
     for seed in ${SEEDS:-1 2 3}; do  # SEEDS="1 3" and SEEDS=2 SINGLES=no run as two queues on 2 cores
@@ -93,7 +96,8 @@ case ${1:?multi30k, aeslc, scratch, long, strong, strong-compare or samples} in
       run strong-$name $M "$M30K_METRICS" -- --recipe "finetune-${name%-s*}" --set train.seed="${name##*-s}"
     done
     ;;
-  strong-long)  # the same recipes on twice the budget (4 epochs = 1,352 updates): validation was still rising at 2
+  strong-long)  # the same recipes for 4 epochs (1,352 updates; validation BLEU was still rising after 2). MIXER's
+                # schedule is not stretched: s = 8, 4, 1, 1 over the first 2 epochs as in `strong`, then s = 1
     M=checkpoints/translate-multi30k.pt
     for name in ${RUNS:-xent-s1 mixer-loo-s1}; do
       run strong-long-$name $M "$M30K_METRICS" -- --recipe "finetune-${name%-s*}" --set train.seed="${name##*-s}" \
@@ -113,10 +117,10 @@ sys.stdout.write("".join(t + "\n" for t in load_parallel("multi30k").splits["tes
       [[ -f $out && $out -nt $hyp && $out -nt $base ]] && continue  # done, and neither output changed since
       "$TEXTGEN" eval --hyp "$base" --hyp "$hyp" --ref "$ref" --metric bleu4 --paired-bootstrap 1000 --results "$out"
     done
-    for hyp in results/mbr-strong/*-s*/hyps/test-*.txt; do  # MBR decodings of strong runs (experiments/mbr.sh)
+    for hyp in results/mbr-strong/*-s*/hyps/test-mbr*.txt; do  # MBR decodings of strong runs (experiments/mbr.sh)
       [[ -f $hyp ]] || continue
-      run=$(basename "$(dirname "$(dirname "$hyp")")") && seed=${run##*-s}  # e.g. mixer-loo-s2, long-mixer-loo-s1
-      budget=strong; [[ $run == long-* ]] && budget=strong-long
+      model=$(basename "$(dirname "$(dirname "$hyp")")") && seed=${model##*-s}  # mixer-loo-s2, long-mixer-loo-s1
+      budget=strong; [[ $model == long-* ]] && budget=strong-long
       base=$OUT/hyps/$budget-xent-s$seed-test-beam5.txt out=${hyp%/hyps/*}/$(basename "$hyp" .txt)-vs-xent-beam5.json
       [[ -f $base ]] || continue
       [[ -f $out && $out -nt $hyp && $out -nt $base ]] && continue
