@@ -10,6 +10,8 @@
 #   experiments/compare-objectives.sh long       # XENT and MIXER for 4 epochs (seed 1)
 #   experiments/compare-objectives.sh strong     # issue #13: finetune-{xent,mrt,mixer-loo} recipes as they are
 #   experiments/compare-objectives.sh strong-long  # the same for 4 epochs (RUNS="xent-s2 mixer-loo-s2" etc.)
+#   experiments/compare-objectives.sh tatoeba      # the same recipes on Tatoeba, from the translate-tatoeba model
+#   experiments/compare-objectives.sh aeslc-strong # XENT against MIXER-LOO on AESLC, from a fresh summarize model
 #   experiments/compare-objectives.sh strong-compare  # each finished strong run (and its MBR test decodings in
 #                                                     # results/mbr-strong/) against XENT, paired bootstrap
 # MBR decodings of a strong run go to results/mbr-strong/ under the run's name without "strong-", e.g.
@@ -50,7 +52,7 @@ AESLC=(--set train.epochs=2 --set train.lr=2e-4 --set train.lr_schedule=constant
        --set objective.dad_ramp_epochs=2 --set data.corpus=aeslc --set data.max_source_tokens=100)
 AESLC_METRICS="--metric rouge1 --metric rouge2 --metric rougeL --metric bleu4"
 
-case ${1:?multi30k, aeslc, scratch, long, strong, strong-long, strong-compare or samples} in
+case ${1:?multi30k, aeslc, scratch, long, strong, strong-long, tatoeba, aeslc-strong, strong-compare or samples} in
   multi30k)
     M=checkpoints/translate-multi30k.pt
     for seed in ${SEEDS:-1 2 3}; do  # SEEDS="1 3" and SEEDS=2 SINGLES=no run as two queues on 2 cores
@@ -102,6 +104,29 @@ case ${1:?multi30k, aeslc, scratch, long, strong, strong-long, strong-compare or
     for name in ${RUNS:-xent-s1 mixer-loo-s1}; do
       run strong-long-$name $M "$M30K_METRICS" -- --recipe "finetune-${name%-s*}" --set train.seed="${name##*-s}" \
         --set train.epochs=4
+    done
+    ;;
+  tatoeba)  # the strong recipes on a second MT corpus, from the 30-minute translate-tatoeba model: 1 epoch
+            # (1,183 updates, 1.75x the Multi30k budget) with MIXER's s = 8, 4, 1, 1 in quarter-epoch stages
+    T=checkpoints/translate-tatoeba.pt
+    for name in ${RUNS:-xent-s1 mixer-loo-s1}; do
+      run tatoeba-$name $T "$M30K_METRICS" -- --recipe "finetune-${name%-s*}" --set train.seed="${name##*-s}" \
+        --set data.corpus=tatoeba --set train.epochs=1 --set objective.mixer_epochs_per_stage=0.25
+    done
+    ;;
+  aeslc-strong)  # AESLC from a summarize model trained as the recipe says (first run: 25 minutes, 1 thread):
+                 # XENT continuation against MIXER with 4 samples and the leave-one-out baseline, ROUGE-mix reward
+    A=checkpoints/summarize.pt
+    if [[ ! -f results/summarize-train.json ]]; then  # the checkpoint alone may be a periodic save
+      "$TEXTGEN" train --recipe summarize --set train.threads=1 -o "$A" --run-dir runs/summarize \
+        --results results/summarize-train.json
+    fi
+    for name in ${RUNS:-xent-s1 mixer-loo-s1}; do
+      case ${name%-s*} in
+        xent) args=(--recipe summarize --set objective.name=xent) ;;
+        mixer-loo) args=(--recipe mixer-summarize --set objective.baseline=loo --set objective.samples=4) ;;
+      esac
+      run aeslc-strong-$name $A "$AESLC_METRICS" -- "${args[@]}" "${AESLC[@]}" --set train.seed="${name##*-s}"
     done
     ;;
   strong-compare)  # every finished strong[-long]-METHOD-sN against the same budget's XENT sN, paired bootstrap
