@@ -38,6 +38,18 @@ run() {  # run NAME INIT METRICS -- train args...
   done
 }
 
+pair() {  # pair BASE HYP REF OUT: paired bootstrap of HYP against BASE, unless BASE is missing or OUT is up to date
+  local base=$1 hyp=$2 ref=$3 out=$4
+  [[ -f $base ]] || return 0
+  [[ -f $out && $out -nt $hyp && $out -nt $base ]] && return 0
+  "$TEXTGEN" eval --hyp "$base" --hyp "$hyp" --ref "$ref" --metric bleu4 --paired-bootstrap 1000 --results "$out"
+}
+
+test_references() {  # test_references CORPUS: its test targets, one per line, as `textgen eval` reads them
+  ${PYTHON:-.venv/bin/python} -c 'import sys; from textgen.data.parallel import load_parallel
+sys.stdout.write("".join(t + "\n" for t in load_parallel(sys.argv[1]).splits["test"].targets))' "$1"
+}
+
 # Multi30k: 2 epochs from the 25-minute XENT model; constant lr 2e-4; MIXER/E2E anneal s = 8, 4, 1, 1
 # (T=12, delta 4, half-epoch stages) since Multi30k targets are ~14 pieces long.
 M30K=(--set train.epochs=2 --set train.lr=2e-4 --set train.lr_schedule=constant --set train.eval_every=170
@@ -129,27 +141,23 @@ case ${1:?multi30k, aeslc, scratch, long, strong, strong-long, tatoeba, aeslc-st
       run aeslc-strong-$name $A "$AESLC_METRICS" -- "${args[@]}" "${AESLC[@]}" --set train.seed="${name##*-s}"
     done
     ;;
-  strong-compare)  # every finished strong[-long]-METHOD-sN against the same budget's XENT sN, paired bootstrap
-    ref=$(mktemp)  # the references, unpacked outside the repository (data files are never committed)
-    trap 'rm -f "$ref"' EXIT
-    ${PYTHON:-.venv/bin/python} -c 'import sys; from textgen.data.parallel import load_parallel
-sys.stdout.write("".join(t + "\n" for t in load_parallel("multi30k").splits["test"].targets))' > "$ref"  # as eval reads them
-    for hyp in "$OUT"/hyps/strong-*-test-beam*.txt; do
+  strong-compare)  # every finished strong[-long]/tatoeba-METHOD-sN against the same budget's XENT sN, paired bootstrap
+    ref=$(mktemp) tatoeba_ref=$(mktemp)  # references unpacked outside the repository (data is never committed)
+    trap 'rm -f "$ref" "$tatoeba_ref"' EXIT
+    test_references multi30k > "$ref" && test_references tatoeba > "$tatoeba_ref"
+    for hyp in "$OUT"/hyps/{strong,tatoeba}-*-test-beam*.txt; do
+      [[ -f $hyp ]] || continue
       name=$(basename "$hyp" .txt); seed_beam=${name##*-s}  # e.g. 1-test-beam5
-      budget=strong; [[ $name == strong-long-* ]] && budget=strong-long
-      base=$OUT/hyps/$budget-xent-s$seed_beam.txt out=$OUT/${name%-test-beam*}-vs-xent-beam${name##*-beam}.json
-      [[ $name == "$budget"-xent-* || ! -f $base ]] && continue
-      [[ -f $out && $out -nt $hyp && $out -nt $base ]] && continue  # done, and neither output changed since
-      "$TEXTGEN" eval --hyp "$base" --hyp "$hyp" --ref "$ref" --metric bleu4 --paired-bootstrap 1000 --results "$out"
+      budget=${name%%-*}; [[ $name == strong-long-* ]] && budget=strong-long
+      [[ $name == "$budget"-xent-* ]] && continue
+      r=$ref; [[ $budget == tatoeba ]] && r=$tatoeba_ref
+      pair "$OUT/hyps/$budget-xent-s$seed_beam.txt" "$hyp" "$r" "$OUT/${name%-test-beam*}-vs-xent-beam${name##*-beam}.json"
     done
     for hyp in results/mbr-strong/*-s*/hyps/test-mbr*.txt; do  # MBR decodings of strong runs (experiments/mbr.sh)
       [[ -f $hyp ]] || continue
       model=$(basename "$(dirname "$(dirname "$hyp")")") && seed=${model##*-s}  # mixer-loo-s2, long-mixer-loo-s1
       budget=strong; [[ $model == long-* ]] && budget=strong-long
-      base=$OUT/hyps/$budget-xent-s$seed-test-beam5.txt out=${hyp%/hyps/*}/$(basename "$hyp" .txt)-vs-xent-beam5.json
-      [[ -f $base ]] || continue
-      [[ -f $out && $out -nt $hyp && $out -nt $base ]] && continue
-      "$TEXTGEN" eval --hyp "$base" --hyp "$hyp" --ref "$ref" --metric bleu4 --paired-bootstrap 1000 --results "$out"
+      pair "$OUT/hyps/$budget-xent-s$seed-test-beam5.txt" "$hyp" "$ref" "${hyp%/hyps/*}/$(basename "$hyp" .txt)-vs-xent-beam5.json"
     done
     ;;
   samples)  # validation rewards of samples vs greedy output, for every finished run and both starting points
