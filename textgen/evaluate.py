@@ -47,6 +47,7 @@ def compare_systems(
     hyps: list[Path], refs: list[Path], metric: str = "bleu4", bootstrap: int = 0, ar: int = 0, seed: int | None = None
 ) -> dict:
     """Compare systems on one test set with sacrebleu.significance.PairedTest; the first file is the baseline.
+    BLEU is sacrebleu's own; ROUGE is rouge-score's, resampled per sentence by the same tests (`rouge_metric`).
 
     bootstrap > 0: paired bootstrap resampling with that many resamples (Koehn 2004; sacrebleu's default 1000),
     which also gives each system's bootstrap mean and 95% CI. ar > 0: paired approximate randomization with that

@@ -101,13 +101,53 @@ def sentence_chrf(hyp: str, ref: str) -> float:
 
 
 def sacrebleu_metric(name: str):
-    """A fresh sacrebleu Metric object for a corpus metric that sacrebleu computes (for its significance tests)."""
+    """A fresh sacrebleu Metric for the paired tests: sacrebleu's BLEU, or ROUGE (`rouge_metric`)."""
     check_metrics([name])
-    if not name.startswith("bleu4"):
-        raise UserError(f"paired significance tests need a sacrebleu metric (bleu4 or bleu4-lc), not {name}")
+    if name.startswith("rouge"):
+        return rouge_metric(name)
     from sacrebleu.metrics import BLEU
 
     return BLEU(lowercase=name == "bleu4-lc")
+
+
+def rouge_metric(kind: str):
+    """ROUGE from rouge-score behind sacrebleu's Metric interface, so that sacrebleu's paired bootstrap and
+    approximate randomization resample it exactly as they resample BLEU. A segment's statistics are
+    [its best-reference F1, 1]: their column sums give `rouge`'s corpus value, the mean F1 x100."""
+    from importlib.metadata import version
+
+    from sacrebleu.metrics.base import Metric, Score, Signature
+
+    class RougeSignature(Signature):
+        def __init__(self, args: dict):
+            super().__init__(args)
+            self._abbr.update({"kind": "k", "stemmer": "st", "impl": "i"})
+            self.info.update({"kind": args["kind"], "stemmer": True, "impl": f"rouge-score-{version('rouge-score')}"})
+
+    class Rouge(Metric):
+        _SIGNATURE_TYPE = RougeSignature
+
+        def __init__(self):
+            super().__init__()
+            self.kind = kind
+
+        def _preprocess_segment(self, sent: str) -> str:
+            return sent  # rouge-score tokenizes and stems on its own
+
+        def _extract_reference_info(self, refs) -> dict:
+            return {"refs": refs}
+
+        def _compute_segment_statistics(self, hypothesis: str, ref_kwargs: dict) -> list[float]:
+            scorer = _rouge_scorer((kind,))
+            return [max(scorer.score(ref, hypothesis)[kind].fmeasure for ref in ref_kwargs["refs"]), 1.0]
+
+        def _compute_score_from_stats(self, stats) -> Score:
+            return Score(kind, 100.0 * stats[0] / max(1.0, stats[1]))
+
+        def _aggregate_and_compute(self, stats) -> Score:
+            return self._compute_score_from_stats([sum(column) for column in zip(*stats)])
+
+    return Rouge()
 
 
 def sentence_rouge(hyp: str, ref: str, kind: str = "rouge2") -> float:
