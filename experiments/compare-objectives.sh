@@ -38,11 +38,12 @@ run() {  # run NAME INIT METRICS -- train args...
   done
 }
 
-pair() {  # pair BASE HYP REF OUT: paired bootstrap of HYP against BASE, unless BASE is missing or OUT is up to date
-  local base=$1 hyp=$2 ref=$3 out=$4
+pair() {  # pair BASE HYP REF OUT [METRIC]: paired bootstrap of HYP against BASE (BLEU unless METRIC is given),
+          # unless BASE is missing or OUT is newer than both
+  local base=$1 hyp=$2 ref=$3 out=$4 metric=${5:-bleu4}
   [[ -f $base ]] || return 0
   [[ -f $out && $out -nt $hyp && $out -nt $base ]] && return 0
-  "$TEXTGEN" eval --hyp "$base" --hyp "$hyp" --ref "$ref" --metric bleu4 --paired-bootstrap 1000 --results "$out"
+  "$TEXTGEN" eval --hyp "$base" --hyp "$hyp" --ref "$ref" --metric "$metric" --paired-bootstrap 1000 --results "$out"
 }
 
 test_references() {  # test_references CORPUS: its test targets, one per line, as `textgen eval` reads them
@@ -141,23 +142,27 @@ case ${1:?multi30k, aeslc, scratch, long, strong, strong-long, tatoeba, aeslc-st
       run aeslc-strong-$name $A "$AESLC_METRICS" -- "${args[@]}" "${AESLC[@]}" --set train.seed="${name##*-s}"
     done
     ;;
-  strong-compare)  # every finished strong[-long]/tatoeba-METHOD-sN against the same budget's XENT sN, paired bootstrap
-    ref=$(mktemp) tatoeba_ref=$(mktemp)  # references unpacked outside the repository (data is never committed)
-    trap 'rm -f "$ref" "$tatoeba_ref"' EXIT
-    test_references multi30k > "$ref" && test_references tatoeba > "$tatoeba_ref"
-    for hyp in "$OUT"/hyps/{strong,tatoeba}-*-test-beam*.txt; do
+  strong-compare)  # every finished {strong[-long],tatoeba,aeslc-strong}-METHOD-sN against the same budget's XENT sN,
+                   # paired bootstrap on BLEU (AESLC: ROUGE-2 against the original subject)
+    ref=$(mktemp -d)  # references unpacked outside the repository (data is never committed)
+    trap 'rm -rf "$ref"' EXIT
+    for corpus in multi30k tatoeba aeslc; do test_references $corpus > "$ref/$corpus"; done
+    for hyp in "$OUT"/hyps/{strong,tatoeba,aeslc-strong}-*-test-beam*.txt; do
       [[ -f $hyp ]] || continue
       name=$(basename "$hyp" .txt); seed_beam=${name##*-s}  # e.g. 1-test-beam5
-      budget=${name%%-*}; [[ $name == strong-long-* ]] && budget=strong-long
+      budget=${name%%-*} corpus=multi30k metric=bleu4
+      [[ $name == strong-long-* ]] && budget=strong-long
+      [[ $budget == tatoeba ]] && corpus=tatoeba
+      [[ $name == aeslc-strong-* ]] && budget=aeslc-strong corpus=aeslc metric=rouge2
       [[ $name == "$budget"-xent-* ]] && continue
-      r=$ref; [[ $budget == tatoeba ]] && r=$tatoeba_ref
-      pair "$OUT/hyps/$budget-xent-s$seed_beam.txt" "$hyp" "$r" "$OUT/${name%-test-beam*}-vs-xent-beam${name##*-beam}.json"
+      pair "$OUT/hyps/$budget-xent-s$seed_beam.txt" "$hyp" "$ref/$corpus" \
+        "$OUT/${name%-test-beam*}-vs-xent-beam${name##*-beam}.json" $metric
     done
     for hyp in results/mbr-strong/*-s*/hyps/test-mbr*.txt; do  # MBR decodings of strong runs (experiments/mbr.sh)
       [[ -f $hyp ]] || continue
       model=$(basename "$(dirname "$(dirname "$hyp")")") && seed=${model##*-s}  # mixer-loo-s2, long-mixer-loo-s1
       budget=strong; [[ $model == long-* ]] && budget=strong-long
-      pair "$OUT/hyps/$budget-xent-s$seed-test-beam5.txt" "$hyp" "$ref" "${hyp%/hyps/*}/$(basename "$hyp" .txt)-vs-xent-beam5.json"
+      pair "$OUT/hyps/$budget-xent-s$seed-test-beam5.txt" "$hyp" "$ref/multi30k" "${hyp%/hyps/*}/$(basename "$hyp" .txt)-vs-xent-beam5.json"
     done
     ;;
   samples)  # validation rewards of samples vs greedy output, for every finished run and both starting points
