@@ -1,9 +1,10 @@
-"""Issue #13's fine-tuning table from the recipe model: `compare-objectives.sh strong` and `strong-long` runs
-(results/objectives/strong-[long-]METHOD-sN-*.json), `strong-compare`'s paired bootstraps against the same seed
-and budget's XENT, and the MBR decodings of those models (results/mbr-strong/[long-]METHOD-sN/, experiments/
-mbr.sh), written to results/strong-table.{json,md} (pasted into docs/RESULTS.md).
+"""Issue #13's fine-tuning tables: `compare-objectives.sh strong` and `strong-long` runs from the Multi30k recipe
+model (results/objectives/strong-[long-]METHOD-sN-*.json), `strong-compare`'s paired bootstraps against the same
+seed and budget's XENT, and the MBR decodings of those models (results/mbr-strong/[long-]METHOD-sN/, experiments/
+mbr.sh), written to results/strong-table.{json,md} (pasted into docs/RESULTS.md). `tatoeba` and `aeslc-strong`
+tabulate those queues' runs the same way (AESLC: ROUGE-2, with distinct beam-5 outputs) into their own files.
 
-    python experiments/strong_table.py
+    python experiments/strong_table.py [strong | tatoeba | aeslc-strong]
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ sys.path.insert(0, str(ROOT / "experiments"))
 from objectives_table import fmt, summarise  # noqa: E402
 
 OUT = ROOT / "results" / "objectives"
-RUN = re.compile(r"strong-(?P<method>(?P<budget>long-)?.+)-s(?P<seed>\d+)-train\.json")
+TABLES = {"strong": ("bleu4", "strong-table"), "tatoeba": ("bleu4", "tatoeba-table"),
+          "aeslc-strong": ("rouge2", "aeslc-strong-table")}  # queue: (metric, results file)  # fmt: skip
 MBR = ROOT / "results" / "mbr-strong"
 MBR_SETTING = "mbr32-bleu-beam5"  # the setting session 7 chose on validation (experiments/mbr.sh valid)
 START = {"valid greedy": "strong-start-valid-beam1.json", "valid beam5": "strong-start-valid-beam5.json"}
@@ -50,44 +52,50 @@ def paired(versus: Path, base: str, system_hyp: str, system_bleu: float | None) 
     `system_hyp` as both are scored today (a re-run of either makes the file stale)."""
     pair = load(versus)
     assert f"{base}.txt" in pair["command"] and system_hyp in pair["command"], f"{versus} compares other outputs"
-    base_bleu = load(OUT / f"{base}.json")["metrics"]["bleu4"]
-    fresh = pair["metrics"]["sys0_bleu4"] == base_bleu and pair["metrics"]["sys1_bleu4"] == system_bleu
+    metric = pair["command"].split("--metric ")[1].split()[0]
+    base_bleu = load(OUT / f"{base}.json")["metrics"][metric]
+    fresh = pair["metrics"][f"sys0_{metric}"] == base_bleu and pair["metrics"][f"sys1_{metric}"] == system_bleu
     assert fresh, f"{versus} is stale: re-run experiments/compare-objectives.sh strong-compare"
-    return round(system_bleu - base_bleu, 2), pair["metrics"]["sys1_bleu4_p_bootstrap"]
+    return round(system_bleu - base_bleu, 2), pair["metrics"][f"sys1_{metric}_p_bootstrap"]
 
 
-def collect() -> dict:
+def collect(queue: str = "strong") -> dict:
+    metric = TABLES[queue][0]
+    pattern = re.compile(rf"{queue}-(?P<method>(?P<budget>long-)?.+)-s(?P<seed>\d+)-train\.json")
     methods: dict[str, dict] = defaultdict(dict)
-    for path in sorted(OUT.glob("strong-*-train.json")):
-        m = RUN.fullmatch(path.name)
-        if not m:
+    for path in sorted(OUT.glob(f"{queue}-*-train.json")):
+        m = pattern.fullmatch(path.name)
+        if not m or (queue == "aeslc-strong") != path.name.startswith("aeslc-strong-"):
             continue
         name, train = path.name.removesuffix("-train.json"), load(path)["metrics"]
-        run = {"best_valid_bleu4": train["best_valid_bleu4"], "train_seconds": train["train_seconds"],
+        run = {f"best_valid_{metric}": train[f"best_valid_{metric}"], "train_seconds": train["train_seconds"],
                "updates": train["steps"]}  # fmt: skip
         for beam, tag in ((1, "greedy"), (5, "beam5")):
             test = OUT / f"{name}-test-beam{beam}.json"
             if test.exists():
-                run[f"test_{tag}"] = load(test)["metrics"]["bleu4"]
+                run[f"test_{tag}"] = load(test)["metrics"][metric]
+                run[f"distinct_{tag}"] = load(test)["metrics"]["distinct_outputs"]
             versus = OUT / f"{name}-vs-xent-beam{beam}.json"
             if versus.exists():  # the difference and its p from one file: the pair the bootstrap compared
-                base = f"strong-{m['budget'] or ''}xent-s{m['seed']}-test-beam{beam}"
+                base = f"{queue}-{m['budget'] or ''}xent-s{m['seed']}-test-beam{beam}"
                 run[f"diff_vs_xent_{tag}"], run[f"p_vs_xent_{tag}"] = paired(
                     versus, base, f"{name}-test-beam{beam}.txt", run.get(f"test_{tag}")
                 )
-        run.update(mbr_run(f"{m['method']}-s{m['seed']}", m["budget"] or "", m["seed"]))
+        if queue == "strong":
+            run.update(mbr_run(f"{m['method']}-s{m['seed']}", m["budget"] or "", m["seed"]))
         methods[m["method"]][int(m["seed"])] = run
     table = {}
     for method, seeds in methods.items():
         row = {"seeds": sorted(seeds), "runs": seeds}
-        for key in ("best_valid_bleu4", "test_greedy", "test_beam5", "diff_vs_xent_greedy", "diff_vs_xent_beam5",
-                    "train_seconds", "valid_beam5", "valid_mbr", "test_mbr", "diff_vs_xent_mbr"):  # fmt: skip
+        for key in (f"best_valid_{metric}", "test_greedy", "test_beam5", "diff_vs_xent_greedy", "diff_vs_xent_beam5",
+                    "distinct_greedy", "distinct_beam5", "train_seconds", "valid_beam5", "valid_mbr", "test_mbr",
+                    "diff_vs_xent_mbr"):  # fmt: skip
             values = [r[key] for r in seeds.values() if key in r]
             if values:
                 row[key] = summarise(values)
         table[method] = row
     start = {k: load(OUT / f)["metrics"]["bleu4"] for k, f in START.items() if (OUT / f).exists()}
-    return {"start": start, "methods": table}
+    return {"queue": queue, "metric": metric, "start": start if queue == "strong" else {}, "methods": table}
 
 
 def versus(run: dict, tag: str) -> str:
@@ -106,11 +114,14 @@ def order(method: str) -> tuple[bool, int, str]:  # 2-epoch budget first, then R
 
 
 def markdown(result: dict) -> str:
-    methods = result["methods"]
+    methods, name = result["methods"], {"bleu4": "BLEU", "rouge2": "ROUGE-2"}[result["metric"]]
+    valid_key = f"best_valid_{result['metric']}"
+    distinct = result["metric"] != "bleu4"  # summaries: how many different outputs (generic-subject collapse)
     lines = [
-        "| fine-tune | seeds | best valid BLEU (greedy) | test greedy | test beam 5 | "
-        "test vs the seed's XENT, greedy / beam 5 (paired bootstrap p) | train s (× XENT, loaded machine) |",
-        "|---|---|---|---|---|---|---|",
+        f"| fine-tune | seeds | best valid {name} (greedy) | test greedy | test beam 5 | "
+        + ("distinct beam-5 outputs | " if distinct else "")
+        + "test vs the seed's XENT, greedy / beam 5 (paired bootstrap p) | train s (× XENT, loaded machine) |",
+        "|---|---|---|---|---|---|---|" + ("---|" if distinct else ""),
     ]
     for method in sorted(methods, key=order):
         row = methods[method]
@@ -125,9 +136,13 @@ def markdown(result: dict) -> str:
         seconds = row["train_seconds"]["mean"]
         ratio = f" ({seconds / xent['mean']:.1f}×)" if xent else ""
         lines.append(
-            f"| {method} | {', '.join(map(str, row['seeds']))} | {fmt(row.get('best_valid_bleu4'))} | "
-            f"{fmt(row.get('test_greedy'))} | {fmt(row.get('test_beam5'))} | {ps or '–'} | {seconds:.0f}{ratio} |"
+            f"| {method} | {', '.join(map(str, row['seeds']))} | {fmt(row.get(valid_key))} | "
+            f"{fmt(row.get('test_greedy'))} | {fmt(row.get('test_beam5'))} | "
+            + (f"{fmt(row.get('distinct_beam5'))} | " if distinct else "")
+            + f"{ps or '–'} | {seconds:.0f}{ratio} |"
         )
+    if result["queue"] != "strong":
+        return "\n".join(lines) + "\n"
     lines += [
         "",
         f"MBR decoding ({MBR_SETTING}: 32 epsilon samples + beam 5's 5 best, sentence-BLEU utility, seed 1):",
@@ -146,10 +161,14 @@ def markdown(result: dict) -> str:
 
 
 def main() -> None:
-    result = collect()
-    (ROOT / "results" / "strong-table.json").write_text(json.dumps(result, indent=1) + "\n")
+    queue = sys.argv[1] if len(sys.argv) > 1 else "strong"
+    if queue not in TABLES:
+        sys.exit(f"unknown queue '{queue}': choose from {', '.join(TABLES)}")
+    result = collect(queue)
+    stem = TABLES[queue][1]
+    (ROOT / "results" / f"{stem}.json").write_text(json.dumps(result, indent=1) + "\n")
     text = markdown(result)
-    (ROOT / "results" / "strong-table.md").write_text(text)
+    (ROOT / "results" / f"{stem}.md").write_text(text)
     print(result["start"])
     print(text)
 
