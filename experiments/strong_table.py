@@ -22,7 +22,6 @@ from objectives_table import fmt, summarise  # noqa: E402
 OUT = ROOT / "results" / "objectives"
 TABLES = {"strong": ("bleu4", "strong-table"), "tatoeba": ("bleu4", "tatoeba-table"),
           "aeslc-strong": ("rouge2", "aeslc-strong-table")}  # queue: (metric, results file)  # fmt: skip
-MBR = ROOT / "results" / "mbr-strong"
 MBR_SETTING = "mbr32-bleu-beam5"  # the setting session 7 chose on validation (experiments/mbr.sh valid)
 START = {"valid greedy": "strong-start-valid-beam1.json", "valid beam5": "strong-start-valid-beam5.json"}
 
@@ -31,17 +30,17 @@ def load(path: Path) -> dict:
     return json.loads(path.read_text())
 
 
-def mbr_run(run: str, budget: str, seed: str) -> dict:
-    """One model's MBR decodings (experiments/mbr.sh one ...): validation beam 5 and MBR, test MBR and its
-    paired bootstrap against the same seed and budget's XENT with beam 5 (compare-objectives.sh strong-compare)."""
-    folder, out = MBR / run, {}
+def mbr_run(queue: str, run: str, budget: str, seed: str) -> dict:
+    """One model's MBR decodings (experiments/mbr.sh one ..., in results/mbr-QUEUE/RUN): validation beam 5 and MBR,
+    test MBR and its paired bootstrap against the same seed and budget's XENT with beam 5 (strong-compare)."""
+    folder, out = ROOT / "results" / f"mbr-{queue}" / run, {}
     for key, name in (("valid_beam5", "valid-beam5"), ("valid_mbr", f"valid-{MBR_SETTING}"),
                       ("test_mbr", f"test-{MBR_SETTING}")):  # fmt: skip
         if (folder / f"{name}.json").exists():
             out[key] = load(folder / f"{name}.json")["metrics"]["bleu4"]
     versus = folder / f"test-{MBR_SETTING}-vs-xent-beam5.json"
     if versus.exists():
-        base = f"strong-{budget}xent-s{seed}-test-beam5"
+        base = f"{queue}-{budget}xent-s{seed}-test-beam5"
         out["diff_vs_xent_mbr"], out["p_vs_xent_mbr"] = paired(versus, base, f"{run}/hyps/test-{MBR_SETTING}.txt",
                                                                out.get("test_mbr"))  # fmt: skip
     return out
@@ -81,8 +80,7 @@ def collect(queue: str = "strong") -> dict:
                 run[f"diff_vs_xent_{tag}"], run[f"p_vs_xent_{tag}"] = paired(
                     versus, base, f"{name}-test-beam{beam}.txt", run.get(f"test_{tag}")
                 )
-        if queue == "strong":
-            run.update(mbr_run(f"{m['method']}-s{m['seed']}", m["budget"] or "", m["seed"]))
+        run.update(mbr_run(queue, f"{m['method']}-s{m['seed']}", m["budget"] or "", m["seed"]))
         methods[m["method"]][int(m["seed"])] = run
     table = {}
     for method, seeds in methods.items():
@@ -141,7 +139,7 @@ def markdown(result: dict) -> str:
             + (f"{fmt(row.get('distinct_beam5'))} | " if distinct else "")
             + f"{ps or '–'} | {seconds:.0f}{ratio} |"
         )
-    if result["queue"] != "strong":
+    if not any("valid_mbr" in run for row in methods.values() for run in row["runs"].values()):
         return "\n".join(lines) + "\n"
     lines += [
         "",
