@@ -4,6 +4,7 @@
 # test2016 with greedy search and beam 5, and MIXER compared with XENT by paired bootstrap (seed 1 outputs).
 # Budgets are in epochs, not minutes. Two queues on a 2-core machine:
 #   experiments/paper-table.sh a &  experiments/paper-table.sh b &  wait
+# or one run at a time: experiments/paper-table.sh one paper-dad 1
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TEXTGEN=${TEXTGEN:-.venv/bin/textgen}
@@ -21,9 +22,10 @@ run() {  # run RECIPE SEED
   done
 }
 
-case ${1:?a or b} in
+case ${1:?a, b, one or compare} in
   a) for seed in 1 2 3; do run paper-xent $seed; done; run paper-dad 1 ;;
   b) for seed in 1 2 3; do run paper-mixer $seed; done; run paper-e2e 1 ;;
+  one) run "${2:?a paper-* recipe}" "${3:?a seed}" ;;
   compare)
     for beam in 1 5; do
       "$TEXTGEN" eval --hyp "$OUT/hyps/paper-xent-s1-test-beam$beam.txt" --hyp "$OUT/hyps/paper-mixer-s1-test-beam$beam.txt" \
