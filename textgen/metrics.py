@@ -113,8 +113,15 @@ def sacrebleu_metric(name: str):
 def rouge_metric(kind: str):
     """ROUGE from rouge-score behind sacrebleu's Metric interface, so that sacrebleu's paired bootstrap and
     approximate randomization resample it exactly as they resample BLEU. A segment's statistics are
-    [its best-reference F1, 1]: their column sums give `rouge`'s corpus value, the mean F1 x100."""
+    [its best-reference F1, 1]: their column sums give `rouge`'s corpus value, the mean F1 x100.
+
+    Scores are rounded to 1e-9: F1 values are floats, and sacrebleu's AR counts shuffles whose difference is
+    strictly larger than the observed one, which, summed in another order, would differ from it by ~1e-14
+    (BLEU's integer counts tie exactly; so do these, rounded)."""
     from importlib.metadata import version
+
+    if kind not in ("rouge1", "rouge2", "rougeL"):
+        raise UserError(f"unknown ROUGE kind '{kind}': choose from rouge1, rouge2, rougeL")
 
     from sacrebleu.metrics.base import Metric, Score, Signature
 
@@ -139,10 +146,11 @@ def rouge_metric(kind: str):
 
         def _compute_segment_statistics(self, hypothesis: str, ref_kwargs: dict) -> list[float]:
             scorer = _rouge_scorer((kind,))
-            return [max(scorer.score(ref, hypothesis)[kind].fmeasure for ref in ref_kwargs["refs"]), 1.0]
+            scores = (scorer.score(ref, hypothesis)[kind].fmeasure for ref in ref_kwargs["refs"])
+            return [max(scores, default=0.0), 1.0]
 
         def _compute_score_from_stats(self, stats) -> Score:
-            return Score(kind, 100.0 * stats[0] / max(1.0, stats[1]))
+            return Score(kind, round(float(100.0 * stats[0] / max(1.0, stats[1])), 9))
 
         def _aggregate_and_compute(self, stats) -> Score:
             return self._compute_score_from_stats([sum(column) for column in zip(*stats)])
