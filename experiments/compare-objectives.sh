@@ -12,8 +12,8 @@
 #   experiments/compare-objectives.sh strong-long  # the same for 4 epochs (RUNS="xent-s2 mixer-loo-s2" etc.)
 #   experiments/compare-objectives.sh tatoeba      # the same recipes on Tatoeba, from the translate-tatoeba model
 #   experiments/compare-objectives.sh aeslc-strong # XENT against MIXER-LOO on AESLC, from a fresh summarize model
-#   experiments/compare-objectives.sh strong-compare  # each finished strong/tatoeba/aeslc-strong run (and its MBR
-#                                        # test decodings in results/mbr-{strong,tatoeba}/) against XENT, paired bootstrap
+#   experiments/compare-objectives.sh strong-compare  # each finished strong/tatoeba/aeslc-strong run (and its
+#                 # MBR test decodings in results/mbr-{strong,tatoeba}/) against XENT, paired bootstrap
 # MBR decodings of a strong (tatoeba) run go to results/mbr-strong/ (mbr-tatoeba/) under the run's name without
 # "strong-" ("tatoeba-"), e.g.
 #   CKPT=checkpoints/objectives/strong-long-mixer-loo-s1.pt OUT=results/mbr-strong/long-mixer-loo-s1 \
@@ -39,17 +39,18 @@ run() {  # run NAME INIT METRICS -- train args...
   done
 }
 
-pair() {  # pair BASE HYP REF OUT [METRIC]: paired bootstrap of HYP against BASE (BLEU unless METRIC is given),
-          # unless BASE is missing or OUT is newer than both
-  local base=$1 hyp=$2 ref=$3 out=$4 metric=${5:-bleu4}
+pair() {  # pair BASE HYP CORPUS OUT [METRIC]: paired bootstrap of HYP against BASE on CORPUS's test references
+          # (BLEU unless METRIC is given), unless BASE is missing or OUT is newer than both
+  local base=$1 hyp=$2 ref=$REFS/$3 out=$4 metric=${5:-bleu4}
   [[ -f $base ]] || return 0
   [[ -f $out && $out -nt $hyp && $out -nt $base ]] && return 0
+  [[ -s $ref ]] || test_references "$3" > "$ref"  # unpacked on first use, outside the repository
   "$TEXTGEN" eval --hyp "$base" --hyp "$hyp" --ref "$ref" --metric "$metric" --paired-bootstrap 1000 --results "$out"
 }
 
 test_references() {  # test_references CORPUS: its test targets, one per line, as `textgen eval` reads them
   ${PYTHON:-.venv/bin/python} -c 'import sys; from textgen.data.parallel import load_parallel
-sys.stdout.write("".join(t + "\n" for t in load_parallel(sys.argv[1]).splits["test"].targets))' "$1"
+sys.stdout.write("".join(t + "\n" for t in load_parallel(sys.argv[1], only="test").splits["test"].targets))' "$1"
 }
 
 # Multi30k: 2 epochs from the 25-minute XENT model; constant lr 2e-4; MIXER/E2E anneal s = 8, 4, 1, 1
@@ -139,15 +140,15 @@ case ${1:?multi30k, aeslc, scratch, long, strong, strong-long, tatoeba, aeslc-st
       case ${name%-s*} in
         xent) args=(--recipe summarize --set objective.name=xent) ;;
         mixer-loo) args=(--recipe mixer-summarize --set objective.baseline=loo --set objective.samples=4) ;;
+        *) echo "aeslc-strong: no method '${name%-s*}' (xent or mixer-loo)" >&2; exit 2 ;;
       esac
       run aeslc-strong-$name $A "$AESLC_METRICS" -- "${args[@]}" "${AESLC[@]}" --set train.seed="${name##*-s}"
     done
     ;;
-  strong-compare)  # every finished {strong[-long],tatoeba,aeslc-strong}-METHOD-sN against the same budget's XENT sN,
-                   # paired bootstrap on BLEU (AESLC: ROUGE-2 against the original subject)
-    ref=$(mktemp -d)  # references unpacked outside the repository (data is never committed)
-    trap 'rm -rf "$ref"' EXIT
-    for corpus in multi30k tatoeba aeslc; do test_references $corpus > "$ref/$corpus"; done
+  strong-compare)  # every finished {strong[-long],tatoeba,aeslc-strong}-METHOD-sN against the same budget's
+                   # XENT sN, paired bootstrap on BLEU (AESLC: ROUGE-2 against the original subject)
+    REFS=$(mktemp -d)  # pair unpacks each corpus's references here (data files are never committed)
+    trap 'rm -rf "$REFS"' EXIT
     for hyp in "$OUT"/hyps/{strong,tatoeba,aeslc-strong}-*-test-beam*.txt; do
       [[ -f $hyp ]] || continue
       name=$(basename "$hyp" .txt); seed_beam=${name##*-s}  # e.g. 1-test-beam5
@@ -156,15 +157,16 @@ case ${1:?multi30k, aeslc, scratch, long, strong, strong-long, tatoeba, aeslc-st
       [[ $budget == tatoeba ]] && corpus=tatoeba
       [[ $name == aeslc-strong-* ]] && budget=aeslc-strong corpus=aeslc metric=rouge2
       [[ $name == "$budget"-xent-* ]] && continue
-      pair "$OUT/hyps/$budget-xent-s$seed_beam.txt" "$hyp" "$ref/$corpus" \
-        "$OUT/${name%-test-beam*}-vs-xent-beam${name##*-beam}.json" $metric
+      pair "$OUT/hyps/$budget-xent-s$seed_beam.txt" "$hyp" "$corpus" \
+        "$OUT/${name%-test-beam*}-vs-xent-beam${name##*-beam}.json" "$metric"
     done
     for hyp in results/mbr-{strong,tatoeba}/*-s*/hyps/test-mbr*.txt; do  # MBR decodings of those runs (mbr.sh)
       [[ -f $hyp ]] || continue
       model=$(basename "$(dirname "$(dirname "$hyp")")") && seed=${model##*-s}  # mixer-loo-s2, long-mixer-loo-s1
       budget=strong corpus=multi30k; [[ $model == long-* ]] && budget=strong-long
       [[ $hyp == results/mbr-tatoeba/* ]] && budget=tatoeba corpus=tatoeba
-      pair "$OUT/hyps/$budget-xent-s$seed-test-beam5.txt" "$hyp" "$ref/$corpus" "${hyp%/hyps/*}/$(basename "$hyp" .txt)-vs-xent-beam5.json"
+      pair "$OUT/hyps/$budget-xent-s$seed-test-beam5.txt" "$hyp" "$corpus" \
+        "${hyp%/hyps/*}/$(basename "$hyp" .txt)-vs-xent-beam5.json"
     done
     ;;
   samples)  # validation rewards of samples vs greedy output, for every finished run and both starting points
@@ -176,5 +178,6 @@ case ${1:?multi30k, aeslc, scratch, long, strong, strong-long, tatoeba, aeslc-st
       .venv/bin/python experiments/sample_rewards.py "$ckpt" --out "$OUT/$name-valid-samples.json"
     done
     ;;
+  *) echo "compare-objectives.sh: no queue '$1'" >&2; exit 2 ;;
 esac
 echo "QUEUE $1 DONE"

@@ -25,11 +25,13 @@ run() {  # run RECIPE SEED
 case ${1:?a, b, one or compare} in
   a) for seed in 1 2 3; do run paper-xent $seed; done; run paper-dad 1 ;;
   b) for seed in 1 2 3; do run paper-mixer $seed; done; run paper-e2e 1 ;;
-  one) run "${2:?a paper-* recipe}" "${3:?a seed}" ;;
+  one) [[ ${2:?a paper-* recipe} == paper-* ]] || { echo "paper-table.sh one: $2 is not a paper-* recipe" >&2; exit 2; }
+       run "$2" "${3:?a seed}" ;;
   compare)
     for beam in 1 5; do
       "$TEXTGEN" eval --hyp "$OUT/hyps/paper-xent-s1-test-beam$beam.txt" --hyp "$OUT/hyps/paper-mixer-s1-test-beam$beam.txt" \
         --ref "$(.venv/bin/python -c 'from textgen.data.registry import fetch; print(fetch("multi30k-tok")["test_2016_flickr.lc.norm.tok.en"])')" \
         --metric bleu4 --paired-bootstrap 1000 --results "$OUT/mixer-vs-xent-beam$beam-significance.json"
     done ;;
+  *) echo "paper-table.sh: no queue '$1' (a, b, one or compare)" >&2; exit 2 ;;
 esac

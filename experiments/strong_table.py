@@ -30,10 +30,12 @@ def load(path: Path) -> dict:
     return json.loads(path.read_text())
 
 
-def mbr_run(queue: str, run: str, budget: str, seed: str) -> dict:
+def mbr_run(queue: str, run: str, budget: str, seed: str, metric: str) -> dict:
     """One model's MBR decodings (experiments/mbr.sh one ..., in results/mbr-QUEUE/RUN): validation beam 5 and MBR,
     test MBR and its paired bootstrap against the same seed and budget's XENT with beam 5 (strong-compare)."""
     folder, out = ROOT / "results" / f"mbr-{queue}" / run, {}
+    if folder.exists():
+        assert metric == "bleu4", f"{folder}: the MBR table is BLEU only (sentence-BLEU utility)"
     for key, name in (("valid_beam5", "valid-beam5"), ("valid_mbr", f"valid-{MBR_SETTING}"),
                       ("test_mbr", f"test-{MBR_SETTING}")):  # fmt: skip
         if (folder / f"{name}.json").exists():
@@ -42,16 +44,17 @@ def mbr_run(queue: str, run: str, budget: str, seed: str) -> dict:
     if versus.exists():
         base = f"{queue}-{budget}xent-s{seed}-test-beam5"
         out["diff_vs_xent_mbr"], out["p_vs_xent_mbr"] = paired(versus, base, f"{run}/hyps/test-{MBR_SETTING}.txt",
-                                                               out.get("test_mbr"))  # fmt: skip
+                                                               out.get("test_mbr"), metric)  # fmt: skip
     return out
 
 
-def paired(versus: Path, base: str, system_hyp: str, system_bleu: float | None) -> tuple[float, float]:
-    """A paired bootstrap's difference and p, from one file, checked to compare the XENT output `base` with
-    `system_hyp` as both are scored today (a re-run of either makes the file stale)."""
+def paired(versus: Path, base: str, system_hyp: str, system_bleu: float | None, metric: str) -> tuple[float, float]:
+    """A paired bootstrap's difference and p on `metric`, from one file, checked to compare the XENT output `base`
+    with `system_hyp` (a path ending) as both are scored today (a re-run of either makes the file stale)."""
     pair = load(versus)
-    assert f"{base}.txt" in pair["command"] and system_hyp in pair["command"], f"{versus} compares other outputs"
-    metric = pair["command"].split("--metric ")[1].split()[0]
+    base_file, system_file = pair["systems"]
+    same = Path(base_file).name == f"{base}.txt" and ("/" + system_file).endswith("/" + system_hyp)
+    assert same and f"sys1_{metric}" in pair["metrics"], f"{versus} compares other outputs or on another metric"
     base_bleu = load(OUT / f"{base}.json")["metrics"][metric]
     fresh = pair["metrics"][f"sys0_{metric}"] == base_bleu and pair["metrics"][f"sys1_{metric}"] == system_bleu
     assert fresh, f"{versus} is stale: re-run experiments/compare-objectives.sh strong-compare"
@@ -60,11 +63,11 @@ def paired(versus: Path, base: str, system_hyp: str, system_bleu: float | None) 
 
 def collect(queue: str = "strong") -> dict:
     metric = TABLES[queue][0]
-    pattern = re.compile(rf"{queue}-(?P<method>(?P<budget>long-)?.+)-s(?P<seed>\d+)-train\.json")
+    pattern = re.compile(rf"{re.escape(queue)}-(?P<method>(?P<budget>long-)?.+)-s(?P<seed>\d+)-train\.json")
     methods: dict[str, dict] = defaultdict(dict)
     for path in sorted(OUT.glob(f"{queue}-*-train.json")):
         m = pattern.fullmatch(path.name)
-        if not m or (queue == "aeslc-strong") != path.name.startswith("aeslc-strong-"):
+        if not m:
             continue
         name, train = path.name.removesuffix("-train.json"), load(path)["metrics"]
         run = {f"best_valid_{metric}": train[f"best_valid_{metric}"], "train_seconds": train["train_seconds"],
@@ -78,9 +81,9 @@ def collect(queue: str = "strong") -> dict:
             if versus.exists():  # the difference and its p from one file: the pair the bootstrap compared
                 base = f"{queue}-{m['budget'] or ''}xent-s{m['seed']}-test-beam{beam}"
                 run[f"diff_vs_xent_{tag}"], run[f"p_vs_xent_{tag}"] = paired(
-                    versus, base, f"{name}-test-beam{beam}.txt", run.get(f"test_{tag}")
+                    versus, base, f"{name}-test-beam{beam}.txt", run.get(f"test_{tag}"), metric
                 )
-        run.update(mbr_run(queue, f"{m['method']}-s{m['seed']}", m["budget"] or "", m["seed"]))
+        run.update(mbr_run(queue, f"{m['method']}-s{m['seed']}", m["budget"] or "", m["seed"], metric))
         methods[m["method"]][int(m["seed"])] = run
     table = {}
     for method, seeds in methods.items():
