@@ -27,11 +27,16 @@ case ${1:?a, b, one or compare} in
   b) for seed in 1 2 3; do run paper-mixer $seed; done; run paper-e2e 1 ;;
   one) [[ ${2:?a paper-* recipe} == paper-* ]] || { echo "paper-table.sh one: $2 is not a paper-* recipe" >&2; exit 2; }
        run "$2" "${3:?a seed}" ;;
-  compare)
-    for beam in 1 5; do
-      "$TEXTGEN" eval --hyp "$OUT/hyps/paper-xent-s1-test-beam$beam.txt" --hyp "$OUT/hyps/paper-mixer-s1-test-beam$beam.txt" \
-        --ref "$(.venv/bin/python -c 'from textgen.data.registry import fetch; print(fetch("multi30k-tok")["test_2016_flickr.lc.norm.tok.en"])')" \
-        --metric bleu4 --paired-bootstrap 1000 --results "$OUT/mixer-vs-xent-beam$beam-significance.json"
+  compare)  # seed 1 of each objective against XENT's seed 1 (OBJ-vs-xent-beamB-significance.json)
+    ref=$(${PYTHON:-.venv/bin/python} -c 'from textgen.data.registry import fetch
+print(fetch("multi30k-tok")["test_2016_flickr.lc.norm.tok.en"])')
+    for obj in mixer dad e2e; do
+      for beam in 1 5; do
+        hyp=$OUT/hyps/paper-$obj-s1-test-beam$beam.txt out=$OUT/$obj-vs-xent-beam$beam-significance.json
+        [[ -f $hyp && ! $out -nt $hyp ]] || continue  # not run yet, or compared since
+        "$TEXTGEN" eval --hyp "$OUT/hyps/paper-xent-s1-test-beam$beam.txt" --hyp "$hyp" --ref "$ref" \
+          --metric bleu4 --paired-bootstrap 1000 --results "$out"
+      done
     done ;;
   *) echo "paper-table.sh: no queue '$1' (a, b, one or compare)" >&2; exit 2 ;;
 esac
