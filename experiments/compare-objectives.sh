@@ -13,9 +13,9 @@
 #   experiments/compare-objectives.sh tatoeba      # the same recipes on Tatoeba, from the translate-tatoeba model
 #   experiments/compare-objectives.sh aeslc-strong # XENT against MIXER-LOO on AESLC, from a fresh summarize model
 #   experiments/compare-objectives.sh strong-compare  # each finished strong/tatoeba/aeslc-strong run (and its
-#                 # MBR test decodings in results/mbr-{strong,tatoeba}/) against XENT, paired bootstrap
-# MBR decodings of a strong (tatoeba) run go to results/mbr-strong/ (mbr-tatoeba/) under the run's name without
-# "strong-" ("tatoeba-"), e.g.
+#                 # MBR test decodings in results/mbr-{strong,tatoeba,aeslc}/) against XENT, paired bootstrap
+# MBR decodings of a strong (tatoeba, aeslc-strong) run go to results/mbr-strong/ (mbr-tatoeba/, mbr-aeslc/) under
+# the run's name without that prefix (AESLC: the ROUGE-2 utility, mbr32-rouge2-beam5, --metric rouge2), e.g.
 #   CKPT=checkpoints/objectives/strong-long-mixer-loo-s1.pt OUT=results/mbr-strong/long-mixer-loo-s1 \
 #     experiments/mbr.sh one test mbr32-bleu-beam5 --mbr 32 --mbr-utility bleu --mbr-beam 5 --seed 1
 set -euo pipefail
@@ -160,13 +160,14 @@ case ${1:?multi30k, aeslc, scratch, long, strong, strong-long, tatoeba, aeslc-st
       pair "$OUT/hyps/$budget-xent-s$seed_beam.txt" "$hyp" "$corpus" \
         "$OUT/${name%-test-beam*}-vs-xent-beam${name##*-beam}.json" "$metric"
     done
-    for hyp in results/mbr-{strong,tatoeba}/*-s*/hyps/test-mbr*.txt; do  # MBR decodings of those runs (mbr.sh)
+    for hyp in results/mbr-{strong,tatoeba,aeslc}/*-s*/hyps/test-mbr*.txt; do  # MBR decodings of those runs
       [[ -f $hyp ]] || continue
       model=$(basename "$(dirname "$(dirname "$hyp")")") && seed=${model##*-s}  # mixer-loo-s2, long-mixer-loo-s1
-      budget=strong corpus=multi30k; [[ $model == long-* ]] && budget=strong-long
+      budget=strong corpus=multi30k metric=bleu4; [[ $model == long-* ]] && budget=strong-long
       [[ $hyp == results/mbr-tatoeba/* ]] && budget=tatoeba corpus=tatoeba
+      [[ $hyp == results/mbr-aeslc/* ]] && budget=aeslc-strong corpus=aeslc metric=rouge2
       pair "$OUT/hyps/$budget-xent-s$seed-test-beam5.txt" "$hyp" "$corpus" \
-        "${hyp%/hyps/*}/$(basename "$hyp" .txt)-vs-xent-beam5.json"
+        "${hyp%/hyps/*}/$(basename "$hyp" .txt)-vs-xent-beam5.json" "$metric"
     done
     ;;
   samples)  # validation rewards of samples vs greedy output, for every finished run and both starting points

@@ -20,9 +20,12 @@ sys.path.insert(0, str(ROOT / "experiments"))
 from objectives_table import fmt, summarise  # noqa: E402
 
 OUT = ROOT / "results" / "objectives"
-TABLES = {"strong": ("bleu4", "strong-table"), "tatoeba": ("bleu4", "tatoeba-table"),
-          "aeslc-strong": ("rouge2", "aeslc-strong-table")}  # queue: (metric, results file)  # fmt: skip
-MBR_SETTING = "mbr32-bleu-beam5"  # the setting session 7 chose on validation (experiments/mbr.sh valid)
+TABLES = {  # queue: (metric, results file, MBR folder under results/, MBR setting chosen on validation)
+    "strong": ("bleu4", "strong-table", "mbr-strong", "mbr32-bleu-beam5"),  # session 7's (experiments/mbr.sh valid)
+    "tatoeba": ("bleu4", "tatoeba-table", "mbr-tatoeba", "mbr32-bleu-beam5"),
+    "aeslc-strong": ("rouge2", "aeslc-strong-table", "mbr-aeslc", "mbr32-rouge2-beam5"),
+}
+UTILITY = {"bleu4": "sentence-BLEU", "rouge2": "ROUGE-2"}
 START = {"valid greedy": "strong-start-valid-beam1.json", "valid beam5": "strong-start-valid-beam5.json"}
 
 
@@ -33,17 +36,16 @@ def load(path: Path) -> dict:
 def mbr_run(queue: str, run: str, budget: str, seed: str, metric: str) -> dict:
     """One model's MBR decodings (experiments/mbr.sh one ..., in results/mbr-QUEUE/RUN): validation beam 5 and MBR,
     test MBR and its paired bootstrap against the same seed and budget's XENT with beam 5 (strong-compare)."""
-    folder, out = ROOT / "results" / f"mbr-{queue}" / run, {}
-    if folder.exists():
-        assert metric == "bleu4", f"{folder}: the MBR table is BLEU only (sentence-BLEU utility)"
-    for key, name in (("valid_beam5", "valid-beam5"), ("valid_mbr", f"valid-{MBR_SETTING}"),
-                      ("test_mbr", f"test-{MBR_SETTING}")):  # fmt: skip
+    _, _, mbr_folder, setting = TABLES[queue]
+    folder, out = ROOT / "results" / mbr_folder / run, {}
+    for key, name in (("valid_beam5", "valid-beam5"), ("valid_mbr", f"valid-{setting}"),
+                      ("test_mbr", f"test-{setting}")):  # fmt: skip
         if (folder / f"{name}.json").exists():
-            out[key] = load(folder / f"{name}.json")["metrics"]["bleu4"]
-    versus = folder / f"test-{MBR_SETTING}-vs-xent-beam5.json"
+            out[key] = load(folder / f"{name}.json")["metrics"][metric]
+    versus = folder / f"test-{setting}-vs-xent-beam5.json"
     if versus.exists():
         base = f"{queue}-{budget}xent-s{seed}-test-beam5"
-        out["diff_vs_xent_mbr"], out["p_vs_xent_mbr"] = paired(versus, base, f"{run}/hyps/test-{MBR_SETTING}.txt",
+        out["diff_vs_xent_mbr"], out["p_vs_xent_mbr"] = paired(versus, base, f"{run}/hyps/test-{setting}.txt",
                                                                out.get("test_mbr"), metric)  # fmt: skip
     return out
 
@@ -146,7 +148,8 @@ def markdown(result: dict) -> str:
         return "\n".join(lines) + "\n"
     lines += [
         "",
-        f"MBR decoding ({MBR_SETTING}: 32 epsilon samples + beam 5's 5 best, sentence-BLEU utility, seed 1):",
+        f"MBR decoding ({TABLES[result['queue']][3]}: 32 epsilon samples + beam 5's 5 best, "
+        f"{UTILITY[result['metric']]} utility, seed 1):",
         "",
         "| fine-tune | seed | valid beam 5 | valid MBR | test beam 5 | test MBR | "
         "test MBR vs the seed's XENT beam 5 (p) |",
