@@ -26,14 +26,19 @@ def _rouge_scorer(kinds: tuple[str, ...]):
     return RougeScorer(list(kinds), use_stemmer=True)
 
 
+def best_reference_f1(hyp: str, refs: list[str], kinds: tuple[str, ...]) -> dict[str, float]:
+    """One hypothesis's ROUGE F1 per kind, the best over its references (0 with none): the per-example value
+    that `rouge` averages and that the paired tests resample (`rouge_metric`)."""
+    per_ref = [_rouge_scorer(kinds).score(ref, hyp) for ref in refs]
+    return {kind: max((s[kind].fmeasure for s in per_ref), default=0.0) for kind in kinds}
+
+
 def rouge(hyps: list[str], refs: list[list[str]], kinds=("rouge1", "rouge2", "rougeL")) -> dict[str, float]:
     """Mean ROUGE F1 x100 (Porter stemmer on); with several reference streams, the best per example."""
-    scorer = _rouge_scorer(tuple(kinds))
     totals = dict.fromkeys(kinds, 0.0)
     for i, hyp in enumerate(hyps):
-        per_ref = [scorer.score(stream[i], hyp) for stream in refs]
-        for kind in kinds:
-            totals[kind] += max(s[kind].fmeasure for s in per_ref)
+        for kind, f1 in best_reference_f1(hyp, [stream[i] for stream in refs], tuple(kinds)).items():
+            totals[kind] += f1
     return {kind: 100.0 * v / max(1, len(hyps)) for kind, v in totals.items()}
 
 
@@ -145,9 +150,7 @@ def rouge_metric(kind: str):
             return {"refs": refs}
 
         def _compute_segment_statistics(self, hypothesis: str, ref_kwargs: dict) -> list[float]:
-            scorer = _rouge_scorer((kind,))
-            scores = (scorer.score(ref, hypothesis)[kind].fmeasure for ref in ref_kwargs["refs"])
-            return [max(scores, default=0.0), 1.0]
+            return [best_reference_f1(hypothesis, ref_kwargs["refs"], (kind,))[kind], 1.0]
 
         def _compute_score_from_stats(self, stats) -> Score:
             return Score(kind, round(float(100.0 * stats[0] / max(1.0, stats[1])), 9))
