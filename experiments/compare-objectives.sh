@@ -48,6 +48,14 @@ pair() {  # pair BASE HYP CORPUS OUT [METRIC]: paired bootstrap of HYP against B
   "$TEXTGEN" eval --hyp "$base" --hyp "$hyp" --ref "$ref" --metric "$metric" --paired-bootstrap 1000 --results "$out"
 }
 
+corpus_metric() {  # corpus_metric QUEUE: the test corpus of a queue's runs and the metric they are paired on
+  case $1 in
+    tatoeba) echo tatoeba bleu4 ;;
+    aeslc-strong) echo aeslc rouge2 ;;  # ROUGE-2 against the original subject
+    *) echo multi30k bleu4 ;;  # strong, strong-long
+  esac
+}
+
 test_references() {  # test_references CORPUS: its test targets, one per line, as `textgen eval` reads them
   ${PYTHON:-.venv/bin/python} -c 'import sys; from textgen.data.parallel import load_parallel
 sys.stdout.write("".join(t + "\n" for t in load_parallel(sys.argv[1], only="test").splits["test"].targets))' "$1"
@@ -152,20 +160,21 @@ case ${1:?multi30k, aeslc, scratch, long, strong, strong-long, tatoeba, aeslc-st
     for hyp in "$OUT"/hyps/{strong,tatoeba,aeslc-strong}-*-test-beam*.txt; do
       [[ -f $hyp ]] || continue
       name=$(basename "$hyp" .txt); seed_beam=${name##*-s}  # e.g. 1-test-beam5
-      budget=${name%%-*} corpus=multi30k metric=bleu4
+      budget=${name%%-*}
       [[ $name == strong-long-* ]] && budget=strong-long
-      [[ $budget == tatoeba ]] && corpus=tatoeba
-      [[ $name == aeslc-strong-* ]] && budget=aeslc-strong corpus=aeslc metric=rouge2
+      [[ $name == aeslc-strong-* ]] && budget=aeslc-strong
       [[ $name == "$budget"-xent-* ]] && continue
+      read -r corpus metric < <(corpus_metric "$budget")
       pair "$OUT/hyps/$budget-xent-s$seed_beam.txt" "$hyp" "$corpus" \
         "$OUT/${name%-test-beam*}-vs-xent-beam${name##*-beam}.json" "$metric"
     done
     for hyp in results/mbr-{strong,tatoeba,aeslc}/*-s*/hyps/test-mbr*.txt; do  # MBR decodings of those runs
       [[ -f $hyp ]] || continue
       model=$(basename "$(dirname "$(dirname "$hyp")")") && seed=${model##*-s}  # mixer-loo-s2, long-mixer-loo-s1
-      budget=strong corpus=multi30k metric=bleu4; [[ $model == long-* ]] && budget=strong-long
-      [[ $hyp == results/mbr-tatoeba/* ]] && budget=tatoeba corpus=tatoeba
-      [[ $hyp == results/mbr-aeslc/* ]] && budget=aeslc-strong corpus=aeslc metric=rouge2
+      budget=strong; [[ $model == long-* ]] && budget=strong-long
+      [[ $hyp == results/mbr-tatoeba/* ]] && budget=tatoeba
+      [[ $hyp == results/mbr-aeslc/* ]] && budget=aeslc-strong
+      read -r corpus metric < <(corpus_metric "$budget")
       pair "$OUT/hyps/$budget-xent-s$seed-test-beam5.txt" "$hyp" "$corpus" \
         "${hyp%/hyps/*}/$(basename "$hyp" .txt)-vs-xent-beam5.json" "$metric"
     done

@@ -50,17 +50,17 @@ def mbr_run(queue: str, run: str, budget: str, seed: str, metric: str) -> dict:
     return out
 
 
-def paired(versus: Path, base: str, system_hyp: str, system_bleu: float | None, metric: str) -> tuple[float, float]:
+def paired(versus: Path, base: str, system_hyp: str, system_score: float | None, metric: str) -> tuple[float, float]:
     """A paired bootstrap's difference and p on `metric`, from one file, checked to compare the XENT output `base`
     with `system_hyp` (a path ending) as both are scored today (a re-run of either makes the file stale)."""
     pair = load(versus)
     base_file, system_file = pair["systems"]
     same = Path(base_file).name == f"{base}.txt" and ("/" + system_file).endswith("/" + system_hyp)
     assert same and f"sys1_{metric}" in pair["metrics"], f"{versus} compares other outputs or on another metric"
-    base_bleu = load(OUT / f"{base}.json")["metrics"][metric]
-    fresh = pair["metrics"][f"sys0_{metric}"] == base_bleu and pair["metrics"][f"sys1_{metric}"] == system_bleu
+    base_score = load(OUT / f"{base}.json")["metrics"][metric]
+    fresh = pair["metrics"][f"sys0_{metric}"] == base_score and pair["metrics"][f"sys1_{metric}"] == system_score
     assert fresh, f"{versus} is stale: re-run experiments/compare-objectives.sh strong-compare"
-    return round(system_bleu - base_bleu, 2), pair["metrics"][f"sys1_{metric}_p_bootstrap"]
+    return round(system_score - base_score, 2), pair["metrics"][f"sys1_{metric}_p_bootstrap"]
 
 
 def collect(queue: str = "strong") -> dict:
@@ -77,8 +77,8 @@ def collect(queue: str = "strong") -> dict:
         for beam, tag in ((1, "greedy"), (5, "beam5")):
             test = OUT / f"{name}-test-beam{beam}.json"
             if test.exists():
-                run[f"test_{tag}"] = load(test)["metrics"][metric]
-                run[f"distinct_{tag}"] = load(test)["metrics"]["distinct_outputs"]
+                scores = load(test)["metrics"]
+                run[f"test_{tag}"], run[f"distinct_{tag}"] = scores[metric], scores["distinct_outputs"]
             versus = OUT / f"{name}-vs-xent-beam{beam}.json"
             if versus.exists():  # the difference and its p from one file: the pair the bootstrap compared
                 base = f"{queue}-{m['budget'] or ''}xent-s{m['seed']}-test-beam{beam}"
@@ -97,8 +97,8 @@ def collect(queue: str = "strong") -> dict:
             if values:
                 row[key] = summarise(values)
         table[method] = row
-    start = {k: load(OUT / f)["metrics"]["bleu4"] for k, f in START.items() if (OUT / f).exists()}
-    return {"queue": queue, "metric": metric, "start": start if queue == "strong" else {}, "methods": table}
+    start = {k: load(OUT / f)["metrics"]["bleu4"] for k, f in START.items() if queue == "strong" and (OUT / f).exists()}
+    return {"queue": queue, "metric": metric, "start": start, "methods": table}
 
 
 def versus(run: dict, tag: str) -> str:
