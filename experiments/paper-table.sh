@@ -5,6 +5,8 @@
 # Budgets are in epochs, not minutes. Two queues on a 2-core machine:
 #   experiments/paper-table.sh a &  experiments/paper-table.sh b &  wait
 # or one run at a time: experiments/paper-table.sh one paper-dad 1
+# `continue N`: MIXER's stages after 12 XENT epochs instead of 6 (from XENT seed N's model, at its final lr)
+# against 6 more XENT epochs from the same model: does MIXER pay once XENT has had twice as long?
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TEXTGEN=${TEXTGEN:-.venv/bin/textgen}
@@ -12,31 +14,54 @@ export OMP_NUM_THREADS=1
 OUT=results/paper
 mkdir -p "$OUT/hyps" checkpoints/paper runs/paper
 
-run() {  # run RECIPE SEED
-  local name=$1-s$2 ckpt=checkpoints/paper/$1-s$2.pt
+run() {  # run RECIPE SEED [NAME [--set ...]]: train (unless done), then decode test2016 greedy and beam 5
+  local name=${3:-$1-s$2}
+  local ckpt=checkpoints/paper/$name.pt
   [[ -f $OUT/$name-train.json ]] || "$TEXTGEN" train --recipe "$1" --set train.seed="$2" --set train.threads=1 \
-    -o "$ckpt" --run-dir "runs/paper/$name" --results "$OUT/$name-train.json"
+    "${@:4}" -o "$ckpt" --run-dir "runs/paper/$name" --results "$OUT/$name-train.json"
   for beam in 1 5; do
     [[ -f $OUT/$name-test-beam$beam.json ]] || "$TEXTGEN" eval "$ckpt" --split test --beam $beam --metric bleu4 \
       --hyp-out "$OUT/hyps/$name-test-beam$beam.txt" --results "$OUT/$name-test-beam$beam.json"
   done
 }
 
-case ${1:?a, b, one or compare} in
+case ${1:?a, b, one, continue or compare} in
   a) for seed in 1 2 3; do run paper-xent $seed; done; run paper-dad 1 ;;
   b) for seed in 1 2 3; do run paper-mixer $seed; done; run paper-e2e 1 ;;
   one) [[ ${2:?a paper-* recipe} == paper-* ]] || { echo "paper-table.sh one: $2 is not a paper-* recipe" >&2; exit 2; }
        run "$2" "${3:?a seed}" ;;
-  compare)  # seed 1 of each objective against XENT's seed 1 (OBJ-vs-xent-beamB-significance.json)
+  continue)
+    seed=${2:?a seed} start=checkpoints/paper/paper-xent-s${2:-}.pt
+    [[ -f $start ]] || { echo "paper-table.sh continue: no $start: run 'paper-table.sh one paper-xent $seed' first" >&2
+                         exit 2; }
+    lr=$(${PYTHON:-.venv/bin/python} -c 'import sys, torch
+p = torch.load(sys.argv[1], map_location="cpu", weights_only=False)
+print(p["recipe"]["train"]["lr"] * p["train_state"]["schedule"]["scale"])' "$start")
+    for obj in xent mixer; do  # 6 epochs: MIXER runs its stages s = 12, 9, 6, 3, 1, 1 from the first
+      run paper-$obj "$seed" "continued-$obj-s$seed" --set init_from="$start" --set train.epochs=6 \
+        --set objective.mixer_xent_epochs=0 --set train.lr="$lr"
+    done ;;
+  compare)  # seed 1 of each objective against XENT's seed 1 (OBJ-vs-xent-beamB-significance.json), and each
+            # continued MIXER against the continued XENT of its seed (continued-mixer-sN-vs-xent-beamB-...)
     ref=$(${PYTHON:-.venv/bin/python} -c 'from textgen.data.registry import fetch
 print(fetch("multi30k-tok")["test_2016_flickr.lc.norm.tok.en"])')
-    for obj in mixer dad e2e; do
-      for beam in 1 5; do
-        hyp=$OUT/hyps/paper-$obj-s1-test-beam$beam.txt out=$OUT/$obj-vs-xent-beam$beam-significance.json
-        [[ -f $hyp && ! $out -nt $hyp ]] || continue  # not run yet, or compared since
-        "$TEXTGEN" eval --hyp "$OUT/hyps/paper-xent-s1-test-beam$beam.txt" --hyp "$hyp" --ref "$ref" \
-          --metric bleu4 --paired-bootstrap 1000 --results "$out"
+    for beam in 1 5; do
+      pairs=()
+      for obj in mixer dad e2e; do
+        pairs+=("paper-xent-s1 paper-$obj-s1 $obj-vs-xent-beam$beam")
+      done
+      for hyp in "$OUT"/hyps/continued-mixer-s*-test-beam$beam.txt; do
+        [[ -f $hyp ]] || continue  # the glob matched nothing
+        run=$(basename "$hyp" "-test-beam$beam.txt")
+        pairs+=("${run/mixer/xent} $run $run-vs-xent-beam$beam")
+      done
+      for pair in "${pairs[@]}"; do
+        read -r base sys out <<<"$pair"
+        base=$OUT/hyps/$base-test-beam$beam.txt hyp=$OUT/hyps/$sys-test-beam$beam.txt out=$OUT/$out-significance.json
+        [[ -f $base && -f $hyp ]] || continue  # not run yet
+        [[ -f $out && ! $hyp -nt $out && ! $base -nt $out ]] && continue  # compared since both were written
+        "$TEXTGEN" eval --hyp "$base" --hyp "$hyp" --ref "$ref" --metric bleu4 --paired-bootstrap 1000 --results "$out"
       done
     done ;;
-  *) echo "paper-table.sh: no queue '$1' (a, b, one or compare)" >&2; exit 2 ;;
+  *) echo "paper-table.sh: no queue '$1' (a, b, one, continue or compare)" >&2; exit 2 ;;
 esac

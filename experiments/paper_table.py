@@ -2,7 +2,8 @@
 
 One row per objective: test2016 BLEU (lowercased, tokenized Multi30k-tok) with greedy search and beam 5 as
 mean ± sample std over the seeds that finished, best validation BLEU (greedy, first 500 sentences, the
-checkpoint-selection metric), updates and training seconds per run. Writes results/paper-table.{json,csv,md}.
+checkpoint-selection metric), updates and training seconds per run; then the same for the `continue` runs
+(6 more epochs of XENT or of MIXER's stages from XENT's 12-epoch model). Writes results/paper-table.{json,csv,md}.
 
     python experiments/paper_table.py
 """
@@ -21,40 +22,35 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from objectives_table import fmt, summarise  # noqa: E402  mean ± std as the objective tables print it
 
 RESULTS = Path(__file__).resolve().parent.parent / "results"
-RUN = re.compile(r"paper-(?P<objective>xent|dad|e2e|mixer)-s(?P<seed>\d+)-train\.json")
+RUN = re.compile(r"(?P<start>paper|continued)-(?P<objective>xent|dad|e2e|mixer)-s(?P<seed>\d+)-train\.json")
 ORDER = ["xent", "dad", "e2e", "mixer"]
+HEADER = "| objective | seeds | test BLEU greedy | test BLEU beam 5 | best valid BLEU | updates | train s / run |"
 
 
-def main() -> None:
-    folder = RESULTS / "paper"
-    runs: dict[str, list[dict]] = defaultdict(list)
-    for path in sorted(folder.glob("paper-*-train.json")):
+def collect(folder: Path) -> dict[tuple[str, str], list[dict]]:
+    """Finished runs by (start, objective): start is "paper" (from scratch) or "continued" (from XENT's model)."""
+    runs: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    for path in sorted(folder.glob("*-train.json")):
         match = RUN.fullmatch(path.name)
         stem = path.name.removesuffix("-train.json")
         tests = {b: folder / f"{stem}-test-beam{b}.json" for b in (1, 5)}
         if not match or not all(p.exists() for p in tests.values()):
-            continue  # a run still training or decoding
+            continue  # another experiment's file, or a run still training or decoding
         train = json.loads(path.read_text())["metrics"]
-        row = {"objective": match["objective"], "seed": int(match["seed"]), "steps": train["steps"]}
+        row = {"start": match["start"], "objective": match["objective"], "seed": int(match["seed"])}
+        row["steps"] = train["steps"]
         row["train_seconds"] = train["train_seconds"]
         row["best_valid_bleu4"] = train["best_valid_bleu4"]
         for b, test in tests.items():
             row[f"test_bleu4_beam{b}"] = json.loads(test.read_text())["metrics"]["bleu4"]
-        runs[row["objective"]].append(row)
-    rows = [r for objective in ORDER for r in sorted(runs[objective], key=lambda r: r["seed"])]
-    if not rows:
-        raise SystemExit(f"no finished run in {folder}: run experiments/paper-table.sh first")
-    (RESULTS / "paper-table.json").write_text(json.dumps(rows, indent=2) + "\n")
-    with open(RESULTS / "paper-table.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    lines = [
-        "| objective | seeds | test BLEU greedy | test BLEU beam 5 | best valid BLEU | updates | train s / run |",
-        "|---|---|---|---|---|---|---|",
-    ]
+        runs[row["start"], row["objective"]].append(row)
+    return {key: sorted(rs, key=lambda r: r["seed"]) for key, rs in runs.items()}
+
+
+def table(runs: dict[tuple[str, str], list[dict]], start: str) -> list[str]:
+    lines = [HEADER, "|---|---|---|---|---|---|---|"]
     for objective in ORDER:
-        rs = runs[objective]
+        rs = runs.get((start, objective), [])
         if not rs:
             continue
         col = lambda key: fmt(summarise([r[key] for r in rs]))  # noqa: E731
@@ -63,6 +59,24 @@ def main() -> None:
             f"| {objective.upper()} | {', '.join(str(r['seed']) for r in rs)} | {col('test_bleu4_beam1')} "
             f"| {col('test_bleu4_beam5')} | {col('best_valid_bleu4')} | {rs[0]['steps']:,} | {seconds:,.0f} |"
         )
+    return lines
+
+
+def main() -> None:
+    folder = RESULTS / "paper"
+    runs = collect(folder)
+    rows = [r for start in ("paper", "continued") for objective in ORDER for r in runs.get((start, objective), [])]
+    if not rows:
+        raise SystemExit(f"no finished run in {folder}: run experiments/paper-table.sh first")
+    (RESULTS / "paper-table.json").write_text(json.dumps(rows, indent=2) + "\n")
+    with open(RESULTS / "paper-table.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    lines = table(runs, "paper")
+    if any(start == "continued" for start, _ in runs):
+        lines += ["", "6 more epochs from XENT's 12-epoch model (`paper-table.sh continue SEED`):", ""]
+        lines += table(runs, "continued")
     (RESULTS / "paper-table.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
