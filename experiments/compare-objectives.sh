@@ -21,6 +21,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TEXTGEN=${TEXTGEN:-.venv/bin/textgen}
+source experiments/lib.sh  # pair, test_references
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 OUT=results/objectives
 mkdir -p "$OUT" "$OUT/hyps" checkpoints/objectives runs/objectives
@@ -39,26 +40,12 @@ run() {  # run NAME INIT METRICS -- train args...
   done
 }
 
-pair() {  # pair BASE HYP CORPUS OUT [METRIC]: paired bootstrap of HYP against BASE on CORPUS's test references
-          # (BLEU unless METRIC is given), unless BASE is missing or OUT is newer than both
-  local base=$1 hyp=$2 ref=$REFS/$3 out=$4 metric=${5:-bleu4}
-  [[ -f $base ]] || return 0
-  [[ -f $out && $out -nt $hyp && $out -nt $base ]] && return 0
-  [[ -s $ref ]] || test_references "$3" > "$ref"  # unpacked on first use, outside the repository
-  "$TEXTGEN" eval --hyp "$base" --hyp "$hyp" --ref "$ref" --metric "$metric" --paired-bootstrap 1000 --results "$out"
-}
-
 corpus_metric() {  # corpus_metric QUEUE: the test corpus of a queue's runs and the metric they are paired on
   case $1 in
     tatoeba) echo tatoeba bleu4 ;;
     aeslc-strong) echo aeslc rouge2 ;;  # ROUGE-2 against the original subject
     *) echo multi30k bleu4 ;;  # strong, strong-long
   esac
-}
-
-test_references() {  # test_references CORPUS: its test targets, one per line, as `textgen eval` reads them
-  ${PYTHON:-.venv/bin/python} -c 'import sys; from textgen.data.parallel import load_parallel
-sys.stdout.write("".join(t + "\n" for t in load_parallel(sys.argv[1], only="test").splits["test"].targets))' "$1"
 }
 
 # Multi30k: 2 epochs from the 25-minute XENT model; constant lr 2e-4; MIXER/E2E anneal s = 8, 4, 1, 1
@@ -155,8 +142,6 @@ case ${1:?multi30k, aeslc, scratch, long, strong, strong-long, tatoeba, aeslc-st
     ;;
   strong-compare)  # every finished {strong[-long],tatoeba,aeslc-strong}-METHOD-sN against the same budget's
                    # XENT sN, paired bootstrap on BLEU (AESLC: ROUGE-2 against the original subject)
-    REFS=$(mktemp -d)  # pair unpacks each corpus's references here (data files are never committed)
-    trap 'rm -rf "$REFS"' EXIT
     for hyp in "$OUT"/hyps/{strong,tatoeba,aeslc-strong}-*-test-beam*.txt; do
       [[ -f $hyp ]] || continue
       name=$(basename "$hyp" .txt); seed_beam=${name##*-s}  # e.g. 1-test-beam5

@@ -8,6 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TEXTGEN=${TEXTGEN:-.venv/bin/textgen}
+source experiments/lib.sh  # pair, test_references
 CKPT=${CKPT:-checkpoints/translate-multi30k.pt}
 # results of another model never mix with the recipe model's: its own folder unless OUT says otherwise
 [[ $CKPT == checkpoints/translate-multi30k.pt ]] && default=results/mbr || default=results/mbr-$(basename "$CKPT" .pt)
@@ -31,9 +32,5 @@ case ${1:?valid, test or one} in
     name=${2:?a name, e.g. mbr32-bleu-beam5}; shift 2
     decode test beam5 --beam 5
     decode test "$name" "$@"
-    ref=$(mktemp)  # the references, unpacked outside the repository (data files are never committed)
-    trap 'rm -f "$ref"' EXIT
-    gzip -dc "$(${PYTHON:-.venv/bin/python} -c 'from textgen.data.registry import fetch; print(fetch("multi30k")["test_2016_flickr.en.gz"])')" > "$ref"
-    "$TEXTGEN" eval --hyp "$OUT/hyps/test-beam5.txt" --hyp "$OUT/hyps/test-$name.txt" --ref "$ref" \
-      --metric bleu4 --paired-bootstrap 1000 --results "$OUT/test-$name-vs-beam5.json" ;;
+    pair "$OUT/hyps/test-beam5.txt" "$OUT/hyps/test-$name.txt" multi30k "$OUT/test-$name-vs-beam5.json" ;;
 esac

@@ -10,6 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TEXTGEN=${TEXTGEN:-.venv/bin/textgen}
+source experiments/lib.sh  # pair, test_references
 export OMP_NUM_THREADS=1
 OUT=results/paper
 mkdir -p "$OUT/hyps" checkpoints/paper runs/paper
@@ -43,8 +44,6 @@ print(p["recipe"]["train"]["lr"] * p["train_state"]["schedule"]["scale"])' "$sta
     done ;;
   compare)  # seed 1 of each objective against XENT's seed 1 (OBJ-vs-xent-beamB-significance.json), and each
             # continued MIXER against the continued XENT of its seed (continued-mixer-sN-vs-xent-beamB-...)
-    ref=$(${PYTHON:-.venv/bin/python} -c 'from textgen.data.registry import fetch
-print(fetch("multi30k-tok")["test_2016_flickr.lc.norm.tok.en"])')
     for beam in 1 5; do
       pairs=()
       for obj in mixer dad e2e; do
@@ -55,12 +54,12 @@ print(fetch("multi30k-tok")["test_2016_flickr.lc.norm.tok.en"])')
         run=$(basename "$hyp" "-test-beam$beam.txt")
         pairs+=("${run/mixer/xent} $run $run-vs-xent-beam$beam")
       done
-      for pair in "${pairs[@]}"; do
-        read -r base sys out <<<"$pair"
-        base=$OUT/hyps/$base-test-beam$beam.txt hyp=$OUT/hyps/$sys-test-beam$beam.txt out=$OUT/$out-significance.json
-        [[ -f $base && -f $hyp ]] || continue  # not run yet
-        [[ -f $out && ! $hyp -nt $out && ! $base -nt $out ]] && continue  # compared since both were written
-        "$TEXTGEN" eval --hyp "$base" --hyp "$hyp" --ref "$ref" --metric bleu4 --paired-bootstrap 1000 --results "$out"
+      for entry in "${pairs[@]}"; do
+        read -r base sys out <<<"$entry"
+        hyp=$OUT/hyps/$sys-test-beam$beam.txt
+        if [[ -f $hyp ]]; then  # run already
+          pair "$OUT/hyps/$base-test-beam$beam.txt" "$hyp" multi30k-tok "$OUT/$out-significance.json"
+        fi
       done
     done ;;
   *) echo "paper-table.sh: no queue '$1' (a, b, one, continue or compare)" >&2; exit 2 ;;
