@@ -244,3 +244,17 @@ def test_eval_comparison_errors_are_one_line(cli, systems, tmp_path):
     assert_clean_error(cli("eval", "--hyp", base, "--ref", ref, "--paired-bootstrap", "100"), "two or more --hyp")
     assert_clean_error(cli("eval", "--hyp", base, "--hyp", systems["better"], "--ref", ref), "needs a paired test")
     assert_clean_error(cli("eval", "--paired-ar", "100"), "--hyp BASE --hyp NEW")
+
+
+def test_sacrebleus_tokenized_output_warning_comes_once_per_process(monkeypatch, caplog):
+    """Validation on a tokenized corpus scores BLEU every epoch: the warning must not repeat each time."""
+    from textgen import metrics
+
+    monkeypatch.setattr(metrics, "_bleu_scored", False)
+    tokenized = [f"a man rides horse number {i} ." for i in range(120)]
+    with caplog.at_level("WARNING", logger="sacrebleu"):
+        first, _ = metrics.bleu4(tokenized, [tokenized])
+        warned = len(caplog.records)
+        second, _ = metrics.bleu4(tokenized, [tokenized])
+    assert warned >= 1 and "detokenize" in caplog.text
+    assert len(caplog.records) == warned and first == second == pytest.approx(100.0)
