@@ -3,7 +3,8 @@
 One row per objective: test2016 BLEU (lowercased, tokenized Multi30k-tok) with greedy search and beam 5 as
 mean ± sample std over the seeds that finished, best validation BLEU (greedy, first 500 sentences, the
 checkpoint-selection metric), updates and training seconds per run; then the same for the `continue` runs
-(6 more epochs of XENT or of MIXER's stages from XENT's 12-epoch model). Writes results/paper-table.{json,csv,md}.
+(round R: 6 more epochs of XENT or of MIXER's stages from XENT's model after 6 + 6R epochs), one table per
+round. Writes results/paper-table.{json,csv,md}.
 
     python experiments/paper_table.py
 """
@@ -22,13 +23,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from objectives_table import fmt, summarise  # noqa: E402  mean ± std as the objective tables print it
 
 RESULTS = Path(__file__).resolve().parent.parent / "results"
-RUN = re.compile(r"(?P<start>paper|continued)-(?P<objective>xent|dad|e2e|mixer)-s(?P<seed>\d+)-train\.json")
+RUN = re.compile(r"(?P<start>paper|continued\d?)-(?P<objective>xent|dad|e2e|mixer)-s(?P<seed>\d+)-train\.json")
 ORDER = ["xent", "dad", "e2e", "mixer"]
 HEADER = "| objective | seeds | test BLEU greedy | test BLEU beam 5 | best valid BLEU | updates | train s / run |"
 
 
 def collect(folder: Path) -> dict[tuple[str, str], list[dict]]:
-    """Finished runs by (start, objective): start is "paper" (from scratch) or "continued" (from XENT's model)."""
+    """Finished runs by (start, objective): start is "paper" (from scratch) or "continued[R]" (round R)."""
     runs: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for path in sorted(folder.glob("*-train.json")):
         match = RUN.fullmatch(path.name)
@@ -45,6 +46,11 @@ def collect(folder: Path) -> dict[tuple[str, str], list[dict]]:
             row[f"test_bleu4_beam{b}"] = json.loads(test.read_text())["metrics"]["bleu4"]
         runs[row["start"], row["objective"]].append(row)
     return {key: sorted(rs, key=lambda r: r["seed"]) for key, rs in runs.items()}
+
+
+def round_of(start: str) -> int:
+    """The continuation round of a run-name prefix: "continued" is round 1, "continued2" round 2."""
+    return int(start.removeprefix("continued") or 1)
 
 
 def table(runs: dict[tuple[str, str], list[dict]], start: str) -> list[str]:
@@ -65,7 +71,8 @@ def table(runs: dict[tuple[str, str], list[dict]], start: str) -> list[str]:
 def main() -> None:
     folder = RESULTS / "paper"
     runs = collect(folder)
-    rows = [r for start in ("paper", "continued") for objective in ORDER for r in runs.get((start, objective), [])]
+    starts = ["paper"] + sorted({start for start, _ in runs} - {"paper"}, key=round_of)
+    rows = [r for start in starts for objective in ORDER for r in runs.get((start, objective), [])]
     if not rows:
         raise SystemExit(f"no finished run in {folder}: run experiments/paper-table.sh first")
     (RESULTS / "paper-table.json").write_text(json.dumps(rows, indent=2) + "\n")
@@ -74,9 +81,10 @@ def main() -> None:
         writer.writeheader()
         writer.writerows(rows)
     lines = table(runs, "paper")
-    if any(start == "continued" for start, _ in runs):
-        lines += ["", "6 more epochs from XENT's 12-epoch model (`paper-table.sh continue SEED`):", ""]
-        lines += table(runs, "continued")
+    for start in starts[1:]:
+        r = round_of(start)
+        title = f"Round {r}: 6 more epochs from XENT's {6 + 6 * r}-epoch model (`paper-table.sh continue SEED {r}`):"
+        lines += ["", title, ""] + table(runs, start)
     (RESULTS / "paper-table.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
