@@ -32,5 +32,7 @@ case ${1:?valid, test or one} in
     name=${2:?a name, e.g. mbr32-bleu-beam5}; shift 2
     decode test beam5 --beam 5
     decode test "$name" "$@"
-    pair "$OUT/hyps/test-beam5.txt" "$OUT/hyps/test-$name.txt" multi30k "$OUT/test-$name-vs-beam5.json" ;;
+    corpus=$(${PYTHON:-.venv/bin/python} -c 'import sys; from textgen import checkpoint
+print(checkpoint.load(sys.argv[1], kind="seq2seq")["recipe"]["data"]["corpus"])' "$CKPT")
+    pair "$OUT/hyps/test-beam5.txt" "$OUT/hyps/test-$name.txt" "$corpus" "$OUT/test-$name-vs-beam5.json" ;;
 esac

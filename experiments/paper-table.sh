@@ -5,10 +5,10 @@
 # Budgets are in epochs, not minutes. Two queues on a 2-core machine:
 #   experiments/paper-table.sh a &  experiments/paper-table.sh b &  wait
 # or one run at a time: experiments/paper-table.sh one paper-dad 1
-# `continue N [R [OBJ]]`: does MIXER pay once XENT has had longer? Round R of 6 more epochs from XENT seed N's
-# model after 6 + 6R epochs, at its final lr: MIXER's stages (continued[R]-mixer-sN) against XENT
-# (continued[R]-xent-sN, the start of round R + 1); round 1 (the default) starts from the 12-epoch paper-xent-sN.
-# OBJ (xent or mixer) runs one of the pair, so that the two can run side by side.
+# `continue N [R [OBJ]]`: does MIXER pay once XENT has had longer? Round R: 6 more epochs from XENT seed N's
+# checkpoint after 6 + 6R epochs (the best on validation), at the lr it was saved with: MIXER's stages
+# (continued[R]-mixer-sN) against XENT (continued[R]-xent-sN, the start of round R + 1); round 1 (the default)
+# starts from the 12-epoch paper-xent-sN. OBJ (xent or mixer) runs one of the pair, so the two can run side by side.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TEXTGEN=${TEXTGEN:-.venv/bin/textgen}
@@ -36,17 +36,18 @@ case ${1:?a, b, one, continue or compare} in
   continue)
     seed=${2:?a seed} round=${3:-1}
     [[ $round =~ ^[1-9]$ ]] || { echo "paper-table.sh continue: round '$round' is not 1-9" >&2; exit 2; }
-    name() { [[ $2 == 1 ]] && echo "continued-$1-s$seed" || echo "continued$2-$1-s$seed"; }  # name OBJ ROUND
-    [[ $round == 1 ]] && start=checkpoints/paper/paper-xent-s$seed.pt \
-      || start=checkpoints/paper/$(name xent $((round - 1))).pt
-    [[ -f $start ]] || { echo "paper-table.sh continue: no $start: run the XENT it starts from first" >&2; exit 2; }
-    lr=$(${PYTHON:-.venv/bin/python} -c 'import sys, torch
-p = torch.load(sys.argv[1], map_location="cpu", weights_only=False)
-print(p["recipe"]["train"]["lr"] * p["train_state"]["schedule"]["scale"])' "$start")
+    continued_name() { [[ $2 == 1 ]] && echo "continued-$1-s$seed" || echo "continued$2-$1-s$seed"; }  # OBJ ROUND
+    [[ $round == 1 ]] && from=paper-xent-s$seed || from=$(continued_name xent $((round - 1)))
+    # the checkpoint exists from the first validation on: start only from a finished run
+    [[ -f $OUT/$from-train.json ]] || { echo "paper-table.sh continue: $from has not finished: run it first" >&2
+                                        exit 2; }
+    lr=$(${PYTHON:-.venv/bin/python} -c 'import sys; from textgen import checkpoint
+p = checkpoint.load(sys.argv[1], kind="seq2seq")
+print(p["recipe"]["train"]["lr"] * p["train_state"]["schedule"]["scale"])' "checkpoints/paper/$from.pt")
     for obj in ${4:-xent mixer}; do  # 6 epochs: MIXER runs its stages s = 12, 9, 6, 3, 1, 1 from the first
       [[ $obj == xent || $obj == mixer ]] || { echo "paper-table.sh continue: '$obj' is not xent or mixer" >&2; exit 2; }
-      run paper-$obj "$seed" "$(name "$obj" "$round")" --set init_from="$start" --set train.epochs=6 \
-        --set objective.mixer_xent_epochs=0 --set train.lr="$lr"
+      run paper-$obj "$seed" "$(continued_name "$obj" "$round")" --set init_from="checkpoints/paper/$from.pt" \
+        --set train.epochs=6 --set objective.mixer_xent_epochs=0 --set train.lr="$lr"
     done ;;
   compare)  # seed 1 of each objective against XENT's seed 1 (OBJ-vs-xent-beamB-significance.json), and each
             # continued MIXER against the XENT of its round and seed (continued[R]-mixer-sN-vs-xent-beamB-...)
@@ -57,8 +58,8 @@ print(p["recipe"]["train"]["lr"] * p["train_state"]["schedule"]["scale"])' "$sta
       done
       for hyp in "$OUT"/hyps/continued*-mixer-s*-test-beam$beam.txt; do
         [[ -f $hyp ]] || continue  # the glob matched nothing
-        run=$(basename "$hyp" "-test-beam$beam.txt")
-        pairs+=("${run/mixer/xent} $run $run-vs-xent-beam$beam")
+        mixer_run=$(basename "$hyp" "-test-beam$beam.txt")
+        pairs+=("${mixer_run/mixer/xent} $mixer_run $mixer_run-vs-xent-beam$beam")
       done
       for entry in "${pairs[@]}"; do
         read -r base sys out <<<"$entry"

@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from objectives_table import fmt, summarise  # noqa: E402  mean ± std as the objective tables print it
 
 RESULTS = Path(__file__).resolve().parent.parent / "results"
-RUN = re.compile(r"(?P<start>paper|continued\d?)-(?P<objective>xent|dad|e2e|mixer)-s(?P<seed>\d+)-train\.json")
+RUN = re.compile(r"(?P<start>paper|continued(?:[2-9])?)-(?P<objective>xent|dad|e2e|mixer)-s(?P<seed>\d+)-train\.json")
 ORDER = ["xent", "dad", "e2e", "mixer"]
 HEADER = "| objective | seeds | test BLEU greedy | test BLEU beam 5 | best valid BLEU | updates | train s / run |"
 
@@ -54,6 +54,7 @@ def round_of(start: str) -> int:
 
 
 def table(runs: dict[tuple[str, str], list[dict]], start: str) -> list[str]:
+    """One markdown table of the runs with this start; `updates` counts the run's own (a round's 6 epochs)."""
     lines = [HEADER, "|---|---|---|---|---|---|---|"]
     for objective in ORDER:
         rs = runs.get((start, objective), [])

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.test_cli_errors import assert_clean_error
+from textgen.data.registry import sha256_of
 from textgen.errors import UserError
 from textgen.evaluate import compare_systems, eval_files
 
@@ -228,8 +229,11 @@ def test_eval_compares_systems_and_one_hyp_works_as_before(cli, systems, tmp_pat
     assert table[2].startswith(f"{files[0]} (baseline)") and table[3].startswith(files[1])
     assert table[-1].startswith(f"note: {files[0]} is line for line the baseline")
     assert table[2].split()[2] == "-" and table[3].split()[1] == "100" and table[4].split()[1] == "0"
+    assert data["data"] == {p: sha256_of(Path(p)) for p in [*files, str(systems["ref"])]}
     one = cli("eval", "--hyp", files[1], "--ref", systems["ref"], "--metric", "bleu4", "--json")
-    assert one.code == 0
+    assert one.code == 0 and json.loads(one.out)["data"] == {
+        p: sha256_of(Path(p)) for p in [files[1], str(systems["ref"])]
+    }
     assert json.loads(one.out)["metrics"] == eval_files(Path(files[1]), [systems["ref"]], ["bleu4"])[0]
 
 
@@ -247,12 +251,15 @@ def test_eval_comparison_errors_are_one_line(cli, systems, tmp_path):
 
 
 def test_sacrebleus_tokenized_output_warning_comes_once_per_process(monkeypatch, caplog):
-    """Validation on a tokenized corpus scores BLEU every epoch: the warning must not repeat each time."""
+    """Validation on a tokenized corpus scores BLEU every epoch: the warning must not repeat each time, and a
+    first scoring that does not look tokenized (an early, untrained model's output) must not use it up."""
     from textgen import metrics
 
-    monkeypatch.setattr(metrics, "_bleu_scored", False)
-    tokenized = [f"a man rides horse number {i} ." for i in range(120)]
+    monkeypatch.setattr(metrics, "_detokenize_warned", False)
+    clean = [f"a man rides horse number {i}" for i in range(120)]
+    tokenized = [line + " ." for line in clean]
     with caplog.at_level("WARNING", logger="sacrebleu"):
+        assert metrics.bleu4(clean, [clean])[0] == pytest.approx(100.0) and not caplog.records
         first, _ = metrics.bleu4(tokenized, [tokenized])
         warned = len(caplog.records)
         second, _ = metrics.bleu4(tokenized, [tokenized])

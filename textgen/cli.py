@@ -281,10 +281,10 @@ def eval_(
             values.update(evaluate.comparison_values(comparisons[-1]))
             signatures.update({f"{name} {k}": v for k, v in comparisons[-1]["signatures"].items()})
         extra["systems"] = [str(h) for h in hyp]
-        shas: dict = {}
+        shas = evaluate.file_hashes([*hyp, *ref])
     elif hyp:
         values, signatures = evaluate.eval_files(hyp[0], ref, metric or ["bleu4"])
-        shas = {}
+        shas = evaluate.file_hashes([*hyp, *ref])
     elif ckpt is None:
         raise UserError("give a checkpoint to evaluate, or --hyp FILE --ref FILE to score files")
     else:

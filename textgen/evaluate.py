@@ -18,6 +18,13 @@ from textgen.metrics import check_metrics, score
 from textgen.precision import check_precision
 
 
+def file_hashes(paths: list[Path]) -> dict[str, str]:
+    """sha256 per scored file: a result from files (references often in a temp dir) still says what it scored."""
+    from textgen.data.registry import sha256_of
+
+    return {str(p): sha256_of(p) for p in paths}
+
+
 def eval_files(hyp: Path, refs: list[Path], metrics: list[str]) -> tuple[dict, dict]:
     """Score a hypothesis file against one or more line-aligned reference files."""
     check_metrics(metrics)

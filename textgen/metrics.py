@@ -9,19 +9,20 @@ from functools import lru_cache
 
 from textgen.errors import UserError
 
-_bleu_scored = False  # sacrebleu's "forgot to detokenize" check runs on a process's first corpus BLEU only
+_detokenize_warned = False  # sacrebleu's "forgot to detokenize" warning, once per process (`bleu4`)
 
 
 def bleu4(hyps: list[str], refs: list[list[str]], lowercase: bool = False) -> tuple[float, str]:
     """Corpus BLEU-4 (sacrebleu defaults: 13a tokenizer, exp smoothing); refs is a list of reference streams.
 
-    sacrebleu warns (4 lines) when the output looks tokenized; on a tokenized corpus such as multi30k-tok,
-    scored as tokens on purpose, it would repeat at every validation, so only the first scoring checks."""
-    global _bleu_scored
+    sacrebleu warns (3 lines) when >= 100 outputs end in " .", as tokenized text does; on a tokenized corpus
+    such as multi30k-tok, scored as tokens on purpose, it would repeat at every validation. So it is shown once
+    per process, for whichever corpus first trips it, and not again for any corpus."""
+    global _detokenize_warned
     from sacrebleu.metrics import BLEU
 
-    metric = BLEU(lowercase=lowercase, force=_bleu_scored)
-    _bleu_scored = True
+    metric = BLEU(lowercase=lowercase, force=_detokenize_warned)
+    _detokenize_warned = _detokenize_warned or sum(h.endswith(" .") for h in hyps) >= 100
     score = metric.corpus_score(hyps, refs)
     return score.score, str(metric.get_signature())
 
