@@ -52,21 +52,17 @@ print(p["recipe"]["train"]["lr"] * p["train_state"]["schedule"]["scale"])' "chec
   compare)  # seed 1 of each objective against XENT's seed 1 (OBJ-vs-xent-beamB-significance.json), and each
             # continued MIXER against the XENT of its round and seed (continued[R]-mixer-sN-vs-xent-beamB-...)
     for beam in 1 5; do
-      pairs=()
       for obj in mixer dad e2e; do
-        pairs+=("paper-xent-s1 paper-$obj-s1 $obj-vs-xent-beam$beam")
+        hyp=$OUT/hyps/paper-$obj-s1-test-beam$beam.txt
+        [[ -f $hyp ]] || continue  # not run yet
+        pair "$OUT/hyps/paper-xent-s1-test-beam$beam.txt" "$hyp" multi30k-tok \
+          "$OUT/$obj-vs-xent-beam$beam-significance.json"
       done
       for hyp in "$OUT"/hyps/continued*-mixer-s*-test-beam$beam.txt; do
         [[ -f $hyp ]] || continue  # the glob matched nothing
         mixer_run=$(basename "$hyp" "-test-beam$beam.txt")
-        pairs+=("${mixer_run/mixer/xent} $mixer_run $mixer_run-vs-xent-beam$beam")
-      done
-      for entry in "${pairs[@]}"; do
-        read -r base sys out <<<"$entry"
-        hyp=$OUT/hyps/$sys-test-beam$beam.txt
-        if [[ -f $hyp ]]; then  # run already
-          pair "$OUT/hyps/$base-test-beam$beam.txt" "$hyp" multi30k-tok "$OUT/$out-significance.json"
-        fi
+        pair "$OUT/hyps/${mixer_run/mixer/xent}-test-beam$beam.txt" "$hyp" multi30k-tok \
+          "$OUT/$mixer_run-vs-xent-beam$beam-significance.json"
       done
     done ;;
   *) echo "paper-table.sh: no queue '$1' (a, b, one, continue or compare)" >&2; exit 2 ;;
