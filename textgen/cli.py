@@ -274,17 +274,17 @@ def eval_(
         raise UserError(
             "--paired-bootstrap and --paired-ar compare systems' files: give --hyp BASE --hyp NEW --ref REF"
         )
-    if hyp and (len(hyp) > 1 or paired_bootstrap or paired_ar):
-        values = {}
-        for name in metric or ["bleu4"]:
-            comparisons.append(evaluate.compare_systems(hyp, ref, name, paired_bootstrap, paired_ar, seed))
-            values.update(evaluate.comparison_values(comparisons[-1]))
-            signatures.update({f"{name} {k}": v for k, v in comparisons[-1]["signatures"].items()})
-        extra["systems"] = [str(h) for h in hyp]
-        shas = evaluate.file_hashes([*hyp, *ref])
-    elif hyp:
-        values, signatures = evaluate.eval_files(hyp[0], ref, metric or ["bleu4"])
-        shas = evaluate.file_hashes([*hyp, *ref])
+    if hyp:
+        if len(hyp) > 1 or paired_bootstrap or paired_ar:
+            values = {}
+            for name in metric or ["bleu4"]:
+                comparisons.append(evaluate.compare_systems(hyp, ref, name, paired_bootstrap, paired_ar, seed))
+                values.update(evaluate.comparison_values(comparisons[-1]))
+                signatures.update({f"{name} {k}": v for k, v in comparisons[-1]["signatures"].items()})
+            extra["systems"] = [str(h) for h in hyp]
+        else:
+            values, signatures = evaluate.eval_files(hyp[0], ref, metric or ["bleu4"])
+        shas = evaluate.file_hashes([*hyp, *ref])  # after scoring, which reports unreadable files as user errors
     elif ckpt is None:
         raise UserError("give a checkpoint to evaluate, or --hyp FILE --ref FILE to score files")
     else:
