@@ -32,7 +32,9 @@ case ${1:?valid, test or one} in
     name=${2:?a name, e.g. mbr32-bleu-beam5}; shift 2
     decode test beam5 --beam 5
     decode test "$name" "$@"
-    corpus=$(${PYTHON:-.venv/bin/python} -c 'import sys; from textgen import checkpoint
-print(checkpoint.load(sys.argv[1], kind="seq2seq")["recipe"]["data"]["corpus"])' "$CKPT")
-    pair "$OUT/hyps/test-beam5.txt" "$OUT/hyps/test-$name.txt" "$corpus" "$OUT/test-$name-vs-beam5.json" ;;
+    # paired on the checkpoint's own corpus and on the metric it was selected by (BLEU when that was the loss)
+    read -r corpus metric < <(${PYTHON:-.venv/bin/python} -c 'import sys; from textgen import checkpoint
+r = checkpoint.load(sys.argv[1], kind="seq2seq")["recipe"]
+print(r["data"]["corpus"], r["train"]["valid_metric"].replace("loss", "bleu4"))' "$CKPT")
+    pair "$OUT/hyps/test-beam5.txt" "$OUT/hyps/test-$name.txt" "$corpus" "$OUT/test-$name-vs-beam5.json" "$metric" ;;
 esac
