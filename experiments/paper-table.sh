@@ -42,8 +42,8 @@ case ${1:?a, b, one, continue or compare} in
     [[ -f $OUT/$from-train.json ]] || { echo "paper-table.sh continue: $from has not finished: run it first" >&2
                                         exit 2; }
     lr=$(${PYTHON:-.venv/bin/python} -c 'import sys; from textgen import checkpoint
-p = checkpoint.load(sys.argv[1], kind="seq2seq")
-print(p["recipe"]["train"]["lr"] * p["train_state"]["schedule"]["scale"])' "checkpoints/paper/$from.pt")
+print(checkpoint.load(sys.argv[1], kind="seq2seq")["train_state"]["optimizer"]["param_groups"][0]["lr"])' \
+      "checkpoints/paper/$from.pt")  # the lr in use when it was saved
     for obj in ${4:-xent mixer}; do  # 6 epochs: MIXER runs its stages s = 12, 9, 6, 3, 1, 1 from the first
       [[ $obj == xent || $obj == mixer ]] || { echo "paper-table.sh continue: '$obj' is not xent or mixer" >&2; exit 2; }
       run paper-$obj "$seed" "$(continued_name "$obj" "$round")" --set init_from="checkpoints/paper/$from.pt" \
