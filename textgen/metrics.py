@@ -133,8 +133,9 @@ def rouge_metric(kind: str):
     (BLEU's integer counts tie exactly; so do these, rounded)."""
     from importlib.metadata import version
 
-    if kind not in ("rouge1", "rouge2", "rougeL"):
-        raise UserError(f"unknown ROUGE kind '{kind}': choose from rouge1, rouge2, rougeL")
+    kinds = [name for name in METRICS if name.startswith("rouge")]
+    if kind not in kinds:
+        raise UserError(f"unknown ROUGE kind '{kind}': choose from {', '.join(kinds)}")
 
     from sacrebleu.metrics.base import Metric, Score, Signature
 
