@@ -4,7 +4,8 @@ One row per objective: test2016 BLEU (lowercased, tokenized Multi30k-tok) with g
 mean ± sample std over the seeds that finished, best validation BLEU (greedy, first 500 sentences, the
 checkpoint-selection metric), updates and training seconds per run; then the same for the `continue` runs
 (round R: 6 more epochs of XENT or of MIXER's stages from XENT's model after 6 + 6R epochs), one table per
-round. Writes results/paper-table.{json,csv,md}.
+round, with MIXER − XENT on each seed both finished (the same start and batches) and the paired-bootstrap p
+of `paper-table.sh compare`. Writes results/paper-table.{json,csv,md} and results/paper-differences.json.
 
     python experiments/paper_table.py
 """
@@ -69,6 +70,47 @@ def table(runs: dict[tuple[str, str], list[dict]], start: str) -> list[str]:
     return lines
 
 
+def differences(runs: dict[tuple[str, str], list[dict]], start: str, folder: Path) -> dict:
+    """MIXER − XENT per seed in one round, on the seeds where both finished: the round tables' means can mix
+    seeds (a MIXER run still training), this cannot. p is the paired bootstrap's, None until compared."""
+    xent = {r["seed"]: r for r in runs.get((start, "xent"), [])}
+    mixer = {r["seed"]: r for r in runs.get((start, "mixer"), [])}
+    per_seed = []
+    for seed in sorted(xent.keys() & mixer.keys()):
+        row: dict = {"seed": seed}
+        for key in ("test_bleu4_beam1", "test_bleu4_beam5", "best_valid_bleu4"):
+            row[key] = round(mixer[seed][key] - xent[seed][key], 2)
+        for b in (1, 5):
+            sig = folder / f"{start}-mixer-s{seed}-vs-xent-beam{b}-significance.json"
+            p = json.loads(sig.read_text())["metrics"]["sys1_bleu4_p_bootstrap"] if sig.exists() else None
+            row[f"p_beam{b}"] = p
+        per_seed.append(row)
+    keys = ("test_bleu4_beam1", "test_bleu4_beam5", "best_valid_bleu4")
+    mean = {key: summarise([r[key] for r in per_seed]) for key in keys} if per_seed else {}
+    return {"start": start, "round": round_of(start), "per_seed": per_seed, "mean": mean}
+
+
+def difference_table(diff: dict) -> list[str]:
+    """MIXER − XENT rows for one round: one per seed, then the mean over seeds."""
+    p = lambda v: "–" if v is None else f"{v:.3f}"  # noqa: E731
+    lines = [
+        "| MIXER − XENT | test greedy (p) | test beam 5 (p) | best valid |",
+        "|---|---|---|---|",
+    ]
+    for r in diff["per_seed"]:
+        lines.append(
+            f"| seed {r['seed']} | {r['test_bleu4_beam1']:+.2f} ({p(r['p_beam1'])}) "
+            f"| {r['test_bleu4_beam5']:+.2f} ({p(r['p_beam5'])}) | {r['best_valid_bleu4']:+.2f} |"
+        )
+    if len(diff["per_seed"]) > 1:
+        m = diff["mean"]
+        lines.append(
+            f"| mean over seeds | {fmt(m['test_bleu4_beam1'])} | {fmt(m['test_bleu4_beam5'])} "
+            f"| {fmt(m['best_valid_bleu4'])} |"
+        )
+    return lines
+
+
 def main() -> None:
     folder = RESULTS / "paper"
     runs = collect(folder)
@@ -82,10 +124,14 @@ def main() -> None:
         writer.writeheader()
         writer.writerows(rows)
     lines = table(runs, "paper")
-    for start in starts[1:]:
+    diffs = [differences(runs, start, folder) for start in starts[1:]]
+    for start, diff in zip(starts[1:], diffs, strict=True):
         r = round_of(start)
         title = f"Round {r}: 6 more epochs from XENT's {6 + 6 * r}-epoch model (`paper-table.sh continue SEED {r}`):"
         lines += ["", title, ""] + table(runs, start)
+        if diff["per_seed"]:
+            lines += ["", *difference_table(diff)]
+    (RESULTS / "paper-differences.json").write_text(json.dumps(diffs, indent=2) + "\n")
     (RESULTS / "paper-table.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
