@@ -123,7 +123,8 @@ def main() -> None:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    lines = table(runs, "paper")
+    from_scratch = any(start == "paper" for start, _ in runs)
+    lines = table(runs, "paper") if from_scratch else ["No from-scratch run has finished."]
     diffs = [differences(runs, start, folder) for start in starts[1:]]
     for start, diff in zip(starts[1:], diffs, strict=True):
         r = round_of(start)
