@@ -1,14 +1,16 @@
 """Minimum risk training (Shen et al. 2016) mixed with label-smoothed XENT (Edunov et al. 2018).
 
-For each source the current model samples a candidate set without gradient (deduplicated; optionally
-the reference added). One batched teacher-forced pass rescores every candidate: log p(y|x) summed
-over its tokens and EOS. q(y) = softmax(alpha * log p(y|x)) over the set, the model's distribution
-renormalised to the candidates; the risk is sum q(y) * (1 - reward(y)). The gradient flows through q,
-not through the sampling, so no baseline is needed. Loss = w * XENT + (1 - w) * risk, the risk scaled
+For each source the current model makes a candidate set without gradient: objective.mrt_candidates
+samples and the n-best of a beam search of width objective.mrt_beam (Edunov et al.'s choice: the beam
+covers the model's mode, the samples its spread), deduplicated, optionally with the reference added.
+One batched teacher-forced pass rescores every candidate: log p(y|x) summed over its tokens and EOS.
+q(y) = softmax(alpha * log p(y|x)) over the set, the model's distribution renormalised to the
+candidates; the risk is sum q(y) * (1 - reward(y)). The gradient flows through q, not through the
+search or the sampling, so no baseline is needed. Loss = w * XENT + (1 - w) * risk, the risk scaled
 by the training set's mean target length so that the trainer's token normalisation leaves it (about) a
 mean risk per sentence. Candidates are drawn at objective.sample_temperature.
 
-k = 1 candidate makes q = 1 and the risk a constant: MRT reduces to w * XENT.
+k = 1 candidate (one sample, or beam 1 alone) makes q = 1 and the risk a constant: MRT reduces to w * XENT.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from torch import nn
 
 from textgen.data.seqvocab import BOS, EOS, PAD
 from textgen.decode.generate import strip
-from textgen.decode.search import greedy_or_sample
+from textgen.decode.search import beam_search, greedy_or_sample
 from textgen.errors import UserError
 from textgen.metrics import REWARDS
 from textgen.objectives.common import Context, check_sample_temperature, teacher_forced_loss
@@ -67,34 +69,45 @@ class MinimumRisk(nn.Module):
         self.ctx = ctx
         self.cfg = ctx.recipe.objective
         check_sample_temperature(self.cfg)
-        if self.cfg.mrt_candidates < 1:
-            raise UserError(f"objective.mrt_candidates must be >= 1, got {self.cfg.mrt_candidates}")
+        if self.cfg.mrt_candidates < 0 or self.cfg.mrt_beam < 0 or self.cfg.mrt_candidates + self.cfg.mrt_beam < 1:
+            raise UserError(
+                f"objective.mrt_candidates ({self.cfg.mrt_candidates}) and objective.mrt_beam ({self.cfg.mrt_beam}) "
+                "must be >= 0 with at least one candidate: set mrt_candidates >= 1 or mrt_beam >= 1"
+            )
         if self.cfg.reward not in REWARDS:
             raise UserError(f"MRT's cost is 1 - a text reward: objective.reward must be one of {', '.join(REWARDS)}")
         self.reward_fn = REWARDS[self.cfg.reward]
 
     @torch.no_grad()
     def candidates(self, model, batch) -> list[list[list[int]]]:
-        """Per source, distinct samples of the current model (dropout off), plus the reference if asked."""
+        """Per source, the distinct samples and beam n-best of the current model (dropout off), in that order,
+        plus the reference if asked."""
         was_training = model.training
         model.eval()
+        d, B = self.ctx.recipe.decode, batch.src.size(0)
+        found: list[list[list[int]]] = [[] for _ in range(B)]
         try:
-            d = self.ctx.recipe.decode
-            hyps = greedy_or_sample(  # each source encoded once, sampled on mrt_candidates rows
-                model,
-                batch.src,
-                batch.src_lens,
-                d.max_len_a,
-                d.max_len_b,
-                temperature=self.cfg.sample_temperature,
-                num_samples=self.cfg.mrt_candidates,
-            )
+            if self.cfg.mrt_candidates:
+                sampled = greedy_or_sample(  # each source encoded once, sampled on mrt_candidates rows
+                    model,
+                    batch.src,
+                    batch.src_lens,
+                    d.max_len_a,
+                    d.max_len_b,
+                    temperature=self.cfg.sample_temperature,
+                    num_samples=self.cfg.mrt_candidates,
+                )
+                found = [f + s for f, s in zip(found, sampled.tokens, strict=True)]
+            if self.cfg.mrt_beam:
+                k = self.cfg.mrt_beam
+                searched = beam_search(model, batch.src, batch.src_lens, k, k, d.lenpen, d.max_len_a, d.max_len_b)
+                found = [f + s for f, s in zip(found, searched.tokens, strict=True)]
         finally:
             model.train(was_training)
         out = []
-        for i in range(batch.src.size(0)):
+        for i in range(B):
             seen: dict[tuple, None] = {}
-            for toks in hyps.tokens[i]:
+            for toks in found[i]:
                 seen.setdefault(tuple(toks), None)
             if self.cfg.mrt_reference:
                 seen.setdefault(tuple(strip(batch.tgt_out[i].tolist())), None)
