@@ -93,7 +93,7 @@ def test_finetune_recipes_are_the_measured_fine_tuning_settings(objective):
         assert getattr(recipe, section) == getattr(measured, section), section
 
 
-@pytest.mark.parametrize("name", ["finetune-mrt", "finetune-mixer-loo"])
+@pytest.mark.parametrize("name", ["finetune-mrt", "finetune-mrt-beam", "finetune-mixer-loo"])
 def test_sequence_level_finetune_recipes_have_finetune_xents_budget(name):
     """The sequence-level fine-tunes compare with finetune-xent at one budget: the same data, model, decoding
     and training settings; only the objective differs."""
@@ -101,7 +101,10 @@ def test_sequence_level_finetune_recipes_have_finetune_xents_budget(name):
     for section in ("data", "model", "train", "decode"):
         assert getattr(recipe, section) == getattr(xent, section), section
     if name == "finetune-mrt":
-        assert (recipe.objective.name, recipe.objective.mrt_candidates) == ("mrt", 4)
+        assert (recipe.objective.name, recipe.objective.mrt_candidates, recipe.objective.mrt_beam) == ("mrt", 4, 0)
+    elif name == "finetune-mrt-beam":  # finetune-mrt with beam 4's 4-best added, nothing else changed
+        mrt = load_recipe("finetune-mrt").objective
+        assert recipe.objective == dataclasses.replace(mrt, mrt_beam=4) != mrt
     else:  # finetune-mixer with the leave-one-out baseline over 4 samples, nothing else changed
         mixer = load_recipe("finetune-mixer").objective
         assert recipe.objective == dataclasses.replace(mixer, baseline="loo", samples=4) != mixer
