@@ -281,12 +281,14 @@ def mixer_vs_xent(task: Seq2SeqTask, steps: int, T: int = 12, stages: tuple[int,
 
 def sequence_objectives_vs_xent(task: Seq2SeqTask, steps: int, xent_step_ms: float) -> dict:
     """The other sequence-level objectives, fully sequence-level (no XENT prefix), on the same batches:
-    MRT (finetune-mrt's 4 sampled candidates, one rescoring pass), multi-sample REINFORCE with the leave-one-out
-    baseline (4 samples, Kool et al.) and SCST (one sample against the eval-mode greedy decode)."""
+    MRT (finetune-mrt's 4 sampled candidates, one rescoring pass; finetune-mrt-beam's plus beam 4's 4-best),
+    multi-sample REINFORCE with the leave-one-out baseline (4 samples, Kool et al.) and SCST (one sample against
+    the eval-mode greedy decode)."""
     ctx = xent_context(task)
     base = dataclasses.replace(ctx.recipe.objective, mixer_T=1, mixer_delta=1, mixer_xent_epochs=0.0, mixer_min_s=0)
     settings = {
         "mrt": dict(name="mrt", mrt_candidates=4, xent_weight=0.3),
+        "mrt_beam4": dict(name="mrt", mrt_candidates=4, mrt_beam=4, xent_weight=0.3),
         "reinforce_loo4": dict(name="mixer", baseline="loo", samples=4),
         "scst": dict(name="scst", xent_weight=0.0),
     }
