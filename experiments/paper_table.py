@@ -81,9 +81,16 @@ def differences(runs: dict[tuple[str, str], list[dict]], start: str, folder: Pat
         for key in ("test_bleu4_beam1", "test_bleu4_beam5", "best_valid_bleu4"):
             row[key] = round(mixer[seed][key] - xent[seed][key], 2)
         for b in (1, 5):
+            row[f"p_beam{b}"] = None
             sig = folder / f"{start}-mixer-s{seed}-vs-xent-beam{b}-significance.json"
-            p = json.loads(sig.read_text())["metrics"]["sys1_bleu4_p_bootstrap"] if sig.exists() else None
-            row[f"p_beam{b}"] = p
+            if sig.exists():
+                m = json.loads(sig.read_text())["metrics"]
+                fresh = (m["sys0_bleu4"], m["sys1_bleu4"]) == (
+                    xent[seed][f"test_bleu4_beam{b}"],
+                    mixer[seed][f"test_bleu4_beam{b}"],
+                )
+                assert fresh, f"{sig} compares other outputs: re-run experiments/paper-table.sh compare"
+                row[f"p_beam{b}"] = m["sys1_bleu4_p_bootstrap"]
         per_seed.append(row)
     keys = ("test_bleu4_beam1", "test_bleu4_beam5", "best_valid_bleu4")
     mean = {key: summarise([r[key] for r in per_seed]) for key in keys} if per_seed else {}
@@ -103,10 +110,11 @@ def difference_table(diff: dict) -> list[str]:
             f"| {r['test_bleu4_beam5']:+.2f} ({p(r['p_beam5'])}) | {r['best_valid_bleu4']:+.2f} |"
         )
     if len(diff["per_seed"]) > 1:
+        signed = lambda c: f"{c['mean']:+.2f} ± {c['std']:.2f} (n={c['n']})"  # noqa: E731
         m = diff["mean"]
         lines.append(
-            f"| mean over seeds | {fmt(m['test_bleu4_beam1'])} | {fmt(m['test_bleu4_beam5'])} "
-            f"| {fmt(m['best_valid_bleu4'])} |"
+            f"| mean over seeds | {signed(m['test_bleu4_beam1'])} | {signed(m['test_bleu4_beam5'])} "
+            f"| {signed(m['best_valid_bleu4'])} |"
         )
     return lines
 

@@ -517,25 +517,39 @@ def test_mrt_with_one_candidate_is_weighted_xent_and_otherwise_moves_towards_bet
         assert float(exact_expected_reward(model, copies(1))) > before + 0.05  # lower risk = more x's
 
 
-def test_mrt_beam_candidates_are_the_beam_n_best_and_beam_one_alone_is_weighted_xent():
-    """objective.mrt_beam adds the n-best of a beam search of that width after the samples, deduplicated;
-    the beam's single best as the only candidate leaves the risk constant: the gradient is w * XENT's."""
+def test_mrt_beam_candidates_are_the_samples_then_the_beam_n_best_and_beam_one_alone_is_weighted_xent():
+    """objective.mrt_beam adds the n-best of an eval-mode beam search of that width after the samples,
+    deduplicated; the beam's best as the only candidate leaves the risk constant: the gradient is w * XENT's."""
     from textgen.decode.search import beam_search
     from textgen.errors import UserError
 
     batch = collate([[4, 5, 6], [7, 8]], [[4, 5], [5]], [0, 1])
-    model, beam_only = setup("mrt", mrt_candidates=0, mrt_beam=3)
-    d = beam_only.ctx.recipe.decode
-    model.eval()
-    nbest = beam_search(model, batch.src, batch.src_lens, 3, 3, d.lenpen, d.max_len_a, d.max_len_b).tokens
+    model, both = setup("mrt", dropout=0.5, mrt_candidates=4, mrt_beam=3)
+    d = both.ctx.recipe.decode
+    model.eval()  # what the candidates must come from: dropout off
+    torch.manual_seed(1)
+    sampled = greedy_or_sample(
+        model,
+        batch.src,
+        batch.src_lens,
+        d.max_len_a,
+        d.max_len_b,
+        temperature=both.cfg.sample_temperature,
+        num_samples=4,
+    ).tokens
+    nbest = beam_search(
+        model, batch.src, batch.src_lens, beam=3, nbest=3, lenpen=d.lenpen, max_len_a=d.max_len_a, max_len_b=d.max_len_b
+    ).tokens
+    assert all(len(n) == 3 for n in nbest)
+    expected = [[list(c) for c in dict.fromkeys(map(tuple, s + n))] for s, n in zip(sampled, nbest, strict=True)]
     model.train()
-    assert beam_only.candidates(model, batch) == nbest and all(len(n) == 3 for n in nbest)
-    assert model.training  # dropout back on after the search
-    model, both = setup("mrt", mrt_candidates=4, mrt_beam=3)
-    sets = both.candidates(model, batch)
-    for cands, best in zip(sets, nbest, strict=True):
-        assert len(set(map(tuple, cands))) == len(cands) and 3 <= len(cands) <= 7  # distinct samples + the 3-best
-        assert all(b in cands for b in best)
+    torch.manual_seed(1)
+    assert both.candidates(model, batch) == expected and model.training  # back in training mode
+    model.eval()
+    torch.manual_seed(1)
+    assert both.candidates(model, batch) == expected and not model.training  # and an eval model stays in eval
+    _, beam_only = setup("mrt", mrt_candidates=0, mrt_beam=3)
+    assert beam_only.candidates(model, batch) == nbest
     model, one = setup("mrt", mrt_candidates=0, mrt_beam=1, xent_weight=0.3)
     _, xent = setup("xent")
     out = one(model, batch, step=0)
@@ -544,8 +558,12 @@ def test_mrt_beam_candidates_are_the_beam_n_best_and_beam_one_alone_is_weighted_
     g_xent = torch.autograd.grad(0.3 * xent(model, batch, step=0).loss_sum, list(model.parameters()))
     for a, b in zip(g_mrt, g_xent):
         torch.testing.assert_close(a, b)
-    for bad in ({"mrt_candidates": 0}, {"mrt_beam": -1}, {"mrt_candidates": -1, "mrt_beam": 2}):
-        with pytest.raises(UserError, match="mrt_candidates"):
+    for bad, message in (
+        ({"mrt_candidates": 0}, "are both 0"),
+        ({"mrt_beam": -1}, "objective.mrt_beam must be >= 0"),
+        ({"mrt_candidates": -1, "mrt_beam": 2}, "objective.mrt_candidates must be >= 0"),
+    ):
+        with pytest.raises(UserError, match=message):
             setup("mrt", **bad)
 
 

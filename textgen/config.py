@@ -115,7 +115,7 @@ class ObjectiveConfig:
     sample_temperature: float = 1.0
     samples: int = 1  # rollouts per source and update (loo needs >= 2; Kool et al. 2019 use 4)
     # MRT (Shen et al. 2016; Edunov et al. 2018): expected cost 1 - reward over a candidate set, mixed with XENT
-    mrt_candidates: int = 8  # samples per source, drawn without gradient and deduplicated
+    mrt_candidates: int = 8  # samples per source, drawn without gradient and deduplicated (0: beam only)
     mrt_beam: int = 0  # also the n-best of a beam search of this width (Edunov et al.'s candidates; 0: samples only)
     mrt_alpha: float = 1.0  # sharpness: q(y) ~ p(y|x)^alpha renormalised over the candidates (Shen et al.: 5e-3)
     mrt_reference: bool = False  # add the reference to every candidate set

@@ -1,14 +1,15 @@
 """Minimum risk training (Shen et al. 2016) mixed with label-smoothed XENT (Edunov et al. 2018).
 
 For each source the current model makes a candidate set without gradient: objective.mrt_candidates
-samples and the n-best of a beam search of width objective.mrt_beam (Edunov et al.'s choice: the beam
-covers the model's mode, the samples its spread), deduplicated, optionally with the reference added.
+samples, drawn at objective.sample_temperature, and the n-best of a beam search of width
+objective.mrt_beam under the recipe's decode settings (beam candidates as in Edunov et al.; taking both
+is textgen's option), deduplicated, optionally with the reference added.
 One batched teacher-forced pass rescores every candidate: log p(y|x) summed over its tokens and EOS.
 q(y) = softmax(alpha * log p(y|x)) over the set, the model's distribution renormalised to the
 candidates; the risk is sum q(y) * (1 - reward(y)). The gradient flows through q, not through the
 search or the sampling, so no baseline is needed. Loss = w * XENT + (1 - w) * risk, the risk scaled
 by the training set's mean target length so that the trainer's token normalisation leaves it (about) a
-mean risk per sentence. Candidates are drawn at objective.sample_temperature.
+mean risk per sentence.
 
 k = 1 candidate (one sample, or beam 1 alone) makes q = 1 and the risk a constant: MRT reduces to w * XENT.
 """
@@ -69,10 +70,15 @@ class MinimumRisk(nn.Module):
         self.ctx = ctx
         self.cfg = ctx.recipe.objective
         check_sample_temperature(self.cfg)
-        if self.cfg.mrt_candidates < 0 or self.cfg.mrt_beam < 0 or self.cfg.mrt_candidates + self.cfg.mrt_beam < 1:
+        for key in ("mrt_candidates", "mrt_beam"):
+            if getattr(self.cfg, key) < 0:
+                raise UserError(
+                    f"objective.{key} must be >= 0 (0: none of these candidates), got {getattr(self.cfg, key)}"
+                )
+        if self.cfg.mrt_candidates == self.cfg.mrt_beam == 0:
             raise UserError(
-                f"objective.mrt_candidates ({self.cfg.mrt_candidates}) and objective.mrt_beam ({self.cfg.mrt_beam}) "
-                "must be >= 0 with at least one candidate: set mrt_candidates >= 1 or mrt_beam >= 1"
+                "objective.mrt_candidates and objective.mrt_beam are both 0, so MRT has no candidates: "
+                "set objective.mrt_candidates >= 1 or objective.mrt_beam >= 1"
             )
         if self.cfg.reward not in REWARDS:
             raise UserError(f"MRT's cost is 1 - a text reward: objective.reward must be one of {', '.join(REWARDS)}")
@@ -82,10 +88,10 @@ class MinimumRisk(nn.Module):
     def candidates(self, model, batch) -> list[list[list[int]]]:
         """Per source, the distinct samples and beam n-best of the current model (dropout off), in that order,
         plus the reference if asked."""
-        was_training = model.training
-        model.eval()
         d, B = self.ctx.recipe.decode, batch.src.size(0)
         found: list[list[list[int]]] = [[] for _ in range(B)]
+        was_training = model.training
+        model.eval()
         try:
             if self.cfg.mrt_candidates:
                 sampled = greedy_or_sample(  # each source encoded once, sampled on mrt_candidates rows
@@ -99,8 +105,17 @@ class MinimumRisk(nn.Module):
                 )
                 found = [f + s for f, s in zip(found, sampled.tokens, strict=True)]
             if self.cfg.mrt_beam:
-                k = self.cfg.mrt_beam
-                searched = beam_search(model, batch.src, batch.src_lens, k, k, d.lenpen, d.max_len_a, d.max_len_b)
+                searched = beam_search(
+                    model,
+                    batch.src,
+                    batch.src_lens,
+                    beam=self.cfg.mrt_beam,
+                    nbest=self.cfg.mrt_beam,
+                    lenpen=d.lenpen,
+                    max_len_a=d.max_len_a,
+                    max_len_b=d.max_len_b,
+                    no_repeat_ngram=d.no_repeat_ngram,
+                )
                 found = [f + s for f, s in zip(found, searched.tokens, strict=True)]
         finally:
             model.train(was_training)
