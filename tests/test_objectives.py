@@ -490,17 +490,20 @@ def test_mrt_rescoring_encodes_each_source_once_and_equals_the_full_teacher_forc
             torch.testing.assert_close(once[i], expected)
 
 
-def test_mrt_with_one_candidate_is_weighted_xent_and_otherwise_moves_towards_better_candidates():
-    model, mrt = setup("mrt", mrt_candidates=1, xent_weight=0.3)
+def assert_one_candidate_mrt_is_weighted_xent(batch, **objective):
+    """One candidate per source makes q = 1 and the risk constant: MRT's gradient is w * XENT's (w = 0.3)."""
+    model, mrt = setup("mrt", xent_weight=0.3, **objective)
     _, xent = setup("xent")
-    batch = copies(4)
-    mrt.ctx = dataclasses.replace(mrt.ctx, references=["x y"] * 4)
-    one = mrt(model, batch, step=0)
-    assert one.logs["candidates"] == 1.0
-    g_mrt = torch.autograd.grad(one.loss_sum, list(model.parameters()))
+    out = mrt(model, batch, step=0)
+    assert out.logs["candidates"] == 1.0
+    g_mrt = torch.autograd.grad(out.loss_sum, list(model.parameters()))
     g_xent = torch.autograd.grad(0.3 * xent(model, batch, step=0).loss_sum, list(model.parameters()))
     for a, b in zip(g_mrt, g_xent):
         torch.testing.assert_close(a, b)
+
+
+def test_mrt_with_one_candidate_is_weighted_xent_and_otherwise_moves_towards_better_candidates():
+    assert_one_candidate_mrt_is_weighted_xent(copies(4), mrt_candidates=1)
     model, many = setup("mrt", mrt_candidates=6, xent_weight=0.0, mrt_reference=True)
     many.reward_fn = x_count
     out = many(model, copies(8), step=0)
@@ -550,14 +553,7 @@ def test_mrt_beam_candidates_are_the_samples_then_the_beam_n_best_and_beam_one_a
     assert both.candidates(model, batch) == expected and not model.training  # and an eval model stays in eval
     _, beam_only = setup("mrt", mrt_candidates=0, mrt_beam=3)
     assert beam_only.candidates(model, batch) == nbest
-    model, one = setup("mrt", mrt_candidates=0, mrt_beam=1, xent_weight=0.3)
-    _, xent = setup("xent")
-    out = one(model, batch, step=0)
-    assert out.logs["candidates"] == 1.0
-    g_mrt = torch.autograd.grad(out.loss_sum, list(model.parameters()))
-    g_xent = torch.autograd.grad(0.3 * xent(model, batch, step=0).loss_sum, list(model.parameters()))
-    for a, b in zip(g_mrt, g_xent):
-        torch.testing.assert_close(a, b)
+    assert_one_candidate_mrt_is_weighted_xent(batch, mrt_candidates=0, mrt_beam=1)
     for bad, message in (
         ({"mrt_candidates": 0}, "are both 0"),
         ({"mrt_beam": -1}, "objective.mrt_beam must be >= 0"),
