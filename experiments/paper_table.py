@@ -22,10 +22,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from objectives_table import fmt, summarise  # noqa: E402  mean ± std as the objective tables print it
+from strong_table import checked_pair  # noqa: E402  a significance file's p, checked to be of these outputs
 
 RESULTS = Path(__file__).resolve().parent.parent / "results"
 RUN = re.compile(r"(?P<start>paper|continued(?:[2-9])?)-(?P<objective>xent|dad|e2e|mixer)-s(?P<seed>\d+)-train\.json")
 ORDER = ["xent", "dad", "e2e", "mixer"]
+DIFFERENCES = ("test_bleu4_beam1", "test_bleu4_beam5", "best_valid_bleu4")  # MIXER − XENT per seed, per round
 HEADER = "| objective | seeds | test BLEU greedy | test BLEU beam 5 | best valid BLEU | updates | train s / run |"
 
 
@@ -78,22 +80,19 @@ def differences(runs: dict[tuple[str, str], list[dict]], start: str, folder: Pat
     per_seed = []
     for seed in sorted(xent.keys() & mixer.keys()):
         row: dict = {"seed": seed}
-        for key in ("test_bleu4_beam1", "test_bleu4_beam5", "best_valid_bleu4"):
+        for key in DIFFERENCES:
             row[key] = round(mixer[seed][key] - xent[seed][key], 2)
         for b in (1, 5):
             row[f"p_beam{b}"] = None
             sig = folder / f"{start}-mixer-s{seed}-vs-xent-beam{b}-significance.json"
             if sig.exists():
-                m = json.loads(sig.read_text())["metrics"]
-                fresh = (m["sys0_bleu4"], m["sys1_bleu4"]) == (
-                    xent[seed][f"test_bleu4_beam{b}"],
-                    mixer[seed][f"test_bleu4_beam{b}"],
-                )
-                assert fresh, f"{sig} compares other outputs: re-run experiments/paper-table.sh compare"
-                row[f"p_beam{b}"] = m["sys1_bleu4_p_bootstrap"]
+                score = f"test_bleu4_beam{b}"
+                _, row[f"p_beam{b}"] = checked_pair(
+                    sig, f"{start}-xent-s{seed}-test-beam{b}", f"{start}-mixer-s{seed}-test-beam{b}.txt",
+                    xent[seed][score], mixer[seed][score], "bleu4", "experiments/paper-table.sh compare",
+                )  # fmt: skip
         per_seed.append(row)
-    keys = ("test_bleu4_beam1", "test_bleu4_beam5", "best_valid_bleu4")
-    mean = {key: summarise([r[key] for r in per_seed]) for key in keys} if per_seed else {}
+    mean = {key: summarise([r[key] for r in per_seed]) for key in DIFFERENCES} if per_seed else {}
     return {"start": start, "round": round_of(start), "per_seed": per_seed, "mean": mean}
 
 
