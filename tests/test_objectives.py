@@ -528,7 +528,8 @@ def test_mrt_beam_candidates_are_the_samples_then_the_beam_n_best_and_beam_one_a
 
     batch = collate([[4, 5, 6], [7, 8]], [[4, 5], [5]], [0, 1])
     model, both = setup("mrt", dropout=0.5, mrt_candidates=4, mrt_beam=3)
-    d = both.ctx.recipe.decode
+    d = dataclasses.replace(both.ctx.recipe.decode, lenpen=0.6, no_repeat_ngram=1)  # not beam_search's defaults
+    both.ctx = dataclasses.replace(both.ctx, recipe=dataclasses.replace(both.ctx.recipe, decode=d))
     model.eval()  # what the candidates must come from: dropout off
     torch.manual_seed(1)
     sampled = greedy_or_sample(
@@ -540,9 +541,9 @@ def test_mrt_beam_candidates_are_the_samples_then_the_beam_n_best_and_beam_one_a
         temperature=both.cfg.sample_temperature,
         num_samples=4,
     ).tokens
-    nbest = beam_search(
-        model, batch.src, batch.src_lens, beam=3, nbest=3, lenpen=d.lenpen, max_len_a=d.max_len_a, max_len_b=d.max_len_b
-    ).tokens
+    search = dict(lenpen=d.lenpen, max_len_a=d.max_len_a, max_len_b=d.max_len_b, no_repeat_ngram=d.no_repeat_ngram)
+    nbest = beam_search(model, batch.src, batch.src_lens, beam=3, nbest=3, **search).tokens
+    assert nbest != beam_search(model, batch.src, batch.src_lens, beam=3, nbest=3, max_len_b=d.max_len_b).tokens
     assert all(len(n) == 3 for n in nbest)
     expected = [[list(c) for c in dict.fromkeys(map(tuple, s + n))] for s, n in zip(sampled, nbest, strict=True)]
     model.train()
@@ -552,6 +553,7 @@ def test_mrt_beam_candidates_are_the_samples_then_the_beam_n_best_and_beam_one_a
     torch.manual_seed(1)
     assert both.candidates(model, batch) == expected and not model.training  # and an eval model stays in eval
     _, beam_only = setup("mrt", mrt_candidates=0, mrt_beam=3)
+    beam_only.ctx = both.ctx  # the same decode settings
     assert beam_only.candidates(model, batch) == nbest
     assert_one_candidate_mrt_is_weighted_xent(batch, mrt_candidates=0, mrt_beam=1)
     for bad, message in (

@@ -16,8 +16,9 @@ def bleu4(hyps: list[str], refs: list[list[str]], lowercase: bool = False) -> tu
     """Corpus BLEU-4 (sacrebleu defaults: 13a tokenizer, exp smoothing); refs is a list of reference streams.
 
     sacrebleu warns (3 lines) when >= 100 outputs end in " .", as tokenized text does; on a tokenized corpus
-    such as multi30k-tok, scored as tokens on purpose, it would repeat at every validation. So it is shown once
-    per process, for whichever corpus first trips it, and not again for any corpus."""
+    such as multi30k-tok, scored as tokens on purpose, it would repeat at every validation. So bleu4 shows it
+    once per process, for whichever corpus first trips it; the paired tests' BLEU (`sacrebleu_metric`) keeps
+    sacrebleu's own behaviour and may show it again."""
     global _detokenize_warned
     from sacrebleu.metrics import BLEU
 

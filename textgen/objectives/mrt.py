@@ -103,7 +103,8 @@ class MinimumRisk(nn.Module):
                     temperature=self.cfg.sample_temperature,
                     num_samples=self.cfg.mrt_candidates,
                 )
-                found = [f + s for f, s in zip(found, sampled.tokens, strict=True)]
+                for f, s in zip(found, sampled.tokens, strict=True):
+                    f.extend(s)
             if self.cfg.mrt_beam:
                 searched = beam_search(
                     model,
@@ -116,14 +117,13 @@ class MinimumRisk(nn.Module):
                     max_len_b=d.max_len_b,
                     no_repeat_ngram=d.no_repeat_ngram,
                 )
-                found = [f + s for f, s in zip(found, searched.tokens, strict=True)]
+                for f, s in zip(found, searched.tokens, strict=True):
+                    f.extend(s)
         finally:
             model.train(was_training)
         out = []
         for i in range(B):
-            seen: dict[tuple, None] = {}
-            for toks in found[i]:
-                seen.setdefault(tuple(toks), None)
+            seen = dict.fromkeys(map(tuple, found[i]))  # distinct, in order
             if self.cfg.mrt_reference:
                 seen.setdefault(tuple(strip(batch.tgt_out[i].tolist())), None)
             out.append([list(c) for c in seen])
