@@ -84,6 +84,21 @@ def summarise(values: list[float]) -> dict:
     return out
 
 
+def checked_pair(
+    versus: Path, base: str, system_hyp: str, base_score: float, system_score: float | None, metric: str, rerun: str
+) -> tuple[float, float]:
+    """A paired bootstrap's difference and p on `metric`, from one file, checked to compare the output `base` (a
+    file name without .txt) with `system_hyp` (a path ending) as both are scored today (a re-run of either makes
+    the file stale: the command `rerun` makes it again)."""
+    pair = load(versus)
+    base_file, system_file = pair["systems"]
+    same = Path(base_file).name == f"{base}.txt" and ("/" + system_file).endswith("/" + system_hyp)
+    assert same and f"sys1_{metric}" in pair["metrics"], f"{versus} compares other outputs or on another metric"
+    fresh = pair["metrics"][f"sys0_{metric}"] == base_score and pair["metrics"][f"sys1_{metric}"] == system_score
+    assert fresh, f"{versus} is stale: re-run {rerun}"
+    return round(system_score - base_score, 2), pair["metrics"][f"sys1_{metric}_p_bootstrap"]
+
+
 def collect(corpus: str) -> dict:
     runs: dict[str, dict] = defaultdict(lambda: {"seeds": {}})
     for path in sorted((RESULTS / NAME_DIR).glob(f"{corpus}-*-test-beam*.json")):

@@ -21,8 +21,7 @@ from collections import defaultdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from objectives_table import fmt, summarise  # noqa: E402  mean ± std as the objective tables print it
-from strong_table import checked_pair  # noqa: E402  a significance file's p, checked to be of these outputs
+from objectives_table import checked_pair, fmt, summarise  # noqa: E402  shared with the other result tables
 
 RESULTS = Path(__file__).resolve().parent.parent / "results"
 RUN = re.compile(r"(?P<start>paper|continued(?:[2-9])?)-(?P<objective>xent|dad|e2e|mixer)-s(?P<seed>\d+)-train\.json")

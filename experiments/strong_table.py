@@ -17,7 +17,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "experiments"))
-from objectives_table import fmt, summarise  # noqa: E402
+from objectives_table import checked_pair, fmt, summarise  # noqa: E402
 
 OUT = ROOT / "results" / "objectives"
 TABLES = {  # queue: (metric, results file, MBR folder under results/, MBR setting chosen on validation)
@@ -56,21 +56,6 @@ def paired(versus: Path, base: str, system_hyp: str, system_score: float | None,
     return checked_pair(
         versus, base, system_hyp, base_score, system_score, metric, "experiments/compare-objectives.sh strong-compare"
     )
-
-
-def checked_pair(
-    versus: Path, base: str, system_hyp: str, base_score: float, system_score: float | None, metric: str, rerun: str
-) -> tuple[float, float]:
-    """A paired bootstrap's difference and p on `metric`, from one file, checked to compare the output `base` (a
-    file name without .txt) with `system_hyp` (a path ending) as both are scored today (a re-run of either makes
-    the file stale: the command `rerun` makes it again)."""
-    pair = load(versus)
-    base_file, system_file = pair["systems"]
-    same = Path(base_file).name == f"{base}.txt" and ("/" + system_file).endswith("/" + system_hyp)
-    assert same and f"sys1_{metric}" in pair["metrics"], f"{versus} compares other outputs or on another metric"
-    fresh = pair["metrics"][f"sys0_{metric}"] == base_score and pair["metrics"][f"sys1_{metric}"] == system_score
-    assert fresh, f"{versus} is stale: re-run {rerun}"
-    return round(system_score - base_score, 2), pair["metrics"][f"sys1_{metric}_p_bootstrap"]
 
 
 def collect(queue: str = "strong") -> dict:
