@@ -1,5 +1,5 @@
-"""experiments/paper_table.py: the per-seed MIXER − XENT differences and the p-values it takes from
-`paper-table.sh compare`, on hand-made result files (the tables in docs/RESULTS.md are built from these)."""
+"""experiments/paper_table.py and strong_table.py: the per-seed differences to XENT and the p-values they take
+from the paired-bootstrap files, on hand-made result files (the tables in docs/RESULTS.md are built from these)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "experiments"))
 import paper_table  # noqa: E402
+import strong_table  # noqa: E402
 
 
 def write_run(folder: Path, name: str, valid: float, greedy: float, beam5: float | None) -> None:
@@ -22,12 +23,16 @@ def write_run(folder: Path, name: str, valid: float, greedy: float, beam5: float
             (folder / f"{name}-test-beam{beam}.json").write_text(json.dumps({"metrics": {"bleu4": score}}))
 
 
-def write_pair(folder: Path, start: str, seed: int, beam: int, xent: float, mixer: float, p: float) -> None:
-    """A significance file as `textgen eval --hyp A --hyp B --paired-bootstrap` writes it."""
-    hyps = [f"results/paper/hyps/{start}-{obj}-s{seed}-test-beam{beam}.txt" for obj in ("xent", "mixer")]
-    metrics = {"sys0_bleu4": xent, "sys1_bleu4": mixer, "sys1_bleu4_p_bootstrap": p}
-    path = folder / f"{start}-mixer-s{seed}-vs-xent-beam{beam}-significance.json"
+def write_bootstrap(path: Path, hyps: list[str], base: float, system: float, p: float) -> None:
+    """A significance file as `textgen eval --hyp BASE --hyp SYSTEM --paired-bootstrap N` writes it."""
+    metrics = {"sys0_bleu4": base, "sys1_bleu4": system, "sys1_bleu4_p_bootstrap": p}
     path.write_text(json.dumps({"systems": hyps, "metrics": metrics}))
+
+
+def write_pair(folder: Path, start: str, seed: int, beam: int, xent: float, mixer: float, p: float) -> None:
+    """`paper-table.sh compare`'s file for one round, seed and beam."""
+    hyps = [f"results/paper/hyps/{start}-{obj}-s{seed}-test-beam{beam}.txt" for obj in ("xent", "mixer")]
+    write_bootstrap(folder / f"{start}-mixer-s{seed}-vs-xent-beam{beam}-significance.json", hyps, xent, mixer, p)
 
 
 @pytest.fixture
@@ -75,3 +80,50 @@ def test_a_compare_file_of_other_outputs_is_refused(folder):
 
 def test_round_of_reads_the_run_name_prefix():
     assert [paper_table.round_of(s) for s in ("continued", "continued2", "continued4")] == [1, 2, 4]
+
+
+def write_strong_run(out: Path, name: str, valid: float, greedy: float, beam5: float, seconds: float) -> None:
+    """A `compare-objectives.sh strong` run's train and test results in results/objectives/."""
+    train = {"best_valid_bleu4": valid, "train_seconds": seconds, "steps": 500}
+    (out / f"{name}-train.json").write_text(json.dumps({"metrics": train}))
+    for beam, score in ((1, greedy), (5, beam5)):
+        test = {"bleu4": score, "distinct_outputs": 1000}
+        (out / f"{name}-test-beam{beam}.json").write_text(json.dumps({"metrics": test}))
+
+
+def test_strong_table_pairs_each_run_with_the_same_seed_and_budgets_xent(tmp_path, monkeypatch):
+    out = tmp_path / "results" / "objectives"
+    mbr = tmp_path / "results" / "mbr-strong" / "mrt-s1"
+    out.mkdir(parents=True)
+    mbr.mkdir(parents=True)
+    monkeypatch.setattr(strong_table, "OUT", out)
+    monkeypatch.setattr(strong_table, "ROOT", tmp_path)
+    write_strong_run(out, "strong-xent-s1", valid=39.9, greedy=39.7, beam5=41.1, seconds=100.0)
+    write_strong_run(out, "strong-mrt-s1", valid=40.1, greedy=39.8, beam5=41.0, seconds=400.0)
+    write_strong_run(out, "strong-long-xent-s1", valid=40.0, greedy=40.0, beam5=41.5, seconds=300.0)
+    write_strong_run(out, "strong-long-mrt-s1", valid=40.5, greedy=40.25, beam5=41.25, seconds=600.0)
+    xent_hyp, mrt_hyp = (f"results/objectives/hyps/strong-{m}-s1-test-beam5.txt" for m in ("xent", "mrt"))
+    write_bootstrap(out / "strong-mrt-s1-vs-xent-beam5.json", [xent_hyp, mrt_hyp], 41.1, 41.0, 0.3)
+    long_hyps = [f"results/objectives/hyps/strong-long-{m}-s1-test-beam1.txt" for m in ("xent", "mrt")]
+    write_bootstrap(out / "strong-long-mrt-s1-vs-xent-beam1.json", long_hyps, 40.0, 40.25, 0.04)
+    for name, score in (("valid-beam5", 40.5), ("valid-mbr32-bleu-beam5", 41.0), ("test-mbr32-bleu-beam5", 41.75)):
+        (mbr / f"{name}.json").write_text(json.dumps({"metrics": {"bleu4": score}}))
+    mbr_hyp = "results/mbr-strong/mrt-s1/hyps/test-mbr32-bleu-beam5.txt"
+    write_bootstrap(mbr / "test-mbr32-bleu-beam5-vs-xent-beam5.json", [xent_hyp, mbr_hyp], 41.1, 41.75, 0.01)
+
+    result = strong_table.collect("strong")
+    mrt, long_mrt = result["methods"]["mrt"]["runs"][1], result["methods"]["long-mrt"]["runs"][1]
+    assert (mrt["diff_vs_xent_beam5"], mrt["p_vs_xent_beam5"]) == (-0.1, 0.3)
+    assert "p_vs_xent_greedy" not in mrt  # not compared: no figure rather than a guessed one
+    assert (long_mrt["diff_vs_xent_greedy"], long_mrt["p_vs_xent_greedy"]) == (0.25, 0.04)  # long against long
+    assert (mrt["valid_mbr"], mrt["test_mbr"]) == (41.0, 41.75)
+    assert (mrt["diff_vs_xent_mbr"], mrt["p_vs_xent_mbr"]) == (0.65, 0.01)  # MBR against the seed's XENT beam 5
+    text = strong_table.markdown(result)
+    rows = [line.split(" | ")[0] for line in text.split("\n\n")[0].splitlines()[2:]]  # the first table's rows
+    assert rows == ["| xent", "| mrt", "| long-xent", "| long-mrt"]  # the 2-epoch budget first
+    assert "| 400 (4.0×) |" in text and "| 600 (2.0×) |" in text  # train time against the same budget's XENT
+    assert "| mrt | 1 | 40.50 | 41.00 | 41.00 | 41.75 | +0.65 (p 0.010) |" in text
+
+    write_bootstrap(out / "strong-mrt-s1-vs-xent-beam5.json", [xent_hyp, mrt_hyp], 41.1, 40.9, 0.3)
+    with pytest.raises(AssertionError, match="stale"):  # MRT's test output changed since the bootstrap
+        strong_table.collect("strong")
