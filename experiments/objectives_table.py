@@ -30,6 +30,7 @@ NAME_DIR = "objectives"  # results/NAME/ holds the runs, runs/NAME/ their logs; 
 METRICS = {"multi30k": ["bleu4"], "aeslc": ["rouge1", "rouge2", "rougeL", "bleu4", "distinct_outputs"]}
 BASE = {"multi30k": "multi30k-patience2-test-{}.json", "aeslc": "aeslc-test-{}.json"}  # the starting XENT checkpoints
 REWARD = {"multi30k": "bleu", "aeslc": "rouge-mix"}  # the training reward each corpus's MIXER uses
+COUNTS = {"distinct_outputs": 0}  # metrics that count outputs: shown without decimals
 NAME = re.compile(r"(?P<corpus>multi30k|aeslc)-(?P<objective>.+)-s(?P<seed>\d+)-test-beam(?P<beam>\d)\.json")
 
 
@@ -146,13 +147,13 @@ def collect(corpus: str) -> dict:
     return {"corpus": corpus, "start_checkpoint": base, "objectives": table}
 
 
-def fmt(cell: dict | None) -> str:
+def fmt(cell: dict | None, digits: int = 2, signed: bool = False) -> str:
+    """A summarise() cell as "mean ± std (n=N)", or the mean alone for one run; digits=0 for counts (a score
+    that happens to be whole still shows two decimals), signed for differences."""
     if not cell:
         return "–"
-    digits = 0 if all(float(v).is_integer() for v in cell["values"]) else 2
-    if "std" in cell:
-        return f"{cell['mean']:.{digits}f} ± {cell['std']:.{digits}f} (n={cell['n']})"
-    return f"{cell['mean']:.{digits}f}"
+    mean = f"{cell['mean']:{'+' if signed else ''}.{digits}f}"
+    return f"{mean} ± {cell['std']:.{digits}f} (n={cell['n']})" if "std" in cell else mean
 
 
 def markdown(result: dict) -> str:
@@ -173,7 +174,7 @@ def markdown(result: dict) -> str:
             + f" | {base.get('length_ratio', '–')} | – |"
         )
         for objective, row in result["objectives"].items():
-            cells = [fmt(row.get(f"{m}_{beam}")) for m in [*metrics, "length_ratio"]]
+            cells = [fmt(row.get(f"{m}_{beam}"), COUNTS.get(m, 2)) for m in [*metrics, "length_ratio"]]
             lines.append(f"| {objective} | " + " | ".join(cells) + f" | {row['train_seconds']['mean']:.0f} |")
         lines.append("")
     reward = REWARD[corpus]

@@ -108,12 +108,7 @@ def difference_table(diff: dict) -> list[str]:
             f"| {r['test_bleu4_beam5']:+.2f} ({p(r['p_beam5'])}) | {r['best_valid_bleu4']:+.2f} |"
         )
     if len(diff["per_seed"]) > 1:
-        signed = lambda c: f"{c['mean']:+.2f} ± {c['std']:.2f} (n={c['n']})"  # noqa: E731
-        m = diff["mean"]
-        lines.append(
-            f"| mean over seeds | {signed(m['test_bleu4_beam1'])} | {signed(m['test_bleu4_beam5'])} "
-            f"| {signed(m['best_valid_bleu4'])} |"
-        )
+        lines.append("| mean over seeds | " + " | ".join(fmt(diff["mean"][k], signed=True) for k in DIFFERENCES) + " |")
     return lines
 
 

@@ -130,13 +130,14 @@ def markdown(result: dict) -> str:
             if "p_vs_xent_greedy" in run or "p_vs_xent_beam5" in run
         )
         if "diff_vs_xent_greedy" in row and row["diff_vs_xent_greedy"]["n"] > 1:
-            ps += f"; mean {fmt(row['diff_vs_xent_greedy'])} / {fmt(row.get('diff_vs_xent_beam5'))}"
+            diffs = (fmt(row.get(f"diff_vs_xent_{tag}"), signed=True) for tag in ("greedy", "beam5"))
+            ps += "; mean {} / {}".format(*diffs)
         seconds = row["train_seconds"]["mean"]
         ratio = f" ({seconds / xent['mean']:.1f}×)" if xent else ""
         lines.append(
             f"| {method} | {', '.join(map(str, row['seeds']))} | {fmt(row.get(valid_key))} | "
             f"{fmt(row.get('test_greedy'))} | {fmt(row.get('test_beam5'))} | "
-            + (f"{fmt(row.get('distinct_beam5'))} | " if distinct else "")
+            + (f"{fmt(row.get('distinct_beam5'), digits=0)} | " if distinct else "")
             + f"{ps or '–'} | {seconds:.0f}{ratio} |"
         )
     if not any("valid_mbr" in run for row in methods.values() for run in row["runs"].values()):
