@@ -9,6 +9,8 @@
 # checkpoint after 6 + 6R epochs (the best on validation), at the lr it was saved with: MIXER's stages
 # (continued[R]-mixer-sN) against XENT (continued[R]-xent-sN, the start of round R + 1); round 1 (the default)
 # starts from the 12-epoch paper-xent-sN. OBJ (xent or mixer) runs one of the pair, so the two can run side by side.
+# LR=X runs the round at learning rate X instead (runs continued[R]-lrX-OBJ-sN): the later rounds start at lower
+# rates, and this separates the rate from the model's training.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TEXTGEN=${TEXTGEN:-.venv/bin/textgen}
@@ -36,17 +38,22 @@ case ${1:?a, b, one, continue or compare} in
   continue)
     seed=${2:?a seed} round=${3:-1}
     [[ $round =~ ^[1-9]$ ]] || { echo "paper-table.sh continue: round '$round' is not 1-9" >&2; exit 2; }
-    continued_name() { [[ $2 == 1 ]] && echo "continued-$1-s$seed" || echo "continued$2-$1-s$seed"; }  # OBJ ROUND
+    continued_name() { [[ $2 == 1 ]] && echo "continued$3-$1-s$seed" || echo "continued$2$3-$1-s$seed"; }  # OBJ R TAG
     [[ $round == 1 ]] && from=paper-xent-s$seed || from=$(continued_name xent $((round - 1)))
     # the checkpoint exists from the first validation on: start only from a finished run
     [[ -f $OUT/$from-train.json ]] || { echo "paper-table.sh continue: $from has not finished: run it first" >&2
                                         exit 2; }
-    lr=$(${PYTHON:-.venv/bin/python} -c 'import sys; from textgen import checkpoint
+    if [[ -n ${LR:-} ]]; then
+      [[ $LR =~ ^[0-9]*\.?[0-9]+$ ]] || { echo "paper-table.sh continue: LR '$LR' is not a number" >&2; exit 2; }
+      lr=$LR tag=-lr$LR
+    else
+      lr=$(${PYTHON:-.venv/bin/python} -c 'import sys; from textgen import checkpoint
 print(checkpoint.load(sys.argv[1], kind="seq2seq")["train_state"]["optimizer"]["param_groups"][0]["lr"])' \
-      "checkpoints/paper/$from.pt")  # the lr in use when it was saved
+        "checkpoints/paper/$from.pt") tag=  # the lr in use when it was saved
+    fi
     for obj in ${4:-xent mixer}; do  # 6 epochs: MIXER runs its stages s = 12, 9, 6, 3, 1, 1 from the first
       [[ $obj == xent || $obj == mixer ]] || { echo "paper-table.sh continue: '$obj' is not xent or mixer" >&2; exit 2; }
-      run paper-$obj "$seed" "$(continued_name "$obj" "$round")" --set init_from="checkpoints/paper/$from.pt" \
+      run paper-$obj "$seed" "$(continued_name "$obj" "$round" "$tag")" --set init_from="checkpoints/paper/$from.pt" \
         --set train.epochs=6 --set objective.mixer_xent_epochs=0 --set train.lr="$lr"
     done ;;
   compare)  # seed 1 of each objective against XENT's seed 1 (OBJ-vs-xent-beamB-significance.json), and each

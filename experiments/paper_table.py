@@ -3,9 +3,10 @@
 One row per objective: test2016 BLEU (lowercased, tokenized Multi30k-tok) with greedy search and beam 5 as
 mean ± sample std over the seeds that finished, best validation BLEU (greedy, first 500 sentences, the
 checkpoint-selection metric), updates and training seconds per run; then the same for the `continue` runs
-(round R: 6 more epochs of XENT or of MIXER's stages from XENT's model after 6 + 6R epochs), one table per
-round, with MIXER − XENT on each seed both finished (the same start and batches) and the paired-bootstrap p
-of `paper-table.sh compare`. Writes results/paper-table.{json,csv,md} and results/paper-differences.json.
+(round R: 6 more epochs of XENT or of MIXER's stages from XENT's model after 6 + 6R epochs; a round run at a set
+learning rate, `LR=X`, is a table of its own), one table per round, with MIXER − XENT on each seed both finished
+(the same start and batches) and the paired-bootstrap p of `paper-table.sh compare`. Writes
+results/paper-table.{json,csv,md} and results/paper-differences.json.
 
     python experiments/paper_table.py
 """
@@ -24,14 +25,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from objectives_table import checked_pair, fmt, summarise  # noqa: E402  shared with the other result tables
 
 RESULTS = Path(__file__).resolve().parent.parent / "results"
-RUN = re.compile(r"(?P<start>paper|continued(?:[2-9])?)-(?P<objective>xent|dad|e2e|mixer)-s(?P<seed>\d+)-train\.json")
+RUN = re.compile(
+    r"(?P<start>paper|continued[2-9]?(?:-lr[0-9.]+)?)-(?P<objective>xent|dad|e2e|mixer)-s(?P<seed>\d+)-train\.json"
+)
 ORDER = ["xent", "dad", "e2e", "mixer"]
 DIFFERENCES = ("test_bleu4_beam1", "test_bleu4_beam5", "best_valid_bleu4")  # MIXER − XENT per seed, per round
 HEADER = "| objective | seeds | test BLEU greedy | test BLEU beam 5 | best valid BLEU | updates | train s / run |"
 
 
 def collect(folder: Path) -> dict[tuple[str, str], list[dict]]:
-    """Finished runs by (start, objective): start is "paper" (from scratch) or "continued[R]" (round R)."""
+    """Finished runs by (start, objective): start is "paper" (from scratch) or "continued[R][-lrX]" (round R)."""
     runs: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for path in sorted(folder.glob("*-train.json")):
         match = RUN.fullmatch(path.name)
@@ -51,8 +54,9 @@ def collect(folder: Path) -> dict[tuple[str, str], list[dict]]:
 
 
 def round_of(start: str) -> int:
-    """The continuation round of a run-name prefix: "continued" is round 1, "continued2" round 2."""
-    return int(start.removeprefix("continued") or 1)
+    """The continuation round of a run-name prefix: "continued" is round 1, "continued2" (or "continued2-lr0.05",
+    round 2 at a set learning rate) round 2."""
+    return int(start.split("-")[0].removeprefix("continued") or 1)
 
 
 def table(runs: dict[tuple[str, str], list[dict]], start: str) -> list[str]:
@@ -115,7 +119,7 @@ def difference_table(diff: dict) -> list[str]:
 def main() -> None:
     folder = RESULTS / "paper"
     runs = collect(folder)
-    starts = ["paper"] + sorted({start for start, _ in runs} - {"paper"}, key=round_of)
+    starts = ["paper"] + sorted({start for start, _ in runs} - {"paper"}, key=lambda s: (round_of(s), s))
     rows = [r for start in starts for objective in ORDER for r in runs.get((start, objective), [])]
     if not rows:
         raise SystemExit(f"no finished run in {folder}: run experiments/paper-table.sh first")
@@ -130,6 +134,9 @@ def main() -> None:
     for start, diff in zip(starts[1:], diffs, strict=True):
         r = round_of(start)
         title = f"Round {r}: 6 more epochs from XENT's {6 + 6 * r}-epoch model (`paper-table.sh continue SEED {r}`):"
+        if "-lr" in start:  # the same round run at a set learning rate
+            lr = start.split("-lr")[1]
+            title = f"Round {r} at lr {lr} (`LR={lr} paper-table.sh continue SEED {r}`):"
         lines += ["", title, ""] + table(runs, start)
         if diff["per_seed"]:
             lines += ["", *difference_table(diff)]

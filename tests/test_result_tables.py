@@ -97,8 +97,13 @@ def test_paper_compare_file_of_other_outputs_is_refused(paper):
         paper_table.differences(paper_table.collect(paper), "continued3", paper)
 
 
-def test_paper_round_of_reads_the_run_name_prefix():
-    assert [paper_table.round_of(s) for s in ("continued", "continued2", "continued4")] == [1, 2, 4]
+def test_paper_round_at_a_set_lr_is_its_own_start(paper):
+    write_paper_run(paper, "continued-lr0.05-xent-s1", valid=25.0, greedy=25.0, beam5=26.0)
+    write_paper_run(paper, "continued-lr0.05-mixer-s1", valid=25.5, greedy=26.0, beam5=26.5)
+    diff = paper_table.differences(paper_table.collect(paper), "continued-lr0.05", paper)
+    assert diff["round"] == 1 and [r["test_bleu4_beam1"] for r in diff["per_seed"]] == [1.0]
+    prefixes = ("continued", "continued2", "continued4", "continued3-lr0.1")
+    assert [paper_table.round_of(s) for s in prefixes] == [1, 2, 4, 3]
 
 
 # strong_table: results/objectives/ of `compare-objectives.sh strong[-long]` and results/mbr-strong/ of mbr.sh
