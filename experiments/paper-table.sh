@@ -38,7 +38,7 @@ case ${1:?a, b, one, continue or compare} in
   continue)
     seed=${2:?a seed} round=${3:-1}
     [[ $round =~ ^[1-9]$ ]] || { echo "paper-table.sh continue: round '$round' is not 1-9" >&2; exit 2; }
-    continued_name() { [[ $2 == 1 ]] && echo "continued$3-$1-s$seed" || echo "continued$2$3-$1-s$seed"; }  # OBJ R TAG
+    continued_name() { local r=$2; [[ $r == 1 ]] && r=; echo "continued$r${3:-}-$1-s$seed"; }  # OBJ ROUND [TAG]
     [[ $round == 1 ]] && from=paper-xent-s$seed || from=$(continued_name xent $((round - 1)))
     # the checkpoint exists from the first validation on: start only from a finished run
     [[ -f $OUT/$from-train.json ]] || { echo "paper-table.sh continue: $from has not finished: run it first" >&2
