@@ -25,9 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from objectives_table import checked_pair, fmt, summarise  # noqa: E402  shared with the other result tables
 
 RESULTS = Path(__file__).resolve().parent.parent / "results"
-RUN = re.compile(
-    r"(?P<start>paper|continued[2-9]?(?:-lr[0-9.]+)?)-(?P<objective>xent|dad|e2e|mixer)-s(?P<seed>\d+)-train\.json"
-)
+START = r"continued(?P<round>[2-9]?)(?:-lr(?P<lr>[0-9.]+))?"  # round R (blank: 1), at a set lr if -lrX
+RUN = re.compile(rf"(?P<start>paper|{START})-(?P<objective>xent|dad|e2e|mixer)-s(?P<seed>\d+)-train\.json")
 ORDER = ["xent", "dad", "e2e", "mixer"]
 DIFFERENCES = ("test_bleu4_beam1", "test_bleu4_beam5", "best_valid_bleu4")  # MIXER − XENT per seed, per round
 HEADER = "| objective | seeds | test BLEU greedy | test BLEU beam 5 | best valid BLEU | updates | train s / run |"
@@ -56,7 +55,7 @@ def collect(folder: Path) -> dict[tuple[str, str], list[dict]]:
 def round_of(start: str) -> int:
     """The continuation round of a run-name prefix: "continued" is round 1, "continued2" (or "continued2-lr0.05",
     round 2 at a set learning rate) round 2."""
-    return int(start.split("-")[0].removeprefix("continued") or 1)
+    return int(re.fullmatch(START, start)["round"] or 1)
 
 
 def table(runs: dict[tuple[str, str], list[dict]], start: str) -> list[str]:
@@ -134,8 +133,7 @@ def main() -> None:
     for start, diff in zip(starts[1:], diffs, strict=True):
         r = round_of(start)
         title = f"Round {r}: 6 more epochs from XENT's {6 + 6 * r}-epoch model (`paper-table.sh continue SEED {r}`):"
-        if "-lr" in start:  # the same round run at a set learning rate
-            lr = start.split("-lr")[1]
+        if lr := re.fullmatch(START, start)["lr"]:  # the same round run at a set learning rate
             title = f"Round {r} at lr {lr} (`LR={lr} paper-table.sh continue SEED {r}`):"
         lines += ["", title, ""] + table(runs, start)
         if diff["per_seed"]:
