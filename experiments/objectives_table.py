@@ -30,7 +30,7 @@ NAME_DIR = "objectives"  # results/NAME/ holds the runs, runs/NAME/ their logs; 
 METRICS = {"multi30k": ["bleu4"], "aeslc": ["rouge1", "rouge2", "rougeL", "bleu4", "distinct_outputs"]}
 BASE = {"multi30k": "multi30k-patience2-test-{}.json", "aeslc": "aeslc-test-{}.json"}  # the starting XENT checkpoints
 REWARD = {"multi30k": "bleu", "aeslc": "rouge-mix"}  # the training reward each corpus's MIXER uses
-COUNTS = {"distinct_outputs": 0}  # metrics that count outputs: shown without decimals
+COUNTS = {"distinct_outputs"}  # metrics that count outputs: shown without decimals
 NAME = re.compile(r"(?P<corpus>multi30k|aeslc)-(?P<objective>.+)-s(?P<seed>\d+)-test-beam(?P<beam>\d)\.json")
 
 
@@ -174,7 +174,7 @@ def markdown(result: dict) -> str:
             + f" | {base.get('length_ratio', '–')} | – |"
         )
         for objective, row in result["objectives"].items():
-            cells = [fmt(row.get(f"{m}_{beam}"), COUNTS.get(m, 2)) for m in [*metrics, "length_ratio"]]
+            cells = [fmt(row.get(f"{m}_{beam}"), 0 if m in COUNTS else 2) for m in [*metrics, "length_ratio"]]
             lines.append(f"| {objective} | " + " | ".join(cells) + f" | {row['train_seconds']['mean']:.0f} |")
         lines.append("")
     reward = REWARD[corpus]

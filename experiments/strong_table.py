@@ -130,8 +130,7 @@ def markdown(result: dict) -> str:
             if "p_vs_xent_greedy" in run or "p_vs_xent_beam5" in run
         )
         if "diff_vs_xent_greedy" in row and row["diff_vs_xent_greedy"]["n"] > 1:
-            diffs = (fmt(row.get(f"diff_vs_xent_{tag}"), signed=True) for tag in ("greedy", "beam5"))
-            ps += "; mean {} / {}".format(*diffs)
+            ps += "; mean " + " / ".join(fmt(row.get(f"diff_vs_xent_{t}"), signed=True) for t in ("greedy", "beam5"))
         seconds = row["train_seconds"]["mean"]
         ratio = f" ({seconds / xent['mean']:.1f}×)" if xent else ""
         lines.append(

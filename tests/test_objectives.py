@@ -553,7 +553,7 @@ def test_mrt_beam_candidates_are_the_samples_then_the_beam_n_best_and_beam_one_a
     torch.manual_seed(1)
     assert both.candidates(model, batch) == expected and not model.training  # and an eval model stays in eval
     _, beam_only = setup("mrt", mrt_candidates=0, mrt_beam=3)
-    beam_only.ctx = both.ctx  # the same decode settings
+    beam_only.ctx = dataclasses.replace(beam_only.ctx, recipe=dataclasses.replace(beam_only.ctx.recipe, decode=d))
     assert beam_only.candidates(model, batch) == nbest
     assert_one_candidate_mrt_is_weighted_xent(batch, mrt_candidates=0, mrt_beam=1)
     for bad, message in (
