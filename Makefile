@@ -34,6 +34,7 @@ bench: $(STAMP)
 	@if [ -n "$(MT_CKPT)" ]; then $(BIN)/python benchmarks/bench_serve.py $(MT_CKPT) && \
 		$(BIN)/python benchmarks/bench_mbr.py $(MT_CKPT); \
 	else echo "no checkpoints/translate-multi30k.pt: serving and MBR benchmarks skipped"; fi
+	$(BIN)/python benchmarks/bench_serve_memory.py $(MT_CKPT)  # without one it trains a small model
 	$(BIN)/python benchmarks/bench_output_width.py
 	$(BIN)/python benchmarks/bench_peer.py $(PEER_CKPTS)
 	$(BIN)/python benchmarks/bench_data.py  # corpora up to 10M pairs under ~/.cache/textgen-bench (~10 GB)

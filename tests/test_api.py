@@ -40,6 +40,21 @@ def test_api_errors_are_user_errors(trained_mt):
         (lambda: mt.translate(["a"], temperature=-1), "temperature"),
         (lambda: mt.translate(["a"], beams=2), "unknown decode setting"),
         (lambda: mt.score(["a", "b"], ["a"]), "one target per source"),
+        (lambda: mt.translate(["a", "b \ud800 c"]), r"sources\[1\] is not valid Unicode"),
+        (lambda: mt.score(["a"], ["\udfff"]), r"targets\[0\] is not valid Unicode"),
+        (lambda: mt.translate(["a", None]), r"sources\[1\] is NoneType, not a string"),
+        (lambda: mt.translate(["a"], beam=3, nbest=2, lenpen=float("nan")), r"--lenpen must be a finite number"),
+        (lambda: mt.translate(["a"], sample=True, temperature=float("nan")), "--temperature must be"),
+        (lambda: mt.translate(["a"], sample=True, temperature=float("inf")), "--temperature must be"),
+        (lambda: mt.translate(["a"], beam=True), r"--beam must be an integer >= 1 and <= \d+, got True"),
+        (lambda: mt.translate(["a"], beam=2.5), "--beam must be an integer"),
+        (lambda: mt.translate(["a"], beam=100_000), "--beam must be an integer"),
+        (lambda: mt.translate(["a"], max_len_b=-5), "--max-len-b must be an integer >= 0"),
+        (lambda: mt.translate(["a"], max_len_a=0, max_len_b=0), "every output would be empty"),
+        (lambda: mt.translate(["a"], sample=True, seed=2**70), "--seed must be an integer >= 0"),
+        (lambda: mt.translate(["a"], batch_size=0), "--batch-size must be an integer >= 1"),
+        (lambda: mt.score(["a"], ["a"], batch_size=0), "--batch-size must be an integer >= 1"),
+        (lambda: mt.translate(["a"], sample="yes"), "sample must be True or False"),
     ]:
         with pytest.raises(UserError, match=fragment):
             call()
@@ -103,3 +118,48 @@ def test_score_command_for_both_kinds(cli, trained_mt, tiny_recipe, tmp_path):
     (tmp_path / "lines.txt").write_text("the cat\nthe dog sat\n")
     lm_out = cli("score", "lm.pt", "--text", "lines.txt")
     assert lm_out.code == 0 and [int(r.split("\t")[1]) for r in lm_out.out.splitlines()] == [7, 11]
+
+
+def test_a_sampled_output_depends_on_its_source_and_seed_alone(cli, trained_mt, tmp_path):
+    """Seeded sampling gives a source the same output alone, beside other sources, and at any batch size."""
+    mt = textgen.load(trained_mt, device="cpu")
+    sources = ["a b c d", "e f", "h g h a b", "c c d e f g", "b a"]
+    settings = dict(sample=True, temperature=3.0, seed=11)
+    together = mt.translate(sources, **settings)
+    assert together == [mt.translate([s], **settings)[0] for s in sources]
+    for batch_size in (1, 2, 4):
+        assert mt.translate(sources, batch_size=batch_size, **settings) == together
+    assert mt.translate(sources[::-1], **settings) == together[::-1]
+    (tmp_path / "src.txt").write_text("\n".join(sources) + "\n")
+    flags = ("decode", trained_mt, "-i", "src.txt", "--sample", "--temperature", "3", "--seed", "11")
+    assert (
+        cli(*flags, "--batch-size", "1").out.splitlines()
+        == together
+        == cli(*flags, "--batch-size", "4").out.splitlines()
+    )
+    assert together != mt.translate(sources, sample=True, temperature=3.0, seed=12)  # the seed still matters
+
+
+def test_models_describe_themselves_and_refuse_the_other_kinds_methods(cli, trained_mt, tiny_recipe, tmp_path):
+    mt = textgen.load(trained_mt, device="cpu")
+    shown = repr(mt)
+    assert shown.startswith("Translator(") and str(trained_mt) in shown and "device=cpu" in shown
+    assert f"vocab={len(mt.vocabs.src)}/{len(mt.vocabs.tgt)}" in shown and "task=seq2seq" in shown
+    assert cli("train", "-r", tiny_recipe, "-o", "lm.pt", "--run-dir", "run").code == 0
+    lm = textgen.load(tmp_path / "lm.pt", device="cpu")
+    assert repr(lm) == f"LanguageModel('{tmp_path / 'lm.pt'}', task=lm, level=char, vocab={len(lm.vocab)}, device=cpu)"
+    with pytest.raises(UserError, match="is a language model: it has sample"):
+        lm.translate(["the"])
+    assert not hasattr(lm, "translate") and not hasattr(mt, "stream")  # still AttributeErrors for hasattr
+    with pytest.raises(UserError, match="is a seq2seq model: it has translate"):
+        mt.sample("the")
+    for call, fragment in [
+        (lambda: lm.sample("the", temperature=float("nan")), "--temperature must be a finite number"),
+        (lambda: lm.sample("the", seed=2**70), "--seed must be an integer"),
+        (lambda: lm.sample("the", length=True), "--length must be an integer"),
+        (lambda: lm.sample("the", top_k=-1), "--top-k must be an integer >= 0"),
+        (lambda: lm.sample("\ud800"), "the prime is not valid Unicode"),
+        (lambda: lm.score(["the", "\ud800"]), r"texts\[1\] is not valid Unicode"),
+    ]:
+        with pytest.raises(UserError, match=fragment):
+            call()

@@ -142,11 +142,11 @@ def case_incompatible_format_version(cli, tmp, recipe):
     return cli("sample", "future.pt"), "format version 99"
 
 
-def case_vocabulary_mismatch_on_resume(cli, tmp, recipe):
+def case_corpus_edited_before_resume(cli, tmp, recipe):
     lm_checkpoint(cli, recipe)
     corpus = Path(re.search(r'corpus = "(.*)"', recipe.read_text()).group(1))
     corpus.write_text(corpus.read_text() + "XYZ!\n")  # same file name, new characters
-    return cli("train", "-r", recipe, "--resume", "run/last.pt"), "different vocabulary"
+    return cli("train", "-r", recipe, "--resume", "run/last.pt"), "changed since this run was trained"
 
 
 def case_resume_with_a_different_recipe(cli, tmp, recipe):
@@ -289,6 +289,198 @@ def case_nan_loss(cli, tmp, recipe, monkeypatch):
     assert kept["train_state"]["step"] == 5
     assert all(torch.isfinite(v).all() for v in kept["model"].values()), "the kept checkpoint must be finite"
     return result, "loss became nan"
+
+
+def case_train_output_is_an_existing_checkpoint(cli, tmp, recipe):
+    kept = lm_checkpoint(cli, recipe).read_bytes()
+    result = cli("train", "-r", recipe, "-o", "m.pt", "--run-dir", "run2")
+    assert (tmp / "m.pt").read_bytes() == kept, "a trained checkpoint must never be replaced silently"
+    assert not (tmp / "run2").exists(), "the error must come before any training"
+    return result, "pass --overwrite"
+
+
+def case_train_run_dir_holding_another_run(cli, tmp, recipe):
+    kept = (lm_checkpoint(cli, recipe).parent / "run" / "last.pt").read_bytes()
+    result = cli("train", "-r", recipe, "-o", "other.pt", "--run-dir", "run")
+    assert (tmp / "run" / "last.pt").read_bytes() == kept and not (tmp / "other.pt").exists()
+    return result, "--resume"
+
+
+def case_train_output_is_a_fifo(cli, tmp, recipe):
+    os.mkfifo(tmp / "pipe")  # like /dev/null or /dev/full: not a file, never to be replaced by one
+    result = cli("train", "-r", recipe, "-o", "pipe", "--run-dir", "run")
+    assert (tmp / "pipe").is_fifo() and not (tmp / "run").exists()
+    return result, "not a regular file"
+
+
+def case_train_output_ending_in_a_slash(cli, tmp, recipe):
+    result = cli("train", "-r", recipe, "-o", "newdir/", "--run-dir", "run")
+    assert not (tmp / "newdir").exists() and not (tmp / "run").exists()
+    return result, "names a folder"
+
+
+def case_train_output_is_an_existing_folder(cli, tmp, recipe):
+    (tmp / "models").mkdir()
+    result = cli("train", "-r", recipe, "-o", "models", "--run-dir", "run")
+    assert not (tmp / "run").exists(), "the error must come before any training"
+    return result, "names a folder"
+
+
+def case_plot_output_is_a_folder(cli, tmp, recipe):
+    (tmp / "run").mkdir()
+    (tmp / "run" / "metrics.csv").write_text("step,epoch,train_loss\n5,0.5,2.0\n10,1.0,1.5\n")
+    return cli("plot", "run", "-o", "run"), "names a folder"
+
+
+def case_eval_results_ending_in_a_slash(cli, tmp, recipe):
+    (tmp / "h.txt").write_text("a b\n")
+    result = cli("eval", "--hyp", "h.txt", "--ref", "h.txt", "--results", "out/")
+    assert not (tmp / "out").exists()
+    return result, "names a folder"
+
+
+def case_disk_full_inside_the_checkpoint_writer(cli, tmp, recipe, monkeypatch):
+    """A real full disk fails a write inside torch's zip writer, which re-raises it as a RuntimeError."""
+    import textgen.checkpoint as ck
+
+    real_save, calls = torch.save, []
+
+    class FullDisk:
+        def __init__(self, file):
+            self.file, self.room = file, 2000
+
+        def write(self, data):
+            self.room -= len(data)
+            if self.room < 0:
+                raise OSError(28, "No space left on device")
+            return self.file.write(data)
+
+        def flush(self):
+            self.file.flush()
+
+    def save_on_a_filling_disk(obj, f, *a, **k):
+        calls.append(1)  # the first evaluation's two files succeed, later ones hit a full disk
+        return real_save(obj, f if len(calls) <= 2 else FullDisk(f), *a, **k)
+
+    monkeypatch.setattr(ck.torch, "save", save_on_a_filling_disk)
+    result = cli("train", "-r", recipe, "-o", "m.pt", "--run-dir", "run", "--set", "train.eval_every=5")
+    monkeypatch.setattr(ck.torch, "save", real_save)
+    assert torch.load(tmp / "run" / "last.pt", weights_only=True)["train_state"]["step"] == 5
+    assert not [p for p in (tmp / "run").iterdir() if p.name.endswith(".tmp")], "no temp file left behind"
+    return result, "No space left on device"
+
+
+def case_setting_out_of_range(cli, tmp, recipe):
+    result = cli("train", "-r", recipe, "--set", "train.lr=nan", "--run-dir", "run")
+    assert not (tmp / "run").exists()
+    return result, "train.lr = nan is out of range: a finite number > 0"
+
+
+def case_vocabulary_smaller_than_the_corpus_alphabet(cli, tmp, recipe):
+    alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    (tmp / "s.txt").write_text("".join(f"{alphabet[i:]} {alphabet[:i]}\n" for i in range(40)))
+    (tmp / "mt.toml").write_text(
+        'task = "seq2seq"\n[data]\ncorpus = "s.txt,s.txt;s.txt,s.txt"\nvocab_size = 32\n'
+        "[model]\nlayers = 1\nhidden = 8\nembed = 8\n[train]\nmax_steps = 1\n"
+    )
+    return cli("train", "-r", "mt.toml", "-o", "mt.pt", "--run-dir", "run"), "pieces this corpus needs"
+
+
+def case_decode_input_not_utf8_on_stdin(cli, tmp, recipe, monkeypatch):
+    import io
+    import sys
+
+    model = seq2seq_checkpoint(cli, tmp)
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"a b\nb \xe9 c\n"), encoding="utf-8"))
+    return cli("decode", model), "standard input line 2 is not UTF-8"
+
+
+def case_decode_nan_length_penalty(cli, tmp, recipe):
+    model = seq2seq_checkpoint(cli, tmp)
+    return cli("decode", model, "-i", "s.txt", "--beam", "2", "--nbest", "2", "--lenpen", "nan"), "--lenpen must be"
+
+
+def case_decode_negative_max_len_b(cli, tmp, recipe):
+    return cli("decode", seq2seq_checkpoint(cli, tmp), "-i", "s.txt", "--max-len-b", "-5"), "--max-len-b must be"
+
+
+def case_decode_beam_beyond_its_cap(cli, tmp, recipe):
+    return cli("decode", seq2seq_checkpoint(cli, tmp), "-i", "s.txt", "--beam", "100000"), "--beam must be"
+
+
+def case_sample_nan_temperature(cli, tmp, recipe):
+    return cli("sample", lm_checkpoint(cli, recipe), "--temperature", "nan"), "--temperature must be a finite number"
+
+
+def case_sample_seed_beyond_64_bits(cli, tmp, recipe):
+    return cli("sample", lm_checkpoint(cli, recipe), "--seed", str(2**70)), "--seed must be an integer"
+
+
+def case_truncated_gzip_in_a_parallel_corpus(cli, tmp, recipe):
+    import gzip
+
+    whole = gzip.compress("".join(f"satz {i}\n" for i in range(3000)).encode())
+    (tmp / "a.src.gz").write_bytes(whole[: len(whole) // 2])
+    (tmp / "a.tgt").write_text("".join(f"sentence {i}\n" for i in range(3000)))
+    (tmp / "p.toml").write_text(
+        'task = "seq2seq"\n[data]\ncorpus = "a.src.gz,a.tgt;a.src.gz,a.tgt"\ntokenizer = "word"\n'
+    )
+    return cli("train", "-r", "p.toml"), "truncated gzip file"
+
+
+def case_non_utf8_byte_deep_in_a_parallel_file(cli, tmp, recipe):
+    lines = [f"satz {i}".encode() for i in range(1, 801)]
+    lines[500] = "Größe".encode("latin-1")
+    (tmp / "a.src").write_bytes(b"\n".join(lines) + b"\n")
+    (tmp / "a.tgt").write_text("".join(f"sentence {i}\n" for i in range(800)))
+    (tmp / "p.toml").write_text('task = "seq2seq"\n[data]\ncorpus = "a.src,a.tgt;a.src,a.tgt"\ntokenizer = "word"\n')
+    return cli("train", "-r", "p.toml"), "line 501 is not UTF-8"
+
+
+def case_prepared_folder_made_from_other_data(cli, tmp, recipe):
+    assert cli("data", "prepare", "--recipe", recipe, "-o", "prep").code == 0
+    corpus = tmp / "tiny.txt"
+    corpus.write_text(corpus.read_text()[::-1])
+    return cli("train", "-r", recipe, "--prepared", "prep"), "tiny.txt"
+
+
+def case_prepared_ids_outside_the_vocabulary(cli, tmp, recipe):
+    import numpy as np
+
+    assert cli("data", "prepare", "--recipe", recipe, "-o", "prep").code == 0
+    ids = np.load(tmp / "prep" / "train.npy", mmap_mode="r+")
+    ids[7] = 60000
+    ids.flush()
+    del ids
+    return cli("train", "-r", recipe, "--prepared", "prep"), "outside the vocabulary"
+
+
+def case_eval_when_a_training_corpus_file_is_gone(cli, tmp, recipe):
+    ckpt = seq2seq_checkpoint(cli, tmp)
+    (tmp / "t.txt").unlink()
+    return cli("eval", ckpt, "--split", "valid"), "--data"
+
+
+def case_model_too_large_to_build(cli, tmp, recipe, monkeypatch):
+    import textgen.models.lm as lm
+
+    def huge(self, *args, **kwargs):  # what the CPU allocator raises for model.hidden=65536 model.layers=64
+        raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 68719476736 bytes.")
+
+    monkeypatch.setattr(lm.RNNLM, "__init__", huge)
+    return cli("train", "-r", recipe, "-o", "m.pt", "--run-dir", "run"), "use a smaller model"
+
+
+def case_disk_full_while_writing_the_results_file(cli, tmp, recipe, monkeypatch):
+    import textgen.results as results
+
+    def full(path, result):
+        raise OSError(28, "No space left on device", str(path))
+
+    monkeypatch.setattr(results, "write_result", full)
+    result = cli("train", "-r", recipe, "-o", "m.pt", "--run-dir", "run", "--results", "r.json")
+    assert (tmp / "m.pt").is_file(), "the trained model is kept"
+    return result, "the disk is full"
 
 
 CASES = {name[5:]: fn for name, fn in list(globals().items()) if name.startswith("case_")}

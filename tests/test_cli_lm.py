@@ -139,6 +139,12 @@ def test_bf16_training_learns_and_keeps_fp32_weights(cli, tiny_recipe, tmp_path)
         "--run-dir",
         "run",
     )
+    from textgen.precision import cpu_runs_bf16_lstm
+
+    if not cpu_runs_bf16_lstm():  # AVX2-only CPUs: a one-line error before any training, not a oneDNN traceback
+        assert result.code == 2 and "bf16 needs a CPU with AVX512-BF16 or AMX" in result.err, result.err
+        assert "Traceback" not in result.err and not (tmp_path / "bf16.pt").exists()
+        return
     assert result.code == 0, result.err
     losses = [
         float(r.split(",")[5]) for r in (tmp_path / "run/metrics.csv").read_text().splitlines()[1:] if r.split(",")[5]
@@ -146,3 +152,42 @@ def test_bf16_training_learns_and_keeps_fp32_weights(cli, tiny_recipe, tmp_path)
     assert losses[-1] < 0.8 * losses[0]
     weights = torch.load(tmp_path / "bf16.pt", weights_only=True)["model"]
     assert all(w.dtype == torch.float32 for w in weights.values() if w.is_floating_point())
+
+
+def test_log_lines_are_not_wrapped_when_stderr_is_not_a_terminal(cli, tiny_recipe, tmp_path):
+    """A log file keeps each message on one line, however long (rich wraps at 80 columns by default)."""
+    run_dir = "run-" + "x" * 120
+    result = cli("train", "-r", tiny_recipe, "--set", "train.max_steps=2", "-o", "m.pt", "--run-dir", run_dir)
+    assert result.code == 0, result.err
+    header = next(line for line in result.err.splitlines() if "parameters" in line)
+    assert "steps/epoch" in header and header.endswith(f"run dir {run_dir}")
+
+
+def test_a_run_stopped_by_its_time_budget_says_so_last_and_in_its_results(cli, tiny_recipe, tmp_path):
+    result = cli(
+        "train", "-r", tiny_recipe, "--set", "train.max_minutes=0.0001", "-o", "m.pt", "--run-dir", "run",
+        "--results", "r.json",
+    )  # fmt: skip
+    assert result.code == 0, result.err
+    saved = json.loads((tmp_path / "r.json").read_text())
+    steps = saved["metrics"]["steps"]
+    stopped = f"stopped on its time budget (train.max_minutes = 0.0001) after {steps} of 20 updates"
+    assert steps < 20 and saved["stopped"] == stopped
+    assert result.out.strip().splitlines()[-1].endswith(stopped)
+
+
+def test_resuming_a_finished_run_says_no_steps_remain(cli, tiny_recipe, tmp_path):
+    assert cli("train", "-r", tiny_recipe, "--set", "train.max_steps=6", "-o", "m.pt", "--run-dir", "run").code == 0
+    resumed = cli("train", "--resume", "run/last.pt", "--set", "train.max_steps=4")
+    assert resumed.code == 0, resumed.err
+    assert "no steps remained: the checkpoint is at step 6 of 4" in resumed.err
+    assert "nan" not in resumed.err + resumed.out
+
+
+def test_lm_eval_shows_a_progress_bar_only_on_a_terminal(cli, tiny_recipe, tmp_path, monkeypatch):
+    assert cli("train", "-r", tiny_recipe, "-o", "m.pt", "--run-dir", "run").code == 0
+    piped = cli("eval", "m.pt", "--split", "valid", "--batch-size", "1")
+    monkeypatch.setenv("TTY_COMPATIBLE", "1")  # rich: stderr is a terminal
+    shown = cli("eval", "m.pt", "--split", "valid", "--batch-size", "1")
+    assert piped.code == shown.code == 0 and shown.out == piped.out
+    assert "score valid" not in piped.err and "score valid" in shown.err

@@ -98,14 +98,23 @@ def test_interactive_decoding(cli, trained_mt, monkeypatch):
     assert result.code == 0, result.err
     assert result.out.splitlines() == ["d c b a", "f e"]
     assert result.err.count("source> ") == 4
+    for errors in ("strict", "surrogateescape"):  # a C locale decodes stdin with surrogateescape
+        stdin = io.TextIOWrapper(io.BytesIO(b"a b\n\xff c\nb a\n"), encoding="utf-8", errors=errors)
+        monkeypatch.setattr(sys, "stdin", stdin)
+        bad = cli("decode", trained_mt, "--interactive")
+        assert bad.code == 2 and bad.out == "b a\n" and "error: standard input line 2 is not UTF-8" in bad.err
 
 
 def test_bf16_decoding_runs_in_bf16_and_matches_fp32_outputs(cli, trained_mt, tmp_path):
     import torch
 
-    from textgen.precision import autocast
+    from textgen.precision import autocast, cpu_runs_bf16_lstm
     from textgen.seq2seq import load_model
 
+    if not cpu_runs_bf16_lstm():  # AVX2-only CPUs: decoding in bf16 is refused in one line
+        result = cli("eval", trained_mt, "--split", "test", "--precision", "bf16")
+        assert result.code == 2 and "bf16 needs a CPU with AVX512-BF16 or AMX" in result.err, result.err
+        return
     model, _, _, _ = load_model(trained_mt)
     src, lens = torch.tensor([[4, 5, 6]]), torch.tensor([3])
     with autocast("bf16"):
@@ -189,3 +198,105 @@ def test_load_model_with_a_mismatched_vocabulary_is_a_user_error(trained_mt, tmp
     torch.save(payload, tmp_path / "mismatch.pt")
     with pytest.raises(UserError, match="do not match"):
         load_model(tmp_path / "mismatch.pt")
+
+
+def test_eval_writes_hypotheses_only_where_asked_and_names_every_setting(cli, trained_mt, tmp_path):
+    plain = cli("eval", trained_mt, "--split", "test", "--beam", "1")
+    assert plain.code == 0, plain.err
+    assert list(tmp_path.iterdir()) == [], "eval without --hyp-out writes nothing where it runs"
+    settings = [
+        ("--mbr", "3", "--mbr-utility", "chrf"),
+        ("--mbr", "3", "--mbr-utility", "bleu"),
+        ("--mbr", "3", "--mbr-utility", "bleu", "--seed", "5"),
+        ("--mbr", "3", "--mbr-sampling", "top_p", "--mbr-top-p", "0.8"),
+        ("--mbr", "3", "--mbr-beam", "2"),
+        ("--beam", "2"),
+        ("--beam", "3"),
+    ]
+    written = []
+    for extra in settings:
+        result = cli("eval", trained_mt, "--split", "test", "--hyp-out", "hyps/", *extra)
+        assert result.code == 0, result.err
+        written.append(result.err.split("hypotheses: ")[1].split()[0])
+    assert len(set(written)) == len(settings), written  # no eval overwrote another's
+    assert sorted(str(p.relative_to(tmp_path)) for p in (tmp_path / "hyps").iterdir()) == sorted(written)
+    for name, part in zip(written, ["chrf", "bleu", "seed5", "top_p0.8", "beam2", "beam2", "beam3"]):
+        assert part in Path(name).name and len((tmp_path / name).read_text().splitlines()) == 40
+    assert "seed0" in written[0] and "lenpen" in written[-1]
+    explicit = cli("eval", trained_mt, "--split", "test", "--beam", "1", "--hyp-out", "out/greedy.txt")
+    assert explicit.code == 0 and len((tmp_path / "out" / "greedy.txt").read_text().splitlines()) == 40
+
+
+def test_decode_and_eval_show_a_progress_bar_only_on_a_terminal(cli, trained_mt, tmp_path, monkeypatch):
+    (tmp_path / "src.txt").write_text("a b c d\ne f\nh g h\n" * 7)
+    decode = ("decode", trained_mt, "-i", "src.txt", "--beam", "2", "--batch-size", "4")
+    evaluate = ("eval", trained_mt, "--split", "test", "--mbr", "2", "--mbr-beam", "2", "--batch-size", "8")
+    piped, piped_eval = cli(*decode), cli(*evaluate)
+    assert piped.code == 0 and piped.err == "" and len(piped.out.splitlines()) == 21
+    assert piped_eval.code == 0 and "━" not in piped_eval.err
+    monkeypatch.setenv("TTY_COMPATIBLE", "1")  # rich: stderr is a terminal
+    shown, shown_eval = cli(*decode), cli(*evaluate)
+    assert shown.out == piped.out, "the bar goes to stderr alone"
+    assert "decode" in shown.err and "21/21" in shown.err
+    untimed = [result.out.split("decode_seconds")[0] for result in (piped_eval, shown_eval)]
+    assert untimed[0] == untimed[1] and "decode test" in shown_eval.err and "120/120" in shown_eval.err
+
+
+def test_a_training_pair_over_max_len_is_dropped_with_a_count(cli, tmp_path):
+    """One very long pair (a pasted document) is left out of training by the default data.max_len, and said so,
+    rather than crashing the allocator when its batch comes up."""
+    corpus = make_reversal_corpus(tmp_path)
+    with open(tmp_path / "train.src", "a") as src, open(tmp_path / "train.tgt", "a") as tgt:
+        src.write(" ".join(["a"] * 3000) + "\n")
+        tgt.write("b c\n")
+    train = {"max_tokens": 200, "max_steps": 2, "eval_every": 2}
+    recipe = write_reversal_recipe(tmp_path / "r.toml", corpus, "one long pair", hidden=16, train=train)
+    result = cli("train", "-r", recipe, "-o", "m.pt", "--run-dir", "run")
+    assert result.code == 0, result.err
+    dropped = [line for line in result.err.splitlines() if "dropped" in line]
+    assert dropped == ["dropped 1 of 601 training pairs with a side over data.max_len = 256 tokens "
+                       "(--set data.max_len=N to keep longer ones)"]  # fmt: skip
+    assert "601 pairs" not in result.err and "600 pairs" in result.err
+
+
+def test_a_fine_tune_says_where_it_started_and_continues_its_parents_steps(cli, trained_mt, tmp_path):
+    """A fine-tune prints its init_from checkpoint and step, and its metrics.csv global_step goes on from
+    there; data.max_len (which pairs train, not the model) may differ from the parent's."""
+    import csv
+
+    import torch
+
+    recipe = Path(trained_mt).parent / "rev.toml"
+    parent_step = torch.load(trained_mt, weights_only=True)["train_state"]["step"]
+    sets = ("--set", f'init_from="{trained_mt}"', "--set", "train.max_steps=4", "--set", "train.eval_every=2")
+    result = cli("train", "-r", recipe, *sets, "--set", "data.max_len=100", "-o", "ft.pt", "--run-dir", "ft")
+    assert result.code == 0, result.err
+    assert f"initialised from {trained_mt} (step {parent_step})" in result.err.splitlines()
+    rows = list(csv.DictReader(open(tmp_path / "ft" / "metrics.csv")))
+    assert rows and all(int(r["global_step"]) == parent_step + int(r["step"]) for r in rows)
+
+
+def test_sentencepiece_says_when_it_builds_fewer_pieces_than_asked(cli, tmp_path):
+    import random
+
+    from textgen.config import load_recipe
+    from textgen.seq2seq import Seq2SeqTask
+
+    rng = random.Random(0)
+    words = ["".join(rng.choices("abcdefghijklmnopqrstuvwxyz", k=5)) for _ in range(60)]
+    for split, n in (("train", 300), ("valid", 20)):
+        rows = [" ".join(rng.sample(words, 4)) for _ in range(n)]
+        (tmp_path / f"{split}.src").write_text("".join(row + "\n" for row in rows))
+        (tmp_path / f"{split}.tgt").write_text("".join(row.upper() + "\n" for row in rows))
+    corpus = ";".join(f"{tmp_path}/{s}.src,{tmp_path}/{s}.tgt" for s in ("train", "valid"))
+    recipe = write_reversal_recipe(tmp_path / "r.toml", corpus, "spm", hidden=16, train={"max_tokens": 200})
+    task = Seq2SeqTask(load_recipe(str(recipe), ["data.tokenizer=spm", "data.vocab_size=2000"]))
+    pieces = len(task.vocabs.src)
+    assert pieces < 2000
+    assert f"sentencepiece: {pieces:,} pieces, fewer than the 2,000 asked for (data.vocab_size): " in "\n".join(
+        task.notes
+    )
+    full = Seq2SeqTask(load_recipe(str(recipe), ["data.tokenizer=spm", f"data.vocab_size={pieces}"]))
+    assert not [note for note in full.notes if "sentencepiece" in note]
+    prepared = cli("data", "prepare", "-r", recipe, "--set", "data.tokenizer=spm", "--set", "data.vocab_size=2000")
+    assert prepared.code == 0 and f"sentencepiece: {pieces:,} pieces, fewer than the 2,000" in prepared.err

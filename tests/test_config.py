@@ -1,9 +1,14 @@
 import dataclasses
+import math
+import re
+import typing
 from pathlib import Path
 
 import pytest
 
 from textgen.config import (
+    RANGES,
+    SECTIONS,
     Recipe,
     apply_overrides,
     dump_toml,
@@ -58,6 +63,61 @@ def test_every_shipped_recipe_loads_and_round_trips():
         assert again == recipe
 
 
+NUMERIC_KEYS = [
+    f"{section}.{name}"
+    for section, cls in SECTIONS.items()
+    for name, kind in typing.get_type_hints(cls).items()
+    if kind in (int, float)
+]
+
+
+def test_every_numeric_setting_has_a_declared_range():
+    assert set(NUMERIC_KEYS) - set(RANGES) == set()
+    for path in list_recipe_files():  # and every shipped recipe is inside them
+        load_recipe(str(path))
+
+
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("train.lr", math.nan),
+        ("train.lr", -1.0),
+        ("model.hidden", 0),
+        ("model.hidden", -5),
+        ("model.hidden", 10**11),
+        ("train.batch_size", 0),
+        ("train.bptt", 0),
+        ("train.clip", math.nan),
+        ("train.max_steps", -1),
+        ("train.log_every", 0),
+        ("train.seed", -1),
+        ("train.seed", 10**400),
+        ("data.vocab_size", 5),
+        ("model.dropout", 1.0),
+        ("decode.max_len_b", -5),
+    ],
+)
+def test_out_of_range_settings_are_rejected_naming_key_and_range(key, value):
+    section, name = key.split(".")
+    with pytest.raises(UserError, match=rf"^{re.escape(key)} = {re.escape(repr(value))} is out of range: "):
+        from_dict({section: {name: value}})
+
+
+@pytest.mark.parametrize(
+    "key", [k for k in NUMERIC_KEYS if typing.get_type_hints(SECTIONS[k.split(".")[0]])[k.split(".")[1]] is float]
+)
+def test_no_float_setting_accepts_nan_or_infinity(key):
+    for literal in ("nan", "inf", "-inf"):
+        with pytest.raises(UserError, match="is out of range: a finite number"):
+            from_dict(apply_overrides({}, [f"{key}={literal}"]))
+
+
+def test_range_error_reads_as_documented():
+    with pytest.raises(UserError) as err:
+        load_recipe("shakespeare", ["train.lr=nan"])
+    assert str(err.value) == "train.lr = nan is out of range: a finite number > 0"
+
+
 def test_toml_syntax_error_reports_line(tmp_path: Path):
     bad = tmp_path / "bad.toml"
     bad.write_text("[train]\nlr = 0.1\nbatch_size = = 3\n")
@@ -86,11 +146,23 @@ def test_finetune_recipes_are_the_measured_fine_tuning_settings(objective):
     block = script[script.index("M30K=(") : script.index(")", script.index("M30K=("))]
     overrides = re.findall(r"--set (\S+)", block)
     assert len(overrides) == 11
-    measured = load_recipe(objective, overrides)
+    assert "--set train.max_minutes=0 " in script[script.index("run() {") :]  # every run: epochs, not minutes
+    measured = load_recipe(objective, overrides + ["train.max_minutes=0"])
     recipe = load_recipe(f"finetune-{objective}")
     assert recipe.name == f"finetune-{objective}"
     for section in ("data", "model", "train", "decode", "objective"):
         assert getattr(recipe, section) == getattr(measured, section), section
+
+
+def test_every_finetune_recipe_states_its_own_budget():
+    """A fine-tune runs its epochs: no time cap inherited from the recipe that trains its start model."""
+    from textgen.config import list_recipe_files, read_toml
+
+    finetunes = [path for path in list_recipe_files() if path.stem.startswith("finetune-")]
+    assert len(finetunes) == 7
+    for path in finetunes:
+        assert read_toml(path)["train"]["max_minutes"] == 0, path.stem
+        assert load_recipe(path.stem).train.max_minutes == 0
 
 
 @pytest.mark.parametrize("name", ["finetune-mrt", "finetune-mrt-beam", "finetune-mixer-loo"])

@@ -43,11 +43,18 @@ def test_registry_entries_are_complete():
 
 @needs_mirror
 def test_real_tinyshakespeare_from_mirror(cli, tmp_path, monkeypatch):
+    import os
+
     monkeypatch.setenv("TEXTGEN_CACHE", str(tmp_path / "cache"))
-    result = cli("data", "get", "tinyshakespeare")
+    old = os.umask(0o022)
+    try:
+        result = cli("data", "get", "tinyshakespeare")
+    finally:
+        os.umask(old)
     assert result.code == 0, result.err
     cached = tmp_path / "cache" / "tinyshakespeare" / "input.txt"
     assert sha256_of(cached) == "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
+    assert cached.stat().st_mode & 0o777 == 0o644  # the umask's, not a temporary file's 0600: a cache can be shared
 
 
 def test_hash_split_is_deduplicated_and_source_disjoint():
@@ -189,3 +196,115 @@ def test_pair_chunks_report_misaligned_files_and_empty_lines_with_their_line_num
     tgt.write_text("".join(f"t{i}\n" for i in range(7)))
     got = list(stream_pair_chunks(src, tgt, size=3))
     assert [len(s) for s, _ in got] == [3, 3, 1] and got[2] == (["s6"], ["t6"])
+
+
+def test_help_names_every_data_command_and_flags_show_no_value(cli):
+    top = cli("--help")
+    assert top.code == 0
+    data_row = next(line for line in top.out.splitlines() if " data " in line)
+    assert "prepare" in data_row, data_row
+    for args in (("train", "--help"), ("eval", "--help"), ("decode", "--help"), ("--help",)):
+        shown = cli(*args)
+        assert shown.code == 0 and "--help" in shown.out, shown.err
+        assert "<bool>" not in shown.out, shown.out  # a flag (--json, --sample, --help) takes no value
+    assert "<path>" in cli("train", "--help").out  # options that take a value still show its type
+
+
+def test_data_list_says_which_corpora_are_fetched(cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("TEXTGEN_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("TEXTGEN_DATA_MIRROR", str(tmp_path / "empty-mirror"))
+    (tmp_path / "cache" / "ptb").mkdir(parents=True)
+    for name in ("ptb.train.txt", "ptb.valid.txt", "ptb.test.txt"):
+        (tmp_path / "cache" / "ptb" / name).write_text("a b\n")
+    (tmp_path / "cache" / "tinyshakespeare").mkdir()  # an empty folder is not a fetched corpus
+    result = cli("data", "list")
+    assert result.code == 0, result.err
+    rows = {line.split()[0]: line.split()[1] for line in result.out.splitlines()[1:]}
+    assert result.out.splitlines()[0].split()[:2] == ["corpus", "fetched"]
+    assert rows["ptb"] == "yes" and rows["tinyshakespeare"] == "no" and rows["multi30k"] == "no"
+
+
+# --- corpus files: gzip everywhere, errors that name the line -------------------------------------------
+
+
+def test_a_gzipped_language_model_corpus_reads_like_the_plain_file(tmp_path):
+    import gzip
+
+    from textgen.data.corpus import read_text
+
+    text = "Größe und Maß\r\nzweite Zeile\n" * 100
+    (tmp_path / "c.txt").write_text(text, encoding="utf-8")
+    (tmp_path / "c.txt.gz").write_bytes(gzip.compress(text.encode()))
+    assert read_text(tmp_path / "c.txt.gz") == read_text(tmp_path / "c.txt") == text.replace("\r\n", "\n")
+
+
+def test_non_utf8_bytes_are_reported_by_line_number(tmp_path, monkeypatch):
+    import gzip
+
+    from textgen.data import parallel
+    from textgen.data.corpus import read_text
+    from textgen.errors import UserError
+
+    monkeypatch.setattr(parallel, "BLOCK_CHARS", 64)  # the bad byte lies several blocks in
+    lines = [f"Zeile {i}".encode() for i in range(1, 801)]
+    lines[500] = "Größe".encode("latin-1")  # line 501
+    raw = b"\n".join(lines) + b"\n"
+    for name, data in (("p.txt", raw), ("p.txt.gz", gzip.compress(raw))):
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(UserError, match=r"line 501 is not UTF-8"):
+            parallel.read_lines(tmp_path / name)
+        with pytest.raises(UserError, match=r"line 501 is not UTF-8"):
+            read_text(tmp_path / name)
+
+
+def test_a_truncated_gzip_file_is_a_one_line_error_naming_it(cli, tmp_path):
+    import gzip
+
+    from textgen.data.corpus import read_text
+    from textgen.data.parallel import read_lines
+    from textgen.errors import UserError
+
+    whole = gzip.compress("".join(f"Satz {i}\n" for i in range(5000)).encode())
+    (tmp_path / "cut.de.gz").write_bytes(whole[: len(whole) // 2])
+    for read in (read_lines, read_text):
+        with pytest.raises(UserError, match=r"'.*cut.de.gz' is a truncated gzip file: download it again"):
+            read(tmp_path / "cut.de.gz")
+    (tmp_path / "bad.gz").write_bytes(whole[:10] + b"\x00" * 64)
+    with pytest.raises(UserError, match=r"'.*bad.gz' is not a valid gzip file"):
+        read_lines(tmp_path / "bad.gz")
+
+
+# --- a checkpoint's corpus, seen from `textgen eval` ---------------------------------------------------------
+
+
+def test_eval_finds_the_training_files_from_another_folder_and_says_when_they_are_gone(cli, tmp_path, monkeypatch):
+    from tests.test_cli_errors import seq2seq_checkpoint
+
+    ckpt = tmp_path / seq2seq_checkpoint(cli, tmp_path)  # corpus "s.txt,t.txt;s.txt,t.txt", relative
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    scored = cli("eval", ckpt, "--split", "valid", "--hyp-out", "h.txt")
+    assert scored.code == 0 and "bleu4" in scored.out, scored.err
+    (tmp_path / "s.txt").rename(tmp_path / "moved.txt")
+    gone = cli("eval", ckpt, "--split", "valid", "--hyp-out", "h.txt")
+    assert gone.code == 2 and "s.txt" in gone.err and "--data" in gone.err, gone.err
+    given = cli("eval", ckpt, "--split", "valid", "--data", f"{tmp_path}/moved.txt,{tmp_path}/t.txt", "--hyp-out", "h")
+    assert given.code == 0 and "bleu4" in given.out, given.err  # one pair of files: the split asked for
+
+
+@pytest.mark.parametrize("task", ["lm", "seq2seq"])
+def test_eval_warns_when_the_scored_files_changed_since_training(cli, tmp_path, tiny_recipe, task):
+    from tests.test_cli_errors import lm_checkpoint, seq2seq_checkpoint
+
+    if task == "lm":
+        ckpt, edited, args = lm_checkpoint(cli, tiny_recipe), tmp_path / "tiny.txt", ()
+    else:
+        ckpt, edited, args = seq2seq_checkpoint(cli, tmp_path), tmp_path / "t.txt", ("--hyp-out", "h.txt")
+    same = cli("eval", ckpt, "--split", "valid", *args)
+    assert same.code == 0 and "warning" not in same.err, same.err
+    edited.write_text("".join(line[::-1] + "\n" for line in edited.read_text().splitlines()))  # same symbols
+    changed = cli("eval", ckpt, "--split", "valid", *args)
+    assert changed.code == 0, changed.err
+    warnings = [line for line in changed.err.splitlines() if line.startswith("warning: ")]
+    assert len(warnings) == 1 and "changed since" in warnings[0] and "not comparable" in warnings[0], changed.err

@@ -117,3 +117,38 @@ def test_checkpoint_from_an_older_recipe_schema_still_loads(tmp_path):
     checkpoint.save(path, {"kind": "lm", "recipe": recipe, "vocab": vocab.to_dict(), "model": model.state_dict()})
     loaded, _, loaded_recipe, _ = load_model(path)
     assert loaded_recipe.model == model.cfg
+
+
+def test_char_vocabulary_is_built_from_the_training_split_and_maps_new_characters_to_unknown(tmp_path):
+    """Held-out text does not shape the vocabulary; a character only it has is the unknown symbol, not a crash."""
+    from textgen.data.vocab import UNK_CHAR
+
+    task = lm_task(tmp_path, "abc abd\n" * 90 + "abZ\n" * 12, batch_size=2, bptt=8, eval_batch_size=1)
+    assert "Z" not in task.vocab.index and set("abcd \n") <= set(task.vocab.symbols)
+    index = task.vocab.index
+    assert index[UNK_CHAR] in task.valid_ids.tolist()
+    assert task.vocab.encode("aZ\n") == [index["a"], index[UNK_CHAR], index["\n"]]
+    assert task.validate()["valid_loss"] > 0
+
+
+def test_a_checkpoint_vocabulary_from_every_split_still_resumes_and_evaluates(tmp_path):
+    """Checkpoints of char models whose vocabulary came from all splits (no unknown symbol) keep loading: a
+    resumed run and eval encode with the checkpoint's vocabulary; a character it lacks is a one-line error."""
+    from textgen.errors import UserError
+    from textgen.lm import prepare_data
+
+    text = "abc abd\n" * 90 + "abZ\n" * 12
+    old = CharVocab(tuple(sorted(set(text))))
+    fresh = lm_task(tmp_path, text, batch_size=2, bptt=8)
+    assert fresh.vocab != old
+    resumed = LMTask(fresh.recipe, old)
+    assert resumed.vocab == old and max(resumed.valid_ids.tolist()) < len(old)
+    assert prepare_data(fresh.recipe, old).ids["test"].tolist() == old.encode(fresh_test_text(fresh))
+    with pytest.raises(UserError, match="lacks"):
+        old.encode("aQ")
+
+
+def fresh_test_text(task):
+    from textgen.data.corpus import load_text_corpus
+
+    return load_text_corpus(task.recipe.data.corpus, task.recipe.data.holdout).splits["test"]

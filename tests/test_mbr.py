@@ -203,14 +203,16 @@ def test_mbr_api_errors(trained_mt):
 
     mt = textgen.load(trained_mt, device="cpu")
     for settings, fragment in [
-        (dict(mbr=0), "--mbr must be >= 1"),
+        (dict(mbr=0), "--mbr must be an integer >= 1"),
+        (dict(mbr=True), "--mbr must be an integer >= 1"),
+        (dict(mbr=4, mbr_top_p=float("nan")), "--mbr-top-p must be a finite number > 0"),
         (dict(mbr=4, mbr_utility="meteor"), "--mbr-utility"),
         (dict(mbr=4, mbr_sampling="beam"), "--mbr-sampling"),
         (dict(mbr=4, mbr_epsilon=1.0), "--mbr-epsilon"),
         (dict(mbr=4, beam=3), "leave out beam"),
         (dict(mbr=4, temperature=0), "> 0"),
         (dict(mbr_beam=2), "give --mbr N too"),
-        (dict(mbr=4, mbr_beam=-1), "--mbr-beam must be >= 0"),
+        (dict(mbr=4, mbr_beam=-1), "--mbr-beam must be an integer >= 0"),
     ]:
         with pytest.raises(UserError, match=fragment):
             mt.translate(["a b"], **settings)
@@ -253,17 +255,18 @@ def test_eval_with_mbr_beam_counts_the_draws_and_reports_the_beams_share(cli, tr
         assert result.code == 0, result.err
         return json.loads(result.out)["metrics"]
 
-    drawn, mixed = metrics("--hyp-out", "drawn.txt"), metrics("--mbr-beam", "3")
+    drawn, mixed = metrics("--hyp-out", "drawn.txt"), metrics("--mbr-beam", "3", "--hyp-out", "hyps/")
     assert mixed["mbr_beam"] == 3 and 0.0 <= mixed["mbr_chose_searched"] <= 1.0 and "mbr_beam" not in drawn
     assert mixed["mbr_distinct_candidates"] == drawn["mbr_distinct_candidates"]  # the same draws; beam not counted
-    assert (tmp_path / "results" / f"{Path(trained_mt).stem}.test.mbr4-beam3.hyp").exists()  # its own default file
+    (written,) = (tmp_path / "hyps").iterdir()  # a name of its own: the draws' settings and the beam's
+    assert written.name.startswith(f"{Path(trained_mt).stem}.test.mbr4_epsilon0.02_bleu_t1_seed1_beam3_lenpen1_")
     lm_error = cli("eval", trained_mt, "--split", "test", "--mbr-beam", "3")
     assert lm_error.code == 2 and "give --mbr N too" in lm_error.err
 
 
 def test_mbr_cli_errors_are_one_line(cli, trained_mt, tmp_path):
     (tmp_path / "src.txt").write_text("a b\n")
-    assert_clean_error(cli("decode", trained_mt, "-i", "src.txt", "--mbr", "0"), "--mbr must be >= 1")
+    assert_clean_error(cli("decode", trained_mt, "-i", "src.txt", "--mbr", "0"), "--mbr must be an integer >= 1")
     assert_clean_error(
         cli("decode", trained_mt, "-i", "src.txt", "--mbr", "4", "--mbr-utility", "meteor"),
         "unknown --mbr-utility 'meteor'",

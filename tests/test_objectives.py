@@ -130,7 +130,7 @@ def test_scst_baseline_is_the_test_time_greedy_decode_with_dropout_off():
     it draws nothing from the RNG, and the model is left in train mode."""
     model, scst = setup("scst", dropout=0.5, mixer_T=1, mixer_delta=1, mixer_xent_epochs=0, xent_weight=0.0)
     scst.reward_fn = lambda hyp, ref: float(len(hyp.split()) + 3 * hyp.split().count("x"))
-    batch = collate([[4, 5, 6], [7, 8], [6, 6, 8, 7], [5]] * 4, [[4, 5]] * 16, list(range(16)))
+    batch = collate([[4, 5, 6], [7, 8], [6, 6, 8, 7], [5]] * 4, [[4, 5]] * 16, [i % 4 for i in range(16)])
     rows = torch.arange(16)
     limit = torch.full((16,), MAX_LEN)
     seg = Segment(
@@ -140,8 +140,6 @@ def test_scst_baseline_is_the_test_time_greedy_decode_with_dropout_off():
         model.encode(batch.src, batch.src_lens),
         batch.tgt_in[:, 0],
         limit,
-        batch.tgt_out[:, :0],
-        torch.zeros(16, dtype=torch.long),
     )
     roll = rollout(model, seg.state, seg.prev, limit)
     reward = torch.rand(16)
@@ -385,7 +383,7 @@ def test_per_step_baselines_learn_and_send_no_gradient_into_the_decoder():
     batch = copies(8)
     state = model.encode(batch.src, batch.src_lens)
     roll = rollout(model, state, batch.tgt_in[:, 0], torch.full((8,), MAX_LEN))
-    seg = Segment(batch, torch.arange(8), 0, state, batch.tgt_in[:, 0], torch.full((8,), MAX_LEN), None, None)
+    seg = Segment(batch, torch.arange(8), 0, state, batch.tgt_in[:, 0], torch.full((8,), MAX_LEN))
     model.zero_grad()
     _, baseline_loss, _ = objective.advantage(model, seg, roll, torch.rand(8))
     baseline_loss.backward()
@@ -426,7 +424,6 @@ def test_sampled_ngram_bleu_is_sacrebleu_with_no_prefix_and_ignores_prefix_only_
         / 100
     )
     assert wrong == 0.0 and plain > 0.5 and right == pytest.approx(1.0)
-    assert sampled_ngram_bleu(prefix, [], ref) == 0.0
     repeated = sampled_ngram_bleu(enc("the cat"), enc("the cat"), enc("the cat sat"))
     assert repeated < sampled_ngram_bleu(enc("the cat"), enc("sat"), enc("the cat sat"))  # clipping counts the prefix
 
@@ -576,7 +573,7 @@ def test_leave_one_out_groups_each_sources_own_samples():
     original = objective.advantage
 
     def spy(model, seg, roll, reward):
-        seen.append((seg.index.tolist(), reward.tolist()))
+        seen.append((seg.batch.index[seg.rows].tolist(), reward.tolist()))
         return original(model, seg, roll, reward)
 
     objective.advantage = spy
@@ -621,3 +618,186 @@ def strip_eos(row):
     from textgen.decode.generate import strip
 
     return strip(row)
+
+
+def write_cased_corpus(folder) -> str:
+    """A tiny cased parallel corpus (target = source reversed) whose valid/test words all occur in training."""
+    import random
+
+    rng = random.Random(0)
+    words = "The cat Sat ON a Mat Dog big".split()
+    spec = []
+    for split, n in (("train", 80), ("valid", 6), ("test", 6)):
+        pairs = {tuple(rng.choice(words) for _ in range(rng.randint(2, 6))) for _ in range(n)}
+        (folder / f"{split}.src").write_text("".join(" ".join(p) + "\n" for p in sorted(pairs)))
+        (folder / f"{split}.tgt").write_text("".join(" ".join(reversed(p)) + "\n" for p in sorted(pairs)))
+        spec.append(f"{folder}/{split}.src,{folder}/{split}.tgt")
+    return ";".join(spec)
+
+
+DATA_SETTINGS = {
+    "words": ["data.tokenizer=word"],
+    "lowercased words": ["data.tokenizer=word", "data.lowercase=true"],
+    "sentencepiece": ["data.tokenizer=spm", "data.vocab_size=40"],
+}
+
+
+@pytest.fixture(params=list(DATA_SETTINGS))
+def cased_recipe(request, tmp_path):
+    from tests.conftest import write_reversal_recipe
+
+    corpus = write_cased_corpus(tmp_path)
+    path = write_reversal_recipe(
+        tmp_path / "cased.toml", corpus, "cased", hidden=8, train={"max_tokens": 60, "valid_metric": "bleu4"}
+    )
+    return path, DATA_SETTINGS[request.param]
+
+
+def test_the_reference_as_a_candidate_earns_reward_one_and_cost_zero_under_every_data_setting(cased_recipe):
+    """Outputs come out in the target vocabulary's normalisation (e.g. lowercased): every reward, MRT cost and
+    validation score compares them with references normalised the same way, so a perfect output scores 1 / 100."""
+    from textgen.config import load_recipe
+    from textgen.seq2seq import Seq2SeqTask
+
+    path, settings = cased_recipe
+    task = Seq2SeqTask(load_recipe(str(path), settings))
+    batch = task._batch(0)
+    rows = torch.arange(batch.src.size(0))
+    ctx = Context(task.recipe, task.vocabs.tgt, task.references, task.steps_per_epoch)
+    for name in ("mixer", "scst", "reinforce"):
+        for reward in ("bleu", "bleu-sampled", "rouge2"):
+            cfg = ObjectiveConfig(name=name, reward=reward, baseline="none" if name != "scst" else "learned")
+            recipe = dataclasses.replace(task.recipe, objective=cfg)
+            objective = OBJECTIVES[name](dataclasses.replace(ctx, recipe=recipe))
+            for s in (0, 1):  # the rest of the reference (with its EOS) after a reference prefix of s tokens
+                got = objective.rewards(batch, rows, s, batch.tgt_out[:, s:])
+                torch.testing.assert_close(got, torch.ones_like(got), msg=f"{name} {reward} s={s}")
+    cfg = ObjectiveConfig(name="mrt", reward="bleu", mrt_reference=True)
+    mrt = OBJECTIVES["mrt"](dataclasses.replace(ctx, recipe=dataclasses.replace(task.recipe, objective=cfg)))
+    references = [strip_eos(row) for row in batch.tgt_out.tolist()]
+    assert mrt.costs(batch, rows, references).tolist() == pytest.approx([0.0] * len(references), abs=1e-9)
+
+    def perfect(model, vocabs, sources, cfg, **options):  # what a perfect model outputs for the validation sources
+        return [[vocabs.tgt.decode(ids)] for ids in task.valid_tgt[: len(sources)]]
+
+    import textgen.seq2seq
+
+    original, textgen.seq2seq.translate = textgen.seq2seq.translate, perfect
+    try:
+        assert task.validate()["valid_bleu4"] == 100.0
+    finally:
+        textgen.seq2seq.translate = original
+
+
+def test_eval_scores_a_lowercased_model_against_lowercased_references(cli, tmp_path, monkeypatch):
+    """`textgen eval` normalises the references as the checkpoint's target vocabulary does."""
+    import json
+
+    from tests.conftest import write_reversal_recipe
+
+    corpus = write_cased_corpus(tmp_path)
+    recipe = write_reversal_recipe(tmp_path / "lc.toml", corpus, "lc", hidden=8, train={"max_steps": 1})
+    trained = cli("train", "-r", recipe, "--set", "data.lowercase=true", "-o", "lc.pt")
+    assert trained.code == 0, trained.err
+    pairs = dict(zip(open(tmp_path / "test.src").read().splitlines(), open(tmp_path / "test.tgt").read().splitlines()))
+
+    def perfect(model, vocabs, sources, cfg, **options):
+        targets = {tuple(vocabs.src.encode(s)): t for s, t in pairs.items()}
+        return [[vocabs.tgt.decode(vocabs.tgt.encode(targets[tuple(ids)]))] for ids in sources]
+
+    monkeypatch.setattr("textgen.seq2seq.translate", perfect)
+    result = cli("eval", "lc.pt", "--split", "test", "--metric", "bleu4", "--json")
+    assert result.code == 0, result.err
+    assert json.loads(result.out)["metrics"]["bleu4"] == 100.0
+
+
+def test_bleu_sampled_scores_a_correct_stop_as_plain_bleu_does():
+    """After a prefix of the whole reference the right continuation is EOS alone: it earns plain BLEU's 1, not a
+    wrong word's 0. Stopping early earns plain BLEU of the output too: the brevity penalty, as a correct sampled
+    word that stops at the same place does."""
+    from textgen.sampled_bleu import sampled_ngram_bleu
+
+    ref = [10, 11, 12, 13, 10, 14]
+
+    def plain(hyp):
+        text = " ".join(map(str, hyp))
+        return (
+            sacrebleu.sentence_bleu(text, [" ".join(map(str, ref))], smooth_method="add-k", smooth_value=1).score / 100
+        )
+
+    assert sampled_ngram_bleu(ref, [], ref) == pytest.approx(plain(ref)) == pytest.approx(1.0)
+    early = sampled_ngram_bleu(ref[:4], [], ref)
+    assert early == pytest.approx(plain(ref[:4])) == pytest.approx(sampled_ngram_bleu(ref[:3], ref[3:4], ref))
+    assert 0 < early < 1 and sampled_ngram_bleu([], [], ref) == 0.0
+    model, mixer = setup("mixer", reward="bleu-sampled", baseline="none")
+    batch = collate([[4, 5, 6], [7, 8]], [[4, 5, 4], [5, 4]], [0, 1])
+    stop = torch.full((2, 1), EOS)
+    assert mixer.rewards(batch, torch.tensor([0]), 3, stop).tolist() == pytest.approx([1.0])  # s = target length
+    assert mixer.rewards(batch, torch.tensor([1]), 2, stop).tolist() == pytest.approx([1.0])
+
+
+class Unreadable(list):
+    """A training split's references that no objective may read (bleu-sampled takes them from the batch)."""
+
+    def __getitem__(self, i):
+        raise AssertionError(f"reference {i} was read from the corpus")
+
+
+def spy_rollouts(monkeypatch):
+    """Record every rollout the sequence-level objectives make: (sample, rows, tokens)."""
+    import textgen.objectives.mixer as mixer_module
+
+    calls, original = [], mixer_module.rollout
+
+    def spy(model, state, prev, limit, sample=True, **kw):
+        roll = original(model, state, prev, limit, sample=sample, **kw)
+        calls.append((sample, prev.size(0), roll.tokens))
+        return roll
+
+    monkeypatch.setattr(mixer_module, "rollout", spy)
+    return calls
+
+
+def test_bleu_sampled_reads_the_references_from_the_batch_and_keeps_no_per_corpus_state(monkeypatch):
+    """MIXER's paper reward needs only the batch: training indices it never saw, and a corpus it never reads."""
+    from textgen.sampled_bleu import sampled_ngram_bleu
+
+    model, mixer = setup("mixer", reward="bleu-sampled", baseline="none", mixer_T=3, mixer_delta=2, mixer_xent_epochs=0)
+    mixer.ctx = dataclasses.replace(mixer.ctx, references=Unreadable())
+    before = {k: v for k, v in vars(mixer).items() if not k.startswith("_")}
+    calls = spy_rollouts(monkeypatch)
+    targets = [[4, 5, 4], [5, 4, 4, 5], [4]]
+    batch = collate([[4, 5, 6], [7, 8], [6]], targets, [7, 10**9, 3])
+    torch.manual_seed(0)
+    out = mixer(model, batch, step=0)  # s = 1: every row goes on past the prefix (the last one to EOS)
+    ((_, rows, tokens),) = calls
+    expected = [sampled_ngram_bleu(t[:1], strip_eos(c), t) for t, c in zip(targets, tokens.tolist())]
+    assert rows == 3 and out.logs["reward"] == pytest.approx(sum(expected) / 3)
+    assert {k: v for k, v in vars(mixer).items() if not k.startswith("_")} == before  # nothing kept per reference
+
+
+def test_scst_decodes_each_sources_greedy_baseline_once_for_all_its_samples(monkeypatch):
+    """samples = k rolls out k rows per source but one greedy decode per source: each of the k advantages is
+    its sample's reward minus that one greedy reward."""
+    model, scst = setup("scst", samples=3, mixer_T=1, mixer_delta=1, mixer_xent_epochs=0, xent_weight=0.0)
+    scst.reward_fn = lambda hyp, ref: float(len(hyp.split()) + 3 * hyp.split().count("x"))
+    calls = spy_rollouts(monkeypatch)
+    seen, original = [], scst.advantage
+
+    def spy(model, seg, roll, reward):
+        seen.append((reward, original(model, seg, roll, reward)))
+        return seen[-1][1]
+
+    scst.advantage = spy
+    batch = collate([[4, 5, 6], [7, 8], [6, 6, 8, 7], [5]], [[4, 5]] * 4, list(range(4)))
+    torch.manual_seed(0)
+    scst(model, batch, step=0)
+    sampled, greedy = [c for c in calls if c[0]], [c for c in calls if not c[0]]
+    assert [rows for _, rows, _ in sampled] == [12] and [rows for _, rows, _ in greedy] == [4]
+    model.eval()
+    expected = greedy_or_sample(model, batch.src, batch.src_lens, 0.0, MAX_LEN).tokens
+    assert [[strip_eos(t)] for t in greedy[0][2].tolist()] == expected
+    base = torch.tensor([scst.reward_fn(VOCAB.decode(h[0]), "") for h in expected]).repeat_interleave(3)
+    reward, (adv, _, logs) = seen[0]
+    torch.testing.assert_close(adv[:, 0], reward - base)
+    assert logs["greedy_reward"] == pytest.approx(float(base.mean()))

@@ -7,10 +7,9 @@ import os
 import shutil
 import subprocess
 import sys
+import tomllib
 from importlib import resources
 from pathlib import Path
-
-import tomllib
 
 from tests.conftest import REPO
 
@@ -135,3 +134,39 @@ def test_wheel_installed_in_a_fresh_venv_runs_from_an_unrelated_folder(tmp_path)
     assert "ptb-small" in recipes and "mixer" in recipes and "DECOY" not in recipes
     corpora = run(_bin(venv, "textgen"), "data", "list", cwd=work)
     assert "tinyshakespeare" in corpora and "iwslt14" in corpora
+
+
+# --- the declared Python floor -----------------------------------------------------------------------
+
+# standard-library modules younger than the oldest Python textgen could plausibly declare (3.8)
+STDLIB_SINCE = {"graphlib": (3, 9), "zoneinfo": (3, 9), "tomllib": (3, 11)}
+
+
+def imported_modules(package: Path) -> set[str]:
+    """Top-level names of every module imported anywhere in `package` (at module level or inside functions)."""
+    import ast
+
+    names = set()
+    for source in package.rglob("*.py"):
+        for node in ast.walk(ast.parse(source.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                names |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names.add(node.module.split(".")[0])
+    return names
+
+
+def test_requires_python_covers_every_stdlib_module_textgen_imports():
+    from packaging.specifiers import SpecifierSet
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    spec = SpecifierSet(project["requires-python"])
+    floor = next(v for v in ("3.8", "3.9", "3.10", "3.11", "3.12", "3.13", "3.14") if v in spec)  # oldest allowed
+    floor_version = tuple(map(int, floor.split(".")))
+    used = imported_modules(REPO / "textgen")
+    assert "tomllib" in used and "torch" in used  # the scan sees real imports
+    too_new = {m: v for m, v in STDLIB_SINCE.items() if m in used and v > floor_version}
+    assert not too_new, f"requires-python allows {floor}, but textgen imports {too_new} (module: first Python)"
+    classifiers = [c for c in project.get("classifiers", []) if c.startswith("Programming Language :: Python :: 3.")]
+    listed = [tuple(map(int, c.rsplit(" ", 1)[1].split("."))) for c in classifiers]
+    assert all(v >= floor_version for v in listed), f"classifiers list Pythons below the floor {floor}: {classifiers}"

@@ -301,3 +301,107 @@ def test_a_build_removes_what_killed_builds_left_and_nothing_else(tmp_path):
     left = sorted(p.name for p in tmp_path.glob(".c.*"))
     assert left == [".c.live.tmp", ".c.other-boot.tmp", ".c.other-namespace.tmp", ".c.unowned.tmp"]
     assert not (out / OWNER).exists() and (out / "manifest.json").is_file()
+
+
+# --- a prepared folder given with --prepared -------------------------------------------------------------
+
+
+def small_mt_recipe(folder: Path, corpus: str = "multi30k") -> Path:
+    """A word-level seq2seq recipe whose own corpus setting is `corpus` (a registry name by default)."""
+    recipe = folder / "mt.toml"
+    recipe.write_text(
+        f'task = "seq2seq"\n[data]\ncorpus = "{corpus}"\ntokenizer = "word"\n'
+        "[model]\nlayers = 1\nhidden = 8\nembed = 8\n[train]\nmax_steps = 1\n"
+    )
+    return recipe
+
+
+def small_mt_corpus(folder: Path) -> str:
+    (folder / "s.txt").write_text("a b c\nb c d\n" * 20)
+    (folder / "t.txt").write_text("c b a\nd c b\n" * 20)
+    return "s.txt,t.txt;s.txt,t.txt"
+
+
+def test_train_takes_the_corpus_from_the_prepared_folder(cli, tmp_path, monkeypatch):
+    corpus = small_mt_corpus(tmp_path)
+    recipe = small_mt_recipe(tmp_path)  # says multi30k: the folder's manifest names the corpus
+    assert cli("data", "prepare", corpus, "--recipe", recipe, "-o", "prep").code == 0
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # the manifest's paths hold from any folder
+    done = cli("train", "-r", recipe, "--prepared", tmp_path / "prep", "-o", "m.pt", "--run-dir", "run")
+    assert done.code == 0, done.err
+    recorded = torch.load(elsewhere / "m.pt", weights_only=True)["recipe"]["data"]["corpus"]
+    assert recorded == f"{tmp_path}/s.txt,{tmp_path}/t.txt;{tmp_path}/s.txt,{tmp_path}/t.txt"
+    # a --set data.corpus that names other data is still refused
+    other = cli("train", "-r", recipe, "--prepared", tmp_path / "prep", "--set", "data.corpus=multi30k")
+    assert other.code == 2 and "other data" in other.err, other.err
+
+
+def test_a_prepared_folder_from_other_data_names_the_file_and_both_hashes(cli, tmp_path):
+    from textgen.data.registry import sha256_of
+
+    corpus = small_mt_corpus(tmp_path)
+    recipe = small_mt_recipe(tmp_path, corpus)
+    assert cli("data", "prepare", "--recipe", recipe, "-o", "prep").code == 0
+    before = sha256_of(tmp_path / "t.txt")
+    (tmp_path / "t.txt").write_text("c b a\nd c a\n" * 20)
+    result = cli("train", "-r", recipe, "--prepared", "prep")
+    assert result.code == 2, result.err
+    message = result.err.strip()
+    assert "train.tgt" in message and "t.txt" in message, message
+    assert before in message and sha256_of(tmp_path / "t.txt") in message, message  # full hashes, not cut
+
+
+@pytest.mark.parametrize("task", ["lm", "seq2seq"])
+def test_prepared_ids_outside_the_vocabulary_are_refused_when_the_folder_opens(cli, tmp_path, tiny_recipe, task):
+    if task == "lm":
+        recipe, array = tiny_recipe, "train.npy"
+    else:
+        recipe, array = small_mt_recipe(tmp_path, small_mt_corpus(tmp_path)), "train.tgt.ids.npy"
+    assert cli("data", "prepare", "--recipe", recipe, "-o", "prep").code == 0
+    ids = np.load(tmp_path / "prep" / array, mmap_mode="r+")
+    ids[len(ids) // 2] = ids.max() + 3  # same size, one id past the vocabulary
+    ids.flush()
+    del ids
+    result = cli("train", "-r", recipe, "--prepared", "prep", "--set", "train.max_steps=2")
+    assert result.code == 2 and "Traceback" not in result.err, result.err
+    assert "outside the vocabulary" in result.err and "prepare" in result.err and array in result.err, result.err
+
+
+def test_prepared_folders_follow_the_umask(cli, tmp_path, tiny_recipe):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        assert cli("data", "prepare", "--recipe", tiny_recipe, "-o", "prep").code == 0
+        assert cli("data", "prepare", "--recipe", tiny_recipe).code == 0  # into the cache
+    finally:
+        os.umask(old)
+    from textgen.data.prepared import prepared_root
+
+    cached = [p for p in prepared_root().iterdir() if p.is_dir()]
+    for folder in [tmp_path / "prep", *cached]:
+        assert folder.stat().st_mode & 0o777 == 0o755, folder
+        for file in folder.iterdir():
+            assert file.stat().st_mode & 0o777 == 0o644, file
+
+
+def test_data_prepare_draws_progress_on_a_terminal_and_nothing_in_a_log(cli, tmp_path, tiny_recipe, monkeypatch):
+    import io
+
+    from rich.console import Console
+
+    import textgen.console
+
+    corpus, recipe = small_mt_corpus(tmp_path), small_mt_recipe(tmp_path)
+    logged = cli("data", "prepare", corpus, "--recipe", recipe, "-o", "logged")
+    assert logged.code == 0 and "encode" not in logged.err, logged.err  # stderr is not a terminal here
+    screen = io.StringIO()
+    terminal = Console(file=screen, force_terminal=True, width=100)
+    monkeypatch.setattr(textgen.console, "stderr_console", lambda quiet=False: terminal)
+    assert cli("data", "prepare", corpus, "--recipe", recipe, "-o", "shown").code == 0
+    assert cli("data", "prepare", "--recipe", tiny_recipe, "-o", "shown-lm").code == 0
+    drawn = screen.getvalue()
+    assert "encode train" in drawn and "40/40" in drawn and "encode valid" in drawn, drawn
+    assert "encode train (characters)" in drawn, drawn

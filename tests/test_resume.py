@@ -119,3 +119,34 @@ def test_resume_without_output_keeps_writing_the_first_runs_best_checkpoint(cli,
     assert not (tmp_path / "tiny.pt").exists()
     best = torch.load(tmp_path / "models" / "best.pt", weights_only=True)
     assert best["train_state"]["step"] > 10 and (tmp_path / "models" / "best.pt").stat().st_mtime_ns > written
+
+
+def test_resume_with_the_recipe_keeps_the_runs_set_overrides(cli, tiny_recipe, tmp_path):
+    """`--set train.max_steps=N` given to the first run holds for its resume, even with --recipe repeated and
+    the override left out; a new --set goes on top."""
+    common = ["--set", f"train.max_steps={STEPS}", "--set", "train.eval_every=20"]
+    rc, err = kill_after_first_checkpoint(
+        ["train", "-r", tiny_recipe, *common, "-o", "b.pt", "--run-dir", "run"], tmp_path, signal.SIGINT
+    )
+    assert rc == 130, err
+    stopped_at = torch.load(tmp_path / "run" / "last.pt", weights_only=True)["train_state"]["step"]
+    assert 20 <= stopped_at < STEPS
+    resumed = cli("train", "-r", tiny_recipe, "--resume", "run/last.pt", "-o", "b.pt")  # the recipe says 20 steps
+    assert resumed.code == 0, resumed.err
+    final_weights(tmp_path / "run" / "last.pt")  # ran on to STEPS
+    more = cli("train", "-r", tiny_recipe, "--resume", "run/last.pt", "-o", "b.pt", "--set", "train.max_steps=420")
+    assert more.code == 0, more.err
+    assert torch.load(tmp_path / "run" / "last.pt", weights_only=True)["train_state"]["step"] == 420
+
+
+def test_overwrite_lets_a_new_run_replace_a_checkpoint_and_start_its_own_log(cli, tiny_recipe, tmp_path):
+    args = ("-r", tiny_recipe, "-o", "m.pt", "--run-dir", "run", "--set", "train.eval_every=5")
+    assert cli("train", *args, "--set", "train.max_steps=10").code == 0
+    refused = cli("train", *args, "--set", "train.max_steps=5")
+    assert refused.code == 2 and "pass --overwrite" in refused.err
+    again = cli("train", *args, "--set", "train.max_steps=5", "--overwrite")
+    assert again.code == 0, again.err
+    for path in (tmp_path / "m.pt", tmp_path / "run" / "last.pt"):
+        assert torch.load(path, weights_only=True)["train_state"]["step"] == 5
+    steps = [int(r.split(",")[0]) for r in (tmp_path / "run" / "metrics.csv").read_text().splitlines()[1:]]
+    assert steps == sorted(steps) and max(steps) == 5, "the log holds the new run alone"

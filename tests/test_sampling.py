@@ -61,3 +61,21 @@ def test_categorical_draws_follow_the_probabilities_and_skip_zeros():
         torch.testing.assert_close(freq, expected, atol=0.01, rtol=0)
     again = sample_categorical(probs.repeat(n, 1).view(n, 2, 5), torch.Generator().manual_seed(0))
     assert torch.equal(draws, again)
+
+
+def test_source_keys_depend_on_the_seed_and_the_source_alone():
+    from textgen.decode.sampling import source_keys
+
+    a, b = [5, 6, 7], [5, 6, 8]
+    keys = source_keys(3, [a, b, a], 4)
+    assert keys.shape == (3, 4) and torch.equal(keys[0], keys[2]) and not torch.equal(keys[0], keys[1])
+    assert torch.equal(source_keys(3, [a], 4)[0], keys[0])  # alone or beside others
+    assert not torch.equal(source_keys(4, [a], 4)[0], keys[0])
+    assert len(set(keys[:2].flatten().tolist())) == 8  # every (source, sample) its own stream
+
+
+def test_a_vanishing_temperature_samples_the_argmax_not_nan():
+    logits = torch.tensor([[50.0, 49.0, -3.0], [-60.0, -61.0, -1e30], [0.5, 2.0, 1.0]])
+    for t in (1e-3, 1e-30, 1e-40, 1e-45, 5e-324):  # logits / T overflows float32 from about 1e-37 here
+        tokens = next_token(logits, temperature=t, generator=torch.Generator().manual_seed(0))
+        assert tokens.tolist() == [0, 0, 1], t

@@ -1,15 +1,22 @@
-"""The training loop with a stand-in task: what the LR plateau follows, the wall-clock budget, logged means."""
+"""The training loop with a stand-in task: what the LR plateau follows, the wall-clock budget, logged means,
+throughput, crashes and where a run stops."""
 
+import csv
+import io
 import math
 import time
 
+import pytest
 import torch
+from rich.console import Console
 
 from textgen import distributed
 from textgen.config import Recipe, TrainConfig
 from textgen.distributed import Dist
 from textgen.schedule import LRSchedule
 from textgen.trainer import Loss, _mean_logs, train
+
+OUT_OF_MEMORY = "DefaultCPUAllocator: can't allocate memory: you tried to allocate 9000000000 bytes"
 
 
 class RisingLossRisingBleu:
@@ -22,14 +29,20 @@ class RisingLossRisingBleu:
     higher_is_better = True
     valid_columns = ["valid_loss", "valid_bleu4"]
     train_log_columns: list = []
+    notes: list = []
+    start_step = 0
 
-    def __init__(self, validate_seconds: float = 0.0):
+    def __init__(self, validate_seconds=0.0, step_seconds=0.0, fail_at=-1, tokens=1, error=OUT_OF_MEMORY):
         self.model = torch.nn.Linear(2, 1)
         self.checks = 0
         self.validate_seconds = validate_seconds
+        self.step_seconds, self.fail_at, self.tokens, self.error = step_seconds, fail_at, tokens, error
 
     def loss(self, step):
-        return Loss((self.model(torch.ones(1, 2)) ** 2).sum(), 1, 1)
+        if step == self.fail_at:
+            raise RuntimeError(self.error)
+        time.sleep(self.step_seconds)
+        return Loss((self.model(torch.ones(1, 2)) ** 2).sum(), self.tokens, 1)
 
     def trainable_modules(self):
         return [self.model]
@@ -55,9 +68,10 @@ class RisingLossRisingBleu:
         return "stand-in"
 
 
-def run(tmp_path, task, **train_cfg):
-    recipe = Recipe(task="seq2seq", train=TrainConfig(optimizer="sgd", lr=0.1, log_every=1, **train_cfg))
-    summary = train(task, recipe, tmp_path / "best.pt", tmp_path / "run")
+def run(tmp_path, task, console=None, resume=None, **train_cfg):
+    train_cfg = {"log_every": 1, **train_cfg}
+    recipe = Recipe(task="seq2seq", train=TrainConfig(optimizer="sgd", lr=0.1, **train_cfg))
+    summary = train(task, recipe, tmp_path / "best.pt", tmp_path / "run", resume=resume, console=console)
     lrs = [line.split(",")[4] for line in (tmp_path / "run" / "metrics.csv").read_text().splitlines()[1:]]
     return summary, [float(x) for x in lrs]
 
@@ -107,3 +121,114 @@ def test_objective_logs_are_averaged_over_all_ranks_steps(monkeypatch):
     means = _mean_logs(Dist(rank=0, world=2), {"reward": [0.1, 0.3]}, ["reward", "baseline_mse", "s"])
     assert means == {"reward": 0.5, "baseline_mse": 0.5}
     assert "s" not in means and not math.isnan(means["reward"])
+
+
+def quiet_console() -> Console:
+    return Console(file=io.StringIO(), width=300)
+
+
+def test_tokens_per_s_after_a_validation_is_tokens_over_update_time(tmp_path):
+    """A validation between two log rows must not shorten the time the row's tokens are divided by."""
+    task = RisingLossRisingBleu(validate_seconds=0.2, step_seconds=0.03, tokens=100)
+    run(tmp_path, task, max_steps=12, log_every=3, eval_every=2)
+    rows = [r for r in csv.DictReader(open(tmp_path / "run" / "metrics.csv")) if r["train_loss"]]
+    assert len(rows) == 4
+    for before, after in zip(rows, rows[1:]):
+        measured = (int(after["tokens"]) - int(before["tokens"])) / (float(after["seconds"]) - float(before["seconds"]))
+        assert float(after["tokens_per_s"]) == pytest.approx(measured, rel=0.25)
+
+
+def test_a_crash_after_a_checkpoint_says_how_to_resume(tmp_path):
+    """An out-of-memory batch is a one-line error that names the resumable checkpoint it leaves."""
+    from textgen.errors import UserError
+
+    console = quiet_console()
+    with pytest.raises(UserError, match=r"out of memory after step 4 .*--resume .*last\.pt \(step 4\)"):
+        run(tmp_path, RisingLossRisingBleu(fail_at=4), console=console, max_steps=10, eval_every=2)
+    kept = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert kept["train_state"]["step"] == 4
+    summary, _ = run(tmp_path, RisingLossRisingBleu(), resume=kept, max_steps=10, eval_every=2)
+    assert summary["metrics"]["steps"] == 10 and summary["stopped"] is None
+
+
+def test_any_other_crash_keeps_its_traceback_and_names_the_checkpoint_to_resume(tmp_path):
+    console = quiet_console()
+    with pytest.raises(RuntimeError, match="a bug"):
+        run(tmp_path, RisingLossRisingBleu(fail_at=4, error="a bug"), console=console, max_steps=10, eval_every=2)
+    assert (
+        f"training failed after step 4; resume with textgen train --resume {tmp_path / 'run' / 'last.pt'} (step 4)"
+        in (console.file.getvalue())
+    )
+
+
+def test_a_crash_before_the_first_checkpoint_does_not_claim_one(tmp_path):
+    from textgen.errors import UserError
+
+    with pytest.raises(UserError) as error:
+        run(tmp_path, RisingLossRisingBleu(fail_at=1), console=quiet_console(), max_steps=10, eval_every=5)
+    assert "--resume" not in str(error.value) and not (tmp_path / "run" / "last.pt").exists()
+
+
+def test_a_run_stopped_by_its_time_budget_says_so(tmp_path):
+    console = quiet_console()
+    task = RisingLossRisingBleu(step_seconds=0.05)
+    summary, _ = run(tmp_path, task, console=console, max_steps=200, max_minutes=0.005)  # 0.3 s
+    steps = summary["metrics"]["steps"]
+    assert 0 < steps < 200
+    assert summary["stopped"] == f"stopped on its time budget (train.max_minutes = 0.005) after {steps} of 200 updates"
+    assert summary["stopped"] in console.file.getvalue()
+
+
+def test_resuming_a_finished_run_says_no_steps_remain_instead_of_a_nan_loss(tmp_path):
+    console = quiet_console()
+    summary, _ = run(tmp_path, RisingLossRisingBleu(), max_steps=4, eval_every=2)
+    assert summary["stopped"] is None
+    saved = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    summary, _ = run(tmp_path, RisingLossRisingBleu(), console=console, resume=saved, max_steps=3, eval_every=2)
+    shown = console.file.getvalue()
+    assert "nan" not in shown and summary["metrics"]["steps"] == 4
+    assert summary["stopped"] == "no steps remained: the checkpoint is at step 4 of 3" and summary["stopped"] in shown
+
+
+def test_a_fine_tunes_steps_continue_from_its_parents(tmp_path):
+    """metrics.csv counts global_step from the first run of the lineage; the checkpoint carries the offset on."""
+    task = RisingLossRisingBleu()
+    task.start_step = 100
+    run(tmp_path, task, max_steps=4, eval_every=2)
+    rows = list(csv.DictReader(open(tmp_path / "run" / "metrics.csv")))
+    assert [int(r["global_step"]) - int(r["step"]) for r in rows] == [100] * len(rows)
+    assert torch.load(tmp_path / "run" / "last.pt", weights_only=True)["train_state"]["start_step"] == 100
+
+
+def test_notes_are_printed_once_at_the_start(tmp_path):
+    console, task = quiet_console(), RisingLossRisingBleu()
+    task.notes = ["initialised from parent.pt (step 7)"]
+    run(tmp_path, task, console=console, max_steps=2)
+    assert console.file.getvalue().count("initialised from parent.pt (step 7)") == 1
+
+
+def test_checkpoints_get_the_permissions_the_umask_gives(tmp_path):
+    """Run folders may live on shared storage: a checkpoint is as readable as any file the user creates."""
+    import os
+
+    from textgen import checkpoint
+
+    old = os.umask(0o027)
+    try:
+        checkpoint.save(tmp_path / "c.pt", {"kind": "lm"})
+    finally:
+        os.umask(old)
+    assert (tmp_path / "c.pt").stat().st_mode & 0o777 == 0o640
+
+
+def test_a_checkpoint_that_cannot_even_be_created_is_one_user_error(tmp_path, monkeypatch):
+    """Out of quota or inodes, creating the temporary file fails before anything is written."""
+    from textgen import checkpoint
+    from textgen.errors import UserError
+
+    def no_quota(*args, **kwargs):
+        raise OSError(122, "Disk quota exceeded")
+
+    monkeypatch.setattr(checkpoint.tempfile, "mkstemp", no_quota)
+    with pytest.raises(UserError, match=r"saving checkpoint .* failed \(Disk quota exceeded\)"):
+        checkpoint.save(tmp_path / "c.pt", {"kind": "lm"})

@@ -20,7 +20,7 @@ import torch
 
 from textgen import checkpoint
 from textgen.config import Recipe, replace_given
-from textgen.decode.sampling import check_sampling_args
+from textgen.decode import settings
 from textgen.device import resolve_device
 from textgen.errors import UserError
 from textgen.precision import check_precision
@@ -50,19 +50,63 @@ class Scored:
         }
 
 
+def _text(value, what: str) -> str:
+    """`value` if it is a string the tokenizers can take: a lone surrogate (from a bad decode, JSON "\\ud800")
+    cannot be encoded as UTF-8, which sentencepiece needs."""
+    if not isinstance(value, str):
+        raise UserError(f"{what} is {type(value).__name__}, not a string")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise UserError(f"{what} is not valid Unicode (a lone surrogate at character {exc.start}): fix the text")
+    return value
+
+
 def _texts(value, what: str) -> list[str]:
-    if isinstance(value, str) or not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+    if isinstance(value, str) or not isinstance(value, (list, tuple)):
         raise UserError(f"{what} must be a list of strings, got {type(value).__name__}")
-    return list(value)
+    return [_text(v, f"{what}[{i}]") for i, v in enumerate(value)]
 
 
-class Translator:
+class WrongKind(UserError, AttributeError):
+    """A method of the other kind of model; an AttributeError too, so hasattr() still says no."""
+
+
+class _Model:
+    """What both kinds share: where the model came from, how it prints, and a clear error for the other kind's
+    methods."""
+
+    kind: str
+    others: tuple[str, ...]  # the other kind's public methods
+    has: str  # what to use instead
+
+    def __init__(self, recipe: Recipe, device: torch.device, path: str | Path | None):
+        self.recipe, self.device, self.path = recipe, device, path
+
+    def __getattr__(self, name: str):
+        if name in self.others:
+            what = "a language model" if self.kind == "lm" else f"a {self.kind} model"
+            raise WrongKind(f"'{self.path or 'this checkpoint'}' is {what}: it has {self.has}, not {name}()")
+        raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
+
+    def _describe(self, *details: str) -> str:
+        where = f"{str(self.path)!r}, " if self.path is not None else ""
+        return f"{type(self).__name__}({where}task={self.kind}, {', '.join(details)}, device={self.device})"
+
+
+class Translator(_Model):
     """A seq2seq checkpoint (translation or summarization): translate and score."""
 
     kind = "seq2seq"
+    others = ("sample", "stream")
+    has = "translate() (sample=True draws) and score()"
 
-    def __init__(self, model, vocabs, recipe: Recipe, device: torch.device):
-        self.model, self.vocabs, self.recipe, self.device = model, vocabs, recipe, device
+    def __init__(self, model, vocabs, recipe: Recipe, device: torch.device, path: str | Path | None = None):
+        super().__init__(recipe, device, path)
+        self.model, self.vocabs = model, vocabs
+
+    def __repr__(self) -> str:
+        return self._describe(f"vocab={len(self.vocabs.src)}/{len(self.vocabs.tgt)}")
 
     def encode(self, sources: list[str]) -> list[list[int]]:
         from textgen.seq2seq import encode_sources
@@ -84,6 +128,7 @@ class Translator:
         mbr_epsilon: float = 0.02,
         mbr_top_p: float = 0.9,
         mbr_beam: int = 0,
+        progress: bool = False,
         **decode,
     ):
         """Best output per source (nbest = 1: a list of strings), or its n best as (text, score) pairs.
@@ -93,19 +138,23 @@ class Translator:
         draws one output per source at `temperature`. mbr=N: MBR decoding (textgen/decode/mbr.py) over N
         candidates per source drawn by `mbr_sampling` (epsilon, ancestral, top_p) at `temperature`, chosen by
         `mbr_utility` (bleu, chrf, rouge1, rouge2, rougeL), with beam search's `mbr_beam` best outputs as further
-        candidates; a list of strings, the same for the same seed (seed None: 0)."""
-        from textgen.decode.mbr import check_mbr_args, mbr_decode
+        candidates; a list of strings, the same for the same seed (seed None: 0). A sampled output depends on
+        its source and the seed alone, not on the other sources or the batch size. progress=True: a progress
+        bar on stderr while decoding, when stderr is a terminal."""
+        from textgen.console import progress_bar
+        from textgen.decode.mbr import check_mbr_args, mbr_decode, progress_total
         from textgen.seq2seq import decode_ids
 
-        check_sampling_args(temperature, 0, 1.0)
-        if seed is not None and not 0 <= seed < 2**63:
-            raise UserError(f"seed must be an integer in [0, 2**63), got {seed}")
+        settings.check(beam=beam, temperature=temperature, seed=seed, mbr=mbr, mbr_beam=mbr_beam)
+        if not isinstance(sample, bool):
+            raise UserError(f"sample must be True or False, got {sample!r}")
         if sample and nbest != 1:
             raise UserError("sampling draws one output per source: leave nbest at 1 (or search with a beam)")
         unknown = set(decode) - {f.name for f in dataclasses.fields(self.recipe.decode)}
         if unknown:
             raise UserError(f"unknown decode setting(s) {', '.join(sorted(unknown))}: see DecodeConfig")
         cfg = replace_given(self.recipe.decode, nbest=nbest, lenpen=lenpen, **decode)
+        settings.check_decode_config(cfg)
         check_precision(cfg.precision, self.device)
         check_mbr_args(mbr, mbr_sampling, mbr_utility, mbr_epsilon, mbr_top_p, temperature, mbr_beam)
         if mbr is not None:
@@ -115,27 +164,30 @@ class Translator:
                     "leave out beam, sample and nbest"
                 )
             seed = 0 if seed is None else seed  # repeatable by default, as `textgen eval --mbr` is
-            chosen = mbr_decode(
-                self.model,
-                self.vocabs.tgt.decode,
-                self.encode(sources),
-                cfg,
-                mbr,
-                mbr_sampling,
-                mbr_utility,
-                seed,
-                temperature,
-                mbr_epsilon,
-                mbr_top_p,
-                beam=mbr_beam,
-            )
+            encoded = self.encode(sources)
+            with progress_bar("decode", progress_total(len(encoded), mbr_beam) if progress else 0) as advance:
+                chosen = mbr_decode(
+                    self.model,
+                    self.vocabs.tgt.decode,
+                    encoded,
+                    cfg,
+                    mbr,
+                    mbr_sampling,
+                    mbr_utility,
+                    seed,
+                    temperature,
+                    mbr_epsilon,
+                    mbr_top_p,
+                    beam=mbr_beam,
+                    advance=advance,
+                )
             return [c.text for c in chosen]
         beam = cfg.beam if beam is None else beam
-        if beam < 1 or nbest < 1:
-            raise UserError(f"beam and nbest must be >= 1, got beam {beam}, nbest {nbest}")
         if nbest > beam and not sample:
             raise UserError(f"nbest {nbest} is larger than beam {beam}: raise the beam")
-        results = decode_ids(self.model, self.encode(sources), cfg, beam, sample, temperature, seed)
+        encoded = self.encode(sources)
+        with progress_bar("decode", len(encoded) if progress else 0) as advance:
+            results = decode_ids(self.model, encoded, cfg, beam, sample, temperature, seed, advance=advance)
         decode_text = self.vocabs.tgt.decode
         if nbest == 1:
             return [decode_text(toks[0]) if toks else "" for toks, _ in results]
@@ -151,6 +203,7 @@ class Translator:
         from textgen.data.seqbatch import collate
         from textgen.seq2seq import batches_in_order
 
+        settings.check(batch_size=batch_size)
         src, tgt = self.encode(sources), _texts(targets, "targets")
         if len(src) != len(tgt):
             raise UserError(f"{len(src)} sources but {len(tgt)} targets: give one target per source")
@@ -168,14 +221,20 @@ class Translator:
         return out
 
 
-class LanguageModel:
+class LanguageModel(_Model):
     """A language-model checkpoint: sample and score text."""
 
     kind = "lm"
+    others = ("translate", "encode")
+    has = "sample(), stream() and score()"
 
-    def __init__(self, model, vocab, recipe: Recipe, device: torch.device):
-        self.model, self.vocab, self.recipe, self.device = model, vocab, recipe, device
+    def __init__(self, model, vocab, recipe: Recipe, device: torch.device, path: str | Path | None = None):
+        super().__init__(recipe, device, path)
+        self.model, self.vocab = model, vocab
         self.separator = " " if recipe.data.level == "word" else ""
+
+    def __repr__(self) -> str:
+        return self._describe(f"level={self.recipe.data.level}", f"vocab={len(self.vocab)}")
 
     def stream(
         self,
@@ -189,9 +248,8 @@ class LanguageModel:
         """The continuation of `prime`, one decoded token at a time (what `textgen sample` prints)."""
         from textgen.decode.generate_lm import generate
 
-        check_sampling_args(temperature, top_k, top_p)
-        if length < 0:
-            raise UserError(f"length must be >= 0, got {length}")
+        settings.check(length=length, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
+        prime = _text(prime, "the prime")
         ids = self.vocab.encode_prompt(prime) if prime else self.vocab.start_ids()
         if not ids:
             raise UserError("the prime has no tokens the model knows: give some text")
@@ -238,8 +296,8 @@ def load(path: str | Path, device: str = "auto") -> Translator | LanguageModel:
         from textgen.lm import model_from_payload
 
         model, vocab, recipe = model_from_payload(payload, Path(path), placed)
-        return LanguageModel(model, vocab, recipe, placed)
+        return LanguageModel(model, vocab, recipe, placed, path)
     from textgen.seq2seq import model_from_payload
 
     model, vocabs, recipe = model_from_payload(payload, Path(path), placed)
-    return Translator(model, vocabs, recipe, placed)
+    return Translator(model, vocabs, recipe, placed, path)

@@ -14,38 +14,48 @@ from typing import Any
 import torch
 
 from textgen.errors import UserError
+from textgen.paths import as_if_created, output_file
 
 FORMAT_VERSION = 1
 
 
-def check_writable(path: Path) -> None:
-    """Fail before training starts, not after the first hour, when a checkpoint cannot be written."""
-    directory = Path(path).parent
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=directory):
-            pass
-    except OSError as exc:
-        raise UserError(f"cannot write in '{directory}' ({exc.strerror}): choose a writable folder") from None
+def _write_failure(exc: BaseException) -> str | None:
+    """Why writing failed, if it did: the OS error, which torch's zip writer may re-raise as a RuntimeError
+    (e.g. "PytorchStreamWriter failed writing file", or "unexpected pos" after a short write)."""
+    seen = exc
+    while seen is not None:
+        if isinstance(seen, OSError):
+            return seen.strerror or str(seen)
+        seen = seen.__cause__ or seen.__context__
+    if isinstance(exc, RuntimeError) and any(s in str(exc) for s in ("PytorchStreamWriter", "inline_container")):
+        return str(exc).strip().splitlines()[0]
+    return None
 
 
 def save(path: Path, payload: dict[str, Any]) -> None:
-    """Write to a temp file in the same folder, fsync, rename: a crash leaves the old or the new file."""
-    path = Path(path)
+    """Write to a temp file in the same folder, fsync, rename: a crash leaves the old or the new file.
+
+    Every checkpoint goes through here; a failed write (disk full, quota, I/O error) is one UserError.
+    The file gets the permissions the umask gives (tempfile's are private), for shared run folders.
+    """
+    path = output_file(path, "checkpoint", "model.pt")
     payload = {"format": FORMAT_VERSION, **payload}
-    check_writable(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
             torch.save(payload, f)
             f.flush()
             os.fsync(f.fileno())
+        as_if_created(tmp)
         os.replace(tmp, path)
     except BaseException as exc:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(exc, OSError):
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        reason = _write_failure(exc)
+        if reason is not None:
             raise UserError(
-                f"saving checkpoint '{path}' failed ({exc.strerror}); "
+                f"saving checkpoint '{path}' failed ({reason}); "
                 "the previous checkpoint is intact: free space and resume"
             ) from None
         raise

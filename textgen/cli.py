@@ -5,6 +5,8 @@ torch is imported inside the commands, so `textgen --help` stays fast.
 
 from __future__ import annotations
 
+import errno
+import itertools
 import json
 import os
 import sys
@@ -15,7 +17,8 @@ from typing import Optional
 
 import typer
 
-from textgen.errors import Interrupted, RankError, UserError
+from textgen.errors import Interrupted, RankError, UserError, out_of_memory
+from textgen.paths import output_file
 
 app = typer.Typer(
     add_completion=True,
@@ -28,9 +31,24 @@ app = typer.Typer(
     "  textgen eval shakespeare.pt --split valid --json",
 )
 data_app = typer.Typer(
-    help="List and fetch the registered corpora.\n\nExample: textgen data get ptb", no_args_is_help=True
+    help="List, fetch and prepare corpora.\n\nExamples:\n\n  textgen data get ptb\n\n"
+    "  textgen data prepare ptb --recipe ptb-small",
+    no_args_is_help=True,
 )
 app.add_typer(data_app, name="data")
+
+
+def _flags_show_no_type() -> None:
+    """typer (0.29) prints a type beside every option in help panels, `<bool>` for flags too (`--json <bool>`,
+    `--help <bool>`), as if they took a value: a flag shows none."""
+    from typer.core import TyperOption
+
+    shown = getattr(TyperOption, "display_type_rich", None)
+    if shown is not None:  # older typer versions print no type for flags
+        TyperOption.display_type_rich = lambda self, ctx: None if self.is_flag else shown(self, ctx)
+
+
+_flags_show_no_type()
 
 
 def _device_option(what: str):
@@ -57,26 +75,91 @@ def _emit_json(obj: dict) -> None:
     typer.echo(json.dumps(obj, indent=2))
 
 
+def _not_utf8(line: int) -> UserError:
+    return UserError(f"standard input line {line} is not UTF-8: convert it with iconv -f ENCODING -t utf-8")
+
+
+def _stdin_lines() -> list[str]:
+    """Every line of standard input as `read_lines` splits a file (at LF, a CR before it and a BOM dropped: one
+    output per line, whatever else a line holds), decoded here so that a byte that is not UTF-8 names its line."""
+    raw = getattr(sys.stdin, "buffer", None)
+    if raw is None:  # a text stream without bytes underneath (tests): already decoded
+        text = sys.stdin.read()
+    else:
+        data = raw.read()
+        try:
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise _not_utf8(data.count(b"\n", 0, exc.start) + 1) from None
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    return [line.removesuffix("\r") for line in lines]
+
+
 def _prompt_lines(prompt: str):
     """Lines typed at a prompt (on stderr, so stdout stays clean) until Ctrl-D."""
-    while True:
+    for number in itertools.count(1):
         sys.stderr.write(prompt)
         sys.stderr.flush()
-        line = sys.stdin.readline()
+        raw = getattr(sys.stdin, "buffer", None)  # bytes, decoded here: the text layer decodes ahead by blocks
+        line = sys.stdin.readline() if raw is None else raw.readline()
+        if isinstance(line, bytes):
+            try:
+                line = line.decode("utf-8")
+            except UnicodeDecodeError:
+                raise _not_utf8(number) from None
         if not line:
             sys.stderr.write("\n")
             return
-        yield line.rstrip("\n")
+        yield line.removesuffix("\n").removesuffix("\r")
+
+
+def _check_train_outputs(output: str, run_dir: Path, saved: dict | None, overwrite: bool, example: str) -> Path:
+    """The best checkpoint's path, checked with the run folder's last.pt before any work starts: a new run
+    never replaces a trained checkpoint unless --overwrite; a resumed run writes its own files again."""
+    state = saved["train_state"] if saved else {}
+
+    def own(path: Path, key: str) -> bool:
+        return key in state and Path(state[key]).resolve() == path.resolve()
+
+    best = output_file(
+        output,
+        "-o",
+        example,
+        overwrite=overwrite or own(Path(output), "output"),
+        exists_hint="pass --overwrite to replace it, or continue the run that wrote it: "
+        "textgen train --resume RUN_DIR/last.pt",
+    )
+    last = run_dir / "last.pt"
+    output_file(
+        last,
+        "--run-dir checkpoint",
+        "last.pt",
+        overwrite=overwrite or own(run_dir, "run_dir"),
+        exists_hint=f"it belongs to another run: give a new --run-dir, pass --overwrite to replace it, "
+        f"or continue that run: textgen train --resume {last}",
+    )
+    return best
 
 
 @app.command()
 def train(
     recipe: Optional[str] = typer.Option(None, "--recipe", "-r", help="Recipe name (recipes/NAME.toml) or path."),
     overrides: list[str] = typer.Option([], "--set", "-s", help="Override a recipe key: section.key=value."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Best checkpoint path \\[default: ./NAME.pt]."),
-    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue from a checkpoint (e.g. runs/RUN/last.pt)."),
+    output: Optional[str] = typer.Option(
+        None, "--output", "-o", metavar="PATH", help="Best checkpoint path \\[default: ./NAME.pt]."
+    ),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Let a new run replace an existing -o checkpoint and --run-dir's last.pt."
+    ),
+    resume: Optional[Path] = typer.Option(
+        None,
+        "--resume",
+        help="Continue from a checkpoint (e.g. runs/RUN/last.pt) with the recipe and --set it was started with.",
+    ),
     run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="Where metrics.csv, recipe.toml, last.pt go."),
-    results: Optional[Path] = typer.Option(None, "--results", help="Also write a results JSON here."),
+    results: Optional[str] = typer.Option(None, "--results", metavar="PATH", help="Also write a results JSON here."),
     json_out: bool = typer.Option(False, "--json", help="Print final metrics as JSON."),
     nproc: int = typer.Option(1, "--nproc", min=1, help="Data-parallel processes on this machine (started for you)."),
     device: str = _device_option("train (under torchrun, auto and cuda mean cuda:LOCAL_RANK)"),
@@ -99,7 +182,7 @@ def train(
         resolve_device(device, local_rank=nproc - 1)  # here, once: rank N-1 needs cuda:N-1 when on GPUs
         sys.exit(launch(nproc, sys.argv[1:]))
     from textgen import checkpoint, distributed
-    from textgen.config import from_dict, load_recipe, recipe_from_checkpoint
+    from textgen.config import from_dict, load_recipe, parse_override, recipe_from_checkpoint
     from textgen.results import make_result, write_result
     from textgen.tasks import build_task
     from textgen.trainer import check_resume_recipe, seed_everything
@@ -110,22 +193,31 @@ def train(
         raise UserError("give --recipe NAME (see `textgen recipes`) or --resume CHECKPOINT")
     if saved is not None and "train_state" not in saved:
         raise UserError(f"checkpoint '{resume}' has no training state to resume from")
-    if recipe is not None:
+    if saved is None:
         cfg = load_recipe(recipe, overrides)
-        if saved is not None:
-            check_resume_recipe(recipe_from_checkpoint(saved), cfg)
-    else:
+    else:  # a resumed run keeps the recipe it was started with (its --set overrides too); new --set go on top
         from textgen.config import apply_overrides, known_keys_only
 
+        if recipe is not None:
+            check_resume_recipe(recipe_from_checkpoint(saved), load_recipe(recipe, overrides))
         cfg = from_dict(apply_overrides(known_keys_only(saved["recipe"]), overrides))
         check_resume_recipe(recipe_from_checkpoint(saved), cfg)
+    if prepared is not None and not any(parse_override(o)[0] == ["data", "corpus"] for o in overrides):
+        from dataclasses import replace
+
+        from textgen.data.prepared import read_manifest
+
+        cfg = replace(cfg, data=replace(cfg.data, corpus=read_manifest(prepared)["corpus"]))  # the folder's data
     if output is None:  # a resumed run keeps writing its best checkpoint where the first run did
         saved_output = saved["train_state"].get("output") if saved else None
-        output = Path(saved_output) if saved_output else Path(f"{cfg.name}.pt")
+        output = saved_output or f"{cfg.name}.pt"
     if run_dir is None:
         previous = Path(saved["train_state"]["run_dir"]) if saved else None
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         run_dir = previous if previous and previous.is_dir() else Path("runs") / f"{cfg.name}-{stamp}"
+    output = _check_train_outputs(output, run_dir, saved, overwrite, f"{cfg.name}.pt")
+    if results:
+        results = output_file(results, "--results", f"{cfg.name}.json")
     start = time.perf_counter()
     dist = distributed.from_env(device)
     try:
@@ -139,19 +231,22 @@ def train(
     result = make_result(summary["metrics"], summary["data"], time.perf_counter() - start, checkpoint=str(output))
     result["world_size"] = dist.world
     result["device"] = str(dist.device)
+    if summary["stopped"]:
+        result["stopped"] = summary["stopped"]
     if results:
         write_result(results, result)
     if json_out:
         _emit_json(result)
     else:
-        typer.echo(f"best checkpoint: {output}; " + ", ".join(f"{k} {v}" for k, v in summary["metrics"].items()))
+        metrics = ", ".join(f"{k} {v}" for k, v in summary["metrics"].items())
+        typer.echo(f"best checkpoint: {output}; {metrics}" + (f"; {summary['stopped']}" if summary["stopped"] else ""))
 
 
 @app.command()
 def sample(
     ckpt: Path = typer.Argument(..., help="Language-model checkpoint."),
     prime: str = typer.Option("", "--prime", "-p", help="Text to start from."),
-    length: int = typer.Option(500, "--length", "-n", min=0, help="Tokens to generate."),
+    length: int = typer.Option(500, "--length", "-n", help="Tokens to generate."),
     temperature: float = typer.Option(1.0, "--temperature", "-t", help="0 means greedy (argmax)."),
     top_k: int = typer.Option(0, "--top-k", help="Sample among the k most likely tokens (0: all)."),
     top_p: float = typer.Option(1.0, "--top-p", help="Sample from the smallest set with this much probability."),
@@ -236,15 +331,21 @@ def eval_(
         "paired tests' resampling \\[default: sacrebleu's, 12345].",
     ),
     batch_size: Optional[int] = typer.Option(
-        None, "--batch-size", min=1, help="LM: parallel streams (1: state over the whole text); seq2seq: sentences."
+        None, "--batch-size", help="LM: parallel streams (1: state over the whole text); seq2seq: sentences."
     ),
-    hyp_out: Optional[Path] = typer.Option(None, "--hyp-out", help="Seq2seq: where to write the decoded hypotheses."),
+    hyp_out: Optional[str] = typer.Option(
+        None,
+        "--hyp-out",
+        metavar="PATH",
+        help="Seq2seq: write the decoded hypotheses to this file, or into this folder (a path ending in /) "
+        "under a name that holds every decoding setting \\[default: not written].",
+    ),
     precision: Optional[str] = typer.Option(
         None, "--precision", help="Seq2seq decoding: fp32, bf16 or fp16 (GPU) \\[default: the recipe's]."
     ),
     device: str = _device_option("run the model"),
     json_out: bool = typer.Option(False, "--json", help="Print a results JSON."),
-    results: Optional[Path] = typer.Option(None, "--results", help="Also write the results JSON here."),
+    results: Optional[str] = typer.Option(None, "--results", metavar="PATH", help="Also write the results JSON here."),
 ) -> None:
     """Score a checkpoint on a split (LM: loss, perplexity, bits/char; seq2seq: decode + BLEU/ROUGE) or score files.
 
@@ -265,8 +366,8 @@ def eval_(
     from textgen.results import make_result, write_result
 
     start = time.perf_counter()
-    if beam is not None and beam < 1:
-        raise UserError(f"--beam must be >= 1, got {beam}")
+    if results:
+        results = output_file(results, "--results", "results.json")
     signatures: dict = {}
     extra: dict = {}
     comparisons: list[dict] = []
@@ -293,20 +394,19 @@ def eval_(
         if evaluate.checkpoint_kind(ckpt) == "lm":
             if mbr is not None or mbr_beam:
                 raise UserError("--mbr decodes seq2seq checkpoints; this one is a language model")
-            values, shas = evaluate.eval_lm(ckpt, data, split, batch_size or 10, resolve_device(device))
+            if hyp_out is not None:
+                raise UserError("--hyp-out writes a seq2seq checkpoint's outputs; this one is a language model")
+            streams = 10 if batch_size is None else batch_size
+            values, shas = evaluate.eval_lm(ckpt, data, split, streams, resolve_device(device))
         else:
-            decoder = f"beam{beam or 'default'}"
-            if mbr is not None:
-                decoder = f"mbr{mbr}" + (f"-beam{mbr_beam}" if mbr_beam else "")
-            out = hyp_out or Path("results") / f"{ckpt.stem}.{split}.{decoder}.hyp"
-            values, shas, signatures = evaluate.eval_seq2seq(
+            values, shas, signatures, written = evaluate.eval_seq2seq(
                 ckpt,
                 data,
                 split,
                 metric or ["bleu4"],
                 beam,
                 batch_size,
-                out,
+                hyp_out,
                 precision,
                 resolve_device(device),
                 mbr=mbr,
@@ -317,7 +417,9 @@ def eval_(
                 mbr_beam=mbr_beam,
                 seed=seed,
             )
-            typer.echo(f"hypotheses: {out}", err=True)
+            if written:
+                typer.echo(f"hypotheses: {written}", err=True)
+                extra["hypotheses"] = str(written)
     if ckpt:
         extra["checkpoint"] = str(ckpt)
     if signatures:
@@ -352,7 +454,12 @@ def decode(
     ),
     sample: bool = typer.Option(False, "--sample", help="Sample instead of searching."),
     temperature: float = typer.Option(1.0, "--temperature", "-t"),
-    seed: Optional[int] = typer.Option(None, "--seed"),
+    seed: Optional[int] = typer.Option(
+        None,
+        "--seed",
+        help="Seed of --sample (a source's sample depends on it and the source alone) \\[default: drawn] "
+        "and of --mbr \\[default: 0].",
+    ),
     mbr: Optional[int] = typer.Option(
         None,
         "--mbr",
@@ -364,7 +471,7 @@ def decode(
     mbr_epsilon: float = MBR_EPSILON,
     mbr_top_p: float = MBR_TOP_P,
     mbr_beam: int = MBR_BEAM,
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Sentences decoded together."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Sentences decoded together."),
     interactive: bool = typer.Option(False, "--interactive", help="Prompt for one source at a time (Ctrl-D ends)."),
     precision: Optional[str] = typer.Option(
         None, "--precision", help="fp32, bf16 or fp16 (GPU) \\[default: the recipe's]."
@@ -380,10 +487,6 @@ def decode(
     from textgen.api import Translator, load
     from textgen.data.parallel import read_lines
 
-    if beam is not None and beam < 1:
-        raise UserError(f"--beam must be >= 1, got {beam}")
-    if nbest < 1:
-        raise UserError(f"--nbest must be >= 1, got {nbest}")
     mt = load(ckpt, device)
     if not isinstance(mt, Translator):
         raise UserError(f"checkpoint '{ckpt}' holds a {mt.kind} model, this command needs a seq2seq model")
@@ -415,7 +518,7 @@ def decode(
     mt.translate([], **settings)  # bad settings fail here, before any input is read
 
     def emit(lines: list[str], first: int = 0) -> None:
-        out = mt.translate(lines, **settings)
+        out = mt.translate(lines, progress=not interactive, **settings)
         for i, hyp in enumerate(out, first):
             if nbest == 1:
                 typer.echo(hyp)
@@ -428,7 +531,7 @@ def decode(
             if line.strip():
                 emit([line], i)
         return
-    lines = read_lines(input) if input else sys.stdin.read().splitlines()
+    lines = read_lines(input) if input else _stdin_lines()
     if lines:
         emit(lines)
 
@@ -492,6 +595,14 @@ def serve(
     timeout_s: float = typer.Option(
         30.0, "--timeout-s", min=0.001, help="Longest wait for a request's body or its result (then 408 / 503)."
     ),
+    max_work: int = typer.Option(
+        200_000, "--max-work", min=1, help="Most decoder steps per /translate: beam x sources x output-length limit."
+    ),
+    max_queued: int = typer.Option(4096, "--max-queued", min=1, help="Most sentences waiting before 503 busy."),
+    max_connections: int = typer.Option(512, "--max-connections", min=1, help="Most open connections before 503."),
+    allow_host: list[str] = typer.Option(
+        [], "--allow-host", help="Host name the server answers besides localhost and --host (repeat; '*': any)."
+    ),
     device: str = _device_option("run the model"),
 ) -> None:
     """Serve a checkpoint over HTTP: POST /translate, /sample, /score (JSON), GET /health, a try-it page at /.
@@ -501,10 +612,11 @@ def serve(
     Example: textgen serve checkpoints/translate-multi30k.pt --port 8080
     """
     try:
+        import pydantic  # noqa: F401
         import starlette  # noqa: F401
         import uvicorn  # noqa: F401
     except ImportError:
-        raise UserError("textgen serve needs starlette and uvicorn: pip install 'textgen[serve]'") from None
+        raise UserError("textgen serve needs starlette, uvicorn and pydantic: pip install 'textgen[serve]'") from None
     from textgen.serve import Limits
     from textgen.serve import serve as run_server
 
@@ -520,14 +632,18 @@ def serve(
             max_input_chars=max_input_chars,
             max_length=max_length,
             timeout_s=timeout_s,
+            max_work=max_work,
+            max_queued=max_queued,
+            max_connections=max_connections,
         ),
+        allow_host,
     )
 
 
 @app.command()
 def plot(
     run_dirs: list[Path] = typer.Argument(..., help="Run folders (runs/NAME-...) or metrics.csv files."),
-    output: Path = typer.Option(Path("curves.png"), "--output", "-o", help="PNG to write."),
+    output: str = typer.Option("curves.png", "--output", "-o", metavar="PATH", help="PNG to write."),
     label: list[str] = typer.Option([], "--label", help="Legend label per run, in order."),
 ) -> None:
     """Draw learning curves (train/valid loss, validation metrics) of one or more runs into a PNG.
@@ -536,6 +652,7 @@ def plot(
     """
     from textgen.plot import plot_runs
 
+    output = output_file(output, "-o", "curves.png")
     panels = plot_runs(run_dirs, output, label)
     typer.echo(f"wrote {output} ({', '.join(panels)})")
 
@@ -554,14 +671,15 @@ def recipes() -> None:
 
 @data_app.command("list")
 def data_list() -> None:
-    """List registered corpora.
+    """List registered corpora and whether each is fetched already (`textgen data get NAME` fetches one).
 
     Example: textgen data list
     """
-    from textgen.data.registry import load_registry
+    from textgen.data.registry import fetched, load_registry
 
+    typer.echo(f"{'corpus':<18} {'fetched':<7} description")
     for name, entry in sorted(load_registry().items()):
-        typer.echo(f"{name:<18} {entry.description}")
+        typer.echo(f"{name:<18} {'yes' if fetched(entry) else 'no':<7} {entry.description}")
 
 
 @data_app.command("get")
@@ -609,8 +727,11 @@ def data_prepare(
         data = prepare_text(cfg, dest=output)
     else:
         from textgen.data.prepared_parallel import prepare_parallel
+        from textgen.seq2seq import sentencepiece_note
 
         data = prepare_parallel(cfg, dest=output)
+        if note := sentencepiece_note(cfg.data, data.vocabs):
+            typer.echo(note, err=True)
     m = data.manifest
     typer.echo(f"{data.folder}: {json.dumps(m['splits'])}; prepared in {m['prepare_seconds']} s")
 
@@ -630,3 +751,19 @@ def main() -> None:
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         sys.exit(130)
+    except OSError as exc:  # a write that no checkpoint-style handler covers (logs, results, hypotheses)
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        where = f"'{exc.filename}'" if exc.filename else "a file"
+        typer.echo(f"error: writing {where} failed: the disk is full or over quota; free space and run again", err=True)
+        sys.exit(2)
+    except (MemoryError, RuntimeError) as exc:  # e.g. a model too large to build, before training starts
+        if not out_of_memory(exc):
+            raise
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        typer.echo(
+            f"error: out of memory ({first_line}): use a smaller model or batch (model.hidden, model.layers, "
+            "train.batch_size, train.max_tokens)",
+            err=True,
+        )
+        sys.exit(2)

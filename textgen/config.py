@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
+import tomllib
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import tomllib
 
 from textgen.errors import UserError
 from textgen.paths import recipes_dir
@@ -33,7 +33,9 @@ class DataConfig:
     # word vocabularies are per side, so already "targets")
     lowercase: bool = False  # seq2seq word level: lowercase before counting
     max_source_tokens: int = 0  # seq2seq: truncate sources to this many tokens (0: keep all)
-    max_len: int = 0  # seq2seq: drop training pairs with a side longer than this (0: keep all)
+    # seq2seq: drop training pairs with a side longer than this many tokens (0: keep all); 256 keeps every pair of
+    # Multi30k, Tatoeba and AESLC (sources cut to 100) and drops a stray document that would not fit in memory
+    max_len: int = 256
 
 
 @dataclass(frozen=True)
@@ -173,6 +175,100 @@ CHOICES = {
 }
 
 
+@dataclass(frozen=True)
+class Range:
+    """The values a numeric setting may take: always finite, from `low` to `high` (None: unbounded);
+    `above` / `below` leave the bound itself out (lr > 0, dropout < 1)."""
+
+    low: float | None = None
+    high: float | None = None
+    above: bool = False
+    below: bool = False
+
+    def __contains__(self, value: float) -> bool:
+        if not isinstance(value, int) and not math.isfinite(value):  # ints are finite (and may exceed a float)
+            return False
+        low_ok = self.low is None or value > self.low or (value == self.low and not self.above)
+        return low_ok and (self.high is None or value < self.high or (value == self.high and not self.below))
+
+    def describe(self, integer: bool) -> str:
+        bounds = []
+        if self.low is not None:
+            bounds.append(f"{'>' if self.above else '>='} {self.low}")
+        if self.high is not None:
+            bounds.append(f"{'<' if self.below else '<='} {self.high}")
+        return ("an integer " if integer else "a finite number ") + " and ".join(bounds)
+
+
+NONNEGATIVE = Range(0)  # counts and budgets where 0 means "off" / "no limit"
+POSITIVE = Range(0, above=True)
+AT_LEAST_1 = Range(1)
+PROBABILITY = Range(0, 1)
+BELOW_1 = Range(0, 1, below=True)
+SIZE = Range(1, 1 << 20)  # batch and window sizes: large values fail in allocation, absurd ones here
+WIDTH = Range(1, 1 << 16)  # layer widths and search widths
+# Every numeric recipe key's range, checked when a recipe is read (tests check that none is missing).
+# The caps are far beyond what fits in memory: they catch typos, not tuning.
+RANGES = {
+    "data.holdout": Range(0, 1, above=True, below=True),
+    "data.min_freq": AT_LEAST_1,
+    "data.max_vocab": NONNEGATIVE,
+    "data.vocab_size": Range(32, 1 << 22),  # sentencepiece needs the 4 special pieces and every character
+    "data.max_source_tokens": NONNEGATIVE,
+    "data.max_len": NONNEGATIVE,
+    "model.layers": Range(1, 64),
+    "model.hidden": WIDTH,
+    "model.embed": Range(0, 1 << 16),
+    "model.dropout": BELOW_1,
+    "model.init_range": NONNEGATIVE,
+    "train.seed": Range(0, 2**32 - 1),
+    "train.batch_size": SIZE,
+    "train.bptt": SIZE,
+    "train.lr": POSITIVE,
+    "train.momentum": BELOW_1,
+    "train.weight_decay": NONNEGATIVE,
+    "train.clip": NONNEGATIVE,
+    "train.epochs": POSITIVE,
+    "train.max_steps": NONNEGATIVE,
+    "train.max_minutes": NONNEGATIVE,
+    "train.warmup_steps": NONNEGATIVE,
+    "train.decay_after_epochs": NONNEGATIVE,
+    "train.decay_factor": Range(0, 1, above=True),
+    "train.patience": NONNEGATIVE,
+    "train.min_lr_ratio": PROBABILITY,
+    "train.eval_every": NONNEGATIVE,
+    "train.eval_batch_size": SIZE,
+    "train.max_tokens": Range(0, 1 << 24),
+    "train.label_smoothing": BELOW_1,
+    "train.valid_subset": NONNEGATIVE,
+    "train.log_every": AT_LEAST_1,
+    "train.threads": Range(0, 1024),
+    "objective.dad_max_p": PROBABILITY,
+    "objective.dad_ramp_epochs": NONNEGATIVE,
+    "objective.dad_k_updates": AT_LEAST_1,
+    "objective.e2e_k": WIDTH,
+    "objective.mixer_T": AT_LEAST_1,
+    "objective.mixer_delta": NONNEGATIVE,
+    "objective.mixer_xent_epochs": NONNEGATIVE,
+    "objective.mixer_epochs_per_stage": POSITIVE,
+    "objective.mixer_min_s": NONNEGATIVE,
+    "objective.xent_weight": PROBABILITY,
+    "objective.baseline_lr": POSITIVE,
+    "objective.sample_temperature": POSITIVE,
+    "objective.samples": Range(1, 1024),
+    "objective.mrt_candidates": Range(0, 1024),
+    "objective.mrt_beam": Range(0, 1024),
+    "objective.mrt_alpha": POSITIVE,
+    "decode.beam": Range(1, 1024),
+    "decode.nbest": Range(1, 1024),
+    "decode.lenpen": Range(0, 10),
+    "decode.max_len_a": Range(0, 100),
+    "decode.max_len_b": Range(0, 1 << 16),
+    "decode.no_repeat_ngram": NONNEGATIVE,
+    "decode.batch_size": SIZE,
+}
+
+
 def valid_keys() -> list[str]:
     keys = [f.name for f in dataclasses.fields(Recipe) if f.name not in SECTIONS]
     for section, cls in SECTIONS.items():
@@ -187,8 +283,8 @@ def _unknown_key(key: str) -> UserError:
     return UserError(f"unknown recipe key '{key}': {hint}valid keys are {', '.join(keys)}")
 
 
-def _coerce(key: str, value: Any, expected: Any) -> Any:
-    """Check `value` against the field type; ints are accepted where floats are expected."""
+def _coerce(key: str, value: Any, expected: Any, check_range: bool = True) -> Any:
+    """Check `value` against the field type and its range; ints are accepted where floats are expected."""
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     ok = isinstance(value, expected) and not (expected is int and isinstance(value, bool))
@@ -196,11 +292,14 @@ def _coerce(key: str, value: Any, expected: Any) -> Any:
         raise UserError(f"recipe key '{key}' must be {expected.__name__}, got {type(value).__name__} {value!r}")
     if key in CHOICES and value not in CHOICES[key]:
         raise UserError(f"recipe key '{key}' must be one of {', '.join(CHOICES[key])}, got {value!r}")
+    if check_range and key in RANGES and value not in RANGES[key]:
+        raise UserError(f"{key} = {value!r} is out of range: {RANGES[key].describe(expected is int)}")
     return value
 
 
-def from_dict(raw: dict[str, Any]) -> Recipe:
-    """Build a Recipe from nested dicts (parsed TOML), rejecting unknown keys and wrong types."""
+def from_dict(raw: dict[str, Any], check_ranges: bool = True) -> Recipe:
+    """Build a Recipe from nested dicts (parsed TOML), rejecting unknown keys, wrong types and (unless
+    `check_ranges` is off: a checkpoint's recipe, valid when it was trained) values out of range."""
     top_hints = typing.get_type_hints(Recipe)
     top: dict[str, Any] = {}
     for key, value in raw.items():
@@ -212,7 +311,7 @@ def from_dict(raw: dict[str, Any]) -> Recipe:
             for sub in value:
                 if sub not in hints:
                     raise _unknown_key(f"{key}.{sub}")
-            top[key] = cls(**{k: _coerce(f"{key}.{k}", v, hints[k]) for k, v in value.items()})
+            top[key] = cls(**{k: _coerce(f"{key}.{k}", v, hints[k], check_ranges) for k, v in value.items()})
         elif key in top_hints:
             top[key] = _coerce(key, value, top_hints[key])
         else:
@@ -236,7 +335,7 @@ def replace_given(cfg: Any, **values: Any) -> Any:
 
 
 def recipe_from_checkpoint(payload: dict[str, Any]) -> Recipe:
-    return from_dict(known_keys_only(payload["recipe"]))
+    return from_dict(known_keys_only(payload["recipe"]), check_ranges=False)
 
 
 def to_dict(recipe: Recipe) -> dict[str, Any]:

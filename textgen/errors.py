@@ -15,3 +15,11 @@ class Interrupted(Exception):
     def __init__(self, signum: int, path):
         super().__init__(f"interrupted; a resumable checkpoint is saved: textgen train --resume {path}")
         self.exit_code = 128 + signum
+
+
+def out_of_memory(exc: BaseException) -> bool:
+    """The GPU allocator raises OutOfMemoryError (a RuntimeError); the CPU allocator a RuntimeError that says so."""
+    text = str(exc).lower()
+    return isinstance(exc, MemoryError) or (
+        isinstance(exc, RuntimeError) and ("can't allocate memory" in text or "out of memory" in text)
+    )

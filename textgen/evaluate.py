@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
+import re
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -12,9 +14,12 @@ import torch
 
 from textgen import checkpoint
 from textgen.config import replace_given
+from textgen.console import progress_bar, stderr_console
+from textgen.data.corpus import training_corpus
 from textgen.data.parallel import load_parallel, read_lines
 from textgen.errors import UserError
 from textgen.metrics import check_metrics, score
+from textgen.paths import output_file
 from textgen.precision import check_precision
 
 
@@ -192,16 +197,35 @@ def format_comparison(comparison: dict) -> list[str]:
     return lines
 
 
+def warn_if_changed(ckpt: Path, payload: dict, scored: dict[str, str]) -> None:
+    """One line on stderr when a scored file is not the one the checkpoint recorded when it was trained: the
+    scores are then not comparable with earlier ones. A warning, not a refusal: scoring a corrected test set
+    is legitimate, and the results file records the sha256 of what was scored."""
+    then = payload.get("data", {}).get("sha256", {})
+    changed = [name for name, sha in scored.items() if sha and then.get(name) and then[name] != sha]
+    if changed:
+        stderr_console().print(
+            f"warning: {', '.join(changed)} changed since '{ckpt}' was trained (its sha256 differs from the "
+            "checkpoint's record): these scores are not comparable with scores of the original files",
+            markup=False,
+            highlight=False,
+        )
+
+
 def eval_lm(ckpt: Path, data: str | None, split: str, batch_size: int, device: torch.device) -> tuple[dict, dict]:
+    from textgen.decode import settings
     from textgen.lm import evaluate, load_model, metrics_from_loss, prepare_data
 
-    model, vocab, recipe, _ = load_model(ckpt, device)
-    if data:
-        recipe = dataclasses.replace(recipe, data=dataclasses.replace(recipe.data, corpus=data))
+    settings.check(batch_size=batch_size)
+    model, vocab, recipe, payload = load_model(ckpt, device)
+    corpus_name = data or training_corpus(payload, "lm", recipe.data.corpus, split)
+    recipe = dataclasses.replace(recipe, data=dataclasses.replace(recipe.data, corpus=corpus_name))
     corpus = prepare_data(recipe, vocab, splits=(split,))
     if split not in corpus.ids:
         raise UserError(f"corpus '{recipe.data.corpus}' has no {split} split")
-    loss = evaluate(model, corpus.ids[split], batch_size, recipe.train.bptt)
+    if not data:
+        warn_if_changed(ckpt, payload, corpus.sha256)
+    loss = evaluate(model, corpus.ids[split], batch_size, recipe.train.bptt, progress=f"score {split}")
     return metrics_from_loss(loss, recipe.data.level, split), corpus.sha256
 
 
@@ -223,55 +247,77 @@ def eval_seq2seq(
     temperature: float = 1.0,
     seed: int | None = None,
     mbr_beam: int = 0,
-) -> tuple[dict, dict, dict]:
-    """Decode a split, write the hypotheses, and score them against the reference (and all references).
+) -> tuple[dict, dict, dict, Path | None]:
+    """Decode a split, score the hypotheses against the reference (and all references), and write them where
+    `hyp_out` says (see `hypotheses_path`); returns the metrics, the data's sha256s, the metric signatures and
+    the file written (None: none asked for).
 
     mbr=N decodes by MBR over N sampled candidates per source (textgen/decode/mbr.py; seed None: 0) instead
     of beam search; mbr_beam=K adds beam search's K best outputs to the candidates."""
-    from textgen.decode.mbr import check_mbr_args, mbr_decode
+    from textgen.decode import settings
+    from textgen.decode.mbr import check_mbr_args, mbr_decode, progress_total, sampling_filters
     from textgen.seq2seq import encode_sources, load_model, translate
 
     check_metrics(metrics)
+    settings.check(beam=beam, batch_size=batch_size, seed=seed)
     check_mbr_args(mbr, mbr_sampling, mbr_utility, mbr_epsilon, mbr_top_p, temperature, mbr_beam)
     if mbr is not None:
         if beam is not None:
             raise UserError("--mbr samples its own candidates instead of searching: leave out --beam")
         seed = 0 if seed is None else seed
-    model, vocabs, recipe, _ = load_model(ckpt, device)
-    corpus = load_parallel(data or recipe.data.corpus, only=split)  # the split alone, not the training text
+    model, vocabs, recipe, payload = load_model(ckpt, device)
+    corpus_name = data or training_corpus(payload, "seq2seq", recipe.data.corpus, split)
+    corpus = load_parallel(corpus_name, only=split)  # the split alone, not the training text
+    if not data:
+        warn_if_changed(ckpt, payload, corpus.sha256)
     part = corpus.splits[split]
     cfg = replace_given(recipe.decode, batch_size=batch_size, precision=precision)
+    settings.check_decode_config(cfg)
     check_precision(cfg.precision, device)
     beam = cfg.beam if beam is None else beam
+    if mbr is None:
+        decoder = [f"beam{beam}", f"lenpen{cfg.lenpen:g}"]
+    else:
+        eps, top_p = sampling_filters(mbr_sampling, mbr_epsilon, mbr_top_p)
+        kept = {"epsilon": f"{eps:g}", "top_p": f"{top_p:g}"}.get(mbr_sampling, "")
+        decoder = [f"mbr{mbr}", mbr_sampling + kept, mbr_utility, f"t{temperature:g}", f"seed{seed}"]
+        decoder += [f"beam{mbr_beam}", f"lenpen{cfg.lenpen:g}"] if mbr_beam else []
+    decoder += [f"len{cfg.max_len_a:g}x+{cfg.max_len_b}", f"norepeat{cfg.no_repeat_ngram}", cfg.precision]
+    hyp_path = hypotheses_path(hyp_out, ckpt, data, split, decoder) if hyp_out else None
     sources = encode_sources(vocabs, part.sources, recipe.data.max_source_tokens)
     start = time.perf_counter()
-    if mbr is not None:
-        chosen = mbr_decode(
-            model,
-            vocabs.tgt.decode,
-            sources,
-            cfg,
-            mbr,
-            mbr_sampling,
-            mbr_utility,
-            seed,
-            temperature,
-            mbr_epsilon,
-            mbr_top_p,
-            beam=mbr_beam,
-        )
-        hyps = [c.text for c in chosen]
-    else:
-        hyps = [
-            h[0] if h else "" for h in translate(model, vocabs, sources, dataclasses.replace(cfg, nbest=1), beam=beam)
-        ]
+    total = len(sources) if mbr is None else progress_total(len(sources), mbr_beam)
+    with progress_bar(f"decode {split}", total) as advance:
+        if mbr is not None:
+            chosen = mbr_decode(
+                model,
+                vocabs.tgt.decode,
+                sources,
+                cfg,
+                mbr,
+                mbr_sampling,
+                mbr_utility,
+                seed,
+                temperature,
+                mbr_epsilon,
+                mbr_top_p,
+                beam=mbr_beam,
+                advance=advance,
+            )
+            hyps = [c.text for c in chosen]
+        else:
+            best = translate(model, vocabs, sources, dataclasses.replace(cfg, nbest=1), beam=beam, advance=advance)
+            hyps = [h[0] if h else "" for h in best]
     seconds = time.perf_counter() - start
-    if hyp_out:
-        hyp_out.parent.mkdir(parents=True, exist_ok=True)
-        hyp_out.write_text("".join(h + "\n" for h in hyps))
-    values, signatures = score(metrics, hyps, [part.targets])
+    if hyp_path:
+        try:
+            hyp_path.write_text("".join(h + "\n" for h in hyps))
+        except OSError as exc:
+            raise UserError(f"could not write the hypotheses to '{hyp_path}' ({exc.strerror})") from None
+    refs = [[vocabs.tgt.normalize(t) for t in stream] for stream in (part.targets, *part.extra_refs)]  # as outputs
+    values, signatures = score(metrics, hyps, refs[:1])
     if part.extra_refs:
-        multi, _ = score(metrics, hyps, [part.targets, *part.extra_refs])
+        multi, _ = score(metrics, hyps, refs)
         values.update({f"{k}_multiref": v for k, v in multi.items()})
     if mbr is not None:
         distinct = sum(len(set(c.candidates[:mbr])) for c in chosen) / max(1, len(chosen))  # drawn ones
@@ -303,7 +349,20 @@ def eval_seq2seq(
             "sentences_per_s": round(len(hyps) / seconds, 1),
         }
     )
-    return values, corpus.sha256, signatures
+    return values, corpus.sha256, signatures, hyp_path
+
+
+def hypotheses_path(hyp_out: str | Path, ckpt: Path, data: str | None, split: str, decoder: list[str]) -> Path:
+    """`hyp_out` itself, or inside a folder (an existing one, or a path ending in '/') a file named for the
+    checkpoint, the corpus (when --data names another), the split and every setting that shapes the output
+    (`decoder`), so that evals with other settings never overwrite each other's; checked before decoding."""
+    text = str(hyp_out)
+    if text.endswith(("/", os.sep)) or Path(text).is_dir():
+        corpus = ""
+        if data is not None:  # a registry name as it is, file paths by their digest
+            corpus = (data if re.fullmatch(r"[\w.-]+", data) else hashlib.sha256(data.encode()).hexdigest()[:8]) + "."
+        text = str(Path(text) / f"{ckpt.stem}.{corpus}{split}.{'_'.join(decoder)}.hyp")
+    return output_file(text, "--hyp-out", "hyps.txt")
 
 
 def checkpoint_kind(ckpt: Path) -> str:

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 from textgen import checkpoint
 from textgen.config import Recipe, recipe_from_checkpoint
+from textgen.console import progress_bar
 from textgen.data.batching import batchify, num_windows, window
 from textgen.data.corpus import load_text_corpus
 from textgen.data.prepared import MANIFEST
@@ -57,14 +58,16 @@ class LMTask:
     kind = "lm"
     best_metric = "valid_loss"
     higher_is_better = False
+    notes: list[str] = []  # streams of text drop nothing and start from no other checkpoint
+    start_step = 0
 
     def __init__(self, recipe: Recipe, vocab: Vocab | None = None, dist: Dist = Dist(), prepared: Path | None = None):
         t = recipe.train
         self.recipe = recipe
         data = main_first(  # rank 0 prepares; the others map its folder, or prepare where they cannot see it
             dist,
-            lambda: prepare_text(recipe, prepared),
-            lambda shared: shared if (shared.folder / MANIFEST).is_file() else prepare_text(recipe),
+            lambda: prepare_text(recipe, prepared, vocab=vocab),  # a resumed run keeps its checkpoint's vocabulary
+            lambda shared: shared if (shared.folder / MANIFEST).is_file() else prepare_text(recipe, vocab=vocab),
         )
         if vocab is not None and data.vocab != vocab:
             raise UserError(
@@ -122,18 +125,22 @@ class LMTask:
 
 
 @torch.no_grad()
-def evaluate(model: RNNLM, ids: torch.Tensor, batch_size: int, bptt: int) -> float:
-    """Mean next-token loss (nats) over a split, state carried through each stream."""
+def evaluate(model: RNNLM, ids: torch.Tensor, batch_size: int, bptt: int, progress: str = "") -> float:
+    """Mean next-token loss (nats) over a split, state carried through each stream; `progress` names a progress
+    bar on stderr (drawn when stderr is a terminal; "": none)."""
     was_training = model.training
     model.eval()
     streams = batchify(ids.to(model.proj.weight.device), batch_size, "evaluation split")
     state = model.init_state(batch_size)
     total, count = 0.0, 0
-    for i in range(num_windows(streams, bptt)):
-        x, y = window(streams, i, bptt)
-        loss, state = loss_sum(model, x, y, state)
-        total += loss.item()
-        count += y.numel()
+    windows = num_windows(streams, bptt)
+    with progress_bar(progress, windows if progress else 0) as advance:
+        for i in range(windows):
+            x, y = window(streams, i, bptt)
+            loss, state = loss_sum(model, x, y, state)
+            total += loss.item()
+            count += y.numel()
+            advance(1)
     model.train(was_training)
     return total / count
 

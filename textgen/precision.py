@@ -9,6 +9,7 @@ underflow without one) and CUDA: CPU LSTMs have no fp16 kernels.
 from __future__ import annotations
 
 import contextlib
+import functools
 
 import torch
 
@@ -26,6 +27,22 @@ def check_precision(precision: str, device: torch.device) -> None:
         raise UserError(
             f"precision fp16 needs a CUDA device (this run is on {device.type}, which has no fp16 LSTM): use bf16 here"
         )
+    if precision == "bf16" and device.type == "cpu" and not cpu_runs_bf16_lstm():
+        raise UserError(
+            "precision bf16 needs a CPU with AVX512-BF16 or AMX (oneDNN has no bf16 LSTM on this one): use fp32 here"
+        )
+
+
+@functools.cache
+def cpu_runs_bf16_lstm() -> bool:
+    """Whether oneDNN can run an LSTM under CPU bf16 autocast: AVX2-only CPUs fail at the first forward pass."""
+    lstm = torch.nn.LSTM(2, 2)
+    try:
+        with torch.no_grad(), autocast("bf16"):
+            lstm(torch.zeros(1, 1, 2))
+    except RuntimeError:
+        return False
+    return True
 
 
 def autocast(precision: str, device: torch.device = torch.device("cpu")):

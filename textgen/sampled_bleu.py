@@ -22,11 +22,13 @@ def sampled_ngram_bleu(prefix: list[int], sample: list[int], reference: list[int
 
     Matches are clipped as in BLEU: the sampled n-grams earn the clipped matches of the whole output
     minus those the prefix alone already earns, out of the n-grams that the prefix alone does not hold.
+    An empty sample (the rollout stopped at once) holds no n-gram: it gets plain BLEU of the prefix, which for
+    a reference prefix is the brevity penalty alone, 1 for a stop at the reference's length.
     """
     from sacrebleu.metrics import BLEU
 
-    if not sample:
-        return 0.0
+    if not sample:  # stopping was the rollout's one choice: score the output as plain BLEU does (1 if it was right)
+        return sampled_ngram_bleu([], prefix, reference, order) if prefix else 0.0
     hyp = prefix + sample
     correct, total = [], []
     for n in range(1, order + 1):

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from textgen import checkpoint
-from textgen.config import DecodeConfig, Recipe, differences, recipe_from_checkpoint
+from textgen.config import DataConfig, DecodeConfig, Recipe, differences, recipe_from_checkpoint
 from textgen.data.prepared import MANIFEST, KeptLines, read_manifest
 from textgen.data.prepared_parallel import ParallelArrays, PreparedParallel, prepare_parallel
 from textgen.data.seqbatch import Batch, BatchPlan, collate, collate_arrays, token_budget_batches
 from textgen.data.seqvocab import UNK, Vocabs
+from textgen.decode.sampling import source_keys
 from textgen.decode.search import Hypotheses, beam_search, greedy_or_sample
 from textgen.distributed import Dist, main_first
 from textgen.errors import UserError
@@ -56,14 +58,22 @@ class Seq2SeqTask:
             if not data.has(split):
                 raise UserError(f"corpus '{d.corpus}' has no {split} split: train on a corpus that has one")
         self.vocabs, self.sha256 = data.vocabs, data.sha256
+        fresh = vocab is None  # not a resume: init_from's weights are loaded below
+        self.notes = _start_notes(recipe, init_payload if fresh else None, self.vocabs if saved_vocab is None else None)
+        parent = init_payload.get("train_state", {}) if init_payload else {}
+        self.start_step = parent.get("start_step", 0) + parent.get("step", 0)
         self.train = data.split("train")
         src_lens, tgt_lens = self._lengths(self.train)
-        keep = tgt_lens > 0
-        if d.max_len:
-            keep &= np.maximum(src_lens, tgt_lens) <= d.max_len
+        too_long = np.maximum(src_lens, tgt_lens) > d.max_len if d.max_len else np.zeros(src_lens.size, dtype=bool)
+        keep = (tgt_lens > 0) & ~too_long
         self.keep = np.flatnonzero(keep)  # kept pair k is row keep[k] of the prepared split
         if not self.keep.size:
             raise UserError(f"no training pair of '{d.corpus}' is within data.max_len = {d.max_len}: raise it")
+        if too_long.any():
+            self.notes.append(
+                f"dropped {int(too_long.sum()):,} of {src_lens.size:,} training pairs with a side over data.max_len "
+                f"= {d.max_len} tokens (--set data.max_len=N to keep longer ones)"
+            )
         self.src_lens, self.tgt_lens = src_lens[self.keep], tgt_lens[self.keep]
         budget = t.max_tokens or 64 * max(int(self.src_lens.max()), int(self.tgt_lens.max()) + 1)
         self.plan = BatchPlan(self.src_lens, self.tgt_lens, budget)  # the same number of batches every epoch
@@ -78,10 +88,10 @@ class Seq2SeqTask:
         valid_lens, _ = self._lengths(valid)
         self.valid_src = [valid.src[i][:n].tolist() for i, n in enumerate(valid_lens.tolist())]
         self.valid_tgt = [valid.tgt[i].tolist() for i in range(len(valid.tgt))]
-        self.valid_targets = valid.targets[:]
+        self.valid_targets = [self.vocabs.tgt.normalize(t) for t in valid.targets[:]]  # as outputs come out
         self.budget = budget
         self.model = Seq2Seq(len(self.vocabs.src), len(self.vocabs.tgt), recipe.model)
-        if recipe.init_from and vocab is None:  # a fresh run that starts from another model's weights
+        if recipe.init_from and fresh:  # a fresh run that starts from another model's weights
             self.model.load_state_dict(init_payload["model"])
         self.model.to(dist.device)
         self.references = KeptLines(self.train.targets, self.keep)
@@ -200,9 +210,38 @@ class Seq2SeqTask:
         )
 
 
+def _start_notes(recipe: Recipe, init_payload: dict | None, built: Vocabs | None) -> list[str]:
+    """What a run starts from that its header does not show: the init_from checkpoint, and a vocabulary
+    `built` from this corpus that is smaller than asked for."""
+    notes = []
+    if init_payload is not None:
+        step = init_payload.get("train_state", {}).get("step", 0)
+        notes.append(f"initialised from {recipe.init_from} (step {step})")
+    if built is not None and (note := sentencepiece_note(recipe.data, built)):
+        notes.append(note)
+    return notes
+
+
+def sentencepiece_note(d: DataConfig, vocabs: Vocabs) -> str | None:
+    """A line saying so when sentencepiece built fewer pieces than data.vocab_size (it does, silently, when
+    the corpus is too small for more)."""
+    if d.tokenizer != "spm" or len(vocabs.src) >= d.vocab_size:
+        return None
+    return (
+        f"sentencepiece: {len(vocabs.src):,} pieces, fewer than the {d.vocab_size:,} asked for (data.vocab_size): "
+        "the corpus is too small for more"
+    )
+
+
 def check_same_model(payload: dict, recipe: Recipe) -> None:
-    """init_from must match the recipe's model shape and vocabulary settings; one error names every mismatch."""
-    if diff := differences(recipe_from_checkpoint(payload), recipe, ("model", "data")):
+    """init_from must match the recipe's model shape and vocabulary settings; one error names every mismatch.
+    data.max_len only picks the training pairs, so a fine-tune may set its own."""
+    diff = [
+        d
+        for d in differences(recipe_from_checkpoint(payload), recipe, ("model", "data"))
+        if d[:2] != ("data", "max_len")
+    ]
+    if diff:
         sections = " and ".join(f"[{s}]" for s in dict.fromkeys(section for section, *_ in diff))
         sets = " ".join(f"--set {section}.{key}={json.dumps(value)}" for section, key, value, _ in diff)
         raise UserError(f"init_from checkpoint was trained with other {sections} settings: add {sets}")
@@ -217,11 +256,12 @@ def translate(
     sample: bool = False,
     temperature: float = 1.0,
     seed: int | None = None,
+    advance: Callable[[int], None] | None = None,
 ) -> list[list[str]]:
     """Decode encoded sources; returns per source its n-best detokenized strings, in input order."""
     return [
         [vocabs.tgt.decode(t) for t in hyp]
-        for hyp, _ in decode_ids(model, sources, cfg, beam, sample, temperature, seed)
+        for hyp, _ in decode_ids(model, sources, cfg, beam, sample, temperature, seed, advance=advance)
     ]
 
 
@@ -238,22 +278,29 @@ def decode_ids(
     epsilon: float = 0.0,
     num_samples: int = 1,
     keys: torch.Tensor | None = None,
+    advance: Callable[[int], None] | None = None,
 ):
-    """Yield (n-best token lists, scores) per source, in input order; batches are length-sorted.
+    """Yield (n-best token lists, scores) per source, in input order; batches are length-sorted; `advance(n)`
+    is called after each batch with its n sources (a progress bar's).
 
     Sampling filters by `epsilon` and `top_p` (decode/sampling.py) and draws `num_samples` outputs per source
-    (then a batch holds cfg.batch_size sources, each encoded once, on batch_size * num_samples rows). `keys`
-    (num_samples,) int64 makes sample j of every source draw from keys[j] alone (keyed_uniforms), whatever the
-    batching; else `seed` seeds one generator for the whole call."""
+    (then a batch holds cfg.batch_size sources, each encoded once, on batch_size * num_samples rows). Sample j
+    of a source draws from a key of its own (keyed_uniforms): keys[j], shared by every source (MBR), or else
+    one derived from (seed, the source, j) (source_keys; seed None: one drawn from torch's global generator),
+    so a source samples the same output alone or in any batch."""
     model.eval()
     beam = cfg.beam if beam is None else beam
     results: list = [None] * len(sources)
     device = model.proj.weight.device
-    generator = torch.Generator(device=device).manual_seed(seed) if seed is not None else None
+    if sample and keys is None and seed is None:
+        seed = int(torch.randint(0, 2**63 - 1, ()))
     with autocast(cfg.precision, device):
         for ids in batches_in_order(sources, cfg.batch_size):
             b = collate([sources[i] for i in ids], None, ids).to(device)
             if sample or beam == 1:
+                drawn = keys
+                if sample and keys is None:
+                    drawn = source_keys(seed, [sources[i] for i in ids], num_samples, device)
                 hyps: Hypotheses = greedy_or_sample(
                     model,
                     b.src,
@@ -262,9 +309,8 @@ def decode_ids(
                     cfg.max_len_b,
                     temperature if sample else 0.0,
                     top_p=top_p,
-                    generator=generator,
                     epsilon=epsilon,
-                    keys=keys,
+                    keys=drawn,
                     num_samples=num_samples,
                     no_repeat_ngram=cfg.no_repeat_ngram,
                 )
@@ -282,6 +328,8 @@ def decode_ids(
                 )
             for i, toks, scores in zip(ids, hyps.tokens, hyps.scores):
                 results[i] = (toks, scores)
+            if advance:
+                advance(len(ids))
     return results
 
 

@@ -23,8 +23,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from textgen import checkpoint, device, distributed
 from textgen.config import Recipe, differences, dump_toml, to_dict
+from textgen.console import stderr_console
 from textgen.distributed import Dist
-from textgen.errors import Interrupted, UserError
+from textgen.errors import Interrupted, UserError, out_of_memory
+from textgen.paths import output_file
 from textgen.precision import autocast, check_precision, grad_scaler
 from textgen.schedule import LRSchedule, build_optimizer, load_optimizer_state, set_lr
 
@@ -52,6 +54,8 @@ class Task(Protocol):
     valid_columns: list[str]
 
     train_log_columns: list[str]  # names of Loss.logs values averaged into metrics.csv
+    notes: list[str]  # one-line facts about the data and the start (pairs dropped, init_from), printed first
+    start_step: int  # updates the weights had before this run (its init_from lineage's), where its curves go on
 
     def loss(self, step: int) -> Loss: ...
     def trainable_modules(self) -> list[torch.nn.Module]: ...
@@ -127,6 +131,17 @@ def check_resume_recipe(saved: Recipe, given: Recipe) -> None:
         )
 
 
+def check_resume_data(saved: dict[str, str], given: dict[str, str]) -> None:
+    """A resumed run must read the files it was trained on: an edited corpus would silently change the data
+    order and the splits (checkpoints without recorded hashes are not checked)."""
+    for name, sha in saved.items():
+        if name in given and given[name] != sha:
+            raise UserError(
+                f"--resume: the corpus file '{name}' changed since this run was trained (sha256 {sha[:12]}… is now "
+                f"{given[name][:12]}…): resume with the same data, or start a new run"
+            )
+
+
 class _Signals:
     """Turn SIGINT/SIGTERM into a flag the loop checks between steps, so the checkpoint is consistent."""
 
@@ -146,7 +161,8 @@ class _Signals:
 
 
 class _MetricsLog:
-    """metrics.csv in the run dir; on resume, rows logged after the checkpoint are dropped."""
+    """metrics.csv in the run dir; on resume, rows logged after the checkpoint are dropped and the file's own
+    header is kept (a run started by another textgen version may have other columns)."""
 
     def __init__(self, path: Path, columns: list[str], resume_step: int | None, tensorboard: bool = False):
         self.board = None
@@ -156,10 +172,15 @@ class _MetricsLog:
             except ImportError:
                 raise UserError("train.tensorboard needs the tensorboard package: pip install tensorboard") from None
             self.board = SummaryWriter(str(path.parent / "tensorboard"), purge_step=resume_step)
-        if resume_step is not None and path.exists():
+        if resume_step is None:
+            path.unlink(missing_ok=True)  # a new run (train --overwrite in a used run dir) starts its own log
+        elif path.exists():
             rows = path.read_text().splitlines(keepends=True)
             path.write_text("".join(rows[:1] + [r for r in rows[1:] if int(r.split(",")[0]) <= resume_step]))
         new = not path.exists()
+        if not new:
+            with open(path, newline="") as f:
+                columns = next(csv.reader(f), None) or columns
         self.file = open(path, "a", newline="")
         self.writer = csv.DictWriter(self.file, columns, extrasaction="ignore")
         if new:
@@ -228,7 +249,7 @@ def train(
     Under torchrun every rank runs this loop on its own shard of batches; gradients are averaged by
     DDP with the loss normalised by the tokens of all ranks, so N ranks of batch B take the same
     step as one process with batch N*B. Only rank 0 validates, logs and writes files."""
-    console = console or Console(stderr=True, quiet=not dist.main)
+    console = console or stderr_console(quiet=not dist.main)
     t = recipe.train
     model = task.model
     per_epoch = task.steps_per_epoch
@@ -241,6 +262,7 @@ def train(
     scaler = grad_scaler(t.precision, dist.device)
     prog = Counters()
     if resume:
+        check_resume_data(resume.get("data", {}).get("sha256", {}), task.sha256)
         ts = resume["train_state"]
         model.load_state_dict(resume["model"])
         load_optimizer_state(optimizer, ts["optimizer"])
@@ -250,6 +272,7 @@ def train(
         prog = Counters(
             _restore(task, ts, recipe, dist), ts["tokens"], ts["elapsed"], ts["best"], ts.get("wall", ts["elapsed"])
         )
+    start_step = resume["train_state"].get("start_step", 0) if resume else task.start_step
     in_model = {id(p) for p in model.parameters()}
     outside = any(id(p) not in in_model for p in step_module.parameters())  # e.g. MIXER's baseline regressor
     runner = distributed.wrap(dist, step_module, may_skip_parameters=outside)
@@ -265,11 +288,12 @@ def train(
         *task.valid_columns,
         *task.train_log_columns,
         "tokens_per_s",
+        "global_step",  # step + start_step: a fine-tune's curve continues its parent's (textgen plot)
     ]
     log = _NoLog()
     if dist.main:
-        checkpoint.check_writable(output)
-        checkpoint.check_writable(last_path)
+        output_file(output, "checkpoint", "model.pt")  # fail before training, not at the first save
+        output_file(last_path, "checkpoint", "last.pt")
         (run_dir / "recipe.toml").write_text(dump_toml(recipe))
         log = _MetricsLog(run_dir / "metrics.csv", columns, prog.step if resume else None, t.tensorboard)
 
@@ -280,6 +304,7 @@ def train(
             "kind": task.kind,
             "recipe": to_dict(recipe),
             "vocab": task.vocab_dict(),
+            "data": {"workdir": str(Path.cwd()), "sha256": task.sha256},  # eval finds and checks the files
             "model": model.state_dict(),
             "train_state": {
                 "step": prog.step,
@@ -287,6 +312,7 @@ def train(
                 "elapsed": prog.elapsed,
                 "best": prog.best,
                 "wall": prog.wall,
+                "start_step": start_step,
                 "output": str(output.resolve()),
                 "optimizer": optimizer.state_dict(),
                 "schedule": schedule.state_dict(),
@@ -302,6 +328,7 @@ def train(
     def row(**values) -> dict:
         return {
             "step": prog.step,
+            "global_step": start_step + prog.step,
             "epoch": round(prog.step / per_epoch, 4),
             "tokens": prog.tokens,
             "seconds": round(prog.elapsed, 2),
@@ -313,6 +340,8 @@ def train(
         f"[bold]{recipe.name}[/]: {sum(p.numel() for p in model.parameters()):,} parameters, "
         f"{task.describe()}, {per_epoch} steps/epoch, {total} steps; run dir {run_dir}"
     )
+    for note in task.notes:
+        console.print(note, markup=False)  # paths may hold [brackets]
     if t.lr_schedule == "plateau":
         console.print(
             f"lr plateau follows {task.best_metric} ({'higher' if task.higher_is_better else 'lower'} "
@@ -322,19 +351,29 @@ def train(
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]:.3f}"),
-        TextColumn("{task.fields[tps]:,.0f} tok/s"),
+        TextColumn("{task.fields[stats]}"),  # loss and tok/s of the last logged interval, blank before it
         TimeRemainingColumn(),
     ]
     model.train()
     valid: dict[str, float] = {}
+    stopped = None  # why the run ended before `total` updates
+    saved_step = prog.step if resume and last_path.is_file() else None  # the step last.pt holds
     run_loss, run_tokens, log_tokens, run_logs = 0.0, 0, 0, {}
     started = time.perf_counter() - prog.elapsed
     wall_start = time.perf_counter() - prog.wall
-    log_start = time.perf_counter()
+    log_elapsed = prog.elapsed  # update seconds at the last log row: tok/s = its tokens / the update time since
+
+    def resume_hint() -> str:
+        if saved_step is None:
+            return "no checkpoint was saved yet"
+        return f"resume with textgen train --resume {last_path} (step {saved_step})"
+
+    if prog.step >= total:
+        stopped = f"no steps remained: the checkpoint is at step {prog.step} of {total}"
+        console.print(f"{stopped}; raise train.epochs or train.max_steps (--set) to train on", markup=False)
     try:
-        with _Signals() as signals, Progress(*columns_ui, console=console) as bar:
-            ui = bar.add_task("train", total=total, completed=prog.step, loss=math.nan, tps=0.0)
+        with _Signals() as signals, Progress(*columns_ui, console=console, disable=stopped is not None) as bar:
+            ui = bar.add_task("train", total=total, completed=prog.step, stats="")
             while prog.step < total:
                 set_lr(optimizer, schedule.lr(prog.step))
                 with autocast(t.precision, dist.device):
@@ -353,8 +392,8 @@ def train(
                 scaler.update()
                 if not math.isfinite(loss_sum):
                     raise UserError(
-                        f"loss became {loss_sum} at step {prog.step + 1}; the last good checkpoint is "
-                        "kept: lower train.lr or train.clip and resume"
+                        f"loss became {loss_sum} at step {prog.step + 1}: lower train.lr or train.clip; "
+                        + resume_hint()
                     )
                 prog.step += 1
                 prog.tokens += ntokens
@@ -364,11 +403,11 @@ def train(
                 for key, value in (out.logs or {}).items():
                     run_logs.setdefault(key, []).append(value)
                 if prog.step % t.log_every == 0 or prog.step == total:
-                    tps = log_tokens / max(1e-9, time.perf_counter() - log_start)
-                    bar.update(ui, completed=prog.step, loss=run_loss / run_tokens, tps=tps)
+                    tps = log_tokens / max(1e-9, prog.elapsed - log_elapsed)
+                    bar.update(ui, completed=prog.step, stats=f"loss {run_loss / run_tokens:.3f} {tps:,.0f} tok/s")
                     means = _mean_logs(dist, run_logs, task.train_log_columns)
                     log.write(row(train_loss=round(run_loss / run_tokens, 5), tokens_per_s=round(tps, 1), **means))
-                    run_loss, run_tokens, log_tokens, log_start, run_logs = 0.0, 0, 0, time.perf_counter(), {}
+                    run_loss, run_tokens, log_tokens, log_elapsed, run_logs = 0.0, 0, 0, prog.elapsed, {}
                 interrupted, out_of_time = distributed.any_rank(
                     dist, [signals.received is not None, t.max_minutes > 0 and prog.wall >= t.max_minutes * 60]
                 )
@@ -387,17 +426,33 @@ def train(
                         if improved:
                             checkpoint.save(output, state)
                         checkpoint.save(last_path, state)
+                    saved_step = prog.step
                     started = time.perf_counter() - prog.elapsed  # validation time is not update time (tok/s)
                     prog.wall = time.perf_counter() - wall_start
-                    log_start = time.perf_counter()
                 if interrupted:
                     state = payload()
                     if dist.main:
                         checkpoint.save(last_path, state)
                     raise Interrupted(signals.received or signal.SIGTERM, last_path)
                 if out_of_time:
-                    console.print(f"time budget of {t.max_minutes} minutes spent at step {prog.step}")
+                    if prog.step < total:
+                        stopped = (
+                            f"stopped on its time budget (train.max_minutes = {t.max_minutes:g}) "
+                            f"after {prog.step} of {total} updates"
+                        )
+                        console.print(stopped, markup=False)
+                    bar.update(ui, completed=prog.step)
                     break
+    except Exception as exc:
+        if out_of_memory(exc):
+            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise UserError(
+                f"out of memory after step {prog.step} ({first_line}): lower train.max_tokens or data.max_len "
+                f"(seq2seq) / train.batch_size or train.bptt (lm); {resume_hint()}"
+            ) from None
+        if not isinstance(exc, (UserError, Interrupted)):
+            console.print(f"training failed after step {prog.step}; {resume_hint()}", markup=False)
+        raise
     finally:
         log.close()
     metrics = {
@@ -408,7 +463,7 @@ def train(
         **valid,
         f"best_{task.best_metric}": prog.best,
     }
-    return {"metrics": metrics, "data": task.sha256}
+    return {"metrics": metrics, "data": task.sha256, "stopped": stopped}
 
 
 def seed_everything(recipe: Recipe, rank: int = 0) -> None:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import zlib
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import zip_longest
 from pathlib import Path
 
-from textgen.data.registry import fetch, lookup
+from textgen.data.registry import fetch, lookup, sha256_of
 from textgen.errors import UserError
 
 
@@ -36,30 +38,55 @@ LINES_PER_CHUNK = 1 << 16
 BLOCK_CHARS = 1 << 22  # characters decoded and split at a time
 
 
+def open_bytes(path: Path):
+    """`path` opened for reading bytes, decompressed when it is gzipped (by its magic bytes, not its name)."""
+    with open(path, "rb") as probe:
+        gzipped = probe.read(2) == b"\x1f\x8b"
+    return gzip.open(path, "rb") if gzipped else open(path, "rb")
+
+
+@contextmanager
+def decoding(path: Path) -> Iterator[None]:
+    """Reading `path`: a damaged gzip stream or a non-UTF-8 byte is a one-line error naming the file (and
+    the line), not an EOFError that the CLI framework reports as a bare "Aborted."."""
+    try:
+        yield
+    except EOFError:
+        raise UserError(f"'{path}' is a truncated gzip file: download it again (or gzip it again)") from None
+    except (gzip.BadGzipFile, zlib.error) as exc:
+        raise UserError(f"'{path}' is not a valid gzip file ({exc}): download it again") from None
+    except UnicodeDecodeError:
+        raise UserError(
+            f"'{path}' line {undecodable_line(path)} is not UTF-8: convert the file with iconv -f ENCODING -t utf-8"
+        ) from None
+
+
+def undecodable_line(path: Path) -> int:
+    """The number of the first line of `path` that is not UTF-8 (read again, line by line: errors only)."""
+    with open_bytes(path) as raw:
+        for number, line in enumerate(raw, 1):
+            try:
+                line.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError:
+                return number
+    return number
+
+
 def stream_line_chunks(path: Path, size: int = LINES_PER_CHUNK) -> Iterator[list[str]]:
     """The lines of `path` as `read_lines` gives them, in lists of `size` (the last shorter, so two files'
     chunks stay aligned). Blocks are split in C, not line by line: reading must not limit `data prepare`."""
     if not path.is_file():
         raise UserError(f"file '{path}' does not exist: check the path")
-    with open(path, "rb") as probe:
-        gzipped = probe.read(2) == b"\x1f\x8b"
-    raw = gzip.open(path, "rb") if gzipped else open(path, "rb")
-    buffer, tail, done = [], "", 0
-    with io.TextIOWrapper(raw, encoding="utf-8-sig", newline="\n") as text:
-        try:
-            while block := text.read(BLOCK_CHARS):
-                block = tail + block
-                lines = block.split("\n")
-                tail = lines.pop()
-                buffer += [line.rstrip("\r") for line in lines] if "\r" in block else lines
-                while len(buffer) >= size:
-                    yield buffer[:size]
-                    del buffer[:size]
-                    done += size
-        except UnicodeDecodeError:
-            raise UserError(
-                f"file '{path}' is not UTF-8 (after line {done + len(buffer)}): convert it with iconv -t utf-8"
-            ) from None
+    buffer, tail = [], ""
+    with decoding(path), io.TextIOWrapper(open_bytes(path), encoding="utf-8-sig", newline="\n") as text:
+        while block := text.read(BLOCK_CHARS):
+            block = tail + block
+            lines = block.split("\n")
+            tail = lines.pop()
+            buffer += [line.rstrip("\r") for line in lines] if "\r" in block else lines
+            while len(buffer) >= size:
+                yield buffer[:size]
+                del buffer[:size]
     if tail:
         buffer.append(tail.rstrip("\r"))
     if buffer:
@@ -151,7 +178,11 @@ def load_parallel(corpus: str, only: str | None = None) -> ParallelCorpus:
 
     files = own_files(corpus)
     if files is not None:
-        return ParallelCorpus({name: read_pair(*files[name]) for name in wanted(files)}, {})
+        if only is not None and len(files) == 1:  # one pair of files given for the split asked for
+            files = {only: files["train"]}
+        splits = {name: read_pair(*files[name]) for name in wanted(files)}
+        shas = {f"{name}.{side}": sha256_of(path) for name in splits for side, path in zip(("src", "tgt"), files[name])}
+        return ParallelCorpus(splits, shas)
     entry = lookup(corpus)
     if not (entry.pairs or entry.hash_split):
         raise UserError(f"corpus '{corpus}' is not a parallel corpus: use it with a language-model recipe")

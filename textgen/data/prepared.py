@@ -20,14 +20,14 @@ import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from textgen.data.registry import sha256_of
 from textgen.errors import UserError
-from textgen.paths import cache_dir
+from textgen.paths import as_if_created, cache_dir
 
 FORMAT = 1
 MANIFEST = "manifest.json"
@@ -69,6 +69,7 @@ class Plan:
 
     name: str  # the corpus, for the folder name and messages
     inputs: dict  # source files' sha256 + tokenizer settings (+ a given vocabulary's hash)
+    paths: dict = field(default_factory=dict, compare=False)  # inputs' file key -> the file's path, for messages
 
     @property
     def folder(self) -> Path:
@@ -89,16 +90,29 @@ def read_manifest(folder: Path) -> dict:
     return manifest
 
 
-def check_matches(folder: Path, manifest: dict, inputs: dict) -> None:
-    """An explicitly given prepared folder must come from the recipe's data and tokenizer settings."""
-    have = manifest["inputs"]
-    for part in ("files", "settings"):
-        if have.get(part) != inputs.get(part):
+def check_matches(folder: Path, manifest: dict, plan: Plan) -> None:
+    """An explicitly given prepared folder must come from the recipe's data and tokenizer settings; the error
+    names the first file (with both sha256, whole) or every setting that differs."""
+    fix = "prepare the corpus with this recipe (textgen data prepare CORPUS --recipe R) or drop --prepared"
+    then, now = manifest["inputs"].get("files", {}), plan.inputs.get("files", {})
+    for key in sorted(set(then) | set(now)):
+        if then.get(key) != now.get(key):
+            name = f"{key} ('{plan.paths[key]}')" if key in plan.paths else key
+            what = "layout" if key == "layout" else "sha256"
             raise UserError(
-                f"prepared folder '{folder}' was made from other {'data' if part == 'files' else 'tokenizer settings'} "
-                f"({json.dumps(have.get(part), sort_keys=True)[:120]}) than the recipe's: prepare the corpus with "
-                "this recipe (textgen data prepare CORPUS --recipe R) or drop --prepared"
+                f"prepared folder '{folder}' was made from other data: {name} has {what} {then.get(key, 'none')} "
+                f"there and {now.get(key, 'none')} now: {fix}"
             )
+    then, now = manifest["inputs"].get("settings", {}), plan.inputs.get("settings", {})
+    differ = [
+        f"{k} {then.get(k)!r} there, {now.get(k)!r} here"
+        for k in sorted(set(then) | set(now))
+        if then.get(k) != now.get(k)
+    ]
+    if differ:
+        raise UserError(
+            f"prepared folder '{folder}' was made from other tokenizer settings ({'; '.join(differ)}): {fix}"
+        )
 
 
 @contextmanager
@@ -166,6 +180,7 @@ def build(plan: Plan, write, root: Path | None = None) -> Path:
         dest.parent.mkdir(parents=True, exist_ok=True)
         remove_abandoned_builds(dest)
         tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp"))  # never shared
+        as_if_created(tmp)  # mkdtemp's 0700 would hide the folder from the other users of shared storage
         (tmp / OWNER).write_text(process_identity(os.getpid()) or "")
         with gc_paused():
             extras = write(tmp)
@@ -207,7 +222,7 @@ def build(plan: Plan, write, root: Path | None = None) -> Path:
 def locate(plan: Plan, explicit: Path | None) -> Path | None:
     """The folder to use: `explicit` (checked against the plan), else the plan's folder if complete."""
     if explicit is not None:
-        check_matches(explicit, read_manifest(explicit), plan.inputs)
+        check_matches(explicit, read_manifest(explicit), plan)
         return explicit
     return plan.folder if (plan.folder / MANIFEST).is_file() else None
 
@@ -226,6 +241,17 @@ class Prepared:
 
     def has(self, split: str) -> bool:
         return split in self.manifest["splits"]
+
+    def checked_ids(self, ids: np.ndarray, vocab_size: int, name: str) -> np.ndarray:
+        """`ids` (the mapped file `name`), refused when an id lies outside the vocabulary, which would
+        otherwise fail deep in training: one pass over the file when the folder is opened."""
+        top = int(ids.max()) if ids.size else -1
+        if top >= vocab_size:
+            raise UserError(
+                f"prepared file '{self.folder / name}' holds id {top}, outside the vocabulary of {vocab_size}: "
+                "the folder is damaged; delete it and prepare the corpus again"
+            )
+        return ids
 
     def read(self, name: str, load):
         try:

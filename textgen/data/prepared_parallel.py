@@ -12,8 +12,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from textgen.console import progress_bar, stderr_console
 from textgen.data.arrays import Lines, Ragged, RaggedWriter, id_dtype, open_array
-from textgen.data.parallel import LINES_PER_CHUNK, load_parallel, own_files, stream_lines, stream_pair_chunks
+from textgen.data.corpus import absolute_corpus
+from textgen.data.parallel import (
+    LINES_PER_CHUNK,
+    load_parallel,
+    own_files,
+    stream_line_chunks,
+    stream_lines,
+    stream_pair_chunks,
+)
 from textgen.data.prepared import Plan, Prepared, build, file_sha256, fingerprint, locate, read_manifest
 from textgen.data.registry import fetch, lookup, sha256_of
 from textgen.data.seqvocab import SPM_SAMPLE, TARGET_MULTIPLE, UNK, TargetPieces, Vocabs
@@ -47,7 +56,10 @@ class PreparedParallel(Prepared):
         return self.read("vocab.pt", lambda path: Vocabs.from_dict(torch.load(path, weights_only=True)))
 
     def split(self, name: str) -> ParallelArrays:
-        return ParallelArrays.open(self.folder, name)
+        arrays = ParallelArrays.open(self.folder, name)
+        self.checked_ids(arrays.src.ids, len(self.vocabs.src), f"{name}.src.ids.npy")
+        self.checked_ids(arrays.tgt.ids, len(self.vocabs.tgt), f"{name}.tgt.ids.npy")
+        return arrays
 
 
 def _settings(d) -> dict:
@@ -85,6 +97,11 @@ class _Source:
             if not (self.entry.pairs or self.entry.hash_split):
                 raise UserError(f"corpus '{corpus}' is not a parallel corpus: use it with a language-model recipe")
 
+    def labels(self) -> dict[str, str]:
+        """The user's file behind each key of `files()`, for messages (none for a registry corpus)."""
+        pairs = (self.paths or {}).items()
+        return {f"{split}.{side}": str(path) for split, pair in pairs for side, path in zip(("src", "tgt"), pair)}
+
     def files(self) -> dict[str, str]:
         """sha256 of every input file: of the registry's record, or of the user's files as they are now."""
         if self.paths is None:
@@ -115,6 +132,12 @@ class _Source:
         part, n = self._registry_splits[split], LINES_PER_CHUNK
         return ((part.sources[i : i + n], part.targets[i : i + n]) for i in range(0, len(part.sources), n))
 
+    def count(self, split: str) -> int:
+        """The number of pairs in a split (a pass over its source file, lines split in C)."""
+        if self.paths is not None:
+            return sum(map(len, stream_line_chunks(self.paths[split][0])))
+        return len(self._registry_splits[split].sources)
+
     def side(self, split: str, index: int):
         """A fresh pass over one side of a split (for vocabulary training)."""
         if self.paths is not None:
@@ -123,14 +146,19 @@ class _Source:
         return lambda: iter(part.sources if index == 0 else part.targets)
 
 
-def _write_split(folder: Path, split: str, pair_chunks: Iterable[tuple[list[str], list[str]]], vocabs: Vocabs) -> dict:
+def _write_split(
+    folder: Path, split: str, pair_chunks: Iterable[tuple[list[str], list[str]]], vocabs: Vocabs, pairs: int
+) -> dict:
+    """Encode one split's `pairs` pairs into its arrays, with a progress bar on a terminal."""
     dtype = id_dtype(max(len(vocabs.src), len(vocabs.tgt)))
     src, tgt = RaggedWriter(folder, f"{split}.src", dtype), RaggedWriter(folder, f"{split}.tgt", dtype)
     text = RaggedWriter(folder, f"{split}.tgt.text", np.uint8)
-    for sources, targets in pair_chunks:
-        src.extend([ids or [UNK] for ids in vocabs.src.encode_many(sources)])  # an empty source still gets one token
-        tgt.extend(vocabs.tgt.encode_many(targets))
-        text.extend_lines(targets)
+    with progress_bar(f"encode {split}", pairs) as advance:
+        for sources, targets in pair_chunks:
+            src.extend([ids or [UNK] for ids in vocabs.src.encode_many(sources)])  # an empty source gets one token
+            tgt.extend(vocabs.tgt.encode_many(targets))
+            text.extend_lines(targets)
+            advance(len(sources))
     for writer in (src, tgt, text):
         writer.finish()
     return {"pairs": src.offsets.count - 1, "source_tokens": src.ids.count, "target_tokens": tgt.ids.count}
@@ -156,9 +184,9 @@ def prepare_parallel(recipe, vocab: dict | None = None, explicit: Path | None = 
     `dest` builds into a chosen folder instead of the cache."""
     d = recipe.data
     source = _Source(d.corpus)
-    base = Plan(d.corpus, {"files": source.files(), "settings": _settings(d)})
+    base = Plan(d.corpus, {"files": source.files(), "settings": _settings(d)}, source.labels())
     given = vocab_fingerprint(vocab) if vocab is not None else None
-    plans = [base] if given is None else [base, Plan(d.corpus, {**base.inputs, "vocab": given})]
+    plans = [base] if given is None else [base, Plan(d.corpus, {**base.inputs, "vocab": given}, base.paths)]
     for plan in plans:
         folder = locate(plan, explicit) if dest is None else None
         if folder is not None:
@@ -176,24 +204,26 @@ def prepare_parallel(recipe, vocab: dict | None = None, explicit: Path | None = 
         splits = source.splits()
         if "train" not in splits:
             raise UserError(f"corpus '{d.corpus}' has no train split: train on a corpus that has one")
+        pairs = {split: source.count(split) for split in splits}  # for the progress bars, and spm's sample
         lines = 0
         if vocab is not None:
             vocabs = Vocabs.from_dict(vocab)
         else:
-            lines = sum(1 for _ in source.side("train", 0)()) * 2
-            vocabs = Vocabs.build(d, source.side("train", 0), source.side("train", 1), lines)
+            lines = pairs["train"] * 2
+            with stderr_console().status(f"building the vocabulary from {lines:,} training lines"):
+                vocabs = Vocabs.build(d, source.side("train", 0), source.side("train", 1), lines)
         encode_start = time.perf_counter()
-        counts = {"train": _write_split(tmp, "train", source.pair_chunks("train"), vocabs)}
+        counts = {"train": _write_split(tmp, "train", source.pair_chunks("train"), vocabs, pairs["train"])}
         if vocab is None and d.tokenizer == "spm" and d.target_vocab == "targets":
             vocabs = _target_pieces(tmp, vocabs)
-        counts |= {
-            split: _write_split(tmp, split, source.pair_chunks(split), vocabs) for split in splits if split != "train"
-        }
+        for split in [s for s in splits if s != "train"]:
+            counts[split] = _write_split(tmp, split, source.pair_chunks(split), vocabs, pairs[split])
         encode_seconds = time.perf_counter() - encode_start
         vocab_dict = vocabs.to_dict()
         torch.save(vocab_dict, tmp / "vocab.pt")
         sampled = d.tokenizer == "spm" and vocab is None and lines > SPM_SAMPLE
         return {
+            "corpus": absolute_corpus(d.corpus, "seq2seq"),  # `train --prepared` takes it from here, in any folder
             "vocab_sha256": vocab_fingerprint(vocab_dict),
             "vocab_size": [len(vocabs.src), len(vocabs.tgt)],
             "tokenizer_training": "given (a checkpoint's)"

@@ -9,14 +9,13 @@ import hashlib
 import os
 import shutil
 import tempfile
+import tomllib
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import tomllib
-
 from textgen.errors import UserError
-from textgen.paths import cache_dir, mirror_dirs, registry_file
+from textgen.paths import as_if_created, cache_dir, mirror_dirs, registry_file
 
 
 @dataclass(frozen=True)
@@ -90,6 +89,7 @@ def _atomic_copy(write, dest: Path) -> None:
     try:
         with os.fdopen(fd, "wb") as out:
             write(out)
+        as_if_created(tmp)  # mkstemp's 0600 would hide a shared cache's corpora from its other users
         os.replace(tmp, dest)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -170,6 +170,13 @@ def fetch_prepared(entry: CorpusEntry) -> dict[str, Path]:
                 "the archive or the tokenizer version differs from the reference preparation"
             )
     return paths
+
+
+def fetched(entry: CorpusEntry) -> bool:
+    """Whether every file of a corpus is where `fetch` looks first: the cache, or, for corpora built from an
+    archive, a mirror folder (used in place). Presence only: `fetch` verifies the sha256 when the files are used."""
+    folders = [cache_dir() / entry.name] + ([m / entry.mirror for m in mirror_dirs()] if entry.prepare else [])
+    return any(all((folder / f.name).is_file() for f in entry.files) for folder in folders)
 
 
 def fetch(name: str) -> dict[str, Path]:

@@ -6,6 +6,7 @@ Both live in the checkpoint (the sentencepiece model as bytes), so decoding need
 from __future__ import annotations
 
 import io
+import re
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -15,10 +16,25 @@ import numpy as np
 import torch
 
 from textgen.data.vocab import SymbolTable
+from textgen.errors import UserError
 
 PAD, UNK, BOS, EOS = 0, 1, 2, 3
 SPECIALS = ("<pad>", "<unk>", "<s>", "</s>")
 SPM_SAMPLE = 2_000_000  # sentencepiece trains on every line up to this many, on a random sample of this many above
+
+
+def _spm_failure(message: str, vocab_size: int) -> str:
+    """sentencepiece's internal error text as a one-line message saying what to change."""
+    small = re.search(r"smaller than required_chars\. \d+ vs (\d+)", message)
+    if small:
+        return (
+            f"data.vocab_size = {vocab_size} is below the {small.group(1)} pieces this corpus needs (each distinct "
+            f"character and {len(SPECIALS)} special pieces): set data.vocab_size={small.group(1)} or more"
+        )
+    if "sentences_.empty()" in message:
+        return "the training text is empty: sentencepiece needs at least one non-empty line"
+    detail = message.strip().splitlines()[0] if message.strip() else "no detail"
+    return f"sentencepiece could not build a vocabulary from this corpus ({detail}): check the training files"
 
 
 @dataclass(frozen=True)
@@ -37,9 +53,17 @@ class WordVocab(SymbolTable):
             kept = kept[: max(0, max_size - len(SPECIALS))]
         return cls((*SPECIALS, *kept), lowercase)
 
+    def words(self, line: str) -> list[str]:
+        return (line.lower() if self.lowercase else line).split()
+
     def encode(self, line: str) -> list[int]:
         index = self.index
-        return [index.get(w, UNK) for w in (line.lower() if self.lowercase else line).split()]
+        return [index.get(w, UNK) for w in self.words(line)]
+
+    def normalize(self, line: str) -> str:
+        """The text as this vocabulary reads it (lowercased if so built, single spaces): decoded outputs come in
+        this form, so a reference compared with them must be too. Words outside the vocabulary stay words."""
+        return " ".join(self.words(line))
 
     def encode_many(self, lines: list[str]) -> list[list[int]]:
         return [self.encode(line) for line in lines]
@@ -71,22 +95,25 @@ class SentencePieceVocab:
         if sample:
             spm.set_random_generator_seed(seed)
         buffer = io.BytesIO()
-        spm.SentencePieceTrainer.train(
-            sentence_iterator=iter(lines),
-            model_writer=buffer,
-            vocab_size=vocab_size,
-            model_type=model_type,
-            character_coverage=1.0,
-            pad_id=PAD,
-            unk_id=UNK,
-            bos_id=BOS,
-            eos_id=EOS,
-            input_sentence_size=sample or 0,
-            shuffle_input_sentence=bool(sample),
-            hard_vocab_limit=False,
-            num_threads=2,
-            minloglevel=2,
-        )
+        try:
+            spm.SentencePieceTrainer.train(
+                sentence_iterator=iter(lines),
+                model_writer=buffer,
+                vocab_size=vocab_size,
+                model_type=model_type,
+                character_coverage=1.0,
+                pad_id=PAD,
+                unk_id=UNK,
+                bos_id=BOS,
+                eos_id=EOS,
+                input_sentence_size=sample or 0,
+                shuffle_input_sentence=bool(sample),
+                hard_vocab_limit=False,
+                num_threads=2,
+                minloglevel=2,
+            )
+        except RuntimeError as exc:  # sentencepiece reports what it cannot do with a corpus as RuntimeError
+            raise UserError(_spm_failure(str(exc), vocab_size)) from None
         return cls(buffer.getvalue())
 
     def __len__(self) -> int:
@@ -97,6 +124,10 @@ class SentencePieceVocab:
 
     def encode(self, line: str) -> list[int]:
         return self.sp.encode(line)
+
+    def normalize(self, line: str) -> str:
+        """The text as sentencepiece reads it (NFKC, single spaces), the form decode() gives."""
+        return self.sp.normalize(line).replace("\u2581", " ").strip()
 
     def encode_many(self, lines: list[str]) -> list[list[int]]:
         return self.sp.encode(lines, num_threads=1)  # one core: ranks and benchmarks set the parallelism
@@ -151,6 +182,9 @@ class TargetPieces:
     def encode(self, line: str) -> list[int]:
         lut = self._lut
         return [lut[i] for i in self.joint.encode(line)]
+
+    def normalize(self, line: str) -> str:
+        return self.joint.normalize(line)
 
     def encode_many(self, lines: list[str]) -> list[list[int]]:
         lut = self._lut

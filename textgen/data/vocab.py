@@ -9,6 +9,7 @@ from functools import cached_property
 from textgen.errors import UserError
 
 UNK, EOS = "<unk>", "<eos>"
+UNK_CHAR = "\ufffd"  # U+FFFD, Unicode's replacement character: stands for any character the training text lacks
 
 
 @dataclass(frozen=True)
@@ -27,14 +28,19 @@ class SymbolTable:
 
 @dataclass(frozen=True)
 class CharVocab(SymbolTable):
-    """One id per character; built from every split's characters (as nanoGPT does)."""
+    """One id per character of the training text, plus UNK_CHAR for the characters it lacks (in held-out text
+    or another corpus): held-out text never shapes the vocabulary. Vocabularies saved without UNK_CHAR (built
+    by earlier versions from every split) still load; text with a character they lack is an error."""
 
     @classmethod
-    def build(cls, texts: list[str]) -> "CharVocab":
-        return cls(tuple(sorted(set("".join(texts)))))
+    def build(cls, train_text: str) -> "CharVocab":
+        return cls(tuple(sorted(set(train_text) | {UNK_CHAR})))
 
     def encode(self, text: str) -> list[int]:
         index = self.index
+        unk = index.get(UNK_CHAR)
+        if unk is not None:
+            return [index.get(c, unk) for c in text]
         missing = set(text) - index.keys()
         if missing:
             raise UserError(
@@ -121,6 +127,7 @@ def vocab_from_dict(data: dict) -> Vocab:
 
 
 def build_vocab(level: str, splits: dict[str, str], min_freq: int, max_vocab: int) -> Vocab:
+    """From the training split alone."""
     if level == "char":
-        return CharVocab.build(list(splits.values()))
+        return CharVocab.build(splits["train"])
     return WordVocab.build(splits["train"], min_freq, max_vocab)

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import torch
 
 from textgen.config import DecodeConfig
+from textgen.decode import settings
 from textgen.decode.sampling import row_keys
 from textgen.errors import UserError
 from textgen.metrics import sentence_bleu, sentence_chrf, sentence_rouge
@@ -58,19 +59,12 @@ def check_mbr_args(
         if beam:
             raise UserError("--mbr-beam adds candidates to MBR decoding: give --mbr N too")
         return
-    if n < 1:
-        raise UserError(f"--mbr must be >= 1 (candidates sampled per source), got {n}")
-    if beam < 0:
-        raise UserError(f"--mbr-beam must be >= 0 (beam search's n-best added to the candidates), got {beam}")
+    settings.check(mbr=n, mbr_beam=beam, mbr_epsilon=epsilon, mbr_top_p=top_p, temperature=temperature)
     if sampling not in SAMPLINGS:
         raise UserError(f"unknown --mbr-sampling '{sampling}': choose from {', '.join(SAMPLINGS)}")
     if utility not in UTILITIES:
         raise UserError(f"unknown --mbr-utility '{utility}': choose from {', '.join(UTILITIES)}")
-    if not 0.0 <= epsilon < 1.0:
-        raise UserError(f"--mbr-epsilon must be in [0, 1), got {epsilon}")
-    if not 0.0 < top_p <= 1.0:
-        raise UserError(f"--mbr-top-p must be in (0, 1], got {top_p}")
-    if temperature <= 0:
+    if temperature == 0:
         raise UserError(f"--mbr samples its candidates: --temperature must be > 0, got {temperature}")
 
 
@@ -125,6 +119,7 @@ def sample_candidates(
     temperature: float = 1.0,
     epsilon: float = 0.02,
     top_p: float = 0.9,
+    advance: Callable[[int], None] | None = None,
 ) -> list[list[str]]:
     """n sampled candidates per encoded source, in drawing order (batched; sample j of a source uses key (seed, j))."""
     from textgen.seq2seq import decode_ids
@@ -141,12 +136,16 @@ def sample_candidates(
         epsilon=eps,
         num_samples=n,
         keys=row_keys(seed, n, model.proj.weight.device),
+        advance=advance,
     )
     return [[decode_text(t) for t in toks] for toks, _ in results]
 
 
 def select(
-    candidates: list[list[str]], utility: str = "bleu", searched: list[list[str]] | None = None
+    candidates: list[list[str]],
+    utility: str = "bleu",
+    searched: list[list[str]] | None = None,
+    advance: Callable[[int], None] | None = None,
 ) -> list[MbrChoice]:
     """Each source's MBR choice among its candidates: the draws, then the searched hypotheses (if given) that
     are not among the draws (a drawn string is scored as a draw, leaving its own copy out)."""
@@ -157,14 +156,23 @@ def select(
         extra = list(dict.fromkeys(h for h in searched[i] if h not in drawn)) if searched else []
         index, expected = mbr_select(cands, score, extra)
         out.append(MbrChoice((cands + extra)[index], index, cands + extra, expected))
+        if advance:
+            advance(1)
     return out
 
 
-def searched_candidates(model, decode_text, sources: list[list[int]], cfg: DecodeConfig, k: int) -> list[list[str]]:
+def searched_candidates(
+    model,
+    decode_text,
+    sources: list[list[int]],
+    cfg: DecodeConfig,
+    k: int,
+    advance: Callable[[int], None] | None = None,
+) -> list[list[str]]:
     """Beam search's k best outputs per source (beam k), as MBR hypotheses beside the draws."""
     from textgen.seq2seq import decode_ids
 
-    results = decode_ids(model, sources, dataclasses.replace(cfg, nbest=k), beam=k)
+    results = decode_ids(model, sources, dataclasses.replace(cfg, nbest=k), beam=k, advance=advance)
     return [[decode_text(t) for t in toks] for toks, _ in results]
 
 
@@ -181,9 +189,17 @@ def mbr_decode(
     epsilon: float = 0.02,
     top_p: float = 0.9,
     beam: int = 0,
+    advance: Callable[[int], None] | None = None,
 ) -> list[MbrChoice]:
     """Sample n candidates per encoded source (batched) and pick each source's MBR candidate; in input order.
-    beam > 0: beam search's `beam` best outputs are candidates too, scored against the n draws."""
+    beam > 0: beam search's `beam` best outputs are candidates too, scored against the n draws.
+    `advance(k)` counts progress_total(len(sources), beam) items in all: each source sampled, searched, chosen."""
     check_mbr_args(n, sampling, utility, epsilon, top_p, temperature, beam)
-    drawn = sample_candidates(model, decode_text, sources, cfg, n, sampling, seed, temperature, epsilon, top_p)
-    return select(drawn, utility, searched_candidates(model, decode_text, sources, cfg, beam) if beam else None)
+    drawn = sample_candidates(model, decode_text, sources, cfg, n, sampling, seed, temperature, epsilon, top_p, advance)
+    searched = searched_candidates(model, decode_text, sources, cfg, beam, advance) if beam else None
+    return select(drawn, utility, searched, advance)
+
+
+def progress_total(sources: int, beam: int) -> int:
+    """The items mbr_decode's `advance` counts: every source is sampled, searched (beam > 0) and chosen."""
+    return sources * (3 if beam else 2)

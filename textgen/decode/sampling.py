@@ -5,18 +5,10 @@ pure function of (the row's key, the step), so a row samples the same tokens wha
 
 from __future__ import annotations
 
+import hashlib
+
+import numpy as np
 import torch
-
-from textgen.errors import UserError
-
-
-def check_sampling_args(temperature: float, top_k: int, top_p: float) -> None:
-    if temperature < 0:
-        raise UserError(f"--temperature must be >= 0 (0 means greedy), got {temperature}")
-    if top_k < 0:
-        raise UserError(f"--top-k must be >= 0 (0 means no limit), got {top_k}")
-    if not 0.0 < top_p <= 1.0:
-        raise UserError(f"--top-p must be in (0, 1], got {top_p}")
 
 
 def top_k_filter(logits: torch.Tensor, k: int) -> torch.Tensor:
@@ -75,10 +67,23 @@ def mix64(x: torch.Tensor) -> torch.Tensor:
     return x ^ _shr(x, 31)
 
 
+def _keys(seeds: list[int], count: int, device: torch.device | str) -> torch.Tensor:
+    """(len(seeds), count) stream keys: key j of row i depends only on (seeds[i], j)."""
+    base = mix64(torch.tensor([seed & ((1 << 63) - 1) for seed in seeds], dtype=torch.long, device=device))
+    return mix64(base.unsqueeze(1) + torch.arange(count, dtype=torch.long, device=device) * _GOLDEN)
+
+
 def row_keys(seed: int, count: int, device: torch.device | str = "cpu") -> torch.Tensor:
     """`count` independent stream keys derived from `seed`: key j depends only on (seed, j)."""
-    base = mix64(torch.tensor([seed & ((1 << 63) - 1)], dtype=torch.long, device=device))
-    return mix64(base + torch.arange(count, dtype=torch.long, device=device) * _GOLDEN)
+    return _keys([seed], count, device)[0]
+
+
+def source_keys(seed: int, sources: list[list[int]], count: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """(len(sources), count) stream keys: key j of a source depends only on (seed, the source's token ids, j), so a
+    source samples the same outputs alone or in any batch, and different sources draw independently."""
+    salt = seed.to_bytes(8, "little")
+    hashes = [hashlib.blake2b(np.asarray(ids, "<i8").tobytes(), key=salt, digest_size=8).digest() for ids in sources]
+    return _keys([int.from_bytes(h, "little") for h in hashes], count, device)
 
 
 def keyed_uniforms(keys: torch.Tensor, step: int) -> torch.Tensor:
@@ -119,11 +124,14 @@ def next_token(
     epsilon: float = 0.0,
     uniforms: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """logits (B, V) → token ids (B,). Temperature 0 is greedy (argmax).
+    """logits (B, V) → token ids (B,). Temperature 0 is greedy (argmax), as is any temperature too small to divide
+    by in float32 (the limit of softmax(logits / T) as T → 0).
 
     The filters apply in the order temperature, epsilon, top-k, top-p; `uniforms` (B,) replace the generator."""
-    if temperature == 0:
+    if temperature < torch.finfo(torch.float32).tiny:
         return logits.argmax(dim=-1)
+    if temperature < 1:  # dividing by T < 1 can overflow: shift first, so the best logit is 0 and the rest <= 0
+        logits = logits - logits.max(dim=-1, keepdim=True).values
     logits = top_p_filter(top_k_filter(epsilon_filter(logits / temperature, epsilon), top_k), top_p)
     probs = logits.float().softmax(dim=-1)
     return sample_categorical(probs, generator, uniforms)

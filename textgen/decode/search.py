@@ -8,6 +8,7 @@ import torch
 
 from textgen.data.seqvocab import BOS, EOS, PAD
 from textgen.decode.sampling import keyed_uniforms, next_token
+from textgen.decode.settings import MAX_OUTPUT_TOKENS
 
 
 @dataclass(frozen=True)
@@ -16,7 +17,7 @@ class Hypotheses:
     scores: list[list[float]]  # per sentence, their scores (length-normalised for beam)
 
 
-def max_lengths(src_lens: torch.Tensor, a: float, b: int, cap: int = 512) -> torch.Tensor:
+def max_lengths(src_lens: torch.Tensor, a: float, b: int, cap: int = MAX_OUTPUT_TOKENS) -> torch.Tensor:
     """Per-sentence length limit a*|src| + b (at least 1), counting the EOS."""
     return (a * src_lens.float() + b).floor().long().clamp(1, cap)
 
@@ -40,9 +41,10 @@ def greedy_or_sample(
     """Temperature 0: greedy. Rows leave the batch at their EOS or length limit; scores are summed log-probs.
 
     num_samples > 1: each source is encoded once and decoded on num_samples rows (sentence b owns rows
-    b*n..b*n+n-1), giving n outputs per sentence in drawing order. `keys` (num_samples,) int64: output j of
-    every sentence draws from keyed_uniforms(keys[j], step) instead of `generator`, so what a sentence samples
-    depends on its source and the keys alone, not on the other rows of the batch (MBR's candidates)."""
+    b*n..b*n+n-1), giving n outputs per sentence in drawing order. `keys` int64, (num_samples,) shared by every
+    sentence (MBR's candidates) or (B, num_samples) one row per sentence (source_keys): output j of sentence b
+    draws from keyed_uniforms(its key j, step) instead of `generator`, so what a sentence samples depends on
+    its source and its keys alone, not on the other rows of the batch."""
     B, device = src.size(0), src.device
     state = model.encode(src, src_lens)
     if num_samples > 1:  # encode once, then copy the encoder state to the sentence's n rows
@@ -50,7 +52,8 @@ def greedy_or_sample(
         state, src_lens = model.reorder_state(state, expand), src_lens.index_select(0, expand)
     sentences, B = B, B * num_samples
     if keys is not None:
-        keys = keys.to(device).repeat(sentences)  # (B,): row b*n+j gets keys[j]
+        keys = keys.to(device)
+        keys = keys.repeat(sentences) if keys.dim() == 1 else keys.reshape(-1)  # (B,): row b*n+j gets key j of b
     limit = max_lengths(src_lens, max_len_a, max_len_b)
     T = int(limit.max())
     active = torch.arange(B, device=device)  # rows still decoding

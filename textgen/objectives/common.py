@@ -15,12 +15,16 @@ from textgen.errors import UserError
 @dataclass(frozen=True)
 class Context:
     recipe: Recipe
-    tgt_vocab: object  # decode(ids) -> str, for rewards
+    tgt_vocab: object  # decode(ids) -> str and normalize(text) -> str, for rewards
     references: list[str]  # raw training targets, indexed by Batch.index
     steps_per_epoch: int
     mean_target_tokens: float = (
         1.0  # target tokens (with EOS) per training sentence: turns per-sentence terms per-token
     )
+
+    def reference(self, i: int) -> str:
+        """Training reference i as the target vocabulary reads it (e.g. lowercased): what outputs are scored against."""
+        return self.tgt_vocab.normalize(self.references[i])
 
     def epoch(self, step: int) -> float:
         return step / self.steps_per_epoch

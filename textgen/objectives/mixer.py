@@ -37,8 +37,6 @@ class Segment:
     state: object  # decoder state after the prefix, for these rows
     prev: torch.Tensor  # (R,) the first input of the continuation (the last prefix token)
     limit: torch.Tensor  # (R,) steps each continuation may take
-    prefix: torch.Tensor  # (R, s) reference prefix (target side)
-    index: torch.Tensor  # (R,) positions in the training split, for the references
 
 
 class PerStepBaseline(nn.Module):
@@ -66,7 +64,6 @@ class SequenceLevel(nn.Module):
         self.ctx = ctx
         self.cfg = ctx.recipe.objective
         self.reward_fn = REWARDS.get(self.cfg.reward)  # bleu-sampled scores token ids, not text
-        self._reference_ids: dict[int, list[int]] = {}
         check_sample_temperature(self.cfg)
         if self.cfg.samples < 1 or (self.cfg.baseline == "loo" and self.cfg.samples < 2):
             raise UserError(
@@ -83,21 +80,20 @@ class SequenceLevel(nn.Module):
     def xent_length(self, step: int) -> int:
         raise NotImplementedError
 
-    def reference_ids(self, i: int) -> list[int]:
-        if i not in self._reference_ids:
-            self._reference_ids[i] = self.ctx.tgt_vocab.encode(self.ctx.references[i])
-        return self._reference_ids[i]
-
-    def rewards(self, batch_index: torch.Tensor, prefix: torch.Tensor, sampled: torch.Tensor) -> torch.Tensor:
-        """R per row: reward of (reference prefix + sampled continuation) against the reference."""
+    def rewards(self, batch, rows: torch.Tensor, s: int, sampled: torch.Tensor) -> torch.Tensor:
+        """R per row of `sampled`, the continuation of batch row rows[j] after its s reference tokens: the reward
+        of (reference prefix + continuation) against the reference. Reference ids come from the batch (no
+        per-corpus state); text rewards read the reference text by the batch's training index."""
         out = []
-        for i, pre, cont in zip(batch_index.tolist(), prefix.tolist(), sampled.tolist()):
-            given = [t for t in pre if t != PAD]
+        targets, index = batch.tgt_out[rows].tolist(), batch.index[rows].tolist()
+        for target, i, cont in zip(targets, index, sampled.tolist()):
+            reference, continuation = strip(target), strip(cont)
             if self.reward_fn is None:
-                out.append(sampled_ngram_bleu(given, strip(cont), self.reference_ids(i)))
+                out.append(sampled_ngram_bleu(reference[:s], continuation, reference))
             else:
-                out.append(self.reward_fn(self.ctx.tgt_vocab.decode(given + strip(cont)), self.ctx.references[i]))
-        return torch.tensor(out, device=prefix.device)
+                hyp = self.ctx.tgt_vocab.decode(reference[:s] + continuation)
+                out.append(self.reward_fn(hyp, self.ctx.reference(i)))
+        return torch.tensor(out, device=sampled.device)
 
     def advantage(self, model, seg: Segment, roll: Rollout, reward: torch.Tensor):
         """(advantage (B, L) with no gradient, baseline loss term, logs): regressor, leave-one-out, or none."""
@@ -146,11 +142,9 @@ class SequenceLevel(nn.Module):
             model.reorder_state(state, rows),
             batch.tgt_in[rows, s],
             limit,
-            batch.tgt_out[rows, :s],
-            batch.index[rows],
         )
         roll = rollout(model, seg.state, seg.prev, limit, sample=True, temperature=self.cfg.sample_temperature)
-        reward = self.rewards(seg.index, seg.prefix, roll.tokens)
+        reward = self.rewards(batch, rows, s, roll.tokens)
         adv, baseline_loss, extra = self.advantage(model, seg, roll, reward)
         reinforce = -(adv * roll.logp * roll.mask).sum() / k  # the mean over a source's samples
         w = self.cfg.xent_weight if s > 0 else 0.0
@@ -187,22 +181,24 @@ class SelfCritical(Mixer):
     """SCST (Rennie et al. 2017): baseline = reward of the test-time greedy continuation of the same prefix.
 
     The greedy decode runs with dropout off (eval mode), re-encoding the rows: it is the output a user
-    would get, not a noisy dropout decode, and it draws nothing from the RNG stream."""
+    would get, not a noisy dropout decode, and it draws nothing from the RNG stream. It is deterministic, so
+    with objective.samples = k it runs once per source and its reward serves all k samples."""
 
     learned_baseline = False
 
     def advantage(self, model, seg: Segment, roll, reward):
-        b = seg.batch
+        b, k = seg.batch, self.cfg.samples
+        sources = seg.rows[::k]  # the rows are k copies of each source, side by side
         was_training = model.training
         model.eval()
         try:
             with torch.no_grad():
-                state = model.encode(b.src[seg.rows], b.src_lens[seg.rows])
-                _, state = model.prefix(state, b.tgt_in[seg.rows, : seg.s])
-                greedy = rollout(model, state, seg.prev, seg.limit, sample=False)
+                state = model.encode(b.src[sources], b.src_lens[sources])
+                _, state = model.prefix(state, b.tgt_in[sources, : seg.s])
+                greedy = rollout(model, state, seg.prev[::k], seg.limit[::k], sample=False)
         finally:
             model.train(was_training)
-        base = self.rewards(seg.index, seg.prefix, greedy.tokens)
+        base = self.rewards(b, sources, seg.s, greedy.tokens).repeat_interleave(k)
         return (
             (reward - base).unsqueeze(1).expand_as(roll.logp),
             reward.new_zeros(()),

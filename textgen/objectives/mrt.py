@@ -129,6 +129,17 @@ class MinimumRisk(nn.Module):
             out.append([list(c) for c in seen])
         return out
 
+    def costs(self, batch, owner: torch.Tensor, candidates: list[list[int]]) -> torch.Tensor:
+        """1 - reward of each candidate (token ids) against the reference of its batch row owner[i]."""
+        index = batch.index[owner].tolist()
+        return torch.tensor(
+            [
+                1.0 - self.reward_fn(self.ctx.tgt_vocab.decode(c), self.ctx.reference(i))
+                for i, c in zip(index, candidates)
+            ],
+            device=batch.src.device,
+        )
+
     def forward(self, model, batch, *, step: int) -> Loss:
         B = batch.src.size(0)
         smoothing = self.ctx.recipe.train.label_smoothing
@@ -136,14 +147,7 @@ class MinimumRisk(nn.Module):
         sets = self.candidates(model, batch)
         owner = torch.tensor([i for i, c in enumerate(sets) for _ in c], device=batch.src.device)
         flat = [c for cs in sets for c in cs]
-        index = batch.index.tolist()
-        cost = torch.tensor(
-            [
-                1.0 - self.reward_fn(self.ctx.tgt_vocab.decode(c), self.ctx.references[index[i]])
-                for i, c in zip(owner.tolist(), flat)
-            ],
-            device=batch.src.device,
-        )
+        cost = self.costs(batch, owner, flat)
         seq_logp = sequence_log_probs(model, batch.src, batch.src_lens, flat, owner)
         risk = expected_risk(seq_logp, owner, cost, B, self.cfg.mrt_alpha)
         w = self.cfg.xent_weight
