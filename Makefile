@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench bench-serve-memory bench-peer bench-data bench-gpu clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,21 +28,34 @@ MT_CKPT = $(if $(wildcard checkpoints/translate-multi30k.pt),--checkpoint checkp
 
 PEER_CKPTS = $(foreach f,$(wildcard checkpoints/translate-multi30k.pt checkpoints/translate-multi30k-joint.pt),--checkpoint $(f))
 
+# Quick and reusable (about 10 minutes on 2 cores): each prints textgen against a baseline measured side by side
+# (a bare PyTorch loop of the same shapes, beam search, one request at a time). Results: results/speed/.
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_lm.py
 	$(BIN)/python benchmarks/bench_seq2seq.py $(MT_CKPT)
+	$(BIN)/python benchmarks/bench_output_width.py
 	@if [ -n "$(MT_CKPT)" ]; then $(BIN)/python benchmarks/bench_serve.py $(MT_CKPT) && \
 		$(BIN)/python benchmarks/bench_mbr.py $(MT_CKPT); \
 	else echo "no checkpoints/translate-multi30k.pt: serving and MBR benchmarks skipped"; fi
-	$(BIN)/python benchmarks/bench_serve_memory.py $(MT_CKPT)  # without one it trains a small model
-	$(BIN)/python benchmarks/bench_output_width.py
+
+# Server memory under 2,000 varied requests (without a checkpoint it trains a small model first).
+bench-serve-memory: $(STAMP)
+	$(BIN)/python benchmarks/bench_serve_memory.py $(MT_CKPT)
+
+# Against OpenNMT-py's published figures for the same model shape (about 10 minutes): results/speed-peer/.
+bench-peer: $(STAMP)
 	$(BIN)/python benchmarks/bench_peer.py $(PEER_CKPTS)
-	$(BIN)/python benchmarks/bench_data.py  # corpora up to 10M pairs under ~/.cache/textgen-bench (~10 GB)
-	$(BIN)/python benchmarks/bench_encode.py --before a186cc5
-	@if $(BIN)/python -c "import sys, torch; sys.exit(not torch.cuda.is_available())"; then \
-		$(BIN)/python benchmarks/bench_lm.py --device cuda --out results/bench-lm-cuda.json && \
-		$(BIN)/python benchmarks/bench_seq2seq.py $(MT_CKPT) --device cuda --out results/bench-seq2seq-cuda.json; \
-	else echo "no CUDA device: GPU benchmarks skipped"; fi
+
+# Cost per corpus size: corpora up to 10M pairs under ~/.cache/textgen-bench (~10 GB, over an hour), and the
+# prepare step's encoder: results/data-scale/.
+bench-data: $(STAMP)
+	$(BIN)/python benchmarks/bench_data.py
+	$(BIN)/python benchmarks/bench_encode.py
+
+# make bench's LM and seq2seq benchmarks on a CUDA device (benchmarks/gpu-check.sh runs them on a device machine).
+bench-gpu: $(STAMP)
+	$(BIN)/python benchmarks/bench_lm.py --device cuda --out results/speed/bench-lm-cuda.json
+	$(BIN)/python benchmarks/bench_seq2seq.py $(MT_CKPT) --device cuda --out results/speed/bench-seq2seq-cuda.json
 
 clean:
 	rm -rf $(VENV) runs checkpoints .pytest_cache

@@ -13,8 +13,8 @@ The before run is stopped once its RSS passes --rss-cap (recorded as such). The 
 two words swapped in each): prepare time and size, then peak RSS, first update and chars/s on the folder.
 
     python benchmarks/bench_data.py [--sizes 30000 300000 3000000 10000000] [--cache ~/.cache/textgen-bench]
-        [--before 45aab02] [--lm-chars 10000000 100000000 1000000000] [--out results/bench-data.json]
-        [--plot results/bench-data.png]
+        [--before 45aab02] [--lm-chars 10000000 100000000 1000000000] [--out results/data-scale/bench-data.json]
+        [--plot results/data-scale/bench-data.png]
 """
 
 from __future__ import annotations
@@ -30,11 +30,10 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-from textgen.data.parallel import load_parallel  # noqa: E402
-from textgen.results import invocation, make_result, write_result  # noqa: E402
+from textgen.data.parallel import load_parallel
+from textgen.results import invocation, make_result, write_result
 
+ROOT = Path(__file__).resolve().parent.parent
 STEPS = 50
 LM_HOLDOUT = 200_000  # characters of validation + test in the LM rows
 
@@ -202,8 +201,9 @@ def main() -> None:
     parser.add_argument("--before-max", type=int, default=3_000_000, help="largest size to run the old loader on")
     parser.add_argument("--rss-cap", type=float, default=16.0, help="GiB at which a run is stopped")
     parser.add_argument("--lm-chars", type=int, nargs="*", default=[10_000_000, 100_000_000, 1_000_000_000])
-    parser.add_argument("--out", type=Path, default=ROOT / "results" / "bench-data.json")
-    parser.add_argument("--plot", type=Path, default=ROOT / "results" / "bench-data.png", help="'' to skip")
+    parser.add_argument("--out", type=Path, default=ROOT / "results" / "data-scale" / "bench-data.json")
+    plot = ROOT / "results" / "data-scale" / "bench-data.png"
+    parser.add_argument("--plot", type=Path, default=plot, help="'' to skip")
     args = parser.parse_args()
     cache, cap = args.cache.resolve(), int(args.rss_cap * 2**30)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "TEXTGEN_CACHE": str(cache / "textgen")}

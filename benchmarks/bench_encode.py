@@ -5,7 +5,7 @@ prepare` of this tree against an older commit's (run from a worktree), interleav
 `encode_seconds`. The corpus is bench_data.py's synthetic one (Multi30k pairs recombined, ~1.5x longer).
 
     python benchmarks/bench_encode.py [--pairs 300000] [--repeats 3] [--before a186cc5]
-        [--out results/bench-encode.json]
+        [--out results/data-scale/bench-encode.json]
 """
 
 from __future__ import annotations
@@ -21,16 +21,15 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
-from bench_data import before_checkout, make_corpus  # noqa: E402
+from bench_data import before_checkout, make_corpus
 
-from textgen.config import load_recipe  # noqa: E402
-from textgen.data.parallel import own_files, stream_pair_chunks  # noqa: E402
-from textgen.data.prepared import gc_paused  # noqa: E402
-from textgen.data.prepared_parallel import _write_split, prepare_parallel  # noqa: E402
-from textgen.results import invocation, make_result, write_result  # noqa: E402
+from textgen.config import load_recipe
+from textgen.data.parallel import own_files, stream_pair_chunks
+from textgen.data.prepared import gc_paused
+from textgen.data.prepared_parallel import _write_split, prepare_parallel
+from textgen.results import invocation, make_result, write_result
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def in_process(spec: str, pairs: int, repeats: int) -> dict:
@@ -86,7 +85,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "textgen-bench")
     parser.add_argument("--before", default="", help="a commit whose `data prepare` to time beside this tree's")
-    parser.add_argument("--out", type=Path, default=ROOT / "results" / "bench-encode.json")
+    parser.add_argument("--out", type=Path, default=ROOT / "results" / "data-scale" / "bench-encode.json")
     args = parser.parse_args()
     cache = args.cache.resolve()
     os.environ.setdefault("TEXTGEN_CACHE", str(cache / "textgen"))

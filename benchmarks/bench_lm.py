@@ -3,7 +3,7 @@
 Both run in this process's machine, interleaved (bare, textgen, bare, textgen, ...), on the same
 corpus windows; the ratio of medians is printed (target >= 0.9). Also times `textgen --help`.
 
-    python benchmarks/bench_lm.py [--steps 40] [--repeats 3] [--device cpu|cuda] [--out results/bench-lm.json]
+    python benchmarks/bench_lm.py [--steps 40] [--repeats 3] [--device cpu|cuda] [--out results/speed/bench-lm.json]
 """
 
 from __future__ import annotations
@@ -20,12 +20,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from textgen.config import load_recipe  # noqa: E402
-from textgen.data.batching import batchify, window  # noqa: E402
-from textgen.device import resolve_device, synchronize  # noqa: E402
-from textgen.lm import prepare_data  # noqa: E402
-from textgen.results import invocation, make_result, write_result  # noqa: E402
+from textgen.config import load_recipe
+from textgen.data.batching import batchify, window
+from textgen.device import resolve_device, synchronize
+from textgen.lm import prepare_data
+from textgen.results import invocation, make_result, write_result
 
 TEXTGEN = [sys.executable, "-m", "textgen"]
 
@@ -106,7 +105,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--recipes", nargs="+", default=["shakespeare", "ptb-small"])
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N (both loops run there)")
-    parser.add_argument("--out", type=Path, default=Path("results/bench-lm.json"))
+    parser.add_argument("--out", type=Path, default=Path("results/speed/bench-lm.json"))
     args = parser.parse_args()
     device = resolve_device(args.device)
     workdir = Path("runs/bench")

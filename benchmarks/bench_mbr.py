@@ -5,24 +5,24 @@ selection (N(N-1) utility calls per source at most, fewer when candidates repeat
 outputs against the references is reported too (sacrebleu via textgen.metrics).
 
     python benchmarks/bench_mbr.py [--checkpoint checkpoints/translate-multi30k.pt] [--sentences 1000] [--n 32]
-        [--sampling epsilon] [--utility bleu] [--device cpu] [--out results/bench-mbr.json]
+        [--sampling epsilon] [--utility bleu] [--device cpu] [--out results/speed/bench-mbr.json]
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from textgen.data.parallel import load_parallel  # noqa: E402
-from textgen.decode.mbr import SAMPLINGS, UTILITIES, check_mbr_args, sample_candidates, select  # noqa: E402
-from textgen.device import resolve_device, synchronize  # noqa: E402
-from textgen.metrics import score  # noqa: E402
-from textgen.results import invocation, make_result, write_result  # noqa: E402
-from textgen.seq2seq import decode_ids, encode_sources, load_model  # noqa: E402
+from textgen.config import MbrConfig
+from textgen.data.parallel import load_parallel
+from textgen.decode import settings
+from textgen.decode.driver import decode_ids
+from textgen.decode.mbr import SAMPLINGS, UTILITIES, sample_candidates, select
+from textgen.device import resolve_device, synchronize
+from textgen.metrics import score
+from textgen.results import invocation, make_result, write_result
+from textgen.seq2seq import encode_sources, load_model
 
 
 def main() -> None:
@@ -32,18 +32,17 @@ def main() -> None:
     parser.add_argument("--split", default="valid")
     parser.add_argument("--sentences", type=int, default=1000)
     parser.add_argument("--n", type=int, default=32, help="MBR candidates per source")
-    parser.add_argument("--sampling", default="epsilon", choices=SAMPLINGS)
-    parser.add_argument("--utility", default="bleu", choices=list(UTILITIES))
-    parser.add_argument("--epsilon", type=float, default=0.02)
-    parser.add_argument("--top-p", type=float, default=0.9)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--sampling", default=MbrConfig.sampling, choices=SAMPLINGS)
+    parser.add_argument("--utility", default=MbrConfig.utility, choices=list(UTILITIES))
+    parser.add_argument("--epsilon", type=float, default=MbrConfig.epsilon)
+    parser.add_argument("--top-p", type=float, default=MbrConfig.top_p)
+    parser.add_argument("--seed", type=int, default=MbrConfig.seed)
     parser.add_argument("--beam", type=int, default=5)
     parser.add_argument("--batch-size", type=int, help="sources decoded together [default: the recipe's]")
     parser.add_argument("--precision", help="fp32, bf16, fp16 [default: the recipe's]")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N")
-    parser.add_argument("--out", type=Path, default=Path("results/bench-mbr.json"))
+    parser.add_argument("--out", type=Path, default=Path("results/speed/bench-mbr.json"))
     args = parser.parse_args()
-    check_mbr_args(args.n, args.sampling, args.utility, args.epsilon, args.top_p)
     start = time.perf_counter()
     device = resolve_device(args.device)
     model, vocabs, recipe, _ = load_model(args.checkpoint, device)
@@ -51,10 +50,18 @@ def main() -> None:
     part = corpus.splits[args.split]
     sources = encode_sources(vocabs, part.sources[: args.sentences], recipe.data.max_source_tokens)
     refs = [part.targets[: len(sources)]]
-    cfg = dataclasses.replace(
+    cfg = settings.resolve(
         recipe.decode,
+        device,
+        seed=args.seed,
+        mbr=args.n,
         nbest=1,
-        **{k: v for k, v in (("batch_size", args.batch_size), ("precision", args.precision)) if v},
+        batch_size=args.batch_size,
+        precision=args.precision,
+        mbr_sampling=args.sampling,
+        mbr_utility=args.utility,
+        mbr_epsilon=args.epsilon,
+        mbr_top_p=args.top_p,
     )
 
     def clock() -> float:
@@ -62,14 +69,12 @@ def main() -> None:
         return time.perf_counter()
 
     decode_ids(model, sources[: cfg.batch_size], cfg, beam=args.beam)  # warm-up: first-batch kernel setup
-    sample_candidates(model, vocabs.tgt.decode, sources[:8], cfg, args.n, args.sampling, args.seed)
+    sample_candidates(model, vocabs.tgt.decode, sources[:8], cfg)
     t0 = clock()
     beam_ids = decode_ids(model, sources, cfg, beam=args.beam)
     beam_out = [vocabs.tgt.decode(toks[0]) if toks else "" for toks, _ in beam_ids]
     t1 = clock()
-    candidates = sample_candidates(
-        model, vocabs.tgt.decode, sources, cfg, args.n, args.sampling, args.seed, epsilon=args.epsilon, top_p=args.top_p
-    )
+    candidates = sample_candidates(model, vocabs.tgt.decode, sources, cfg)
     t2 = clock()
     chosen = select(candidates, args.utility)
     t3 = clock()

@@ -9,15 +9,13 @@ run. Decoding: one beam-5 step of 100 sentences (500 rows) with 2 threads; train
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from textgen.results import invocation, make_result, write_result  # noqa: E402
+from textgen.results import invocation, make_result, write_result
 
 WIDTHS = (3963, 3968, 8000)
 
@@ -39,7 +37,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--hidden", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--out", type=Path, default=Path("results/bench-output-width.json"))
+    parser.add_argument("--out", type=Path, default=Path("results/speed/bench-output-width.json"))
     args = parser.parse_args()
     torch.manual_seed(0)
     start = time.perf_counter()

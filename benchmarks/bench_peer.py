@@ -27,12 +27,9 @@ import time
 from pathlib import Path
 
 import torch
+from bench_seq2seq import textgen_tokens_per_s
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench_seq2seq import textgen_tokens_per_s  # noqa: E402
-
-from textgen.results import invocation, make_result, write_result  # noqa: E402
+from textgen.results import invocation, make_result, write_result
 
 # OpenNMT-py 3.5.1 on this machine, same model shape, 25 minutes (issue #14): target tokens/s per thread
 # count, and test2016 sentences/s with 2 threads by its own timer
@@ -65,7 +62,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=120, help="training updates per timing (first 20 not timed)")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--precisions", default="fp32,bf16")
-    parser.add_argument("--out", type=Path, default=Path("results/bench-peer.json"))
+    parser.add_argument("--out", type=Path, default=Path("results/speed-peer/bench-peer.json"))
     args = parser.parse_args()
     checkpoints = {output_vocab(path): path for path in args.checkpoint}  # checked before the long timings
     if len(checkpoints) < len(args.checkpoint):

@@ -28,18 +28,18 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from textgen import checkpoint  # noqa: E402
-from textgen.config import load_recipe, recipe_from_checkpoint  # noqa: E402
-from textgen.data.seqvocab import PAD  # noqa: E402
-from textgen.device import resolve_device, synchronize  # noqa: E402
-from textgen.distributed import Dist  # noqa: E402
-from textgen.objectives import OBJECTIVES, mixer  # noqa: E402
-from textgen.objectives.common import Context  # noqa: E402
-from textgen.precision import autocast, grad_scaler  # noqa: E402
-from textgen.results import invocation, make_result, write_result  # noqa: E402
-from textgen.schedule import build_optimizer  # noqa: E402
-from textgen.seq2seq import Seq2SeqTask, decode_ids  # noqa: E402
+from textgen import checkpoint
+from textgen.config import load_recipe, recipe_from_checkpoint
+from textgen.data.seqvocab import PAD
+from textgen.decode.driver import decode_ids
+from textgen.device import resolve_device, synchronize
+from textgen.distributed import Dist
+from textgen.objectives import OBJECTIVES, mixer
+from textgen.objectives.base import Context
+from textgen.precision import autocast, grad_scaler
+from textgen.results import invocation, make_result, write_result
+from textgen.schedule import build_optimizer
+from textgen.seq2seq import Seq2SeqTask
 
 
 class PhaseTimer:
@@ -258,15 +258,15 @@ def mixer_vs_xent(task: Seq2SeqTask, steps: int, T: int = 12, stages: tuple[int,
     x = sum(xent.values())
     out = {"xent_step_ms": round(1000 * x, 1), "mixer_T": T}
     for s in stages:
-        cfg = dataclasses.replace(
-            ctx.recipe.objective,
-            name="mixer",
-            mixer_T=T,
-            mixer_delta=max(T - s, 1),
-            mixer_xent_epochs=1e9 if s >= T else 0.0,
-            mixer_epochs_per_stage=1e9,
-            mixer_min_s=min(s, T),
+        schedule = dataclasses.replace(
+            ctx.recipe.objective.mixer,
+            T=T,
+            delta=max(T - s, 1),
+            xent_epochs=1e9 if s >= T else 0.0,
+            epochs_per_stage=1e9,
+            min_s=min(s, T),
         )
+        cfg = dataclasses.replace(ctx.recipe.objective, name="mixer", mixer=schedule)
         mixer_ctx = dataclasses.replace(ctx, recipe=dataclasses.replace(ctx.recipe, objective=cfg))
         mix = {k: v / steps for k, v in timed_updates(task, OBJECTIVES["mixer"](mixer_ctx), 2, steps)[0].items()}
         m = sum(mix.values())
@@ -285,16 +285,17 @@ def sequence_objectives_vs_xent(task: Seq2SeqTask, steps: int, xent_step_ms: flo
     multi-sample REINFORCE with the leave-one-out baseline (4 samples, Kool et al.) and SCST (one sample against
     the eval-mode greedy decode)."""
     ctx = xent_context(task)
-    base = dataclasses.replace(ctx.recipe.objective, mixer_T=1, mixer_delta=1, mixer_xent_epochs=0.0, mixer_min_s=0)
-    settings = {
-        "mrt": dict(name="mrt", mrt_candidates=4, xent_weight=0.3),
-        "mrt_beam4": dict(name="mrt", mrt_candidates=4, mrt_beam=4, xent_weight=0.3),
-        "reinforce_loo4": dict(name="mixer", baseline="loo", samples=4),
-        "scst": dict(name="scst", xent_weight=0.0),
+    objective = ctx.recipe.objective
+    sampled = dataclasses.replace(objective.mixer, T=1, delta=1, xent_epochs=0.0, min_s=0)  # s = 0 throughout
+    settings = {  # (name, its [objective.mixer] or [objective.mrt] table)
+        "mrt": ("mrt", dict(mrt=dataclasses.replace(objective.mrt, candidates=4, xent_weight=0.3))),
+        "mrt_beam4": ("mrt", dict(mrt=dataclasses.replace(objective.mrt, candidates=4, beam=4, xent_weight=0.3))),
+        "reinforce_loo4": ("mixer", dict(mixer=dataclasses.replace(sampled, baseline="loo", samples=4))),
+        "scst": ("scst", dict(mixer=dataclasses.replace(sampled, xent_weight=0.0))),
     }
     out = {}
-    for label, changes in settings.items():
-        cfg = dataclasses.replace(base, **changes)
+    for label, (name, tables) in settings.items():
+        cfg = dataclasses.replace(objective, name=name, **{"mixer": sampled, **tables})
         octx = dataclasses.replace(ctx, recipe=dataclasses.replace(ctx.recipe, objective=cfg))
         split = timed_updates(task, OBJECTIVES[cfg.name](octx), 2, steps)[0]
         ms = 1000 * sum(split.values()) / steps
@@ -343,7 +344,7 @@ def main() -> None:
     parser.add_argument("--compare-steps", type=int, default=80, help="steps per run of textgen vs the bare loop")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N")
-    parser.add_argument("--out", type=Path, default=Path("results/bench-seq2seq.json"))
+    parser.add_argument("--out", type=Path, default=Path("results/speed/bench-seq2seq.json"))
     args = parser.parse_args()
     start = time.perf_counter()
     device = resolve_device(args.device)

@@ -3,7 +3,7 @@
 Starts `textgen serve CKPT` on a free loopback port; each client (a thread with one keep-alive connection)
 sends one-sentence beam-5 /translate requests for `--seconds`. The baseline is the same sentences decoded
 one at a time through the Python API (no HTTP, no batching window): what a server without batching
-could do at best. Writes results/bench-serve.json (requests/s, p50/p99 latency per level, the ratio).
+could do at best. Writes results/speed/bench-serve.json (requests/s, p50/p99 latency per level, the ratio).
 
     python benchmarks/bench_serve.py --checkpoint checkpoints/translate-multi30k.pt
     python benchmarks/bench_serve.py --checkpoint toy.pt --sources sentences.txt --seconds 3
@@ -24,10 +24,9 @@ import threading
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from textgen.results import invocation, make_result, write_result
 
-from textgen.results import invocation, make_result, write_result  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -176,7 +175,7 @@ def main() -> None:
     parser.add_argument("--max-batch", type=int, default=32)
     parser.add_argument("--window-ms", type=float, default=10.0)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--out", type=Path, default=Path("results/bench-serve.json"))
+    parser.add_argument("--out", type=Path, default=Path("results/speed/bench-serve.json"))
     args = parser.parse_args()
     if not args.checkpoint.is_file():
         sys.exit(f"checkpoint {args.checkpoint} does not exist: train one, or give --checkpoint")

@@ -107,6 +107,10 @@ def case_unknown_recipe_key(cli, tmp, recipe):
     return cli("train", "-r", recipe, "--set", "train.lrate=1"), "valid keys are"
 
 
+def case_objective_key_of_an_earlier_version(cli, tmp, recipe):
+    return cli("train", "-r", "mixer", "--set", "objective.mixer_T=12"), "moved: use objective.mixer.T"
+
+
 def case_wrong_value_type(cli, tmp, recipe):
     return cli("train", "-r", recipe, "--set", "train.batch_size=big"), "must be int"
 

@@ -1,22 +1,25 @@
 import dataclasses
 import math
 import re
-import typing
+import tomllib
 from pathlib import Path
 
 import pytest
 
 from textgen.config import (
     RANGES,
-    SECTIONS,
+    MixerConfig,
+    MrtConfig,
     Recipe,
     apply_overrides,
     dump_toml,
     from_dict,
+    leaf_types,
     list_recipe_files,
     load_recipe,
     parse_override,
     read_toml,
+    recipe_from_checkpoint,
 )
 from textgen.errors import UserError
 
@@ -63,12 +66,7 @@ def test_every_shipped_recipe_loads_and_round_trips():
         assert again == recipe
 
 
-NUMERIC_KEYS = [
-    f"{section}.{name}"
-    for section, cls in SECTIONS.items()
-    for name, kind in typing.get_type_hints(cls).items()
-    if kind in (int, float)
-]
+NUMERIC_KEYS = [key for key, kind in leaf_types().items() if kind in (int, float)]
 
 
 def test_every_numeric_setting_has_a_declared_range():
@@ -103,9 +101,7 @@ def test_out_of_range_settings_are_rejected_naming_key_and_range(key, value):
         from_dict({section: {name: value}})
 
 
-@pytest.mark.parametrize(
-    "key", [k for k in NUMERIC_KEYS if typing.get_type_hints(SECTIONS[k.split(".")[0]])[k.split(".")[1]] is float]
-)
+@pytest.mark.parametrize("key", [k for k in NUMERIC_KEYS if leaf_types()[k] is float])
 def test_no_float_setting_accepts_nan_or_infinity(key):
     for literal in ("nan", "inf", "-inf"):
         with pytest.raises(UserError, match="is out of range: a finite number"):
@@ -136,22 +132,21 @@ def test_defaults_are_frozen():
         recipe.train.lr = 3  # type: ignore[misc]
 
 
-@pytest.mark.parametrize("objective", ["xent", "mixer", "dad", "e2e"])
-def test_finetune_recipes_are_the_measured_fine_tuning_settings(objective):
-    """recipes/finetune-*.toml are exactly the objective recipe plus experiments/compare-objectives.sh's
-    Multi30k overrides, the settings docs/RESULTS.md's fine-tuning table was measured with."""
-    import re
+@pytest.mark.parametrize("objective", ["mixer", "dad", "e2e"])
+def test_finetune_recipes_are_one_set_of_measured_settings_on_each_objective(objective):
+    """finetune-{xent,mixer,dad,e2e} are the measured fine-tuning settings (results/objectives-one-budget/) on
+    each objective recipe: the same tables in every file, differing only in the recipe they extend."""
+    from textgen.config import read_toml, recipe_path
 
-    script = (Path(__file__).resolve().parent.parent / "experiments" / "compare-objectives.sh").read_text()
-    block = script[script.index("M30K=(") : script.index(")", script.index("M30K=("))]
-    overrides = re.findall(r"--set (\S+)", block)
-    assert len(overrides) == 11
-    assert "--set train.max_minutes=0 " in script[script.index("run() {") :]  # every run: epochs, not minutes
-    measured = load_recipe(objective, overrides + ["train.max_minutes=0"])
-    recipe = load_recipe(f"finetune-{objective}")
-    assert recipe.name == f"finetune-{objective}"
-    for section in ("data", "model", "train", "decode", "objective"):
-        assert getattr(recipe, section) == getattr(measured, section), section
+    def settings(name: str) -> dict:
+        return {k: v for k, v in read_toml(recipe_path(name)).items() if k not in ("description", "extends")}
+
+    assert read_toml(recipe_path(f"finetune-{objective}"))["extends"] == objective
+    assert settings(f"finetune-{objective}") == settings("finetune-xent")
+    recipe, xent = load_recipe(f"finetune-{objective}"), load_recipe("finetune-xent")
+    assert recipe.objective.name == objective and recipe.train.max_minutes == 0
+    for section in ("data", "model", "train", "decode"):
+        assert getattr(recipe, section) == getattr(xent, section), section
 
 
 def test_every_finetune_recipe_states_its_own_budget():
@@ -173,10 +168,72 @@ def test_sequence_level_finetune_recipes_have_finetune_xents_budget(name):
     for section in ("data", "model", "train", "decode"):
         assert getattr(recipe, section) == getattr(xent, section), section
     if name == "finetune-mrt":
-        assert (recipe.objective.name, recipe.objective.mrt_candidates, recipe.objective.mrt_beam) == ("mrt", 4, 0)
+        assert (recipe.objective.name, recipe.objective.mrt.candidates, recipe.objective.mrt.beam) == ("mrt", 4, 0)
     elif name == "finetune-mrt-beam":  # finetune-mrt with beam 4's 4-best added, nothing else changed
         mrt = load_recipe("finetune-mrt").objective
-        assert recipe.objective == dataclasses.replace(mrt, mrt_beam=4) != mrt
+        assert recipe.objective == dataclasses.replace(mrt, mrt=dataclasses.replace(mrt.mrt, beam=4)) != mrt
     else:  # finetune-mixer with the leave-one-out baseline over 4 samples, nothing else changed
         mixer = load_recipe("finetune-mixer").objective
-        assert recipe.objective == dataclasses.replace(mixer, baseline="loo", samples=4) != mixer
+        loo = dataclasses.replace(mixer.mixer, baseline="loo", samples=4)
+        assert recipe.objective == dataclasses.replace(mixer, mixer=loo) != mixer
+        assert recipe.objective.mixer.T == 12  # a child recipe's [objective.mixer] keeps its parent's other keys
+
+
+def test_each_objective_has_its_own_table_settable_with_set():
+    recipe = load_recipe("mixer", ["objective.mixer.reward=rouge2", "objective.mrt.beam=3", "objective.dad.max_p=0.5"])
+    assert (recipe.objective.mixer.reward, recipe.objective.mrt.beam, recipe.objective.dad.max_p) == ("rouge2", 3, 0.5)
+    assert recipe.objective.mixer.T == 20 and recipe.objective.mrt.reward == "bleu"  # the recipe's, and a default
+    with pytest.raises(UserError, match="'objective.mixer.reward' must be one of"):
+        load_recipe("mixer", ["objective.mixer.reward=meteor"])
+    with pytest.raises(UserError, match=r"objective.mixer.T = 0 is out of range"):
+        load_recipe("mixer", ["objective.mixer.T=0"])
+    assert "[objective.mixer]\nT = 20" in dump_toml(recipe)
+    assert from_dict(tomllib.loads(dump_toml(recipe))) == recipe
+
+
+@pytest.mark.parametrize(
+    "old, new",
+    [
+        ("mixer_T", "use objective.mixer.T"),
+        ("dad_max_p", "use objective.dad.max_p"),
+        ("e2e_k", "use objective.e2e.k"),
+        ("mrt_beam", "use objective.mrt.beam"),
+        ("samples", "use objective.mixer.samples"),
+        ("reward", "use objective.mixer.reward or objective.mrt.reward"),
+    ],
+)
+def test_a_flat_objective_key_of_earlier_versions_says_where_it_moved(old, new, tmp_path):
+    message = f"objective.{old} moved: {new}"
+    with pytest.raises(UserError) as err:
+        load_recipe("mixer", [f"objective.{old}=1"])
+    assert str(err.value) == message
+    path = tmp_path / "old.toml"
+    path.write_text(f'extends = "mixer"\n[objective]\n{old} = 1\n')
+    with pytest.raises(UserError) as err:
+        load_recipe(str(path))
+    assert str(err.value) == message
+
+
+def test_a_checkpoint_recipe_with_flat_objective_keys_reads_into_the_tables():
+    """Checkpoints store the recipe they were trained with; those of earlier versions have flat keys."""
+    stored = dataclasses.asdict(load_recipe("paper-xent"))
+    stored["objective"] = {"name": "mixer", "mixer_T": 7, "mixer_delta": 2, "dad_max_p": 0.5, "e2e_k": 4,
+                           "mrt_beam": 3, "reward": "rouge2", "xent_weight": 0.25, "baseline": "loo", "samples": 2,
+                           "sample_temperature": 0.5}  # fmt: skip
+    objective = recipe_from_checkpoint({"recipe": stored}).objective
+    assert (objective.name, objective.sample_temperature) == ("mixer", 0.5)
+    assert (objective.mixer.T, objective.mixer.delta, objective.mixer.baseline, objective.mixer.samples) == (
+        7,
+        2,
+        "loo",
+        2,
+    )
+    assert (objective.dad.max_p, objective.e2e.k, objective.mrt.beam) == (0.5, 4, 3)
+    # a key shared then goes to the table of the objective that ran: a resume with its recipe finds no difference
+    assert (objective.mixer.reward, objective.mixer.xent_weight) == ("rouge2", 0.25)
+    assert (objective.mrt.reward, objective.mrt.xent_weight) == (MrtConfig().reward, MrtConfig().xent_weight)
+    stored["objective"] = {"name": "mrt", "reward": "rouge1", "xent_weight": 0.3, "mrt_candidates": 4}
+    objective = recipe_from_checkpoint({"recipe": stored}).objective
+    assert (objective.mrt.reward, objective.mrt.xent_weight, objective.mrt.candidates) == ("rouge1", 0.3, 4)
+    assert objective.mixer == MixerConfig()
+    assert objective.mixer.min_s == MixerConfig().min_s  # not stored: the default

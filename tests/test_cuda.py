@@ -24,13 +24,8 @@ def mixer_recipe(tmp_path):
         "toy reversal, MIXER",
         hidden=32,
         train={"lr": 0.01, "max_tokens": 200, "eval_every": 20, "log_every": 10},
-        objective={
-            "name": "mixer",
-            "mixer_T": 4,
-            "mixer_delta": 2,
-            "mixer_xent_epochs": 2,
-            "mixer_epochs_per_stage": 1,
-        },
+        objective={"name": "mixer"},
+        **{"objective.mixer": {"T": 4, "delta": 2, "xent_epochs": 2, "epochs_per_stage": 1}},
         decode={"beam": 3, "max_len_a": 1.0, "max_len_b": 2},
     )
 

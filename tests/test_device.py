@@ -12,7 +12,16 @@ import torch
 from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_leaves
 
-from textgen.config import DecodeConfig, ModelConfig, ObjectiveConfig, Recipe, TrainConfig
+from textgen.config import (
+    DadConfig,
+    DecodeConfig,
+    E2EConfig,
+    MixerConfig,
+    ModelConfig,
+    ObjectiveConfig,
+    Recipe,
+    TrainConfig,
+)
 from textgen.data.seqbatch import collate
 from textgen.data.seqvocab import WordVocab
 from textgen.decode.generate_lm import generate
@@ -22,7 +31,7 @@ from textgen.lm import evaluate, loss_sum
 from textgen.models.lm import RNNLM
 from textgen.models.seq2seq import Seq2Seq
 from textgen.objectives import OBJECTIVES
-from textgen.objectives.common import Context
+from textgen.objectives.base import Context
 
 VOCAB = WordVocab(("<pad>", "<unk>", "<s>", "</s>", "x", "y", "z"))
 
@@ -61,13 +70,9 @@ def test_objective_step_makes_no_tensor_on_the_default_device(name):
         decode=DecodeConfig(max_len_a=0.0, max_len_b=4),
         objective=ObjectiveConfig(
             name=name,
-            mixer_T=2,
-            mixer_xent_epochs=0,
-            mixer_delta=1,
-            dad_schedule="linear",
-            dad_max_p=1.0,
-            dad_ramp_epochs=0,
-            e2e_k=3,
+            mixer=MixerConfig(T=2, xent_epochs=0, delta=1),
+            dad=DadConfig(schedule="linear", max_p=1.0, ramp_epochs=0),
+            e2e=E2EConfig(k=3),
         ),
     )
     model, data = seq2seq(), batch()  # host-side data: made before the default device changes

@@ -64,13 +64,8 @@ def test_mixer_under_two_ranks_trains_in_sync_and_resumes_on_one(tmp_path):
             "valid_metric": "bleu4",
             "log_every": 2,
         },
-        objective={
-            "name": "mixer",
-            "mixer_T": 4,
-            "mixer_delta": 2,
-            "mixer_xent_epochs": 0,
-            "mixer_epochs_per_stage": 1,
-        },
+        objective={"name": "mixer"},
+        **{"objective.mixer": {"T": 4, "delta": 2, "xent_epochs": 0, "epochs_per_stage": 1}},
     )
     run_textgen(["-r", recipe, "-o", "m.pt", "--run-dir", "run"], tmp_path, nproc=2)
     rows = (tmp_path / "run/metrics.csv").read_text().splitlines()
@@ -167,13 +162,9 @@ def test_mixer_step_under_two_ranks_equals_one_process_replaying_each_ranks_samp
             "eval_every": 1,
             "log_every": 1,
         },
-        objective={
-            "name": "mixer",
-            "mixer_T": 4,
-            "mixer_delta": 2,
-            "mixer_xent_epochs": 0,
-            "mixer_epochs_per_stage": 1,
-            "baseline_lr": baseline_lr,
+        objective={"name": "mixer"},
+        **{
+            "objective.mixer": {"T": 4, "delta": 2, "xent_epochs": 0, "epochs_per_stage": 1, "baseline_lr": baseline_lr}
         },
     )
     run_textgen(["-r", recipe, "-o", "m.pt", "--run-dir", "run"], tmp_path, nproc=2)

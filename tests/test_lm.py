@@ -9,7 +9,7 @@ from textgen.data.batching import batchify, num_windows, window
 from textgen.data.vocab import CharVocab, WordVocab
 from textgen.decode.generate_lm import generate
 from textgen.lm import LMTask, load_model
-from textgen.models.lm import RNNLM, detach_state
+from textgen.models.lm import RNNLM
 
 
 def tiny_model(cell="lstm", vocab=7, seed=0, **kw):
@@ -49,7 +49,7 @@ def test_carried_state_matches_one_long_sequence():
         whole, _ = model(x, model.init_state(2))
         state, pieces = model.init_state(2), []
         for chunk in x.split(7, dim=1):
-            out, state = model(chunk, detach_state(state))
+            out, state = model(chunk, model.detach_state(state))
             pieces.append(out)
         torch.testing.assert_close(torch.cat(pieces, 1), whole, rtol=1e-5, atol=1e-6)
 

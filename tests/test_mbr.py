@@ -1,6 +1,7 @@
 """MBR decoding: the epsilon transform, keyed sampling, mbr_select on hand-made candidate sets, batched MBR
 against one source at a time, and `decode --mbr` / `eval --mbr` through the CLI."""
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -14,6 +15,11 @@ from textgen.decode.mbr import UTILITIES, mbr_decode, mbr_select
 from textgen.decode.sampling import epsilon_filter, keyed_uniforms, next_token, row_keys
 from textgen.decode.search import greedy_or_sample
 from textgen.metrics import sentence_bleu, sentence_chrf
+
+
+def with_mbr(cfg, **mbr):
+    """A DecodeConfig with these [decode.mbr] settings."""
+    return dataclasses.replace(cfg, mbr=dataclasses.replace(cfg.mbr, **mbr))
 
 
 def test_epsilon_filter_zeroes_exactly_the_tokens_below_epsilon_and_renormalises():
@@ -138,7 +144,8 @@ def test_mbr_beam_adds_the_beam_outputs_to_the_candidates(trained_mt):
     mt = textgen.load(trained_mt, device="cpu")
     sources = ["a b c d", "e f", "h g h"]
     beam = mt.translate(sources, beam=3, nbest=3)
-    chosen = mbr_decode(mt.model, mt.vocabs.tgt.decode, mt.encode(sources), mt.recipe.decode, 4, seed=1, beam=3)
+    cfg = with_mbr(mt.recipe.decode, samples=4, seed=1, beam=3)
+    chosen = mbr_decode(mt.model, mt.vocabs.tgt.decode, mt.encode(sources), cfg)
     for c, nbest in zip(chosen, beam):
         assert c.candidates[4:] == [text for text, _ in nbest if text not in c.candidates[:4]]
         assert len(c.expected) == len(c.candidates)
@@ -181,9 +188,8 @@ def test_batched_mbr_equals_each_source_alone_and_is_repeatable(trained_mt):
     assert batched[:2] == ["d c b a", "f e"]  # the toy model reverses: the consensus of its samples too
 
     def candidates(seed):
-        out = mbr_decode(
-            mt.model, mt.vocabs.tgt.decode, mt.encode(sources), mt.recipe.decode, 6, "ancestral", "bleu", seed, 1.5
-        )
+        cfg = with_mbr(mt.recipe.decode, samples=6, sampling="ancestral", utility="bleu", seed=seed)
+        out = mbr_decode(mt.model, mt.vocabs.tgt.decode, mt.encode(sources), dataclasses.replace(cfg, temperature=1.5))
         for choice in out:
             assert choice.text == choice.candidates[choice.index] and len(choice.candidates) == 6
             assert choice.expected[choice.index] == max(choice.expected)
@@ -194,7 +200,9 @@ def test_batched_mbr_equals_each_source_alone_and_is_repeatable(trained_mt):
         assert mt.translate(sources, mbr=4, mbr_sampling=sampling, mbr_utility="chrf", seed=1) == mt.translate(
             sources, mbr=4, mbr_sampling=sampling, mbr_utility="chrf", seed=1
         )
-    single = mbr_decode(mt.model, mt.vocabs.tgt.decode, mt.encode(sources), mt.recipe.decode, 1, seed=5)
+    single = mbr_decode(
+        mt.model, mt.vocabs.tgt.decode, mt.encode(sources), with_mbr(mt.recipe.decode, samples=1, seed=5)
+    )
     assert all(c.candidates == [c.text] for c in single)  # N = 1: the one epsilon sample
 
 
@@ -209,7 +217,9 @@ def test_mbr_api_errors(trained_mt):
         (dict(mbr=4, mbr_utility="meteor"), "--mbr-utility"),
         (dict(mbr=4, mbr_sampling="beam"), "--mbr-sampling"),
         (dict(mbr=4, mbr_epsilon=1.0), "--mbr-epsilon"),
-        (dict(mbr=4, beam=3), "leave out beam"),
+        (dict(mbr=4, beam=3), "leave out --beam"),
+        (dict(mbr=4, sample=True), "leave out --beam, --sample"),
+        (dict(mbr=4, nbest=2), "and --nbest"),
         (dict(mbr=4, temperature=0), "> 0"),
         (dict(mbr_beam=2), "give --mbr N too"),
         (dict(mbr=4, mbr_beam=-1), "--mbr-beam must be an integer >= 0"),

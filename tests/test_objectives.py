@@ -8,7 +8,16 @@ import pytest
 import sacrebleu
 import torch
 
-from textgen.config import DecodeConfig, ModelConfig, ObjectiveConfig, Recipe, TrainConfig
+from textgen.config import (
+    CHOICES,
+    DadConfig,
+    DecodeConfig,
+    MixerConfig,
+    ModelConfig,
+    ObjectiveConfig,
+    Recipe,
+    TrainConfig,
+)
 from textgen.data.seqbatch import collate
 from textgen.data.seqvocab import BOS, EOS, PAD, WordVocab
 from textgen.decode.generate import rollout
@@ -16,12 +25,20 @@ from textgen.decode.search import allowed_log_probs, greedy_or_sample
 from textgen.metrics import sentence_bleu
 from textgen.models.seq2seq import Seq2Seq
 from textgen.objectives import OBJECTIVES
-from textgen.objectives.common import Context, teacher_forced_loss, token_loss
+from textgen.objectives.base import Context
+from textgen.objectives.common import teacher_forced_loss, token_loss
 from textgen.objectives.mixer import Segment
-from textgen.objectives.schedules import dad_probability, mixer_s
+from textgen.objectives.schedules import feed_probability, xent_prefix_length
 
 VOCAB = WordVocab(("<pad>", "<unk>", "<s>", "</s>", "x", "y"))
 MAX_LEN = 3  # outputs of at most 3 tokens including EOS: 13 sequences in all
+
+
+def objective_config(name="xent", sample_temperature=1.0, **tables) -> ObjectiveConfig:
+    """An ObjectiveConfig with some keys of its tables set: mixer=dict(T=3)."""
+    default = ObjectiveConfig()
+    changed = {table: dataclasses.replace(getattr(default, table), **keys) for table, keys in tables.items()}
+    return ObjectiveConfig(name=name, sample_temperature=sample_temperature, **changed)
 
 
 def setup(name="xent", seed=0, dropout=0.0, **objective):
@@ -31,7 +48,7 @@ def setup(name="xent", seed=0, dropout=0.0, **objective):
         model=ModelConfig(layers=1, hidden=8, embed=6, dropout=dropout),
         train=TrainConfig(),
         decode=DecodeConfig(max_len_a=0.0, max_len_b=MAX_LEN),
-        objective=ObjectiveConfig(name=name, **objective),
+        objective=objective_config(name, **objective),
     )
     model = Seq2Seq(9, len(VOCAB), recipe.model).train()
     ctx = Context(recipe, VOCAB, ["x y"] * 4, steps_per_epoch=10)
@@ -66,7 +83,7 @@ def exact_expected_reward(model, batch, temperature=1.0):
 @pytest.mark.parametrize("temperature", [1.0, 0.5])
 def test_reinforce_gradient_matches_exact_gradient_of_expected_reward(temperature):
     """Unbiased for the policy actually sampled, tempered too (samples and log-probs from softmax(z / T))."""
-    model, objective = setup("reinforce", baseline="none", sample_temperature=temperature)
+    model, objective = setup("reinforce", sample_temperature=temperature, mixer=dict(baseline="none"))
     objective.reward_fn = x_count
     batch = copies(1)
     expected = exact_expected_reward(model, batch, temperature)
@@ -96,7 +113,7 @@ def per_sample_gradients(model, objective, samples):
 
 
 def test_learned_baseline_reduces_gradient_variance():
-    model, objective = setup("reinforce", baseline="learned")
+    model, objective = setup("reinforce", mixer=dict(baseline="learned"))
     objective.reward_fn = x_count
     opt = torch.optim.SGD(objective.baseline.parameters(), lr=0.5)
     for step in range(150):  # train only the regressor, as its own optimizer group would
@@ -112,7 +129,7 @@ def test_learned_baseline_reduces_gradient_variance():
 
 
 def test_baseline_loss_sends_no_gradient_into_the_decoder():
-    model, objective = setup("reinforce", baseline="learned")
+    model, objective = setup("reinforce", mixer=dict(baseline="learned"))
     objective.reward_fn = x_count
     batch = copies(8)
     state = model.encode(batch.src, batch.src_lens)
@@ -128,7 +145,7 @@ def test_baseline_loss_sends_no_gradient_into_the_decoder():
 def test_scst_baseline_is_the_test_time_greedy_decode_with_dropout_off():
     """Rennie et al.: the baseline is the reward of what greedy decoding outputs at test time, not a dropout decode;
     it draws nothing from the RNG, and the model is left in train mode."""
-    model, scst = setup("scst", dropout=0.5, mixer_T=1, mixer_delta=1, mixer_xent_epochs=0, xent_weight=0.0)
+    model, scst = setup("scst", dropout=0.5, mixer=dict(T=1, delta=1, xent_epochs=0, xent_weight=0.0))
     scst.reward_fn = lambda hyp, ref: float(len(hyp.split()) + 3 * hyp.split().count("x"))
     batch = collate([[4, 5, 6], [7, 8], [6, 6, 8, 7], [5]] * 4, [[4, 5]] * 16, [i % 4 for i in range(16)])
     rows = torch.arange(16)
@@ -155,9 +172,7 @@ def test_scst_baseline_is_the_test_time_greedy_decode_with_dropout_off():
 
 
 def test_scst_advantage_is_sample_reward_minus_greedy_reward():
-    model, scst = setup(
-        "scst", mixer_T=4, mixer_delta=4, mixer_xent_epochs=0, mixer_epochs_per_stage=1, xent_weight=0.0
-    )
+    model, scst = setup("scst", mixer=dict(T=4, delta=4, xent_epochs=0, epochs_per_stage=1, xent_weight=0.0))
     assert not list(scst.parameters())  # no regressor: the greedy decode is the baseline
     batch = copies(16)
     scst.reward_fn = lambda hyp, ref: 1.0  # every continuation earns the same: nothing to learn
@@ -172,7 +187,7 @@ def test_scst_advantage_is_sample_reward_minus_greedy_reward():
 
 
 def test_dad_with_p_zero_equals_xent():
-    model, dad = setup("dad", dad_max_p=0.0)
+    model, dad = setup("dad", dad=dict(max_p=0.0))
     _, xent = setup("xent")
     batch = collate([[4, 5, 6], [7, 8]], [[4, 5, 4], [5]], [0, 1])
     a, b = dad(model, batch, step=50), xent(model, batch, step=50)
@@ -186,7 +201,7 @@ def test_dad_with_p_zero_equals_xent():
 
 def test_dad_with_p_one_feeds_the_argmax_of_the_previous_step():
     """p = 1: every input after BOS is the model's own previous argmax; targets stay the reference."""
-    model, dad = setup("dad", dad_max_p=1.0, dad_ramp_epochs=1.0)
+    model, dad = setup("dad", dad=dict(max_p=1.0, ramp_epochs=1.0))
     batch = collate([[4, 5, 6], [7, 8]], [[4, 5, 4, 5], [5, 4]], [0, 1])
     state = model.encode(batch.src, batch.src_lens)
     prev, logits_per_step = batch.tgt_in[:, 0], []
@@ -218,23 +233,21 @@ def test_teacher_forced_loss_skips_the_padding_and_equals_the_token_loss_of_all_
 
 
 def test_mixer_with_s_equal_T_is_xent_exactly():
-    model, mixer = setup("mixer", mixer_T=25, mixer_xent_epochs=5)
+    model, mixer = setup("mixer", mixer=dict(T=25, xent_epochs=5))
     _, xent = setup("xent")
     batch = collate([[4, 5, 6], [7, 8]], [[4, 5, 4], [5]], [0, 1])
     assert torch.equal(mixer(model, batch, step=3).loss_sum, xent(model, batch, step=3).loss_sum)
 
 
 def test_mixer_schedule_steps_as_specified():
-    cfg = ObjectiveConfig(mixer_T=25, mixer_delta=3, mixer_xent_epochs=25, mixer_epochs_per_stage=5)
-    assert [mixer_s(cfg, e) for e in (0, 24, 25, 29, 30, 34, 35, 70)] == [25, 25, 22, 22, 19, 19, 16, 0]
-    assert mixer_s(dataclasses.replace(cfg, mixer_min_s=1), 200) == 1
-    summarize = ObjectiveConfig(mixer_T=20, mixer_delta=2, mixer_xent_epochs=20, mixer_epochs_per_stage=5)
-    assert [mixer_s(summarize, e) for e in (19, 20, 25, 30)] == [20, 18, 16, 14]
-    assert mixer_s(cfg, 29.99) == 22  # progress is fractional: a stage ends only when its epochs are done
-    finetune = ObjectiveConfig(
-        mixer_T=12, mixer_delta=4, mixer_xent_epochs=0, mixer_epochs_per_stage=0.5, mixer_min_s=1
-    )
-    assert [mixer_s(finetune, e) for e in (0.0, 0.49, 0.5, 1.0, 1.6)] == [8, 8, 4, 1, 1]
+    cfg = MixerConfig(T=25, delta=3, xent_epochs=25, epochs_per_stage=5)
+    assert [xent_prefix_length(cfg, e) for e in (0, 24, 25, 29, 30, 34, 35, 70)] == [25, 25, 22, 22, 19, 19, 16, 0]
+    assert xent_prefix_length(dataclasses.replace(cfg, min_s=1), 200) == 1
+    summarize = MixerConfig(T=20, delta=2, xent_epochs=20, epochs_per_stage=5)
+    assert [xent_prefix_length(summarize, e) for e in (19, 20, 25, 30)] == [20, 18, 16, 14]
+    assert xent_prefix_length(cfg, 29.99) == 22  # progress is fractional: a stage ends only when its epochs are done
+    finetune = MixerConfig(T=12, delta=4, xent_epochs=0, epochs_per_stage=0.5, min_s=1)
+    assert [xent_prefix_length(finetune, e) for e in (0.0, 0.49, 0.5, 1.0, 1.6)] == [8, 8, 4, 1, 1]
 
 
 def continuation_logp(model, src, prefix, continuation, limit):
@@ -253,9 +266,7 @@ def continuation_logp(model, src, prefix, continuation, limit):
 def test_mixer_below_T_weights_xent_prefix_and_reinforce_continuation_half_and_half():
     """At s = 1 (T = 3): loss = 0.5 * XENT(first reference token) + 0.5 * -(R - b) log p(sampled continuation),
     the continuation sampled after the reference prefix."""
-    model, mixer = setup(
-        "mixer", mixer_T=3, mixer_xent_epochs=0, mixer_delta=2, mixer_epochs_per_stage=1, baseline="none"
-    )
+    model, mixer = setup("mixer", mixer=dict(T=3, xent_epochs=0, delta=2, epochs_per_stage=1, baseline="none"))
     src, tgt = [4, 5, 6], [4, 5, 4]
     batch = copies(6, src=src, tgt=tgt)
     state = model.encode(batch.src, batch.src_lens)
@@ -279,25 +290,23 @@ def test_mixer_below_T_weights_xent_prefix_and_reinforce_continuation_half_and_h
 
 
 def test_dad_linear_schedule_rises_over_epochs():
-    cfg = ObjectiveConfig(dad_max_p=0.25, dad_ramp_epochs=10)
-    assert [dad_probability(cfg, e * 100, 100) for e in (0, 5, 10, 20)] == [0.0, 0.125, 0.25, 0.25]
+    cfg = DadConfig(max_p=0.25, ramp_epochs=10)
+    assert [feed_probability(cfg, e * 100, 100) for e in (0, 5, 10, 20)] == [0.0, 0.125, 0.25, 0.25]
 
 
 @pytest.mark.parametrize("k", [10.0, 300.0])
 def test_dad_inverse_sigmoid_is_bengio_et_al_in_updates(k):
     """p(i) = 1 - k / (k + exp(i / k)) at update i: k moves the midpoint (k ln k) and the width (k) together."""
-    inv = ObjectiveConfig(dad_schedule="inverse_sigmoid", dad_k_updates=k)
+    inv = DadConfig(schedule="inverse_sigmoid", k_updates=k)
     for i in (0, 1, 7, int(k), int(3 * k), int(10 * k)):
-        assert dad_probability(inv, i, 50) == pytest.approx(1 - k / (k + math.exp(i / k)), rel=1e-12, abs=1e-15)
-    assert dad_probability(inv, round(k * math.log(k)), 50) == pytest.approx(0.5, abs=0.002 if k == 10 else 2e-4)
-    assert dad_probability(ObjectiveConfig(dad_schedule="inverse_sigmoid", dad_k_updates=10.0), 0, 50) == pytest.approx(
-        1 / 11
-    )
-    assert dad_probability(inv, 10**9, 50) == 1.0  # no overflow far along
+        assert feed_probability(inv, i, 50) == pytest.approx(1 - k / (k + math.exp(i / k)), rel=1e-12, abs=1e-15)
+    assert feed_probability(inv, round(k * math.log(k)), 50) == pytest.approx(0.5, abs=0.002 if k == 10 else 2e-4)
+    assert feed_probability(DadConfig(schedule="inverse_sigmoid", k_updates=10.0), 0, 50) == pytest.approx(1 / 11)
+    assert feed_probability(inv, 10**9, 50) == 1.0  # no overflow far along
 
 
 def test_e2e_during_its_xent_epochs_is_xent_on_targets_longer_than_T():
-    model, e2e = setup("e2e", mixer_T=2, mixer_xent_epochs=10, e2e_k=3)
+    model, e2e = setup("e2e", mixer=dict(T=2, xent_epochs=10), e2e=dict(k=3))
     _, xent = setup("xent")
     batch = collate([[4, 5, 6], [7, 8]], [[4, 5, 4, 5, 4], [5, 4, 5]], [0, 1])  # targets longer than T = 2
     out = e2e(model, batch, step=0)
@@ -308,7 +317,7 @@ def test_e2e_during_its_xent_epochs_is_xent_on_targets_longer_than_T():
 def test_e2e_gradient_flows_through_the_top_k_weights():
     """d loss / d proj.bias by autograd equals finite differences: the bias moves the loss through the soft
     inputs' renormalised top-k weights too, so detaching them would make the two disagree."""
-    model, soft = setup("e2e", mixer_T=2, mixer_xent_epochs=0, mixer_delta=2, e2e_k=3)
+    model, soft = setup("e2e", mixer=dict(T=2, xent_epochs=0, delta=2), e2e=dict(k=3))
     model.double()
     batch = collate([[4, 5, 6]], [[4, 5, 4, 5]], [0])
     assert soft(model, batch, step=100).logs["s"] == 0
@@ -341,14 +350,14 @@ def test_sentence_bleu_reward_matches_sacrebleu():
 def test_leave_one_out_baseline_keeps_reinforce_unbiased():
     """k = 4 samples per source, each with the mean reward of the other three as its baseline (Kool et al.):
     the estimate still matches the exact gradient of the expected reward on an enumerable model."""
-    model, objective = setup("reinforce", baseline="loo", samples=4)
+    model, objective = setup("reinforce", mixer=dict(baseline="loo", samples=4))
     objective.reward_fn = x_count
     exact = torch.autograd.grad(exact_expected_reward(model, copies(1)), list(model.parameters()), allow_unused=True)
     assert_estimate_matches(model, objective, exact, sources=1500)
 
 
 def test_leave_one_out_advantage_is_reward_minus_the_others_mean_and_cuts_variance():
-    model, objective = setup("reinforce", baseline="loo", samples=3)
+    model, objective = setup("reinforce", mixer=dict(baseline="loo", samples=3))
     reward = torch.tensor([1.0, 0.0, 0.5, 0.2, 0.2, 0.8])  # two sources, three samples each
     roll = rollout(
         model, model.encode(copies(6).src, copies(6).src_lens), copies(6).tgt_in[:, 0], torch.full((6,), MAX_LEN)
@@ -363,11 +372,11 @@ def test_leave_one_out_advantage_is_reward_minus_the_others_mean_and_cuts_varian
     none = per_sample_gradients(model, objective, 300).var(0).sum()
     assert loo < 0.5 * none, (float(loo), float(none))
     with pytest.raises(Exception, match="samples"):
-        setup("reinforce", baseline="loo", samples=1)
+        setup("reinforce", mixer=dict(baseline="loo", samples=1))
 
 
 def test_per_step_baselines_learn_and_send_no_gradient_into_the_decoder():
-    model, objective = setup("reinforce", baseline="learned-per-step")
+    model, objective = setup("reinforce", mixer=dict(baseline="learned-per-step"))
     objective.reward_fn = x_count
     opt = torch.optim.SGD(objective.baseline.parameters(), lr=0.5)
     first = None
@@ -489,7 +498,7 @@ def test_mrt_rescoring_encodes_each_source_once_and_equals_the_full_teacher_forc
 
 def assert_one_candidate_mrt_is_weighted_xent(batch, **objective):
     """One candidate per source makes q = 1 and the risk constant: MRT's gradient is w * XENT's (w = 0.3)."""
-    model, mrt = setup("mrt", xent_weight=0.3, **objective)
+    model, mrt = setup("mrt", mrt=dict(xent_weight=0.3, **objective))
     _, xent = setup("xent")
     out = mrt(model, batch, step=0)
     assert out.logs["candidates"] == 1.0
@@ -500,8 +509,8 @@ def assert_one_candidate_mrt_is_weighted_xent(batch, **objective):
 
 
 def test_mrt_with_one_candidate_is_weighted_xent_and_otherwise_moves_towards_better_candidates():
-    assert_one_candidate_mrt_is_weighted_xent(copies(4), mrt_candidates=1)
-    model, many = setup("mrt", mrt_candidates=6, xent_weight=0.0, mrt_reference=True)
+    assert_one_candidate_mrt_is_weighted_xent(copies(4), candidates=1)
+    model, many = setup("mrt", mrt=dict(candidates=6, xent_weight=0.0, reference=True))
     many.reward_fn = x_count
     out = many(model, copies(8), step=0)
     assert out.logs["candidates"] > 1 and out.loss_sum.requires_grad
@@ -518,13 +527,13 @@ def test_mrt_with_one_candidate_is_weighted_xent_and_otherwise_moves_towards_bet
 
 
 def test_mrt_beam_candidates_are_the_samples_then_the_beam_n_best_and_beam_one_alone_is_weighted_xent():
-    """objective.mrt_beam adds the n-best of an eval-mode beam search of that width after the samples,
+    """objective.mrt.beam adds the n-best of an eval-mode beam search of that width after the samples,
     deduplicated; the beam's best as the only candidate leaves the risk constant: the gradient is w * XENT's."""
     from textgen.decode.search import beam_search
     from textgen.errors import UserError
 
     batch = collate([[4, 5, 6], [7, 8]], [[4, 5], [5]], [0, 1])
-    model, both = setup("mrt", dropout=0.5, mrt_candidates=4, mrt_beam=3)
+    model, both = setup("mrt", dropout=0.5, mrt=dict(candidates=4, beam=3))
     d = dataclasses.replace(both.ctx.recipe.decode, lenpen=0.6, no_repeat_ngram=1)  # not beam_search's defaults
     both.ctx = dataclasses.replace(both.ctx, recipe=dataclasses.replace(both.ctx.recipe, decode=d))
     model.eval()  # what the candidates must come from: dropout off
@@ -535,7 +544,7 @@ def test_mrt_beam_candidates_are_the_samples_then_the_beam_n_best_and_beam_one_a
         batch.src_lens,
         d.max_len_a,
         d.max_len_b,
-        temperature=both.cfg.sample_temperature,
+        temperature=both.temperature,
         num_samples=4,
     ).tokens
     search = dict(lenpen=d.lenpen, max_len_a=d.max_len_a, max_len_b=d.max_len_b, no_repeat_ngram=d.no_repeat_ngram)
@@ -549,23 +558,23 @@ def test_mrt_beam_candidates_are_the_samples_then_the_beam_n_best_and_beam_one_a
     model.eval()
     torch.manual_seed(1)
     assert both.candidates(model, batch) == expected and not model.training  # and an eval model stays in eval
-    _, beam_only = setup("mrt", mrt_candidates=0, mrt_beam=3)
+    _, beam_only = setup("mrt", mrt=dict(candidates=0, beam=3))
     beam_only.ctx = dataclasses.replace(beam_only.ctx, recipe=dataclasses.replace(beam_only.ctx.recipe, decode=d))
     assert beam_only.candidates(model, batch) == nbest
-    assert_one_candidate_mrt_is_weighted_xent(batch, mrt_candidates=0, mrt_beam=1)
+    assert_one_candidate_mrt_is_weighted_xent(batch, candidates=0, beam=1)
     for bad, message in (
-        ({"mrt_candidates": 0}, "are both 0"),
-        ({"mrt_beam": -1}, "objective.mrt_beam must be >= 0"),
-        ({"mrt_candidates": -1, "mrt_beam": 2}, "objective.mrt_candidates must be >= 0"),
+        ({"candidates": 0}, "are both 0"),
+        ({"beam": -1}, "objective.mrt.beam must be >= 0"),
+        ({"candidates": -1, "beam": 2}, "objective.mrt.candidates must be >= 0"),
     ):
         with pytest.raises(UserError, match=message):
-            setup("mrt", **bad)
+            setup("mrt", mrt=bad)
 
 
 def test_leave_one_out_groups_each_sources_own_samples():
     """Rows are k samples of each source side by side: the baseline of a sample is its own source's other
     samples, so a source whose samples all earn 1 gets no push, whatever the other source earns."""
-    model, objective = setup("reinforce", baseline="loo", samples=3)
+    model, objective = setup("reinforce", mixer=dict(baseline="loo", samples=3))
     objective.reward_fn = lambda hyp, ref: 1.0 if ref == "x" else float(len(hyp.split()))
     objective.ctx = dataclasses.replace(objective.ctx, references=["x", "y y"])
     batch = collate([[4, 5, 6], [7, 8]], [[4], [5, 5]], [0, 1])
@@ -599,7 +608,7 @@ def test_leave_one_out_groups_each_sources_own_samples():
 
 def test_scst_after_a_prefix_decodes_greedily_from_the_reference_prefix():
     """At s > 0 the greedy baseline continues the same reference prefix, re-encoded in eval mode."""
-    model, scst = setup("scst", dropout=0.5, mixer_T=3, mixer_delta=1, mixer_xent_epochs=0, xent_weight=0.5)
+    model, scst = setup("scst", dropout=0.5, mixer=dict(T=3, delta=1, xent_epochs=0, xent_weight=0.5))
     hyps = []
     scst.reward_fn = lambda hyp, ref: hyps.append(hyp) or 0.0
     batch = collate([[4, 5, 6], [7, 8]], [[4, 5, 4], [5, 4, 5]], [0, 1])
@@ -666,13 +675,13 @@ def test_the_reference_as_a_candidate_earns_reward_one_and_cost_zero_under_every
     ctx = Context(task.recipe, task.vocabs.tgt, task.references, task.steps_per_epoch)
     for name in ("mixer", "scst", "reinforce"):
         for reward in ("bleu", "bleu-sampled", "rouge2"):
-            cfg = ObjectiveConfig(name=name, reward=reward, baseline="none" if name != "scst" else "learned")
+            cfg = objective_config(name, mixer=dict(reward=reward, baseline="none" if name != "scst" else "learned"))
             recipe = dataclasses.replace(task.recipe, objective=cfg)
             objective = OBJECTIVES[name](dataclasses.replace(ctx, recipe=recipe))
             for s in (0, 1):  # the rest of the reference (with its EOS) after a reference prefix of s tokens
                 got = objective.rewards(batch, rows, s, batch.tgt_out[:, s:])
                 torch.testing.assert_close(got, torch.ones_like(got), msg=f"{name} {reward} s={s}")
-    cfg = ObjectiveConfig(name="mrt", reward="bleu", mrt_reference=True)
+    cfg = objective_config("mrt", mrt=dict(reward="bleu", reference=True))
     mrt = OBJECTIVES["mrt"](dataclasses.replace(ctx, recipe=dataclasses.replace(task.recipe, objective=cfg)))
     references = [strip_eos(row) for row in batch.tgt_out.tolist()]
     assert mrt.costs(batch, rows, references).tolist() == pytest.approx([0.0] * len(references), abs=1e-9)
@@ -701,11 +710,16 @@ def test_eval_scores_a_lowercased_model_against_lowercased_references(cli, tmp_p
     assert trained.code == 0, trained.err
     pairs = dict(zip(open(tmp_path / "test.src").read().splitlines(), open(tmp_path / "test.tgt").read().splitlines()))
 
-    def perfect(model, vocabs, sources, cfg, **options):
-        targets = {tuple(vocabs.src.encode(s)): t for s, t in pairs.items()}
-        return [[vocabs.tgt.decode(vocabs.tgt.encode(targets[tuple(ids)]))] for ids in sources]
+    from textgen.api import load
+    from textgen.decode.dispatch import Decoded
 
-    monkeypatch.setattr("textgen.seq2seq.translate", perfect)
+    vocabs = load(tmp_path / "lc.pt").vocabs
+    targets = {tuple(vocabs.src.encode(s)): t for s, t in pairs.items()}
+
+    def perfect(model, decode_text, sources, cfg, **options):  # the model's best: each target as its vocabulary has it
+        return [Decoded([(decode_text(vocabs.tgt.encode(targets[tuple(ids)])), 0.0)]) for ids in sources]
+
+    monkeypatch.setattr("textgen.decode.dispatch.decode_sources", perfect)
     result = cli("eval", "lc.pt", "--split", "test", "--metric", "bleu4", "--json")
     assert result.code == 0, result.err
     assert json.loads(result.out)["metrics"]["bleu4"] == 100.0
@@ -729,7 +743,7 @@ def test_bleu_sampled_scores_a_correct_stop_as_plain_bleu_does():
     early = sampled_ngram_bleu(ref[:4], [], ref)
     assert early == pytest.approx(plain(ref[:4])) == pytest.approx(sampled_ngram_bleu(ref[:3], ref[3:4], ref))
     assert 0 < early < 1 and sampled_ngram_bleu([], [], ref) == 0.0
-    model, mixer = setup("mixer", reward="bleu-sampled", baseline="none")
+    model, mixer = setup("mixer", mixer=dict(reward="bleu-sampled", baseline="none"))
     batch = collate([[4, 5, 6], [7, 8]], [[4, 5, 4], [5, 4]], [0, 1])
     stop = torch.full((2, 1), EOS)
     assert mixer.rewards(batch, torch.tensor([0]), 3, stop).tolist() == pytest.approx([1.0])  # s = target length
@@ -745,16 +759,16 @@ class Unreadable(list):
 
 def spy_rollouts(monkeypatch):
     """Record every rollout the sequence-level objectives make: (sample, rows, tokens)."""
-    import textgen.objectives.mixer as mixer_module
+    import textgen.objectives.mixer as sequence_level
 
-    calls, original = [], mixer_module.rollout
+    calls, original = [], sequence_level.rollout
 
     def spy(model, state, prev, limit, sample=True, **kw):
         roll = original(model, state, prev, limit, sample=sample, **kw)
         calls.append((sample, prev.size(0), roll.tokens))
         return roll
 
-    monkeypatch.setattr(mixer_module, "rollout", spy)
+    monkeypatch.setattr(sequence_level, "rollout", spy)
     return calls
 
 
@@ -762,7 +776,7 @@ def test_bleu_sampled_reads_the_references_from_the_batch_and_keeps_no_per_corpu
     """MIXER's paper reward needs only the batch: training indices it never saw, and a corpus it never reads."""
     from textgen.sampled_bleu import sampled_ngram_bleu
 
-    model, mixer = setup("mixer", reward="bleu-sampled", baseline="none", mixer_T=3, mixer_delta=2, mixer_xent_epochs=0)
+    model, mixer = setup("mixer", mixer=dict(reward="bleu-sampled", baseline="none", T=3, delta=2, xent_epochs=0))
     mixer.ctx = dataclasses.replace(mixer.ctx, references=Unreadable())
     before = {k: v for k, v in vars(mixer).items() if not k.startswith("_")}
     calls = spy_rollouts(monkeypatch)
@@ -779,7 +793,7 @@ def test_bleu_sampled_reads_the_references_from_the_batch_and_keeps_no_per_corpu
 def test_scst_decodes_each_sources_greedy_baseline_once_for_all_its_samples(monkeypatch):
     """samples = k rolls out k rows per source but one greedy decode per source: each of the k advantages is
     its sample's reward minus that one greedy reward."""
-    model, scst = setup("scst", samples=3, mixer_T=1, mixer_delta=1, mixer_xent_epochs=0, xent_weight=0.0)
+    model, scst = setup("scst", mixer=dict(samples=3, T=1, delta=1, xent_epochs=0, xent_weight=0.0))
     scst.reward_fn = lambda hyp, ref: float(len(hyp.split()) + 3 * hyp.split().count("x"))
     calls = spy_rollouts(monkeypatch)
     seen, original = [], scst.advantage
@@ -801,3 +815,13 @@ def test_scst_decodes_each_sources_greedy_baseline_once_for_all_its_samples(monk
     reward, (adv, _, logs) = seen[0]
     torch.testing.assert_close(adv[:, 0], reward - base)
     assert logs["greedy_reward"] == pytest.approx(float(base.mean()))
+
+
+@pytest.mark.parametrize("name", list(OBJECTIVES))
+def test_every_objective_is_registered_by_name_and_declares_the_logs_it_reports(name):
+    """OBJECTIVES and the recipe's objective.name choices are one list; log_columns (metrics.csv's columns for a
+    run of the objective) are exactly the keys a scheduled step logs."""
+    assert sorted(OBJECTIVES) == sorted(CHOICES["objective.name"])
+    model, objective = setup(name, mixer=dict(T=2, delta=1, xent_epochs=0), mrt=dict(candidates=2), e2e=dict(k=3))
+    out = objective(model, copies(4), step=0)
+    assert set(out.logs or {}) == set(objective.log_columns)

@@ -67,6 +67,20 @@ def test_interrupted_then_resumed_equals_straight_run(cli, tiny_recipe, tmp_path
     assert steps == sorted(steps), "metrics.csv must not repeat steps after a resume"
 
 
+def as_flat_objective_keys(path):
+    """Rewrite a checkpoint's stored recipe with the flat [objective] keys of earlier versions (mixer_T, reward)."""
+    from textgen.config import MOVED_TO
+
+    payload = torch.load(path, weights_only=True)
+    tables = payload["recipe"]["objective"]
+    flat = {key: value for key, value in tables.items() if not isinstance(value, dict)}
+    for old, homes in MOVED_TO.items():
+        table, _, key = homes[0].partition(".")
+        flat[old] = tables[table][key]
+    payload["recipe"]["objective"] = flat
+    torch.save(payload, path)
+
+
 def test_seq2seq_mixer_resume_continues_schedule_and_equals_straight_run(cli, tmp_path):
     from tests.test_cli_seq2seq import make_reversal_corpus
 
@@ -86,14 +100,16 @@ max_tokens = 200
 eval_every = 10
 [objective]
 name = "mixer"
-mixer_T = 4
-mixer_delta = 2
-mixer_xent_epochs = 1
-mixer_epochs_per_stage = 1
+[objective.mixer]
+T = 4
+delta = 2
+xent_epochs = 1
+epochs_per_stage = 1
 ''')
     common = ["-r", recipe, "--set", "train.max_steps=60"]
     assert cli("train", *common, "-o", "a.pt", "--run-dir", "a").code == 0
     assert cli("train", "-r", recipe, "--set", "train.max_steps=30", "-o", "b.pt", "--run-dir", "b").code == 0
+    as_flat_objective_keys(tmp_path / "b" / "last.pt")  # a checkpoint of an earlier version resumes the same
     assert cli("train", *common, "--resume", "b/last.pt", "-o", "b.pt").code == 0
     a = torch.load(tmp_path / "a" / "last.pt", weights_only=True)
     b = torch.load(tmp_path / "b" / "last.pt", weights_only=True)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-for _module in ("starlette", "uvicorn", "httpx"):
+for _module in ("starlette", "uvicorn", "pydantic", "httpx"):
     pytest.importorskip(
         _module,
         reason=f"textgen serve needs the serve extra ({_module} is not installed): pip install -e '.[test,serve]'",
@@ -126,6 +126,8 @@ def server(toy_mt, tmp_path_factory):
         "8",
         "--max-input-chars",
         "200",
+        "--max-work",
+        "2000",
     )
     yield srv
     stop(srv)
@@ -192,7 +194,7 @@ def test_score_health_and_page(server, api, toy_mt):
 BAD = {
     "malformed JSON": ("POST", "/translate", b'{"sources": ["a b"', 400, "malformed JSON"),
     "not an object": ("POST", "/translate", b'["a b"]', 400, "must be a JSON object"),
-    "NaN": ("POST", "/translate", b'{"sources": ["a"], "temperature": NaN}', 400, "malformed JSON"),
+    "NaN": ("POST", "/translate", b'{"sources": ["a"], "temperature": NaN}', 400, "must be a finite number"),
     "not UTF-8": ("POST", "/translate", b'{"sources": ["\xff\xfe\xfa"]}', 400, "malformed JSON"),
     "missing field": ("POST", "/translate", {"beam": 3}, 400, "missing field 'sources'"),
     "empty list": ("POST", "/translate", {"sources": []}, 400, "'sources' is empty"),
@@ -201,7 +203,7 @@ BAD = {
     "beam as a string": ("POST", "/translate", {"sources": ["a"], "beam": "5"}, 400, "'beam' must be an integer"),
     "beam 0": ("POST", "/translate", {"sources": ["a"], "beam": 0}, 400, "'beam' must be between"),
     "sample as a number": ("POST", "/translate", {"sources": ["a"], "sample": 1}, 400, "'sample' must be a boolean"),
-    "unknown field": ("POST", "/translate", {"sources": ["a"], "beem": 5}, 400, "unknown field(s) 'beem'"),
+    "unknown field": ("POST", "/translate", {"sources": ["a"], "beem": 5}, 400, "unknown field 'beem'"),
     "nbest over beam (the API's own error)": (
         "POST",
         "/translate",
@@ -219,6 +221,27 @@ BAD = {
         {"sources": ["a", "b"], "targets": ["a"]},
         400,
         "2 sources but 1 targets",
+    ),
+    "beam as true": ("POST", "/translate", {"sources": ["a"], "beam": True}, 400, "'beam' must be an integer"),
+    "beam as 3.0": ("POST", "/translate", {"sources": ["a"], "beam": 3.0}, 400, "'beam' must be an integer"),
+    "huge lenpen": ("POST", "/translate", {"sources": ["a"], "beam": 2, "lenpen": 1e308}, 400, "'lenpen' must be"),
+    "hugely negative lenpen": ("POST", "/translate", {"sources": ["a"], "lenpen": -1e300}, 400, "'lenpen' must be"),
+    "NaN lenpen": ("POST", "/translate", b'{"sources": ["a"], "beam": 2, "nbest": 2, "lenpen": NaN}', 400, "finite"),
+    "infinite temperature": (
+        "POST",
+        "/translate",
+        b'{"sources": ["a"], "sample": true, "temperature": 1e309}',
+        400,
+        "'temperature' must be a finite number",
+    ),
+    "seed 2**70": ("POST", "/translate", {"sources": ["a"], "sample": True, "seed": 2**70}, 400, "'seed' must be"),
+    "a lone surrogate": ("POST", "/translate", b'{"sources": ["a \\ud800 b"]}', 400, "malformed JSON"),
+    "too much work": (
+        "POST",
+        "/translate",
+        {"sources": ["a " * 99] * 8, "beam": 64},
+        413,
+        "51,712 decoder steps (beam 64 x 8 source(s) x up to 101 tokens); the limit is 2,000",
     ),
     "unknown route": ("GET", "/nope", None, 404, "no route GET /nope"),
     "wrong method": ("GET", "/translate", None, 405, "/translate takes POST, not GET"),
@@ -376,7 +399,17 @@ def test_a_language_model_server_samples_and_scores(toy_lm, tmp_path):
             httpx.post(srv.url + "/sample", json={"length": 10**6}), 413
         )
         assert "missing field 'texts'" in assert_json_error(httpx.post(srv.url + "/score", json={}), 400)
-        assert "--top-p must be in (0, 1]" in assert_json_error(httpx.post(srv.url + "/sample", json={"top_p": 2}), 400)
+        for body, words in (
+            ({"top_p": 2}, "'top_p' must be in (0.0, 1.0], got 2"),
+            ({"seed": 2**70}, "'seed' must be between 0 and"),
+            ({"temperature": 1e300}, "'temperature' must be between 0.0 and 100.0"),
+            ({"length": True}, "'length' must be an integer, got boolean"),
+        ):
+            assert words in assert_json_error(httpx.post(srv.url + "/sample", json=body), 400)
+        nan = httpx.post(
+            srv.url + "/sample", content=b'{"temperature": NaN}', headers={"content-type": "application/json"}
+        )
+        assert "'temperature' must be a finite number" in assert_json_error(nan, 400)
     finally:
         stop(srv)
     assert "Traceback" not in srv.log.read_text()
@@ -395,3 +428,249 @@ def test_serve_on_a_port_in_use_is_a_one_line_error(cli, toy_mt):
         busy.listen()
         result = cli("serve", toy_mt, "--port", str(busy.getsockname()[1]))
     assert result.code == 2 and "cannot listen on 127.0.0.1:" in result.err, result.err
+
+
+def test_a_bad_request_in_a_concurrent_batch_fails_alone(server, api):
+    """12 concurrent requests, one with a lone surrogate: it gets a 400, the 11 others their translations."""
+    expected = dict(zip(SOURCES, api.translate(SOURCES, beam=3)))
+    before = httpx.get(server.url + "/health").json()
+    barrier = threading.Barrier(12)
+
+    def one(i: int) -> httpx.Response:
+        barrier.wait()
+        if i == 5:
+            body = b'{"sources": ["a \\ud800 b"], "beam": 3}'
+            return httpx.post(server.url + "/translate", content=body, headers={"content-type": "application/json"})
+        return httpx.post(server.url + "/translate", json={"sources": [SOURCES[i % 8]], "beam": 3}, timeout=30)
+
+    with ThreadPoolExecutor(12) as pool:
+        answers = list(pool.map(one, range(12)))
+    assert "malformed JSON" in assert_json_error(answers[5], 400)
+    for i, response in enumerate(answers):
+        if i != 5:
+            assert response.status_code == 200, response.text
+            assert response.json() == {"translations": [expected[SOURCES[i % 8]]]}
+    after = httpx.get(server.url + "/health").json()
+    assert after["requests_served"] - before["requests_served"] == 11
+    assert after["batches_run"] - before["batches_run"] < 11  # they were batched together
+
+
+def test_posts_need_a_json_content_type_and_every_route_this_servers_host(server):
+    body = json.dumps({"sources": ["a b"]}).encode()
+    for media in ("text/plain", "application/x-www-form-urlencoded", None):
+        headers = {"content-type": media} if media else {}
+        response = httpx.post(server.url + "/translate", content=body, headers=headers)
+        assert "Content-Type: application/json" in assert_json_error(response, 415)
+    ok = httpx.post(
+        server.url + "/translate", content=body, headers={"content-type": "application/json; charset=utf-8"}
+    )
+    assert ok.status_code == 200, ok.text
+    port = server.url.rsplit(":", 1)[1]
+    for route, method in (("/health", "GET"), ("/", "GET"), ("/translate", "POST")):
+        rebound = httpx.request(
+            method, server.url + route, json={"sources": ["a"]}, headers={"host": f"evil.example:{port}"}
+        )
+        assert "--allow-host evil.example" in assert_json_error(rebound, 403)
+    for name in ("localhost", "127.0.0.1", "[::1]"):
+        assert httpx.get(server.url + "/health", headers={"host": f"{name}:{port}"}).status_code == 200
+
+
+def test_allowed_hosts_and_the_connection_limit(toy_mt, tmp_path):
+    srv = start_server(toy_mt, tmp_path / "server.log", "--allow-host", "Example.org", "--max-connections", "3")
+    try:
+        port = srv.url.rsplit(":", 1)[1]
+        assert httpx.get(srv.url + "/health", headers={"host": f"example.org:{port}"}).status_code == 200
+        assert httpx.get(srv.url + "/health", headers={"host": f"example.org:{int(port) + 1}"}).status_code == 403
+        host = srv.url.removeprefix("http://").split(":")[0]
+        idle = [socket.create_connection((host, int(port)), timeout=5) for _ in range(3)]
+        try:
+            time.sleep(0.2)
+            assert httpx.get(srv.url + "/health").status_code == 503  # uvicorn's limit_concurrency
+        finally:
+            for sock in idle:
+                sock.close()
+        time.sleep(0.3)
+        assert httpx.get(srv.url + "/health").status_code == 200
+    finally:
+        stop(srv)
+
+
+# -- the app with stand-in models, in-process: what reaches the single worker ----------------------------
+
+
+class FakeModel:
+    """A stand-in Translator or LanguageModel whose calls record their inputs and can be held on a gate."""
+
+    device = "cpu"
+    separator = ""
+
+    def __init__(self, kind: str):
+        from types import SimpleNamespace
+
+        self.kind, self.seen, self.drawn, self.gate = kind, [], 0, threading.Event()
+        self.vocabs = SimpleNamespace(src=[0] * 5, tgt=[0] * 5)
+        self.vocab = [0] * 5
+        self.recipe = SimpleNamespace(decode=SimpleNamespace(beam=1, max_len_a=1.0, max_len_b=2))
+
+    def encode(self, sources):
+        return [s.split() for s in sources]
+
+    def translate(self, sources, **settings):
+        self.seen.extend(sources)
+        if "hold" in sources:
+            self.gate.wait(10)
+        return [s.upper() for s in sources]
+
+    def score(self, *texts):
+        from textgen.api import Scored
+
+        self.seen.extend(texts[0])
+        return [Scored([t], [-1.0]) for t in texts[0]]
+
+    def stream(self, prime, length, *settings):
+        for _ in range(length):
+            self.drawn += 1
+            if prime == "hold":
+                self.gate.wait(10)
+            time.sleep(0.002)
+            yield "x"
+
+
+@pytest.fixture
+def fake_server():
+    """fake_server(model, limits) -> base URL: build_app on uvicorn in a thread of this process."""
+    import uvicorn
+
+    from textgen.serve import allowed_hosts, build_app
+
+    running = []
+
+    def start(model: FakeModel, limits) -> str:
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        app = build_app(model, "fake.pt", limits, hosts=allowed_hosts("127.0.0.1", port))
+        srv = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+        thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
+        thread.start()
+        running.append((srv, thread, model))
+        while not srv.started:
+            time.sleep(0.01)
+        return f"http://127.0.0.1:{port}"
+
+    yield start
+    for srv, thread, model in running:
+        model.gate.set()
+        srv.should_exit = True
+        thread.join(10)
+
+
+def post_soon(pool: ThreadPoolExecutor, url: str, body: dict):
+    return pool.submit(httpx.post, url, json=body, timeout=30)
+
+
+def wait_until(condition, seconds: float = 10) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.01)
+
+
+def test_work_whose_client_has_gone_or_timed_out_never_runs(fake_server):
+    from textgen.serve import Limits
+
+    model = FakeModel("seq2seq")
+    url = fake_server(model, Limits(timeout_s=2.0, window_ms=0))
+    host, port = url.removeprefix("http://").split(":")
+    with ThreadPoolExecutor(4) as pool:
+        held = post_soon(pool, url + "/translate", {"sources": ["hold"]})
+        wait_until(lambda: "hold" in model.seen)  # the worker is busy
+        body = json.dumps({"sources": ["gone"]}).encode()
+        with socket.create_connection((host, int(port))) as sock:
+            head = f"POST /translate HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
+            sock.sendall(f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body)
+            wait_until(lambda: httpx.get(url + "/health").json()["sentences_waiting"] == 1)
+        time.sleep(0.2)  # the client has gone
+        model.gate.set()
+        assert held.result().json() == {"translations": ["HOLD"]}
+        model.gate.clear()
+        held = post_soon(pool, url + "/translate", {"sources": ["hold", "again"]})
+        wait_until(lambda: "again" in model.seen)
+        late = httpx.post(url + "/translate", json={"sources": ["late"]}, timeout=30)
+        assert "timed out after 2 s" in assert_json_error(late, 503)
+        assert "timed out after 2 s" in assert_json_error(held.result(), 503)  # it runs on: a batch cannot stop
+        model.gate.set()
+    assert httpx.post(url + "/translate", json={"sources": ["after"]}).json() == {"translations": ["AFTER"]}
+    assert model.seen == ["hold", "hold", "again", "after"]
+
+
+def test_the_queue_limit_holds_for_every_route(fake_server):
+    from textgen.serve import Limits
+
+    model = FakeModel("seq2seq")
+    url = fake_server(model, Limits(max_queued=2, window_ms=0))
+    with ThreadPoolExecutor(4) as pool:
+        held = post_soon(pool, url + "/translate", {"sources": ["hold"]})
+        wait_until(lambda: "hold" in model.seen)
+        queued = post_soon(pool, url + "/translate", {"sources": ["a", "b"]})
+        wait_until(lambda: httpx.get(url + "/health").json()["sentences_waiting"] == 2)
+        assert "busy" in assert_json_error(httpx.post(url + "/translate", json={"sources": ["c"]}), 503)
+        busy = httpx.post(url + "/score", json={"sources": ["d"], "targets": ["e"]})
+        assert "busy: 2 sentences are waiting" in assert_json_error(busy, 503)
+        model.gate.set()
+        assert held.result().status_code == queued.result().status_code == 200
+    assert httpx.post(url + "/score", json={"sources": ["d"], "targets": ["e"]}).status_code == 200
+
+
+def test_sample_obeys_the_queue_limit_and_stops_when_nobody_waits(fake_server):
+    from textgen.serve import Limits
+
+    model = FakeModel("lm")
+    url = fake_server(model, Limits(max_queued=1, timeout_s=1.0, window_ms=0))
+    with ThreadPoolExecutor(4) as pool:
+        held = post_soon(pool, url + "/sample", {"prime": "hold", "length": 5})
+        wait_until(lambda: model.drawn > 0)
+        queued = post_soon(pool, url + "/score", {"texts": ["a"]})
+        wait_until(lambda: httpx.get(url + "/health").json()["sentences_waiting"] == 1)
+        assert "busy" in assert_json_error(httpx.post(url + "/sample", json={"prime": "b"}), 503)
+        assert "busy" in assert_json_error(httpx.post(url + "/score", json={"texts": ["c"]}), 503)
+        model.gate.set()
+        assert held.result().json() == {"text": "holdxxxxx"}
+        assert queued.result().status_code == 200
+    model.drawn = 0
+    late = httpx.post(url + "/sample", json={"prime": "a", "length": 1000}, timeout=30)  # 1000 x 2 ms
+    assert "timed out after 1 s" in assert_json_error(late, 503)
+    time.sleep(0.3)
+    drawn = model.drawn
+    time.sleep(0.3)
+    assert drawn == model.drawn < 1000  # stopped when its client got the 503
+
+
+def test_a_job_nothing_can_join_runs_without_waiting_for_the_window():
+    """Sampled /translate jobs, /score and /sample never share a batch: the batcher runs them at once."""
+    import asyncio
+
+    from textgen.serve import Batcher, Limits
+
+    def translate(sources, settings):
+        return list(sources)
+
+    async def scenario():
+        pool = ThreadPoolExecutor(1)
+        batcher = Batcher(translate, pool, Limits(window_ms=2000))
+        batcher.start()
+        try:
+            start = time.perf_counter()
+            await batcher.submit({"sample": True, "seed": 1}, ["one"])
+            assert time.perf_counter() - start < 1.0  # not one window
+            await asyncio.gather(*(batcher.submit({"sample": True, "seed": i}, [str(i)]) for i in range(20)))
+            await batcher.call(lambda stop: "alone", 1)
+            assert time.perf_counter() - start < 1.0  # not 21 windows
+            start = time.perf_counter()
+            await batcher.submit({"sample": False}, ["batchable"])  # others could join: it waits the window
+            assert time.perf_counter() - start >= 1.9
+        finally:
+            await batcher.stop()
+            pool.shutdown(wait=True)
+
+    asyncio.run(scenario())

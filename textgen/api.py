@@ -11,7 +11,6 @@ the CLI prints. The CLI's decode, sample and score commands call these methods, 
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,11 +18,10 @@ from pathlib import Path
 import torch
 
 from textgen import checkpoint
-from textgen.config import Recipe, replace_given
+from textgen.config import Recipe
 from textgen.decode import settings
 from textgen.device import resolve_device
 from textgen.errors import UserError
-from textgen.precision import check_precision
 
 
 @dataclass(frozen=True)
@@ -120,78 +118,54 @@ class Translator(_Model):
         nbest: int = 1,
         lenpen: float | None = None,
         sample: bool = False,
-        temperature: float = 1.0,
+        temperature: float | None = None,
         seed: int | None = None,
         mbr: int | None = None,
-        mbr_sampling: str = "epsilon",
-        mbr_utility: str = "bleu",
-        mbr_epsilon: float = 0.02,
-        mbr_top_p: float = 0.9,
-        mbr_beam: int = 0,
+        mbr_sampling: str | None = None,
+        mbr_utility: str | None = None,
+        mbr_epsilon: float | None = None,
+        mbr_top_p: float | None = None,
+        mbr_beam: int | None = None,
         progress: bool = False,
         **decode,
     ):
         """Best output per source (nbest = 1: a list of strings), or its n best as (text, score) pairs.
 
-        Settings left as None keep the checkpoint's recipe ([decode]); `decode` takes the other DecodeConfig
-        keys (no_repeat_ngram, max_len_a, max_len_b, batch_size, precision). beam 1 is greedy; sample=True
-        draws one output per source at `temperature`. mbr=N: MBR decoding (textgen/decode/mbr.py) over N
-        candidates per source drawn by `mbr_sampling` (epsilon, ancestral, top_p) at `temperature`, chosen by
-        `mbr_utility` (bleu, chrf, rouge1, rouge2, rougeL), with beam search's `mbr_beam` best outputs as further
-        candidates; a list of strings, the same for the same seed (seed None: 0). A sampled output depends on
-        its source and the seed alone, not on the other sources or the batch size. progress=True: a progress
-        bar on stderr while decoding, when stderr is a terminal."""
+        Settings left as None keep the checkpoint's recipe ([decode], [decode.mbr]); `decode` takes the other
+        DecodeConfig keys (no_repeat_ngram, max_len_a, max_len_b, batch_size, precision). beam 1 is greedy;
+        sample=True draws one output per source at `temperature`. mbr=N: MBR decoding (textgen/decode/mbr.py)
+        over N candidates per source drawn by `mbr_sampling` (epsilon, ancestral, top_p) at `temperature`,
+        chosen by `mbr_utility` (bleu, chrf, rouge1, rouge2, rougeL), with beam search's `mbr_beam` best outputs
+        as further candidates; a list of strings, the same for the same seed (seed None: the recipe's,
+        decode.mbr.seed). A recipe that sets decode.mbr.samples decodes by MBR unless beam or sample is given.
+        A sampled output depends on its source and the seed alone, not on the other sources or the batch size.
+        progress=True: a progress bar on stderr while decoding, when stderr is a terminal."""
         from textgen.console import progress_bar
-        from textgen.decode.mbr import check_mbr_args, mbr_decode, progress_total
-        from textgen.seq2seq import decode_ids
+        from textgen.decode.dispatch import decode_sources, work_items
 
-        settings.check(beam=beam, temperature=temperature, seed=seed, mbr=mbr, mbr_beam=mbr_beam)
-        if not isinstance(sample, bool):
-            raise UserError(f"sample must be True or False, got {sample!r}")
-        if sample and nbest != 1:
-            raise UserError("sampling draws one output per source: leave nbest at 1 (or search with a beam)")
-        unknown = set(decode) - {f.name for f in dataclasses.fields(self.recipe.decode)}
-        if unknown:
-            raise UserError(f"unknown decode setting(s) {', '.join(sorted(unknown))}: see DecodeConfig")
-        cfg = replace_given(self.recipe.decode, nbest=nbest, lenpen=lenpen, **decode)
-        settings.check_decode_config(cfg)
-        check_precision(cfg.precision, self.device)
-        check_mbr_args(mbr, mbr_sampling, mbr_utility, mbr_epsilon, mbr_top_p, temperature, mbr_beam)
-        if mbr is not None:
-            if beam is not None or sample or nbest != 1:
-                raise UserError(
-                    "--mbr samples its own candidates and returns one output per source: "
-                    "leave out beam, sample and nbest"
-                )
-            seed = 0 if seed is None else seed  # repeatable by default, as `textgen eval --mbr` is
-            encoded = self.encode(sources)
-            with progress_bar("decode", progress_total(len(encoded), mbr_beam) if progress else 0) as advance:
-                chosen = mbr_decode(
-                    self.model,
-                    self.vocabs.tgt.decode,
-                    encoded,
-                    cfg,
-                    mbr,
-                    mbr_sampling,
-                    mbr_utility,
-                    seed,
-                    temperature,
-                    mbr_epsilon,
-                    mbr_top_p,
-                    beam=mbr_beam,
-                    advance=advance,
-                )
-            return [c.text for c in chosen]
-        beam = cfg.beam if beam is None else beam
-        if nbest > beam and not sample:
-            raise UserError(f"nbest {nbest} is larger than beam {beam}: raise the beam")
+        cfg = settings.resolve(
+            self.recipe.decode,
+            self.device,
+            sample,
+            seed,
+            mbr,
+            beam=beam,
+            nbest=nbest,
+            lenpen=lenpen,
+            temperature=temperature,
+            mbr_sampling=mbr_sampling,
+            mbr_utility=mbr_utility,
+            mbr_epsilon=mbr_epsilon,
+            mbr_top_p=mbr_top_p,
+            mbr_beam=mbr_beam,
+            **decode,
+        )
         encoded = self.encode(sources)
-        with progress_bar("decode", len(encoded) if progress else 0) as advance:
-            results = decode_ids(self.model, encoded, cfg, beam, sample, temperature, seed, advance=advance)
-        decode_text = self.vocabs.tgt.decode
+        with progress_bar("decode", work_items(cfg, len(encoded)) if progress else 0) as advance:
+            decoded = decode_sources(self.model, self.vocabs.tgt.decode, encoded, cfg, sample, seed, advance)
         if nbest == 1:
-            return [decode_text(toks[0]) if toks else "" for toks, _ in results]
-        return [[(decode_text(t), s) for t, s in zip(toks, scores)] for toks, scores in results]
+            return [d.text for d in decoded]
+        return [d.nbest for d in decoded]
 
     @torch.no_grad()
     def score(self, sources: list[str], targets: list[str], batch_size: int | None = None) -> list[Scored]:
@@ -201,7 +175,7 @@ class Translator(_Model):
         hypothesis and encoding it gives back its tokens, as word vocabularies do; sentencepiece may
         segment a detokenized string differently)."""
         from textgen.data.seqbatch import collate
-        from textgen.seq2seq import batches_in_order
+        from textgen.decode.driver import batches_in_order
 
         settings.check(batch_size=batch_size)
         src, tgt = self.encode(sources), _texts(targets, "targets")

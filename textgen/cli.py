@@ -17,6 +17,7 @@ from typing import Optional
 
 import typer
 
+from textgen.config import DecodeConfig, MbrConfig
 from textgen.errors import Interrupted, RankError, UserError, out_of_memory
 from textgen.paths import output_file
 
@@ -57,18 +58,20 @@ def _device_option(what: str):
     )
 
 
-# MBR options shared by `decode` and `eval` (one definition, one help text)
-MBR_SAMPLING = typer.Option(
-    "epsilon", "--mbr-sampling", help="How --mbr draws candidates: epsilon, ancestral or top_p (at --temperature)."
-)
-MBR_UTILITY = typer.Option(
-    "bleu", "--mbr-utility", help="The utility --mbr maximises: bleu, chrf, rouge1, rouge2, rougeL."
-)
-MBR_EPSILON = typer.Option(0.02, "--mbr-epsilon", help="epsilon sampling: drop tokens with p below this.")
-MBR_TOP_P = typer.Option(0.9, "--mbr-top-p", help="top_p sampling: the nucleus mass.")
-MBR_BEAM = typer.Option(
-    0, "--mbr-beam", help="Add beam search's K best outputs to --mbr's candidates (scored against the samples)."
-)
+def _mbr_option(name: str, help: str):
+    """An MBR option of `decode` and `eval` (one definition, one help text); None: the recipe's decode.mbr.NAME."""
+    default = getattr(MbrConfig, name)
+    flag = "--mbr-" + name.replace("_", "-")
+    return typer.Option(
+        None, flag, help=f"{help} \\[default: the recipe's decode.mbr.{name}, {default}]", show_default=False
+    )
+
+
+MBR_SAMPLING = _mbr_option("sampling", "How --mbr draws candidates: epsilon, ancestral or top_p (at --temperature).")
+MBR_UTILITY = _mbr_option("utility", "The utility --mbr maximises: bleu, chrf, rouge1, rouge2, rougeL.")
+MBR_EPSILON = _mbr_option("epsilon", "epsilon sampling: drop tokens with p below this.")
+MBR_TOP_P = _mbr_option("top_p", "top_p sampling: the nucleus mass.")
+MBR_BEAM = _mbr_option("beam", "Add beam search's K best outputs to --mbr's candidates (scored against the samples).")
 
 
 def _emit_json(obj: dict) -> None:
@@ -404,11 +407,11 @@ def eval_(
                 data,
                 split,
                 metric or ["bleu4"],
-                beam,
-                batch_size,
                 hyp_out,
-                precision,
                 resolve_device(device),
+                beam=beam,
+                batch_size=batch_size,
+                precision=precision,
                 mbr=mbr,
                 mbr_sampling=mbr_sampling,
                 mbr_utility=mbr_utility,
@@ -453,7 +456,13 @@ def decode(
         None, "--no-repeat-ngram", help="Forbid repeating any n-gram of this size \\[default: the recipe's]."
     ),
     sample: bool = typer.Option(False, "--sample", help="Sample instead of searching."),
-    temperature: float = typer.Option(1.0, "--temperature", "-t"),
+    temperature: Optional[float] = typer.Option(
+        None,
+        "--temperature",
+        "-t",
+        help="Of --sample and --mbr's candidates "
+        f"\\[default: the recipe's decode.temperature, {DecodeConfig.temperature:g}].",
+    ),
     seed: Optional[int] = typer.Option(
         None,
         "--seed",

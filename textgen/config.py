@@ -40,6 +40,7 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
+    arch: str = "recurrent"  # textgen/models MODELS: recurrent (the cell below; seq2seq: bi-LSTM + attention)
     cell: str = "lstm"  # rnn (Elman, tanh) | lstm | gru
     layers: int = 2
     hidden: int = 512
@@ -86,27 +87,36 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
-class ObjectiveConfig:
-    """Sequence-level objectives (Ranzato et al. 2016); see shared notes for the paper's values."""
+class DadConfig:
+    """DAD / scheduled sampling (objectives/dad.py): the [objective.dad] table. p is the probability of feeding
+    the model's own prediction, growing over training."""
 
-    name: str = "xent"  # xent | dad | e2e | reinforce | mixer | scst | mrt
-    # DAD: probability of feeding the model's own prediction, growing over training
-    dad_schedule: str = "linear"  # linear | inverse_sigmoid
-    dad_max_p: float = 0.25  # linear: p rises from 0 to this over dad_ramp_epochs
-    dad_ramp_epochs: float = 10.0
+    schedule: str = "linear"  # linear | inverse_sigmoid
+    max_p: float = 0.25  # linear: p rises from 0 to this over ramp_epochs
+    ramp_epochs: float = 10.0
     # inverse sigmoid (Bengio et al.), k counted in updates: p = 1 - k / (k + exp(update / k)), 1/2 at k ln k updates
-    dad_k_updates: float = 1000.0
-    dad_sample: bool = False  # feed a sample instead of the argmax
-    # E2E: feed the renormalised top-k softmax mixture of embeddings
-    e2e_k: int = 10
-    # MIXER schedule (Algorithm 1): s = T for xent_epochs, then T - delta every epochs_per_stage epochs
-    mixer_T: int = 25
-    mixer_delta: int = 3
-    mixer_xent_epochs: float = 25.0
-    mixer_epochs_per_stage: float = 5.0  # may be fractional: short fine-tunes anneal within an epoch
-    mixer_min_s: int = 0
+    k_updates: float = 1000.0
+    sample: bool = False  # feed a sample instead of the argmax
+
+
+@dataclass(frozen=True)
+class E2EConfig:
+    """E2E (objectives/e2e.py): the [objective.e2e] table; it anneals on [objective.mixer]'s schedule."""
+
+    k: int = 10  # feed the renormalised top-k softmax mixture of embeddings
+
+
+@dataclass(frozen=True)
+class MixerConfig:
+    """MIXER, REINFORCE and SCST (objectives/mixer.py): the [objective.mixer] table. The schedule (Algorithm 1):
+    s = T for xent_epochs, then T - delta every epochs_per_stage epochs, never below min_s."""
+
+    T: int = 25
+    delta: int = 3
+    xent_epochs: float = 25.0
+    epochs_per_stage: float = 5.0  # may be fractional: short fine-tunes anneal within an epoch
+    min_s: int = 0
     xent_weight: float = 0.5  # weight of the XENT part once s < T (the REINFORCE part gets 1 - this)
-    # REINFORCE
     # bleu (sentence BLEU, +1 smoothing) | bleu-sampled (the paper's: only n-grams with a sampled token count)
     # | rouge2 | rouge1 | rouge-mix
     reward: str = "bleu"
@@ -114,13 +124,59 @@ class ObjectiveConfig:
     # | loo (the mean reward of the source's other samples) | none
     baseline: str = "learned"
     baseline_lr: float = 1e-3  # the regressor's own fixed lr (not decayed with the model's)
-    sample_temperature: float = 1.0
     samples: int = 1  # rollouts per source and update (loo needs >= 2; Kool et al. 2019 use 4)
-    # MRT (Shen et al. 2016; Edunov et al. 2018): expected cost 1 - reward over a candidate set, mixed with XENT
-    mrt_candidates: int = 8  # samples per source, drawn without gradient and deduplicated (0: beam only)
-    mrt_beam: int = 0  # also the n-best of a beam search of this width (Edunov et al.'s candidates; 0: samples only)
-    mrt_alpha: float = 1.0  # sharpness: q(y) ~ p(y|x)^alpha renormalised over the candidates (Shen et al.: 5e-3)
-    mrt_reference: bool = False  # add the reference to every candidate set
+
+
+@dataclass(frozen=True)
+class MrtConfig:
+    """MRT (objectives/mrt.py; Shen et al. 2016, Edunov et al. 2018): the [objective.mrt] table. Expected cost
+    1 - reward over a candidate set, mixed with XENT."""
+
+    candidates: int = 8  # samples per source, drawn without gradient and deduplicated (0: beam only)
+    beam: int = 0  # also the n-best of a beam search of this width (Edunov et al.'s candidates; 0: samples only)
+    alpha: float = 1.0  # sharpness: q(y) ~ p(y|x)^alpha renormalised over the candidates (Shen et al.: 5e-3)
+    reference: bool = False  # add the reference to every candidate set
+    xent_weight: float = 0.5  # weight of the XENT part (the risk gets 1 - this)
+    reward: str = "bleu"  # bleu | rouge2 | rouge1 | rouge-mix: the cost is 1 - this (not bleu-sampled: it scores
+    # a continuation, not a whole candidate)
+
+
+@dataclass(frozen=True)
+class ObjectiveConfig:
+    """[objective]: which objective trains (objectives/__init__.py OBJECTIVES) and what several share; each
+    objective's own settings are its table ([objective.mixer])."""
+
+    name: str = "xent"  # xent | dad | e2e | reinforce | mixer | scst | mrt
+    sample_temperature: float = 1.0  # MIXER/REINFORCE/SCST rollouts and MRT's sampled candidates
+    dad: DadConfig = field(default_factory=DadConfig)
+    e2e: E2EConfig = field(default_factory=E2EConfig)
+    mixer: MixerConfig = field(default_factory=MixerConfig)
+    mrt: MrtConfig = field(default_factory=MrtConfig)
+
+
+# Flat [objective] keys of earlier versions and where each lives now: a recipe or --set naming one is an error
+# that says so, and a checkpoint's stored recipe is read through it (MOVED_TO[key] lists every new home).
+MOVED_TO = {
+    **{f"dad_{k}": (f"dad.{k}",) for k in ("schedule", "max_p", "ramp_epochs", "k_updates", "sample")},
+    "e2e_k": ("e2e.k",),
+    **{f"mixer_{k}": (f"mixer.{k}",) for k in ("T", "delta", "xent_epochs", "epochs_per_stage", "min_s")},
+    **{k: (f"mixer.{k}",) for k in ("baseline", "baseline_lr", "samples")},
+    **{k: (f"mixer.{k}", f"mrt.{k}") for k in ("xent_weight", "reward")},
+    **{f"mrt_{k}": (f"mrt.{k}",) for k in ("candidates", "beam", "alpha", "reference")},
+}
+
+
+@dataclass(frozen=True)
+class MbrConfig:
+    """Minimum Bayes risk decoding (textgen/decode/mbr.py): the [decode.mbr] table."""
+
+    samples: int = 0  # candidates drawn per source (0: off, decode by search or sampling)
+    sampling: str = "epsilon"  # epsilon | ancestral | top_p: how candidates are drawn (at decode.temperature)
+    utility: str = "bleu"  # bleu | chrf | rouge1 | rouge2 | rougeL: what the chosen candidate maximises
+    epsilon: float = 0.02  # epsilon sampling: drop tokens with p below this (Freitag et al. 2023)
+    top_p: float = 0.9  # top_p sampling: the nucleus mass
+    beam: int = 0  # also beam search's K best outputs as candidates, scored against the draws (0: draws only)
+    seed: int = 0  # sample j of every source draws from a key derived from (seed, j): repeatable by default
 
 
 @dataclass(frozen=True)
@@ -132,7 +188,9 @@ class DecodeConfig:
     max_len_b: int = 10
     no_repeat_ngram: int = 0
     batch_size: int = 64  # sentences decoded together
+    temperature: float = 1.0  # sampling (--sample) and MBR's candidates: 1 is the model's own distribution
     precision: str = "fp32"  # fp32 | bf16 | fp16 (CUDA) (autocast while decoding; scores are accumulated in fp32)
+    mbr: MbrConfig = field(default_factory=MbrConfig)
 
 
 @dataclass(frozen=True)
@@ -161,16 +219,20 @@ CHOICES = {
     "data.target_vocab": ("joint", "targets"),
     "train.valid_metric": ("loss", "bleu4", "rouge2"),
     "objective.name": ("xent", "dad", "e2e", "reinforce", "mixer", "scst", "mrt"),
-    "objective.dad_schedule": ("linear", "inverse_sigmoid"),
-    "objective.reward": ("bleu", "bleu-sampled", "rouge2", "rouge1", "rouge-mix"),
-    "objective.baseline": ("learned", "learned-per-step", "loo", "none"),
+    "objective.dad.schedule": ("linear", "inverse_sigmoid"),
+    "objective.mixer.reward": ("bleu", "bleu-sampled", "rouge2", "rouge1", "rouge-mix"),
+    "objective.mixer.baseline": ("learned", "learned-per-step", "loo", "none"),
+    "objective.mrt.reward": ("bleu", "bleu-sampled", "rouge2", "rouge1", "rouge-mix"),
     "data.level": ("char", "word"),
+    "model.arch": ("recurrent",),  # textgen/models MODELS (tests keep them equal)
     "model.cell": ("rnn", "lstm", "gru"),
     "model.attention": ("general", "dot", "bahdanau"),
     "train.optimizer": ("sgd", "adam", "adamw", "rmsprop"),
     "train.loss_norm": ("tokens", "batch"),
     "train.precision": ("fp32", "bf16", "fp16"),
     "decode.precision": ("fp32", "bf16", "fp16"),
+    "decode.mbr.sampling": ("epsilon", "ancestral", "top_p"),
+    "decode.mbr.utility": ("bleu", "chrf", "rouge1", "rouge2", "rougeL"),  # decode/mbr.py UTILITIES
     "train.lr_schedule": ("constant", "cosine", "step", "plateau"),
 }
 
@@ -243,22 +305,23 @@ RANGES = {
     "train.valid_subset": NONNEGATIVE,
     "train.log_every": AT_LEAST_1,
     "train.threads": Range(0, 1024),
-    "objective.dad_max_p": PROBABILITY,
-    "objective.dad_ramp_epochs": NONNEGATIVE,
-    "objective.dad_k_updates": AT_LEAST_1,
-    "objective.e2e_k": WIDTH,
-    "objective.mixer_T": AT_LEAST_1,
-    "objective.mixer_delta": NONNEGATIVE,
-    "objective.mixer_xent_epochs": NONNEGATIVE,
-    "objective.mixer_epochs_per_stage": POSITIVE,
-    "objective.mixer_min_s": NONNEGATIVE,
-    "objective.xent_weight": PROBABILITY,
-    "objective.baseline_lr": POSITIVE,
     "objective.sample_temperature": POSITIVE,
-    "objective.samples": Range(1, 1024),
-    "objective.mrt_candidates": Range(0, 1024),
-    "objective.mrt_beam": Range(0, 1024),
-    "objective.mrt_alpha": POSITIVE,
+    "objective.dad.max_p": PROBABILITY,
+    "objective.dad.ramp_epochs": NONNEGATIVE,
+    "objective.dad.k_updates": AT_LEAST_1,
+    "objective.e2e.k": WIDTH,
+    "objective.mixer.T": AT_LEAST_1,
+    "objective.mixer.delta": NONNEGATIVE,
+    "objective.mixer.xent_epochs": NONNEGATIVE,
+    "objective.mixer.epochs_per_stage": POSITIVE,
+    "objective.mixer.min_s": NONNEGATIVE,
+    "objective.mixer.xent_weight": PROBABILITY,
+    "objective.mixer.baseline_lr": POSITIVE,
+    "objective.mixer.samples": Range(1, 1024),
+    "objective.mrt.candidates": Range(0, 1024),
+    "objective.mrt.beam": Range(0, 1024),
+    "objective.mrt.alpha": POSITIVE,
+    "objective.mrt.xent_weight": PROBABILITY,
     "decode.beam": Range(1, 1024),
     "decode.nbest": Range(1, 1024),
     "decode.lenpen": Range(0, 10),
@@ -266,17 +329,34 @@ RANGES = {
     "decode.max_len_b": Range(0, 1 << 16),
     "decode.no_repeat_ngram": NONNEGATIVE,
     "decode.batch_size": SIZE,
+    "decode.temperature": Range(0, 100),
+    "decode.mbr.samples": Range(0, 1024),
+    "decode.mbr.epsilon": BELOW_1,
+    "decode.mbr.top_p": Range(0, 1, above=True),
+    "decode.mbr.beam": Range(0, 1024),
+    "decode.mbr.seed": Range(0, 2**63 - 1),  # what torch.Generator.manual_seed and the keyed streams take
 }
 
 
+def leaf_types(cls: type = Recipe, prefix: str = "") -> dict[str, type]:
+    """Every settable key (dotted: `decode.mbr.samples`) and its type; a nested dataclass is a table of keys."""
+    out: dict[str, type] = {}
+    for name, kind in typing.get_type_hints(cls).items():
+        if dataclasses.is_dataclass(kind):
+            out.update(leaf_types(kind, f"{prefix}{name}."))
+        else:
+            out[prefix + name] = kind
+    return out
+
+
 def valid_keys() -> list[str]:
-    keys = [f.name for f in dataclasses.fields(Recipe) if f.name not in SECTIONS]
-    for section, cls in SECTIONS.items():
-        keys += [f"{section}.{f.name}" for f in dataclasses.fields(cls)]
-    return keys
+    return list(leaf_types())
 
 
 def _unknown_key(key: str) -> UserError:
+    section, _, old = key.partition(".")
+    if section == "objective" and old in MOVED_TO:
+        return UserError(f"{key} moved: use {' or '.join(f'objective.{new}' for new in MOVED_TO[old])}")
     keys = valid_keys()
     close = difflib.get_close_matches(key, keys, n=1)
     hint = f"did you mean '{close[0]}'? " if close else ""
@@ -300,33 +380,50 @@ def _coerce(key: str, value: Any, expected: Any, check_range: bool = True) -> An
 def from_dict(raw: dict[str, Any], check_ranges: bool = True) -> Recipe:
     """Build a Recipe from nested dicts (parsed TOML), rejecting unknown keys, wrong types and (unless
     `check_ranges` is off: a checkpoint's recipe, valid when it was trained) values out of range."""
-    top_hints = typing.get_type_hints(Recipe)
-    top: dict[str, Any] = {}
+    return _table(Recipe, raw, "", check_ranges)
+
+
+def _table(cls: type, raw: dict[str, Any], prefix: str, check_ranges: bool) -> Any:
+    """`cls` built from one TOML table (prefix: its dotted name and a dot); nested dataclasses are sub-tables."""
+    hints = typing.get_type_hints(cls)
+    values: dict[str, Any] = {}
     for key, value in raw.items():
-        if key in SECTIONS:
+        name = prefix + key
+        if key not in hints:
+            raise _unknown_key(name)
+        if dataclasses.is_dataclass(hints[key]):
             if not isinstance(value, dict):
-                raise UserError(f"recipe key '{key}' must be a [{key}] table")
-            cls = SECTIONS[key]
-            hints = typing.get_type_hints(cls)
-            for sub in value:
-                if sub not in hints:
-                    raise _unknown_key(f"{key}.{sub}")
-            top[key] = cls(**{k: _coerce(f"{key}.{k}", v, hints[k], check_ranges) for k, v in value.items()})
-        elif key in top_hints:
-            top[key] = _coerce(key, value, top_hints[key])
+                raise UserError(f"recipe key '{name}' must be a [{name}] table")
+            values[key] = _table(hints[key], value, name + ".", check_ranges)
         else:
-            raise _unknown_key(key)
-    return Recipe(**top)
+            values[key] = _coerce(name, value, hints[key], check_ranges)
+    return cls(**values)
 
 
 def known_keys_only(raw: dict[str, Any]) -> dict[str, Any]:
-    """A checkpoint's stored recipe without keys this version no longer has (it was valid when written)."""
+    """A checkpoint's stored recipe in this version's keys: flat [objective] keys moved to their tables
+    (MOVED_TO), keys this version no longer has dropped (it was valid when written)."""
     keys = set(valid_keys())
-    out = {k: v for k, v in raw.items() if k in keys}
-    for section in SECTIONS:
-        if isinstance(raw.get(section), dict):
-            out[section] = {k: v for k, v in raw[section].items() if f"{section}.{k}" in keys}
-    return out
+    if isinstance(raw.get("objective"), dict):
+        objective = _merge({}, raw["objective"])
+        for old, homes in MOVED_TO.items():
+            if old in objective:  # a key shared then (reward) goes to the table of the objective that ran
+                new = next((h for h in homes if h.startswith(f"{objective.get('name')}.")), homes[0])
+                table, _, name = new.partition(".")
+                objective.setdefault(table, {}).setdefault(name, objective.pop(old))
+        raw = {**raw, "objective": objective}
+
+    def known(table: dict[str, Any], prefix: str) -> dict[str, Any]:
+        out = {}
+        for key, value in table.items():
+            name = prefix + key
+            if isinstance(value, dict) and any(k.startswith(name + ".") for k in keys):
+                out[key] = known(value, name + ".")
+            elif name in keys:
+                out[key] = value
+        return out
+
+    return known(raw, "")
 
 
 def replace_given(cfg: Any, **values: Any) -> Any:
@@ -345,9 +442,20 @@ def to_dict(recipe: Recipe) -> dict[str, Any]:
 def differences(saved: Recipe, given: Recipe, sections: tuple[str, ...]) -> list[tuple[str, str, Any, Any]]:
     """(section, key, saved value, given value) for every key of `sections` where two recipes differ, in order:
     what --resume and init_from checks name in their errors."""
+
+    def flat(table: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+        """A section's keys with its sub-tables' keys dotted in (`mixer.T`)."""
+        out: dict[str, Any] = {}
+        for key, value in table.items():
+            out.update(flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {prefix + key: value})
+        return out
+
     a, b = to_dict(saved), to_dict(given)
-    return [(section, key, value, b[section][key]) for section in sections for key, value in a[section].items()
-            if b[section][key] != value]  # fmt: skip
+    out = []
+    for section in sections:
+        ours, theirs = flat(a[section]), flat(b[section])
+        out += [(section, key, value, theirs[key]) for key, value in ours.items() if theirs[key] != value]
+    return out
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -364,16 +472,16 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    merged = {k: dict(v) if isinstance(v, dict) else v for k, v in raw.items()}
+    merged = _merge({}, raw)
     for text in overrides:
         parts, value = parse_override(text)
         key = ".".join(parts)
         if key not in valid_keys():
             raise _unknown_key(key)
-        if len(parts) == 2:
-            merged.setdefault(parts[0], {})[parts[1]] = value
-        else:
-            merged[parts[0]] = value
+        table = merged
+        for part in parts[:-1]:
+            table = table.setdefault(part, {})
+        table[parts[-1]] = value
     return merged
 
 
@@ -415,10 +523,11 @@ def read_toml(path: Path) -> dict[str, Any]:
 
 
 def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
-    out = {k: dict(v) if isinstance(v, dict) else v for k, v in base.items()}
+    """`top` over `base`, table by table (a child recipe's [decode.mbr] keeps the parent's other MBR keys)."""
+    out = {k: _merge({}, v) if isinstance(v, dict) else v for k, v in base.items()}
     for key, value in top.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key].update(value)
+        if isinstance(value, dict):
+            out[key] = _merge(out[key] if isinstance(out.get(key), dict) else {}, value)
         else:
             out[key] = value
     return out
@@ -459,8 +568,12 @@ def dump_toml(recipe: Recipe) -> str:
             return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
         return repr(v)
 
-    data = to_dict(recipe)
-    lines = [f"{k} = {literal(v)}" for k, v in data.items() if not isinstance(v, dict)]
-    for section in SECTIONS:
-        lines += ["", f"[{section}]"] + [f"{k} = {literal(v)}" for k, v in data[section].items()]
-    return "\n".join(lines) + "\n"
+    def table(values: dict[str, Any], name: str) -> list[str]:
+        """A table's keys, then its sub-tables (TOML puts a table's own keys before any sub-table)."""
+        lines = [f"{k} = {literal(v)}" for k, v in values.items() if not isinstance(v, dict)]
+        for k, v in values.items():
+            if isinstance(v, dict):
+                lines += ["", f"[{name}{k}]"] + table(v, f"{name}{k}.")
+        return lines
+
+    return "\n".join(table(to_dict(recipe), "")) + "\n"

@@ -9,18 +9,21 @@ import re
 import time
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from textgen import checkpoint
-from textgen.config import replace_given
+from textgen.config import DecodeConfig
 from textgen.console import progress_bar, stderr_console
 from textgen.data.corpus import training_corpus
 from textgen.data.parallel import load_parallel, read_lines
 from textgen.errors import UserError
 from textgen.metrics import check_metrics, score
 from textgen.paths import output_file
-from textgen.precision import check_precision
+
+if TYPE_CHECKING:
+    from textgen.decode.mbr import MbrChoice
 
 
 def file_hashes(paths: list[Path]) -> dict[str, str]:
@@ -234,80 +237,37 @@ def eval_seq2seq(
     data: str | None,
     split: str,
     metrics: list[str],
-    beam: int | None,
-    batch_size: int | None,
     hyp_out: Path | None,
-    precision: str | None,
     device: torch.device,
-    mbr: int | None = None,
-    mbr_sampling: str = "epsilon",
-    mbr_utility: str = "bleu",
-    mbr_epsilon: float = 0.02,
-    mbr_top_p: float = 0.9,
-    temperature: float = 1.0,
     seed: int | None = None,
-    mbr_beam: int = 0,
+    mbr: int | None = None,
+    **options,
 ) -> tuple[dict, dict, dict, Path | None]:
     """Decode a split, score the hypotheses against the reference (and all references), and write them where
     `hyp_out` says (see `hypotheses_path`); returns the metrics, the data's sha256s, the metric signatures and
     the file written (None: none asked for).
 
-    mbr=N decodes by MBR over N sampled candidates per source (textgen/decode/mbr.py; seed None: 0) instead
-    of beam search; mbr_beam=K adds beam search's K best outputs to the candidates."""
+    `options` (beam, batch_size, precision, mbr_sampling, ...; None: the recipe's) go onto the checkpoint's
+    [decode] as for `textgen decode` (decode/settings.py resolve): mbr=N decodes by MBR over N sampled
+    candidates per source (textgen/decode/mbr.py) instead of beam search, as does a recipe's decode.mbr."""
     from textgen.decode import settings
-    from textgen.decode.mbr import check_mbr_args, mbr_decode, progress_total, sampling_filters
-    from textgen.seq2seq import encode_sources, load_model, translate
+    from textgen.decode.dispatch import decode_sources, work_items
+    from textgen.seq2seq import encode_sources, load_model
 
     check_metrics(metrics)
-    settings.check(beam=beam, batch_size=batch_size, seed=seed)
-    check_mbr_args(mbr, mbr_sampling, mbr_utility, mbr_epsilon, mbr_top_p, temperature, mbr_beam)
-    if mbr is not None:
-        if beam is not None:
-            raise UserError("--mbr samples its own candidates instead of searching: leave out --beam")
-        seed = 0 if seed is None else seed
     model, vocabs, recipe, payload = load_model(ckpt, device)
+    cfg = settings.resolve(recipe.decode, device, seed=seed, mbr=mbr, nbest=1, **options)
     corpus_name = data or training_corpus(payload, "seq2seq", recipe.data.corpus, split)
     corpus = load_parallel(corpus_name, only=split)  # the split alone, not the training text
     if not data:
         warn_if_changed(ckpt, payload, corpus.sha256)
     part = corpus.splits[split]
-    cfg = replace_given(recipe.decode, batch_size=batch_size, precision=precision)
-    settings.check_decode_config(cfg)
-    check_precision(cfg.precision, device)
-    beam = cfg.beam if beam is None else beam
-    if mbr is None:
-        decoder = [f"beam{beam}", f"lenpen{cfg.lenpen:g}"]
-    else:
-        eps, top_p = sampling_filters(mbr_sampling, mbr_epsilon, mbr_top_p)
-        kept = {"epsilon": f"{eps:g}", "top_p": f"{top_p:g}"}.get(mbr_sampling, "")
-        decoder = [f"mbr{mbr}", mbr_sampling + kept, mbr_utility, f"t{temperature:g}", f"seed{seed}"]
-        decoder += [f"beam{mbr_beam}", f"lenpen{cfg.lenpen:g}"] if mbr_beam else []
-    decoder += [f"len{cfg.max_len_a:g}x+{cfg.max_len_b}", f"norepeat{cfg.no_repeat_ngram}", cfg.precision]
-    hyp_path = hypotheses_path(hyp_out, ckpt, data, split, decoder) if hyp_out else None
+    hyp_path = hypotheses_path(hyp_out, ckpt, data, split, decoder_name(cfg)) if hyp_out else None
     sources = encode_sources(vocabs, part.sources, recipe.data.max_source_tokens)
     start = time.perf_counter()
-    total = len(sources) if mbr is None else progress_total(len(sources), mbr_beam)
-    with progress_bar(f"decode {split}", total) as advance:
-        if mbr is not None:
-            chosen = mbr_decode(
-                model,
-                vocabs.tgt.decode,
-                sources,
-                cfg,
-                mbr,
-                mbr_sampling,
-                mbr_utility,
-                seed,
-                temperature,
-                mbr_epsilon,
-                mbr_top_p,
-                beam=mbr_beam,
-                advance=advance,
-            )
-            hyps = [c.text for c in chosen]
-        else:
-            best = translate(model, vocabs, sources, dataclasses.replace(cfg, nbest=1), beam=beam, advance=advance)
-            hyps = [h[0] if h else "" for h in best]
+    with progress_bar(f"decode {split}", work_items(cfg, len(sources))) as advance:
+        decoded = decode_sources(model, vocabs.tgt.decode, sources, cfg, advance=advance)
+    hyps = [d.text for d in decoded]
     seconds = time.perf_counter() - start
     if hyp_path:
         try:
@@ -319,26 +279,7 @@ def eval_seq2seq(
     if part.extra_refs:
         multi, _ = score(metrics, hyps, refs)
         values.update({f"{k}_multiref": v for k, v in multi.items()})
-    if mbr is not None:
-        distinct = sum(len(set(c.candidates[:mbr])) for c in chosen) / max(1, len(chosen))  # drawn ones
-        values.update(
-            {
-                "mbr": mbr,
-                "mbr_sampling": mbr_sampling,
-                "mbr_utility": mbr_utility,
-                "mbr_seed": seed,
-                "mbr_distinct_candidates": round(distinct, 2),
-            }
-        )
-        if mbr_beam:
-            values["mbr_beam"] = mbr_beam
-            values["mbr_chose_searched"] = round(sum(c.index >= mbr for c in chosen) / max(1, len(chosen)), 4)
-        if mbr_sampling != "ancestral":
-            values[f"mbr_{mbr_sampling}"] = mbr_epsilon if mbr_sampling == "epsilon" else mbr_top_p
-        if temperature != 1.0:
-            values["temperature"] = temperature
-    else:
-        values["beam"] = beam
+    values.update(decoder_values(cfg, [d.choice for d in decoded]) if cfg.mbr.samples else {"beam": cfg.beam})
     values.update(
         {
             "precision": cfg.precision,
@@ -350,6 +291,42 @@ def eval_seq2seq(
         }
     )
     return values, corpus.sha256, signatures, hyp_path
+
+
+def decoder_name(cfg: DecodeConfig) -> list[str]:
+    """Every setting that shapes the outputs, as the parts of a hypotheses file name."""
+    from textgen.decode.mbr import sampling_filters
+
+    m = cfg.mbr
+    if not m.samples:
+        decoder = [f"beam{cfg.beam}", f"lenpen{cfg.lenpen:g}"]
+    else:
+        eps, top_p = sampling_filters(m.sampling, m.epsilon, m.top_p)
+        kept = {"epsilon": f"{eps:g}", "top_p": f"{top_p:g}"}.get(m.sampling, "")
+        decoder = [f"mbr{m.samples}", m.sampling + kept, m.utility, f"t{cfg.temperature:g}", f"seed{m.seed}"]
+        decoder += [f"beam{m.beam}", f"lenpen{cfg.lenpen:g}"] if m.beam else []
+    return decoder + [f"len{cfg.max_len_a:g}x+{cfg.max_len_b}", f"norepeat{cfg.no_repeat_ngram}", cfg.precision]
+
+
+def decoder_values(cfg: DecodeConfig, chosen: list[MbrChoice]) -> dict:
+    """What an MBR eval reports beside its scores: its settings, and how many distinct candidates it drew."""
+    m = cfg.mbr
+    distinct = sum(len(set(c.candidates[: m.samples])) for c in chosen) / max(1, len(chosen))  # drawn ones
+    values = {
+        "mbr": m.samples,
+        "mbr_sampling": m.sampling,
+        "mbr_utility": m.utility,
+        "mbr_seed": m.seed,
+        "mbr_distinct_candidates": round(distinct, 2),
+    }
+    if m.beam:
+        values["mbr_beam"] = m.beam
+        values["mbr_chose_searched"] = round(sum(c.index >= m.samples for c in chosen) / max(1, len(chosen)), 4)
+    if m.sampling != "ancestral":
+        values[f"mbr_{m.sampling}"] = m.epsilon if m.sampling == "epsilon" else m.top_p
+    if cfg.temperature != 1.0:
+        values["temperature"] = cfg.temperature
+    return values
 
 
 def hypotheses_path(hyp_out: str | Path, ckpt: Path, data: str | None, split: str, decoder: list[str]) -> Path:

@@ -17,10 +17,12 @@ from textgen.data.corpus import load_text_corpus
 from textgen.data.prepared import MANIFEST
 from textgen.data.prepared_text import prepare_text
 from textgen.data.vocab import Vocab, build_vocab, vocab_from_dict
+from textgen.decode.driver import model_device
 from textgen.distributed import Dist, main_first
 from textgen.errors import UserError
-from textgen.models.lm import RNNLM, State, detach_state
-from textgen.trainer import Loss
+from textgen.models import build_model
+from textgen.models.protocol import LanguageModel, State
+from textgen.objectives.base import Loss
 
 
 @dataclass(frozen=True)
@@ -42,7 +44,7 @@ def prepare_data(recipe: Recipe, vocab: Vocab | None = None, splits=("train", "v
     return LMData(vocab, ids, corpus.sha256)
 
 
-def loss_sum(model: RNNLM, x: torch.Tensor, y: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+def loss_sum(model: LanguageModel, x: torch.Tensor, y: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
     """Summed next-token cross-entropy over a (B, T) window, and the state after it."""
     logits, state = model(x, state)  # (B, T, V)
     loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1), reduction="sum")
@@ -82,7 +84,7 @@ class LMTask:
                 f"{t.bptt}: use more text or lower train.bptt / train.batch_size"
             )
         self.steps_per_epoch = num_windows(self.train, t.bptt)
-        self.model = RNNLM(len(self.vocab), recipe.model).to(dist.device)
+        self.model = build_model(recipe.model, "lm", len(self.vocab)).to(dist.device)
         self.state = self.model.init_state(t.batch_size)
         self.valid_columns = ["valid_loss", "valid_ppl"] + (["valid_bpc"] if recipe.data.level == "char" else [])
 
@@ -92,7 +94,7 @@ class LMTask:
             self.state = self.model.init_state(self.recipe.train.batch_size)
         x, y = window(self.train, index, self.recipe.train.bptt)
         loss, state = loss_sum(self.model, x, y, self.state)
-        self.state = detach_state(state)  # values carry on, gradients stop at the window edge
+        self.state = self.model.detach_state(state)  # values carry on, gradients stop at the window edge
         return Loss(loss, y.numel(), y.size(0))
 
     train_log_columns: list[str] = []
@@ -125,12 +127,12 @@ class LMTask:
 
 
 @torch.no_grad()
-def evaluate(model: RNNLM, ids: torch.Tensor, batch_size: int, bptt: int, progress: str = "") -> float:
+def evaluate(model: LanguageModel, ids: torch.Tensor, batch_size: int, bptt: int, progress: str = "") -> float:
     """Mean next-token loss (nats) over a split, state carried through each stream; `progress` names a progress
     bar on stderr (drawn when stderr is a terminal; "": none)."""
     was_training = model.training
     model.eval()
-    streams = batchify(ids.to(model.proj.weight.device), batch_size, "evaluation split")
+    streams = batchify(ids.to(model_device(model)), batch_size, "evaluation split")
     state = model.init_state(batch_size)
     total, count = 0.0, 0
     windows = num_windows(streams, bptt)
@@ -152,16 +154,16 @@ def metrics_from_loss(loss: float, level: str, prefix: str) -> dict[str, float]:
     return out
 
 
-def load_model(path: Path, device: torch.device = torch.device("cpu")) -> tuple[RNNLM, Vocab, Recipe, dict]:
+def load_model(path: Path, device: torch.device = torch.device("cpu")) -> tuple[LanguageModel, Vocab, Recipe, dict]:
     """Rebuild model, vocab and recipe from a checkpoint file alone, on `device`."""
     payload = checkpoint.load(path, kind="lm")
     return (*model_from_payload(payload, path, device), payload)
 
 
-def model_from_payload(payload: dict, path: Path, device: torch.device) -> tuple[RNNLM, Vocab, Recipe]:
+def model_from_payload(payload: dict, path: Path, device: torch.device) -> tuple[LanguageModel, Vocab, Recipe]:
     recipe = recipe_from_checkpoint(payload)
     vocab = vocab_from_dict(payload["vocab"])
-    model = RNNLM(len(vocab), recipe.model)
+    model = build_model(recipe.model, "lm", len(vocab))
     try:
         model.load_state_dict(payload["model"])
     except RuntimeError:

@@ -15,16 +15,15 @@ from textgen.data.prepared import MANIFEST, KeptLines, read_manifest
 from textgen.data.prepared_parallel import ParallelArrays, PreparedParallel, prepare_parallel
 from textgen.data.seqbatch import Batch, BatchPlan, collate, collate_arrays, token_budget_batches
 from textgen.data.seqvocab import UNK, Vocabs
-from textgen.decode.sampling import source_keys
-from textgen.decode.search import Hypotheses, beam_search, greedy_or_sample
+from textgen.decode.driver import decode_ids
 from textgen.distributed import Dist, main_first
 from textgen.errors import UserError
 from textgen.metrics import score
-from textgen.models.seq2seq import Seq2Seq
+from textgen.models import build_model
+from textgen.models.protocol import Seq2SeqModel
 from textgen.objectives import OBJECTIVES
-from textgen.objectives.common import Context, teacher_forced_loss
-from textgen.precision import autocast
-from textgen.trainer import Loss
+from textgen.objectives.base import Context, Loss
+from textgen.objectives.common import teacher_forced_loss
 
 
 def encode_sources(vocabs: Vocabs, lines: list[str], max_tokens: int) -> list[list[int]]:
@@ -33,12 +32,6 @@ def encode_sources(vocabs: Vocabs, lines: list[str], max_tokens: int) -> list[li
         ids = vocabs.src.encode(line)
         out.append((ids[:max_tokens] if max_tokens else ids) or [UNK])  # an empty source still gets one token
     return out
-
-
-def batches_in_order(sources: list[list[int]], batch_size: int) -> list[list[int]]:
-    """Length-sorted groups of `batch_size` sources for decoding (results go back to input order)."""
-    order = sorted(range(len(sources)), key=lambda i: len(sources[i]))
-    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
 class Seq2SeqTask:
@@ -90,7 +83,7 @@ class Seq2SeqTask:
         self.valid_tgt = [valid.tgt[i].tolist() for i in range(len(valid.tgt))]
         self.valid_targets = [self.vocabs.tgt.normalize(t) for t in valid.targets[:]]  # as outputs come out
         self.budget = budget
-        self.model = Seq2Seq(len(self.vocabs.src), len(self.vocabs.tgt), recipe.model)
+        self.model = build_model(recipe.model, "seq2seq", len(self.vocabs.src), len(self.vocabs.tgt))
         if recipe.init_from and fresh:  # a fresh run that starts from another model's weights
             self.model.load_state_dict(init_payload["model"])
         self.model.to(dist.device)
@@ -100,18 +93,7 @@ class Seq2SeqTask:
             recipe, self.vocabs.tgt, self.references, self.steps_per_epoch, self.target_tokens / self.keep.size
         )
         self.objective = OBJECTIVES[recipe.objective.name](ctx).to(dist.device)  # its baseline regressor
-        self.train_log_columns = [
-            "s",
-            "dad_p",
-            "loss_xent",
-            "loss_reinforce",
-            "reward",
-            "reward_nonzero",
-            "baseline_mse",
-            "greedy_reward",
-            "risk",
-            "candidates",
-        ]
+        self.train_log_columns = list(self.objective.log_columns)
         metric = t.valid_metric
         self.best_metric = "valid_loss" if metric == "loss" else f"valid_{metric}"
         self.higher_is_better = metric != "loss"
@@ -168,11 +150,11 @@ class Seq2SeqTask:
         return [self.model, self.objective]
 
     def param_groups(self) -> list[dict]:
-        """The model at the scheduled lr; the baseline regressor (if any) at its own fixed lr."""
+        """The model at the scheduled lr; the objective's own parameters (a baseline regressor) at its fixed_lr."""
         groups = [{"params": list(self.model.parameters())}]
         extra = list(self.objective.parameters())
         if extra:
-            groups.append({"params": extra, "fixed_lr": self.recipe.objective.baseline_lr})
+            groups.append({"params": extra, "fixed_lr": self.objective.fixed_lr})
         return groups
 
     @torch.no_grad()
@@ -248,7 +230,7 @@ def check_same_model(payload: dict, recipe: Recipe) -> None:
 
 
 def translate(
-    model: Seq2Seq,
+    model: Seq2SeqModel,
     vocabs: Vocabs,
     sources: list[list[int]],
     cfg: DecodeConfig,
@@ -265,83 +247,15 @@ def translate(
     ]
 
 
-@torch.no_grad()
-def decode_ids(
-    model: Seq2Seq,
-    sources: list[list[int]],
-    cfg: DecodeConfig,
-    beam: int | None = None,
-    sample: bool = False,
-    temperature: float = 1.0,
-    seed: int | None = None,
-    top_p: float = 1.0,
-    epsilon: float = 0.0,
-    num_samples: int = 1,
-    keys: torch.Tensor | None = None,
-    advance: Callable[[int], None] | None = None,
-):
-    """Yield (n-best token lists, scores) per source, in input order; batches are length-sorted; `advance(n)`
-    is called after each batch with its n sources (a progress bar's).
-
-    Sampling filters by `epsilon` and `top_p` (decode/sampling.py) and draws `num_samples` outputs per source
-    (then a batch holds cfg.batch_size sources, each encoded once, on batch_size * num_samples rows). Sample j
-    of a source draws from a key of its own (keyed_uniforms): keys[j], shared by every source (MBR), or else
-    one derived from (seed, the source, j) (source_keys; seed None: one drawn from torch's global generator),
-    so a source samples the same output alone or in any batch."""
-    model.eval()
-    beam = cfg.beam if beam is None else beam
-    results: list = [None] * len(sources)
-    device = model.proj.weight.device
-    if sample and keys is None and seed is None:
-        seed = int(torch.randint(0, 2**63 - 1, ()))
-    with autocast(cfg.precision, device):
-        for ids in batches_in_order(sources, cfg.batch_size):
-            b = collate([sources[i] for i in ids], None, ids).to(device)
-            if sample or beam == 1:
-                drawn = keys
-                if sample and keys is None:
-                    drawn = source_keys(seed, [sources[i] for i in ids], num_samples, device)
-                hyps: Hypotheses = greedy_or_sample(
-                    model,
-                    b.src,
-                    b.src_lens,
-                    cfg.max_len_a,
-                    cfg.max_len_b,
-                    temperature if sample else 0.0,
-                    top_p=top_p,
-                    epsilon=epsilon,
-                    keys=drawn,
-                    num_samples=num_samples,
-                    no_repeat_ngram=cfg.no_repeat_ngram,
-                )
-            else:
-                hyps = beam_search(
-                    model,
-                    b.src,
-                    b.src_lens,
-                    beam,
-                    cfg.nbest,
-                    cfg.lenpen,
-                    cfg.max_len_a,
-                    cfg.max_len_b,
-                    cfg.no_repeat_ngram,
-                )
-            for i, toks, scores in zip(ids, hyps.tokens, hyps.scores):
-                results[i] = (toks, scores)
-            if advance:
-                advance(len(ids))
-    return results
-
-
-def load_model(path: Path, device: torch.device = torch.device("cpu")) -> tuple[Seq2Seq, Vocabs, Recipe, dict]:
+def load_model(path: Path, device: torch.device = torch.device("cpu")) -> tuple[Seq2SeqModel, Vocabs, Recipe, dict]:
     payload = checkpoint.load(path, kind="seq2seq")
     return (*model_from_payload(payload, path, device), payload)
 
 
-def model_from_payload(payload: dict, path: Path, device: torch.device) -> tuple[Seq2Seq, Vocabs, Recipe]:
+def model_from_payload(payload: dict, path: Path, device: torch.device) -> tuple[Seq2SeqModel, Vocabs, Recipe]:
     recipe = recipe_from_checkpoint(payload)
     vocabs = Vocabs.from_dict(payload["vocab"])
-    model = Seq2Seq(len(vocabs.src), len(vocabs.tgt), recipe.model)
+    model = build_model(recipe.model, "seq2seq", len(vocabs.src), len(vocabs.tgt))
     try:
         model.load_state_dict(payload["model"])
     except RuntimeError:

@@ -2,26 +2,25 @@
 
 POST /translate and /score (seq2seq), POST /sample and /score (language model), GET /health, and GET /,
 a page to try the model in a browser. Every bad request gets a 4xx (503 when busy or timed out) with a
-one-line `{"error": "..."}`.
+one-line `{"error": "..."}`; bodies are checked (serve_schema.py) and their work bounded before they
+queue, so a bad request fails alone. Only Host headers naming this server are answered and POSTs must
+be `application/json`: a web page cannot post to it cross-site, nor read it through DNS rebinding.
 
-The model is not thread-safe, so every model call runs in one worker thread. Concurrent /translate
-requests with the same decode settings are gathered into one batch: an idle server waits `window_ms`
-after the first request for others (or until `max_batch` sentences are there); a busy one takes, as
-soon as the worker is free, whatever queued meanwhile. Each request gets its own slice of the outputs.
+The model is not thread-safe, so every model call runs in one worker thread, fed by the queue of
+microbatch.py: concurrent /translate requests with the same decode settings share one batch.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import math
 import socket
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, Callable
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -32,83 +31,42 @@ from starlette.routing import Route
 from textgen.errors import UserError
 from textgen.microbatch import Batcher, Limits, error
 from textgen.serve_page import render_page
+from textgen.serve_schema import SampleBody, ScorePairsBody, ScoreTextsBody, TranslateBody, check_sizes, parse
 
 log = logging.getLogger("textgen.serve")
-REQUIRED = object()
-MAX_BEAM = 64
+LOOPBACK = ("localhost", "127.0.0.1", "[::1]")
 
 
-# -- request parsing ---------------------------------------------------------------------------------------
+# -- requests ----------------------------------------------------------------------------------------------
 
 
-def _json_type(value: Any) -> str:
-    for kind, name in (
-        (bool, "boolean"),
-        (int, "integer"),
-        (float, "number"),
-        (str, "string"),
-        (list, "array"),
-        (dict, "object"),
-    ):
-        if isinstance(value, kind):
-            return name
-    return "null"
+def allowed_hosts(host: str, port: int, others: list[str] = ()) -> frozenset[str] | None:
+    """The Host headers this server answers: its loopback names and bound address with the port, and `others`
+    (names; "*": any, None). A page from evil.example whose name was rebound to 127.0.0.1 sends
+    Host: evil.example, so it can neither post to the model nor read /health."""
+    if "*" in others:
+        return None
+    names = {*LOOPBACK, f"[{host}]" if ":" in host else host, *others}
+    ports = (f":{port}", "") if port == 80 else (f":{port}",)
+    return frozenset(name.lower() + suffix for name in names for suffix in ports)
 
 
-_CHECKS = {
-    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
-    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
-    "boolean": lambda v: isinstance(v, bool),
-    "string": lambda v: isinstance(v, str),
-}
+def _check_request(request: Request, hosts: frozenset[str] | None) -> None:
+    host = request.headers.get("host", "")
+    if hosts is not None and host.lower() not in hosts:
+        name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+        raise error(
+            403,
+            f"Host {host!r} is not this server's address ({', '.join(sorted(hosts))}): "
+            f"start textgen serve with --allow-host {name or 'NAME'} to answer it",
+        )
+    if request.method == "POST":
+        media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if media != "application/json":
+            raise error(415, f"POST a JSON body with Content-Type: application/json, not {media or 'none'!r}")
 
 
-def _field(body: dict, name: str, kind: str, default: Any = REQUIRED) -> Any:
-    """body[name] checked against a JSON type; absent or null gives the default (absent and required: 400)."""
-    value = body.get(name)
-    if value is None:
-        if default is REQUIRED:
-            raise error(400, f"missing field '{name}'")
-        return default
-    if not _CHECKS[kind](value):
-        raise error(400, f"'{name}' must be {'an' if kind == 'integer' else 'a'} {kind}, got {_json_type(value)}")
-    return value
-
-
-def _ranged(body: dict, name: str, kind: str, default: Any, low: float, high: float, status: int = 400) -> Any:
-    value = _field(body, name, kind, default)
-    if body.get(name) is not None and not low <= value <= high:  # defaults are the recipe's, never refused
-        raise error(status, f"'{name}' must be between {low} and {high}, got {value}")
-    return value
-
-
-def _texts(body: dict, name: str, limits: Limits) -> list[str]:
-    value = body.get(name)
-    if value is None:
-        raise error(400, f"missing field '{name}': give a list of strings")
-    if not isinstance(value, list):
-        raise error(400, f"'{name}' must be an array of strings, got {_json_type(value)}")
-    if not value:
-        raise error(400, f"'{name}' is empty: give at least one string")
-    if len(value) > limits.max_sources:
-        raise error(413, f"'{name}' has {len(value)} items; the limit is {limits.max_sources} per request")
-    for i, item in enumerate(value):
-        if not isinstance(item, str):
-            raise error(400, f"'{name}'[{i}] must be a string, got {_json_type(item)}")
-        _check_chars(item, f"'{name}'[{i}]", limits)
-    return value
-
-
-def _check_chars(text: str, what: str, limits: Limits) -> None:
-    if len(text) > limits.max_input_chars:
-        raise error(413, f"{what} has {len(text)} characters; the limit is {limits.max_input_chars}")
-
-
-def _reject_constant(name: str):
-    raise ValueError(f"{name} is not valid JSON")
-
-
-async def _read_json(request: Request, allowed: tuple[str, ...], limits: Limits) -> dict:
+async def _read_body(request: Request, limits: Limits) -> bytes:
     cap = limits.max_sources * limits.max_input_chars * 8 + 65536  # two lists of UTF-8, escapes, settings
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > cap:
@@ -124,23 +82,36 @@ async def _read_json(request: Request, allowed: tuple[str, ...], limits: Limits)
         return b"".join(chunks)
 
     try:
-        raw = await asyncio.wait_for(read(), limits.timeout_s)
+        return await asyncio.wait_for(read(), limits.timeout_s)
     except asyncio.TimeoutError:
         raise error(408, f"the request body did not arrive within {limits.timeout_s:g} s") from None
-    try:
-        body = json.loads(raw, parse_constant=_reject_constant)
-    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        raise error(400, f"malformed JSON: {exc}") from None
-    except RecursionError:
-        raise error(400, "malformed JSON: nested too deeply") from None
-    if not isinstance(body, dict):
-        raise error(400, f"the body must be a JSON object, got {_json_type(body)}")
-    unknown = sorted(set(body) - set(allowed))
-    if unknown:
+
+
+async def _disconnected(request: Request) -> None:
+    """Returns once the client has closed its connection (called after its body has been read)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+def _decoder_steps(model, sources: list[str], beam: int, sample: bool, limits: Limits) -> None:
+    """Bound the work of one /translate: rows (the beam; one when sampling) x each source's output-length
+    limit. Encoding the sources here also fails a source the vocabulary refuses alone, before any batch."""
+    import torch
+
+    from textgen.decode.search import max_lengths
+
+    cfg = model.recipe.decode
+    lengths = torch.tensor([len(ids) for ids in model.encode(sources)])
+    limit = max_lengths(lengths, cfg.max_len_a, cfg.max_len_b)
+    rows = 1 if sample or beam == 1 else beam
+    steps = rows * int(limit.sum())
+    if steps > limits.max_work:
         raise error(
-            400, f"unknown field(s) {', '.join(map(repr, unknown))}: {request.url.path} takes {', '.join(allowed)}"
+            413,
+            f"this request may take {steps:,} decoder steps (beam {rows} x {len(sources)} source(s) x up to "
+            f"{int(limit.max())} tokens); the limit is {limits.max_work:,}: send fewer or shorter sources, "
+            "or a smaller beam",
         )
-    return body
 
 
 def _finite(x: float) -> float | None:
@@ -163,8 +134,11 @@ def vocab_sizes(model) -> dict:
     return {"src": len(model.vocabs.src), "tgt": len(model.vocabs.tgt)}
 
 
-def build_app(model, path: str, limits: Limits = Limits(), url: str = "") -> Starlette:
-    """The Starlette app serving `model` (a textgen.api Translator or LanguageModel) loaded from `path`."""
+def build_app(
+    model, path: str, limits: Limits = Limits(), url: str = "", hosts: frozenset[str] | None = None
+) -> Starlette:
+    """The Starlette app serving `model` (a textgen.api Translator or LanguageModel) loaded from `path`;
+    `hosts`: the Host headers it answers (None: any; see allowed_hosts)."""
     from textgen.results import git_commit
 
     executor = ThreadPoolExecutor(1, thread_name_prefix="textgen-model")
@@ -179,14 +153,10 @@ def build_app(model, path: str, limits: Limits = Limits(), url: str = "") -> Sta
     }
     started = time.time()
 
-    async def call(what: str, fn: Callable, *args):
-        """One model call in the worker thread, after whatever it is running; one log line."""
+    async def call(request: Request, what: str, fn, size: int):
+        """fn(stop) alone in the worker thread, after what is queued; one log line."""
         start = time.perf_counter()
-        future = asyncio.get_running_loop().run_in_executor(executor, fn, *args)
-        try:
-            out = await asyncio.wait_for(future, limits.timeout_s)
-        except asyncio.TimeoutError:
-            raise error(503, f"timed out after {limits.timeout_s:g} s: the server is busy, retry later") from None
+        out = await batcher.call(fn, size, lambda: _disconnected(request))
         log.info("%s: %.3f s", what, time.perf_counter() - start)
         return out
 
@@ -197,53 +167,51 @@ def build_app(model, path: str, limits: Limits = Limits(), url: str = "") -> Sta
 
     async def translate(request: Request) -> Response:
         needs("seq2seq", "POST /translate")
-        body = await _read_json(
-            request, ("sources", "beam", "nbest", "lenpen", "sample", "temperature", "seed"), limits
-        )
-        sources = _texts(body, "sources", limits)
-        settings = {
-            "beam": _ranged(body, "beam", "integer", model.recipe.decode.beam, 1, MAX_BEAM),
-            "nbest": _ranged(body, "nbest", "integer", 1, 1, MAX_BEAM),
-            "lenpen": _field(body, "lenpen", "number", None),
-            "sample": _field(body, "sample", "boolean", False),
-            "temperature": _field(body, "temperature", "number", 1.0),
-            "seed": _field(body, "seed", "integer", None),
-        }
+        body = parse(TranslateBody, await _read_body(request, limits), "/translate")
+        check_sizes(body, limits)
+        settings = body.model_dump(exclude={"sources"})
+        if settings["beam"] is None:  # the recipe's, so that requests with and without it share batches
+            settings["beam"] = model.recipe.decode.beam
         if not settings["sample"]:  # unused by search: they must not split batches
             settings["temperature"], settings["seed"] = 1.0, None
-        out = await batcher.submit(settings, sources)
+        _decoder_steps(model, body.sources, settings["beam"], settings["sample"], limits)
+        out = await batcher.submit(settings, body.sources, lambda: _disconnected(request))
         if settings["nbest"] > 1:
             out = [[{"text": t, "score": _finite(s)} for t, s in hyps] for hyps in out]
         return JSONResponse({"translations": out})
 
     async def sample(request: Request) -> Response:
         needs("lm", "POST /sample")
-        body = await _read_json(request, ("prime", "length", "temperature", "top_k", "top_p", "seed"), limits)
-        prime = _field(body, "prime", "string", "")
-        _check_chars(prime, "'prime'", limits)
-        args = (
-            prime,
-            _ranged(body, "length", "integer", 100, 0, limits.max_length, 413),
-            _field(body, "temperature", "number", 1.0),
-            _field(body, "top_k", "integer", 0),
-            _field(body, "top_p", "number", 1.0),
-            _field(body, "seed", "integer", None),
-        )
-        return JSONResponse({"text": await call(f"sample: {args[1]} tokens", model.sample, *args)})
+        body = parse(SampleBody, await _read_body(request, limits), "/sample")
+        check_sizes(body, limits)
+
+        def draw(stop: threading.Event) -> str | None:
+            pieces = []
+            for piece in model.stream(body.prime, body.length, body.temperature, body.top_k, body.top_p, body.seed):
+                if stop.is_set():  # nobody waits for it any more: free the worker
+                    return None
+                pieces.append(piece)
+            return body.prime + (model.separator if body.prime else "") + "".join(pieces)
+
+        return JSONResponse({"text": await call(request, f"sample: {body.length} tokens", draw, 1)})
 
     async def score(request: Request) -> Response:
+        raw = await _read_body(request, limits)
         if model.kind == "seq2seq":
-            body = await _read_json(request, ("sources", "targets"), limits)
-            sources, targets = _texts(body, "sources", limits), _texts(body, "targets", limits)
-            scored = await call(f"score: {len(sources)} pair(s)", model.score, sources, targets)
+            pairs = parse(ScorePairsBody, raw, "/score")
+            check_sizes(pairs, limits)
+            what, size = f"score: {len(pairs.sources)} pair(s)", len(pairs.sources)
+            scored = await call(request, what, lambda stop: model.score(pairs.sources, pairs.targets), size)
         else:
-            body = await _read_json(request, ("texts",), limits)
-            texts = _texts(body, "texts", limits)
-            scored = await call(f"score: {len(texts)} text(s)", model.score, texts)
+            texts = parse(ScoreTextsBody, raw, "/score")
+            check_sizes(texts, limits)
+            what, size = f"score: {len(texts.texts)} text(s)", len(texts.texts)
+            scored = await call(request, what, lambda stop: model.score(texts.texts), size)
         return JSONResponse({"scores": [_scored(s) for s in scored]})
 
     async def health(request: Request) -> Response:
-        return JSONResponse({**info, **batcher.stats, "uptime_s": round(time.time() - started, 1)})
+        waiting = {"sentences_waiting": batcher.queued}
+        return JSONResponse({**info, **batcher.stats, **waiting, "uptime_s": round(time.time() - started, 1)})
 
     async def page(request: Request) -> Response:
         return HTMLResponse(render_page(info))
@@ -251,6 +219,7 @@ def build_app(model, path: str, limits: Limits = Limits(), url: str = "") -> Sta
     def endpoint(fn):
         async def run(request: Request) -> Response:
             try:
+                _check_request(request, hosts)
                 return await fn(request)
             except UserError as exc:
                 raise error(400, str(exc)) from None
@@ -290,8 +259,8 @@ def build_app(model, path: str, limits: Limits = Limits(), url: str = "") -> Sta
             executor.shutdown(wait=False, cancel_futures=True)
 
     routes = [
-        Route("/", page, methods=["GET"]),
-        Route("/health", health, methods=["GET"]),
+        Route("/", endpoint(page), methods=["GET"]),
+        Route("/health", endpoint(health), methods=["GET"]),
         Route("/translate", endpoint(translate), methods=["POST"]),
         Route("/sample", endpoint(sample), methods=["POST"]),
         Route("/score", endpoint(score), methods=["POST"]),
@@ -303,8 +272,9 @@ def build_app(model, path: str, limits: Limits = Limits(), url: str = "") -> Sta
     return app
 
 
-def serve(ckpt: Path, host: str, port: int, device: str, limits: Limits) -> None:
-    """Load the checkpoint, bind host:port (0: any free port, logged), serve until Ctrl-C."""
+def serve(ckpt: Path, host: str, port: int, device: str, limits: Limits, allow_hosts: list[str] = ()) -> None:
+    """Load the checkpoint, bind host:port (0: any free port, logged), serve until Ctrl-C; `allow_hosts`: Host
+    names answered besides the loopback names and `host` ("*": any)."""
     import uvicorn
 
     from textgen.api import load
@@ -329,6 +299,17 @@ def serve(ckpt: Path, host: str, port: int, device: str, limits: Limits) -> None
     if host not in ("127.0.0.1", "localhost", "::1"):
         log.warning("listening on %s: anyone who can reach port %d can use the model (no authentication)", host, bound)
     url = f"http://{f'[{host}]' if ':' in host else host}:{bound}/"
-    app = build_app(model, str(ckpt), limits, url)
-    config = uvicorn.Config(app, host=host, port=bound, log_level="info", access_log=False, lifespan="on")
+    hosts = allowed_hosts(host, bound, allow_hosts)
+    if hosts is not None and host in ("0.0.0.0", "::"):
+        log.warning("requests must name this server as %s: add --allow-host NAME for its network names", host)
+    app = build_app(model, str(ckpt), limits, url, hosts)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=bound,
+        log_level="info",
+        access_log=False,
+        lifespan="on",
+        limit_concurrency=limits.max_connections,
+    )
     uvicorn.Server(config).run(sockets=[sock])

@@ -26,22 +26,13 @@ from textgen.config import Recipe, differences, dump_toml, to_dict
 from textgen.console import stderr_console
 from textgen.distributed import Dist
 from textgen.errors import Interrupted, UserError, out_of_memory
+from textgen.objectives.base import Loss
 from textgen.paths import output_file
 from textgen.precision import autocast, check_precision, grad_scaler
 from textgen.schedule import LRSchedule, build_optimizer, load_optimizer_state, set_lr
 
 # keys that may differ between a checkpoint's recipe and the one given with --resume
 BUDGET_KEYS = {"epochs", "max_steps", "max_minutes", "eval_every", "log_every", "threads", "tensorboard", "precision"}
-
-
-@dataclass
-class Loss:
-    """What a task returns for one batch: a summed loss and counts; the trainer normalises."""
-
-    loss_sum: torch.Tensor
-    ntokens: int
-    nsentences: int
-    logs: dict | None = None
 
 
 class Task(Protocol):

@@ -165,7 +165,7 @@ class TargetPieces:
         topped up to a multiple of `multiple` with the lowest-id unused pieces (for a unigram model, roughly the
         most probable). GEMMs with an odd output width are slow on CPU: a beam step of 500 rows through an output
         layer of 3,963 took 8.85 ms, of 3,968 7.05 (`benchmarks/bench_output_width.py`,
-        results/bench-output-width.json; nanoGPT pads its vocabulary for the same reason). The extra
+        results/speed/bench-output-width.json; nanoGPT pads its vocabulary for the same reason). The extra
         pieces never occur as targets, so the model learns not to emit them."""
         seen = np.union1d(np.arange(len(SPECIALS)), np.flatnonzero(counts))
         size = min(len(joint), -(-len(seen) // multiple) * multiple)

@@ -6,13 +6,14 @@ from collections.abc import Iterator
 
 import torch
 
+from textgen.decode.driver import model_device
 from textgen.decode.sampling import next_token
-from textgen.models.lm import RNNLM
+from textgen.models.protocol import LanguageModel
 
 
 @torch.no_grad()
 def generate(
-    model: RNNLM,
+    model: LanguageModel,
     prime: list[int],
     length: int,
     temperature: float = 1.0,
@@ -22,7 +23,7 @@ def generate(
 ) -> Iterator[int]:
     """Yield `length` token ids continuing `prime` (which must be non-empty)."""
     model.eval()
-    device = model.proj.weight.device
+    device = model_device(model)
     generator = torch.Generator(device=device).manual_seed(seed) if seed is not None else None
     state = model.init_state(1)
     logits, state = model(torch.tensor([prime], device=device), state)  # (1, P, V): the prime in one fused call

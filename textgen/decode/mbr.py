@@ -1,8 +1,9 @@
 """Minimum Bayes risk (MBR) decoding (Eikema & Aziz 2020; Freitag et al. 2022): sample N candidates per source,
-output the one with the highest expected utility against the others.
+output the one with the highest expected utility against the others. Its settings are a recipe's [decode.mbr]
+table (config.MbrConfig: samples N, sampling, utility, epsilon, top_p, beam, seed) and decode.temperature.
 
 Candidates: N draws per source by ancestral sampling, epsilon sampling (tokens with p < epsilon dropped, the rest
-renormalised; Freitag et al. 2023 use epsilon 0.02) or top-p sampling, at `temperature` (1: the model's own
+renormalised; Freitag et al. 2023 use epsilon 0.02) or top-p sampling, at decode.temperature (1: the model's own
 distribution). All sources go through the batched sampler together: a batch holds cfg.batch_size sources, each
 encoded once and decoded on N rows, so 64 sources x N = 32 is 2,048 rows a step, not a loop per sentence.
 Sample j of every source draws its uniforms from a key derived from (seed, j) alone (keyed_uniforms), so a
@@ -17,11 +18,11 @@ utilities, so each distinct string is scored once: m distinct strings cost m(m -
 self-utility for each string drawn more than once. Ties go to the earliest candidate.
 N = 1 with nothing searched: there are no other candidates to act as references, so the single sample is
 returned as it is (its expected utility is nan).
-Searched hypotheses (`beam` > 0, `--mbr-beam K`): beam search's K best outputs join the candidates as hypotheses
-only (Freitag et al. 2022 mix beam and sampled candidates the same way): each is scored against all N draws as
-pseudo-references, an unbiased estimate of the same expected utility, and the draws are scored as before (a
-beam output that was also drawn is scored once, as a draw). The beam output is chosen when it beats every draw
-in expected utility; ties go to the draw.
+Searched hypotheses (decode.mbr.beam K > 0, `--mbr-beam K`): beam search's K best outputs join the candidates
+as hypotheses only (Freitag et al. 2022 mix beam and sampled candidates the same way): each is scored against
+all N draws as pseudo-references, an unbiased estimate of the same expected utility, and the draws are scored
+as before (a beam output that was also drawn is scored once, as a draw). The beam output is chosen when it
+beats every draw in expected utility; ties go to the draw.
 """
 
 from __future__ import annotations
@@ -33,8 +34,9 @@ from dataclasses import dataclass
 
 import torch
 
-from textgen.config import DecodeConfig
+from textgen.config import CHOICES, DecodeConfig
 from textgen.decode import settings
+from textgen.decode.driver import decode_ids, model_device
 from textgen.decode.sampling import row_keys
 from textgen.errors import UserError
 from textgen.metrics import sentence_bleu, sentence_chrf, sentence_rouge
@@ -47,25 +49,8 @@ UTILITIES: dict[str, Utility] = {
     "rouge1": lambda h, r: sentence_rouge(h, r, "rouge1"),  # rouge-score F1, stemmer on
     "rouge2": lambda h, r: sentence_rouge(h, r, "rouge2"),
     "rougeL": lambda h, r: sentence_rouge(h, r, "rougeL"),
-}
-SAMPLINGS = ("epsilon", "ancestral", "top_p")
-
-
-def check_mbr_args(
-    n: int | None, sampling: str, utility: str, epsilon: float, top_p: float, temperature: float = 1.0, beam: int = 0
-) -> None:
-    """The MBR options of decode, eval and the API; n None (no --mbr): only that no MBR-only option is set."""
-    if n is None:
-        if beam:
-            raise UserError("--mbr-beam adds candidates to MBR decoding: give --mbr N too")
-        return
-    settings.check(mbr=n, mbr_beam=beam, mbr_epsilon=epsilon, mbr_top_p=top_p, temperature=temperature)
-    if sampling not in SAMPLINGS:
-        raise UserError(f"unknown --mbr-sampling '{sampling}': choose from {', '.join(SAMPLINGS)}")
-    if utility not in UTILITIES:
-        raise UserError(f"unknown --mbr-utility '{utility}': choose from {', '.join(UTILITIES)}")
-    if temperature == 0:
-        raise UserError(f"--mbr samples its candidates: --temperature must be > 0, got {temperature}")
+}  # the names: config.CHOICES["decode.mbr.utility"], which a recipe is checked against
+SAMPLINGS = CHOICES["decode.mbr.sampling"]
 
 
 def mbr_select(candidates: list[str], utility: Utility, searched: Sequence[str] = ()) -> tuple[int, list[float]]:
@@ -113,29 +98,23 @@ def sample_candidates(
     decode_text: Callable[[list[int]], str],
     sources: list[list[int]],
     cfg: DecodeConfig,
-    n: int,
-    sampling: str = "epsilon",
-    seed: int = 0,
-    temperature: float = 1.0,
-    epsilon: float = 0.02,
-    top_p: float = 0.9,
     advance: Callable[[int], None] | None = None,
 ) -> list[list[str]]:
-    """n sampled candidates per encoded source, in drawing order (batched; sample j of a source uses key (seed, j))."""
-    from textgen.seq2seq import decode_ids
-
-    eps, p = sampling_filters(sampling, epsilon, top_p)
+    """cfg.mbr.samples sampled candidates per encoded source, in drawing order (batched; sample j of a source
+    uses key (cfg.mbr.seed, j)), drawn by cfg.mbr.sampling at cfg.temperature."""
+    m = cfg.mbr
+    eps, p = sampling_filters(m.sampling, m.epsilon, m.top_p)
     results = decode_ids(
         model,
         sources,
         dataclasses.replace(cfg, nbest=1),
         beam=1,
         sample=True,
-        temperature=temperature,
+        temperature=cfg.temperature,
         top_p=p,
         epsilon=eps,
-        num_samples=n,
-        keys=row_keys(seed, n, model.proj.weight.device),
+        num_samples=m.samples,
+        keys=row_keys(m.seed, m.samples, model_device(model)),
         advance=advance,
     )
     return [[decode_text(t) for t in toks] for toks, _ in results]
@@ -166,12 +145,10 @@ def searched_candidates(
     decode_text,
     sources: list[list[int]],
     cfg: DecodeConfig,
-    k: int,
     advance: Callable[[int], None] | None = None,
 ) -> list[list[str]]:
-    """Beam search's k best outputs per source (beam k), as MBR hypotheses beside the draws."""
-    from textgen.seq2seq import decode_ids
-
+    """Beam search's k = cfg.mbr.beam best outputs per source (beam k), as MBR hypotheses beside the draws."""
+    k = cfg.mbr.beam
     results = decode_ids(model, sources, dataclasses.replace(cfg, nbest=k), beam=k, advance=advance)
     return [[decode_text(t) for t in toks] for toks, _ in results]
 
@@ -181,23 +158,18 @@ def mbr_decode(
     decode_text: Callable[[list[int]], str],
     sources: list[list[int]],
     cfg: DecodeConfig,
-    n: int,
-    sampling: str = "epsilon",
-    utility: str = "bleu",
-    seed: int = 0,
-    temperature: float = 1.0,
-    epsilon: float = 0.02,
-    top_p: float = 0.9,
-    beam: int = 0,
     advance: Callable[[int], None] | None = None,
 ) -> list[MbrChoice]:
-    """Sample n candidates per encoded source (batched) and pick each source's MBR candidate; in input order.
-    beam > 0: beam search's `beam` best outputs are candidates too, scored against the n draws.
-    `advance(k)` counts progress_total(len(sources), beam) items in all: each source sampled, searched, chosen."""
-    check_mbr_args(n, sampling, utility, epsilon, top_p, temperature, beam)
-    drawn = sample_candidates(model, decode_text, sources, cfg, n, sampling, seed, temperature, epsilon, top_p, advance)
-    searched = searched_candidates(model, decode_text, sources, cfg, beam, advance) if beam else None
-    return select(drawn, utility, searched, advance)
+    """Sample cfg.mbr.samples candidates per encoded source (batched) and pick each source's MBR candidate by
+    cfg.mbr.utility; in input order. cfg.mbr.beam > 0: beam search's that many best outputs are candidates
+    too, scored against the draws. `advance(k)` counts progress_total(len(sources), cfg.mbr.beam) items in all:
+    each source sampled, searched, chosen."""
+    settings.check_decode_config(cfg)
+    if cfg.mbr.samples < 1:
+        raise UserError("MBR decoding needs candidates: set decode.mbr.samples (--mbr N) to 1 or more")
+    drawn = sample_candidates(model, decode_text, sources, cfg, advance)
+    searched = searched_candidates(model, decode_text, sources, cfg, advance) if cfg.mbr.beam else None
+    return select(drawn, cfg.mbr.utility, searched, advance)
 
 
 def progress_total(sources: int, beam: int) -> int:

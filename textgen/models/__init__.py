@@ -1,0 +1,31 @@
+"""Model architectures by task and `model.arch`: a new architecture is one file plus one line here (and its name
+in config.CHOICES["model.arch"], which tests keep equal to these keys).
+
+"recurrent": the recurrent stacks, model.cell = lstm | gru | rnn picking the cell (the encoder-decoder is
+LSTM only). The name is the family, not a cell, so that `arch = "recurrent", cell = "rnn"` reads as what it is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from torch import nn
+
+from textgen.config import ModelConfig
+from textgen.errors import UserError
+from textgen.models.lm import RNNLM
+from textgen.models.seq2seq import Seq2Seq
+
+# task → arch → constructor(*vocabulary sizes, cfg): lm takes (vocab,), seq2seq (source vocab, target vocab)
+MODELS: dict[str, dict[str, Callable[..., nn.Module]]] = {
+    "lm": {"recurrent": RNNLM},
+    "seq2seq": {"recurrent": Seq2Seq},
+}
+
+
+def build_model(cfg: ModelConfig, task: str, *vocab_sizes: int) -> nn.Module:
+    """The `task` model ("lm" | "seq2seq") of architecture cfg.arch for the given vocabulary sizes."""
+    archs = MODELS[task]
+    if cfg.arch not in archs:
+        raise UserError(f"model.arch = {cfg.arch!r} has no {task} model: choose from {', '.join(archs)}")
+    return archs[cfg.arch](*vocab_sizes, cfg)

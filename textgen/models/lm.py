@@ -1,4 +1,6 @@
-"""Recurrent language model: embed → RNN/LSTM/GRU stack → (tied) projection to the vocabulary."""
+"""Recurrent language model: embed → RNN/LSTM/GRU stack → (tied) projection to the vocabulary.
+
+models.protocol.LanguageModel: init_state, forward, detach_state; the state is (h, c) for an LSTM, h otherwise."""
 
 from __future__ import annotations
 
@@ -47,7 +49,7 @@ class RNNLM(nn.Module):
         out, state = self.rnn(x, state)  # (B, T, H)
         return self.proj(self.drop(out)), state  # (B, T, V)
 
-
-def detach_state(state: State) -> State:
-    """Cut the graph between BPTT windows: values carry on, gradients stop."""
-    return tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
+    @staticmethod
+    def detach_state(state: State) -> State:
+        """Cut the graph between BPTT windows: values carry on, gradients stop."""
+        return tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()

@@ -1,9 +1,8 @@
 """Encoder–decoder with attention: bi-LSTM encoder, LSTM decoder, Luong/Bahdanau attention.
 
-Step protocol (used by every decoder and objective): `encode`, `init_state`, `step`,
-`reorder_state(state, index, keep_source=False)`;
-plus a teacher-forced `forward` that runs the fused nn.LSTM over the whole target when the
-decoder has no input feeding (each step then depends only on the reference prefix).
+models.protocol.Seq2SeqModel, what every decoder and objective calls; the teacher-forced `prefix` (and so
+`features` and `forward`) runs the fused nn.LSTM over the whole target when the decoder has no input feeding
+(each step then depends only on the reference prefix). DecoderState stays inside models/.
 """
 
 from __future__ import annotations

@@ -1,4 +1,6 @@
-"""OBJECTIVES: name → class. Every objective is called as objective(model, batch, *, step) -> Loss."""
+"""OBJECTIVES: name -> objective class (objectives/base.py says what one is). A new objective is its own file
+and one line here; its name is also one of config.CHOICES["objective.name"] (a test keeps the two equal), and
+its settings, if it has any, are its own table of ObjectiveConfig."""
 
 from __future__ import annotations
 

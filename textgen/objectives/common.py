@@ -1,33 +1,12 @@
-"""What every objective is built from: its context (recipe, vocab, references) and the token loss."""
+"""The token-level losses objectives are built from, and the checks several share."""
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-from textgen.config import Recipe
 from textgen.data.seqvocab import PAD
 from textgen.errors import UserError
-
-
-@dataclass(frozen=True)
-class Context:
-    recipe: Recipe
-    tgt_vocab: object  # decode(ids) -> str and normalize(text) -> str, for rewards
-    references: list[str]  # raw training targets, indexed by Batch.index
-    steps_per_epoch: int
-    mean_target_tokens: float = (
-        1.0  # target tokens (with EOS) per training sentence: turns per-sentence terms per-token
-    )
-
-    def reference(self, i: int) -> str:
-        """Training reference i as the target vocabulary reads it (e.g. lowercased): what outputs are scored against."""
-        return self.tgt_vocab.normalize(self.references[i])
-
-    def epoch(self, step: int) -> float:
-        return step / self.steps_per_epoch
 
 
 def token_loss(logits: torch.Tensor, targets: torch.Tensor, smoothing: float = 0.0) -> torch.Tensor:
@@ -53,7 +32,9 @@ def teacher_forced_loss(model, batch, smoothing: float = 0.0) -> torch.Tensor:
     return output_loss(model, model.features(batch.src, batch.src_lens, batch.tgt_in), batch.tgt_out, smoothing)
 
 
-def check_sample_temperature(cfg) -> None:
-    """Objectives that sample check this when built, not hours later at the first sampled step."""
+def check_sample_temperature(cfg) -> float:
+    """[objective]'s sample_temperature, checked by objectives that sample when they are built, not hours later
+    at the first sampled step."""
     if cfg.sample_temperature <= 0:
         raise UserError(f"objective.sample_temperature must be > 0, got {cfg.sample_temperature}")
+    return cfg.sample_temperature

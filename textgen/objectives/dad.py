@@ -12,23 +12,27 @@ from torch import nn
 from textgen.data.seqvocab import PAD
 from textgen.decode.sampling import sample_categorical
 from textgen.errors import UserError
-from textgen.objectives.common import Context, token_loss
-from textgen.objectives.schedules import dad_probability
-from textgen.trainer import Loss
+from textgen.objectives.base import Context, Loss
+from textgen.objectives.common import token_loss
+from textgen.objectives.schedules import feed_probability
 
 
 class DataAsDemonstrator(nn.Module):
+    """Settings: [objective.dad]."""
+
+    log_columns = ("dad_p",)
+
     def __init__(self, ctx: Context):
         super().__init__()
         self.ctx = ctx
-        self.cfg = ctx.recipe.objective
-        if self.cfg.dad_schedule == "inverse_sigmoid" and self.cfg.dad_k_updates < 1:
+        self.cfg = ctx.recipe.objective.dad
+        if self.cfg.schedule == "inverse_sigmoid" and self.cfg.k_updates < 1:
             raise UserError(
-                f"objective.dad_k_updates must be >= 1 for the inverse sigmoid schedule, got {self.cfg.dad_k_updates}"
+                f"objective.dad.k_updates must be >= 1 for the inverse sigmoid schedule, got {self.cfg.k_updates}"
             )
 
     def forward(self, model, batch, *, step: int) -> Loss:
-        p = dad_probability(self.cfg, step, self.ctx.steps_per_epoch)
+        p = feed_probability(self.cfg, step, self.ctx.steps_per_epoch)
         state = model.encode(batch.src, batch.src_lens)
         prev = batch.tgt_in[:, 0]
         logits_per_step = []
@@ -39,7 +43,7 @@ class DataAsDemonstrator(nn.Module):
                 prev = batch.tgt_in[:, t + 1]
                 if p > 0:
                     guess = logits.detach()
-                    pred = sample_categorical(guess.softmax(-1)) if self.cfg.dad_sample else guess.argmax(-1)
+                    pred = sample_categorical(guess.softmax(-1)) if self.cfg.sample else guess.argmax(-1)
                     use_model = (torch.rand(prev.shape, device=prev.device) < p) & (prev != PAD)
                     prev = torch.where(use_model, pred, prev)
         logits = torch.stack(logits_per_step, 1)  # (B, T, V)

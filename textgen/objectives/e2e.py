@@ -9,21 +9,25 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from textgen.objectives.common import Context, teacher_forced_loss, token_loss
-from textgen.objectives.schedules import mixer_s
-from textgen.trainer import Loss
+from textgen.objectives.base import Context, Loss
+from textgen.objectives.common import teacher_forced_loss, token_loss
+from textgen.objectives.schedules import xent_prefix_length
 
 
 class EndToEnd(nn.Module):
+    """Settings: [objective.e2e], and the schedule of [objective.mixer]."""
+
+    log_columns = ("s",)
+
     def __init__(self, ctx: Context):
         super().__init__()
         self.ctx = ctx
-        self.cfg = ctx.recipe.objective
+        self.cfg, self.schedule = ctx.recipe.objective.e2e, ctx.recipe.objective.mixer
 
     def forward(self, model, batch, *, step: int) -> Loss:
-        s = mixer_s(self.cfg, self.ctx.epoch(step))
+        s = xent_prefix_length(self.schedule, self.ctx.epoch(step))
         smoothing = self.ctx.recipe.train.label_smoothing
-        if s >= self.cfg.mixer_T:  # the XENT stage: plain teacher forcing over the whole target
+        if s >= self.schedule.T:  # the XENT stage: plain teacher forcing over the whole target
             return Loss(teacher_forced_loss(model, batch, smoothing), batch.ntokens, batch.src.size(0), {"s": s})
         state = model.encode(batch.src, batch.src_lens)
         logits_per_step = []
@@ -35,7 +39,7 @@ class EndToEnd(nn.Module):
                 feat, state = model.step_embedded(soft, state)
             logits = model.logits(feat)  # (B, V)
             logits_per_step.append(logits)
-            top, idx = logits.topk(self.cfg.e2e_k, dim=-1)  # (B, k)
+            top, idx = logits.topk(self.cfg.k, dim=-1)  # (B, k)
             weights = top.softmax(-1)  # renormalised over the top k; differentiable
             soft = (weights.unsqueeze(-1) * model.tgt_embed(idx)).sum(1)  # (B, E)
         logits = torch.stack(logits_per_step, 1)

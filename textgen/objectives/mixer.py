@@ -21,10 +21,10 @@ from textgen.decode.generate import Rollout, rollout, strip
 from textgen.decode.search import max_lengths
 from textgen.errors import UserError
 from textgen.metrics import REWARDS
-from textgen.objectives.common import Context, check_sample_temperature, output_loss, teacher_forced_loss
-from textgen.objectives.schedules import mixer_s
+from textgen.objectives.base import Context, Loss
+from textgen.objectives.common import check_sample_temperature, output_loss, teacher_forced_loss
+from textgen.objectives.schedules import xent_prefix_length
 from textgen.sampled_bleu import sampled_ngram_bleu
-from textgen.trainer import Loss
 
 
 @dataclass
@@ -55,19 +55,21 @@ class PerStepBaseline(nn.Module):
 
 
 class SequenceLevel(nn.Module):
-    """Shared machinery; subclasses choose s(step) and the baseline."""
+    """Shared machinery; subclasses choose s(step) and the baseline. Settings: [objective.mixer]."""
 
     learned_baseline = True  # SCST's baseline is a greedy decode, not a regressor
+    log_columns = ("s", "loss_xent", "loss_reinforce", "reward", "reward_nonzero", "baseline_mse")
 
     def __init__(self, ctx: Context):
         super().__init__()
         self.ctx = ctx
-        self.cfg = ctx.recipe.objective
+        self.cfg = ctx.recipe.objective.mixer
+        self.temperature = check_sample_temperature(ctx.recipe.objective)
+        self.fixed_lr = self.cfg.baseline_lr  # the baseline regressor's, not decayed with the model's
         self.reward_fn = REWARDS.get(self.cfg.reward)  # bleu-sampled scores token ids, not text
-        check_sample_temperature(self.cfg)
         if self.cfg.samples < 1 or (self.cfg.baseline == "loo" and self.cfg.samples < 2):
             raise UserError(
-                f'objective.samples must be >= 1, and >= 2 with baseline = "loo" (the others\' mean '
+                f'objective.mixer.samples must be >= 1, and >= 2 with baseline = "loo" (the others\' mean '
                 f"reward is each sample's baseline), got {self.cfg.samples}"
             )
         if self.learned_baseline and self.cfg.baseline == "learned":
@@ -118,7 +120,7 @@ class SequenceLevel(nn.Module):
         s = self.xent_length(step)
         B = batch.src.size(0)
         smoothing = self.ctx.recipe.train.label_smoothing
-        if s >= self.cfg.mixer_T:  # the XENT stage: plain teacher forcing over the whole target
+        if s >= self.cfg.T:  # the XENT stage: plain teacher forcing over the whole target
             return Loss(teacher_forced_loss(model, batch, smoothing), batch.ntokens, B, {"s": s})
         logs = {"s": s}  # the scheduled stage (a short batch may use a shorter prefix below)
         state = model.encode(batch.src, batch.src_lens)
@@ -143,7 +145,7 @@ class SequenceLevel(nn.Module):
             batch.tgt_in[rows, s],
             limit,
         )
-        roll = rollout(model, seg.state, seg.prev, limit, sample=True, temperature=self.cfg.sample_temperature)
+        roll = rollout(model, seg.state, seg.prev, limit, sample=True, temperature=self.temperature)
         reward = self.rewards(batch, rows, s, roll.tokens)
         adv, baseline_loss, extra = self.advantage(model, seg, roll, reward)
         reinforce = -(adv * roll.logp * roll.mask).sum() / k  # the mean over a source's samples
@@ -167,11 +169,13 @@ class Mixer(SequenceLevel):
     """Algorithm 1: s = T for the XENT epochs, then T − Δ, T − 2Δ, … every N epochs."""
 
     def xent_length(self, step: int) -> int:
-        return mixer_s(self.cfg, self.ctx.epoch(step))
+        return xent_prefix_length(self.cfg, self.ctx.epoch(step))
 
 
 class PureReinforce(SequenceLevel):
     """REINFORCE over the whole sequence from the start (s = 0): the paper's failure case from scratch."""
+
+    log_columns = ("s", "loss_reinforce", "reward", "reward_nonzero", "baseline_mse")  # no prefix, no loss_xent
 
     def xent_length(self, step: int) -> int:
         return 0
@@ -182,9 +186,10 @@ class SelfCritical(Mixer):
 
     The greedy decode runs with dropout off (eval mode), re-encoding the rows: it is the output a user
     would get, not a noisy dropout decode, and it draws nothing from the RNG stream. It is deterministic, so
-    with objective.samples = k it runs once per source and its reward serves all k samples."""
+    with objective.mixer.samples = k it runs once per source and its reward serves all k samples."""
 
     learned_baseline = False
+    log_columns = ("s", "loss_xent", "loss_reinforce", "reward", "reward_nonzero", "greedy_reward")
 
     def advantage(self, model, seg: Segment, roll, reward):
         b, k = seg.batch, self.cfg.samples

@@ -1,8 +1,8 @@
 """Minimum risk training (Shen et al. 2016) mixed with label-smoothed XENT (Edunov et al. 2018).
 
-For each source the current model makes a candidate set without gradient: objective.mrt_candidates
+For each source the current model makes a candidate set without gradient: objective.mrt.candidates
 samples, drawn at objective.sample_temperature, and the n-best of a beam search of width
-objective.mrt_beam under the recipe's decode settings (beam candidates as in Edunov et al.; taking both
+objective.mrt.beam under the recipe's decode settings (beam candidates as in Edunov et al.; taking both
 is textgen's option), deduplicated, optionally with the reference added.
 One batched teacher-forced pass rescores every candidate: log p(y|x) summed over its tokens and EOS.
 q(y) = softmax(alpha * log p(y|x)) over the set, the model's distribution renormalised to the
@@ -24,8 +24,8 @@ from textgen.decode.generate import strip
 from textgen.decode.search import beam_search, greedy_or_sample
 from textgen.errors import UserError
 from textgen.metrics import REWARDS
-from textgen.objectives.common import Context, check_sample_temperature, teacher_forced_loss
-from textgen.trainer import Loss
+from textgen.objectives.base import Context, Loss
+from textgen.objectives.common import check_sample_temperature, teacher_forced_loss
 
 
 def sequence_log_probs(
@@ -65,23 +65,29 @@ def expected_risk(
 
 
 class MinimumRisk(nn.Module):
+    """Settings: [objective.mrt]."""
+
+    log_columns = ("loss_xent", "risk", "candidates", "reward")
+
     def __init__(self, ctx: Context):
         super().__init__()
         self.ctx = ctx
-        self.cfg = ctx.recipe.objective
-        check_sample_temperature(self.cfg)
-        for key in ("mrt_candidates", "mrt_beam"):
+        self.cfg = ctx.recipe.objective.mrt
+        self.temperature = check_sample_temperature(ctx.recipe.objective)
+        for key in ("candidates", "beam"):
             if getattr(self.cfg, key) < 0:
                 raise UserError(
-                    f"objective.{key} must be >= 0 (0: none of these candidates), got {getattr(self.cfg, key)}"
+                    f"objective.mrt.{key} must be >= 0 (0: none of these candidates), got {getattr(self.cfg, key)}"
                 )
-        if self.cfg.mrt_candidates == self.cfg.mrt_beam == 0:
+        if self.cfg.candidates == self.cfg.beam == 0:
             raise UserError(
-                "objective.mrt_candidates and objective.mrt_beam are both 0, so MRT has no candidates: "
-                "set objective.mrt_candidates >= 1 or objective.mrt_beam >= 1"
+                "objective.mrt.candidates and objective.mrt.beam are both 0, so MRT has no candidates: "
+                "set objective.mrt.candidates >= 1 or objective.mrt.beam >= 1"
             )
         if self.cfg.reward not in REWARDS:
-            raise UserError(f"MRT's cost is 1 - a text reward: objective.reward must be one of {', '.join(REWARDS)}")
+            raise UserError(
+                f"MRT's cost is 1 - a text reward: objective.mrt.reward must be one of {', '.join(REWARDS)}"
+            )
         self.reward_fn = REWARDS[self.cfg.reward]
 
     @torch.no_grad()
@@ -93,25 +99,25 @@ class MinimumRisk(nn.Module):
         was_training = model.training
         model.eval()
         try:
-            if self.cfg.mrt_candidates:
-                sampled = greedy_or_sample(  # each source encoded once, sampled on mrt_candidates rows
+            if self.cfg.candidates:
+                sampled = greedy_or_sample(  # each source encoded once, sampled on `candidates` rows
                     model,
                     batch.src,
                     batch.src_lens,
                     d.max_len_a,
                     d.max_len_b,
-                    temperature=self.cfg.sample_temperature,
-                    num_samples=self.cfg.mrt_candidates,
+                    temperature=self.temperature,
+                    num_samples=self.cfg.candidates,
                 )
                 for f, s in zip(found, sampled.tokens, strict=True):
                     f.extend(s)
-            if self.cfg.mrt_beam:
+            if self.cfg.beam:
                 searched = beam_search(
                     model,
                     batch.src,
                     batch.src_lens,
-                    beam=self.cfg.mrt_beam,
-                    nbest=self.cfg.mrt_beam,
+                    beam=self.cfg.beam,
+                    nbest=self.cfg.beam,
                     lenpen=d.lenpen,
                     max_len_a=d.max_len_a,
                     max_len_b=d.max_len_b,
@@ -124,7 +130,7 @@ class MinimumRisk(nn.Module):
         out = []
         for i in range(B):
             seen = dict.fromkeys(map(tuple, found[i]))  # distinct, in order
-            if self.cfg.mrt_reference:
+            if self.cfg.reference:
                 seen.setdefault(tuple(strip(batch.tgt_out[i].tolist())), None)
             out.append([list(c) for c in seen])
         return out
@@ -149,7 +155,7 @@ class MinimumRisk(nn.Module):
         flat = [c for cs in sets for c in cs]
         cost = self.costs(batch, owner, flat)
         seq_logp = sequence_log_probs(model, batch.src, batch.src_lens, flat, owner)
-        risk = expected_risk(seq_logp, owner, cost, B, self.cfg.mrt_alpha)
+        risk = expected_risk(seq_logp, owner, cost, B, self.cfg.alpha)
         w = self.cfg.xent_weight
         # the risk is per sentence and the trainer divides by all ranks' tokens: scaling by the training set's
         # mean tokens per sentence (a constant, the same on every rank) keeps it a mean risk per sentence and

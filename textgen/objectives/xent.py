@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from torch import nn
 
-from textgen.objectives.common import Context, teacher_forced_loss
-from textgen.trainer import Loss
+from textgen.objectives.base import Context, Loss
+from textgen.objectives.common import teacher_forced_loss
 
 
 class Xent(nn.Module):
+    log_columns = ()
+
     def __init__(self, ctx: Context):
         super().__init__()
         self.smoothing = ctx.recipe.train.label_smoothing

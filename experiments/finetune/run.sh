@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Does sequence-level fine-tuning of a trained model pay, against continuing XENT for the same budget? Each queue
+# fine-tunes one recipe model with the fine-tuning recipes as a user runs them, keeps the best checkpoint on
+# validation and scores it on test with greedy search and beam 5:
+#   experiments/finetune/run.sh strong        # Multi30k, from translate-multi30k: finetune-{xent,mixer,mixer-loo,...}
+#   experiments/finetune/run.sh strong-long   # the same for 4 epochs (MIXER's stages as in strong, then s = 1)
+#   experiments/finetune/run.sh tatoeba       # Tatoeba, from translate-tatoeba: tatoeba-*.toml here
+#   experiments/finetune/run.sh aeslc-strong  # AESLC, from summarize: aeslc-*.toml here (ROUGE-mix reward)
+#   experiments/finetune/run.sh compare       # every finished run and MBR decoding against its seed's XENT
+#   experiments/finetune/run.sh table QUEUE   # results/finetune-CORPUS/QUEUE-table.{json,md}
+# RUNS="xent-s2 mixer-loo-s2" picks runs (METHOD-sSEED). MBR decodings of a run go to results/finetune-CORPUS/mbr/
+# under its name without the queue (experiments/mbr/run.sh one), e.g.
+#   CKPT=checkpoints/finetune-multi30k/strong-long-mixer-loo-s1.pt OUT=results/finetune-multi30k/mbr/long-mixer-loo-s1 \
+#     experiments/mbr/run.sh one test mbr32-bleu-beam5 --mbr 32 --mbr-utility bleu --mbr-beam 5 --seed 1
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+source experiments/lib.sh  # train_and_score, pair, table
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+HERE=experiments/finetune
+BLEU="--metric bleu4 --metric bleu4-lc"
+ROUGE="--metric rouge1 --metric rouge2 --metric rougeL --metric bleu4"
+
+study() {  # study QUEUE: the results folder, the start checkpoint, the test corpus and the metric runs are paired on
+  case $1 in
+    strong | strong-long) echo results/finetune-multi30k checkpoints/translate-multi30k.pt multi30k bleu4 ;;
+    tatoeba) echo results/finetune-tatoeba checkpoints/translate-tatoeba.pt tatoeba bleu4 ;;
+    aeslc-strong) echo results/finetune-aeslc checkpoints/summarize.pt aeslc rouge2 ;;  # against the original subject
+    *) echo "finetune/run.sh: no queue '$1' (strong, strong-long, tatoeba or aeslc-strong)" >&2; return 2 ;;
+  esac
+}
+
+queue() {  # queue QUEUE RUN...: train and score each METHOD-sSEED run of QUEUE
+  local q=$1 out start corpus metric name method seed; shift
+  read -r out start corpus metric < <(study "$q")
+  [[ -f $start ]] || { echo "finetune/run.sh $q: no start model $start: train its recipe first" >&2; exit 2; }
+  for name in "$@"; do
+    method=${name%-s*} seed=${name##*-s}
+    case $q in
+      strong) args=(--recipe "finetune-$method") ;;
+      strong-long) args=(--recipe "finetune-$method" --set train.epochs=4) ;;
+      tatoeba) args=(--recipe "$HERE/tatoeba-$method.toml") ;;
+      aeslc-strong) args=(--recipe "$HERE/aeslc-$method.toml") ;;
+    esac
+    local metrics=$BLEU
+    [[ $metric == rouge2 ]] && metrics=$ROUGE
+    train_and_score "$out" "$q-$name" "$start" "$metrics" -- "${args[@]}" --set train.seed="$seed"
+  done
+}
+
+compare() {  # every finished QUEUE-METHOD-sN output and MBR decoding against the same budget's XENT sN
+  local hyp name budget seed_beam out start corpus metric model seed
+  for hyp in results/finetune-*/hyps/*-test-beam*.txt{,.gz}; do
+    [[ -f $hyp ]] || continue
+    hyp=${hyp%.gz} name=$(basename "$hyp" .txt) seed_beam=${name##*-s}  # e.g. 1-test-beam5
+    case $name in strong-long-*) budget=strong-long ;; aeslc-strong-*) budget=aeslc-strong ;; *) budget=${name%%-*} ;; esac
+    [[ $name == "$budget"-xent-* ]] && continue
+    read -r out start corpus metric < <(study "$budget")
+    pair "$out/hyps/$budget-xent-s$seed_beam.txt" "$hyp" "$corpus" \
+      "$out/${name%-test-beam*}-vs-xent-beam${name##*-beam}.json" "$metric"
+  done
+  for hyp in results/finetune-*/mbr/*-s*/hyps/test-mbr*.txt{,.gz}; do
+    [[ -f $hyp ]] || continue
+    hyp=${hyp%.gz} model=$(basename "$(dirname "$(dirname "$hyp")")") && seed=${model##*-s}  # long-mixer-loo-s1
+    case $hyp in
+      results/finetune-tatoeba/*) budget=tatoeba ;;
+      results/finetune-aeslc/*) budget=aeslc-strong ;;
+      *) budget=strong; [[ $model == long-* ]] && budget=strong-long ;;
+    esac
+    read -r out start corpus metric < <(study "$budget")
+    pair "$out/hyps/$budget-xent-s$seed-test-beam5.txt" "$hyp" "$corpus" \
+      "${hyp%/hyps/*}/$(basename "$hyp" .txt)-vs-xent-beam5.json" "$metric"
+  done
+}
+
+case ${1:?strong, strong-long, tatoeba, aeslc-strong, compare or table} in
+  strong) queue strong ${RUNS:-xent-s1 mrt-s1 mixer-loo-s1} ;;
+  strong-long | tatoeba | aeslc-strong) queue "$1" ${RUNS:-xent-s1 mixer-loo-s1} ;;
+  compare) compare ;;
+  table) table $HERE/finetune_table.py "${2:-strong}" ;;
+  *) study "$1" ;;
+esac
