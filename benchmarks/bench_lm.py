@@ -23,8 +23,8 @@ from torch import nn
 from textgen.config import load_recipe
 from textgen.data.batching import batchify, window
 from textgen.device import resolve_device, synchronize
-from textgen.lm import prepare_data
 from textgen.results import invocation, make_result, write_result
+from textgen.tasks.lm import prepare_data
 
 TEXTGEN = [sys.executable, "-m", "textgen"]
 

@@ -22,7 +22,7 @@ from textgen.decode.mbr import SAMPLINGS, UTILITIES, sample_candidates, select
 from textgen.device import resolve_device, synchronize
 from textgen.metrics import score
 from textgen.results import invocation, make_result, write_result
-from textgen.seq2seq import encode_sources, load_model
+from textgen.tasks.seq2seq import encode_sources, load_model
 
 
 def main() -> None:

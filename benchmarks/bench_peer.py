@@ -51,7 +51,7 @@ def eval_sentences_per_s(ckpt: Path, beam: int, threads: int) -> float:
 
 
 def output_vocab(path: Path) -> str:
-    from textgen import checkpoint
+    from textgen.train import checkpoint
 
     return "targets" if "target_pieces" in checkpoint.load(path, kind="seq2seq")["vocab"] else "joint"
 

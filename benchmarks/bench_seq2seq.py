@@ -28,18 +28,18 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from textgen import checkpoint
 from textgen.config import load_recipe, recipe_from_checkpoint
 from textgen.data.seqvocab import PAD
 from textgen.decode.driver import decode_ids
 from textgen.device import resolve_device, synchronize
-from textgen.distributed import Dist
 from textgen.objectives import OBJECTIVES, mixer
 from textgen.objectives.base import Context
 from textgen.precision import autocast, grad_scaler
 from textgen.results import invocation, make_result, write_result
-from textgen.schedule import build_optimizer
-from textgen.seq2seq import Seq2SeqTask
+from textgen.tasks.seq2seq import Seq2SeqTask
+from textgen.train import checkpoint
+from textgen.train.distributed import Dist
+from textgen.train.lr_schedule import build_optimizer
 
 
 class PhaseTimer:

@@ -258,7 +258,7 @@ def case_output_directory_not_writable(cli, tmp, recipe):
 
 
 def case_disk_full_while_saving(cli, tmp, recipe, monkeypatch):
-    import textgen.checkpoint as ck
+    import textgen.train.checkpoint as ck
 
     real_save, calls = torch.save, []
 
@@ -278,7 +278,7 @@ def case_disk_full_while_saving(cli, tmp, recipe, monkeypatch):
 
 
 def case_nan_loss(cli, tmp, recipe, monkeypatch):
-    import textgen.lm as lm
+    import textgen.tasks.lm as lm
 
     real_loss, calls = lm.loss_sum, []
 
@@ -345,7 +345,7 @@ def case_eval_results_ending_in_a_slash(cli, tmp, recipe):
 
 def case_disk_full_inside_the_checkpoint_writer(cli, tmp, recipe, monkeypatch):
     """A real full disk fails a write inside torch's zip writer, which re-raises it as a RuntimeError."""
-    import textgen.checkpoint as ck
+    import textgen.train.checkpoint as ck
 
     real_save, calls = torch.save, []
 

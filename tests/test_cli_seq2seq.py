@@ -109,7 +109,7 @@ def test_bf16_decoding_runs_in_bf16_and_matches_fp32_outputs(cli, trained_mt, tm
     import torch
 
     from textgen.precision import autocast, cpu_runs_bf16_lstm
-    from textgen.seq2seq import load_model
+    from textgen.tasks.seq2seq import load_model
 
     if not cpu_runs_bf16_lstm():  # AVX2-only CPUs: decoding in bf16 is refused in one line
         result = cli("eval", trained_mt, "--split", "test", "--precision", "bf16")
@@ -166,7 +166,7 @@ def test_decode_keeps_the_recipes_no_repeat_ngram_unless_given(cli, trained_mt, 
 
 def test_training_batches_are_redrawn_every_epoch_from_seed_and_epoch(reversal):
     from textgen.config import load_recipe
-    from textgen.seq2seq import Seq2SeqTask
+    from textgen.tasks.seq2seq import Seq2SeqTask
 
     _, recipe = reversal
 
@@ -190,7 +190,7 @@ def test_load_model_with_a_mismatched_vocabulary_is_a_user_error(trained_mt, tmp
     import torch
 
     from textgen.errors import UserError
-    from textgen.seq2seq import load_model
+    from textgen.tasks.seq2seq import load_model
 
     payload = torch.load(trained_mt, weights_only=True)
     vocab = payload["vocab"]["src"] if "src" in payload["vocab"] else payload["vocab"]["joint"]
@@ -280,7 +280,7 @@ def test_sentencepiece_says_when_it_builds_fewer_pieces_than_asked(cli, tmp_path
     import random
 
     from textgen.config import load_recipe
-    from textgen.seq2seq import Seq2SeqTask
+    from textgen.tasks.seq2seq import Seq2SeqTask
 
     rng = random.Random(0)
     words = ["".join(rng.choices("abcdefghijklmnopqrstuvwxyz", k=5)) for _ in range(60)]

@@ -143,6 +143,31 @@ def test_iwslt14_fetch_verifies_the_prepared_test_set(cli, tmp_path, monkeypatch
     assert result.code == 2 and "differs from the published file" in result.err
 
 
+def test_archive_corpora_are_built_by_the_preparer_their_entry_names(tmp_path, monkeypatch):
+    """`prepare = NAME` in the registry picks PREPARERS[NAME]; an unknown name is refused when the registry is read."""
+    import sys
+    import types
+
+    from textgen.data import registry
+    from textgen.errors import UserError
+
+    built = []
+    fake = types.ModuleType("fake_preparer")
+    fake.prepare = lambda archive, folder: built.append(archive.name) or {"x.txt": folder / "x.txt"}
+    monkeypatch.setitem(sys.modules, "fake_preparer", fake)
+    monkeypatch.setitem(registry.PREPARERS, "fake", "fake_preparer")
+    monkeypatch.setenv("TEXTGEN_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "cache" / "toy").mkdir(parents=True)
+    (tmp_path / "cache" / "toy" / "toy.tgz").write_bytes(b"archive")
+    entry = registry.CorpusEntry(
+        "toy", "", "", (registry.CorpusFile("x.txt", "", ""),), {}, prepare="fake", archive="https://x/toy.tgz"
+    )
+    assert registry.fetch_prepared(entry) == {"x.txt": tmp_path / "cache" / "toy" / "x.txt"}
+    assert built == ["toy.tgz"]
+    with pytest.raises(UserError, match="prepare = 'nope' is unknown: choose from iwslt14"):
+        registry._preparer("toy", "nope")
+
+
 def test_one_file_corpus_gives_distinct_validation_and_test_text():
     """nanoGPT's 90% training cut, then the tail halved: the text that picks checkpoints is not the test text."""
     from textgen.data.corpus import split_tail

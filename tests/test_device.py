@@ -27,11 +27,11 @@ from textgen.data.seqvocab import WordVocab
 from textgen.decode.generate_lm import generate
 from textgen.decode.search import beam_search, greedy_or_sample
 from textgen.errors import UserError
-from textgen.lm import evaluate, loss_sum
 from textgen.models.lm import RNNLM
 from textgen.models.seq2seq import Seq2Seq
 from textgen.objectives import OBJECTIVES
 from textgen.objectives.base import Context
+from textgen.tasks.lm import evaluate, loss_sum
 
 VOCAB = WordVocab(("<pad>", "<unk>", "<s>", "</s>", "x", "y", "z"))
 

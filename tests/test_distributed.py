@@ -142,9 +142,9 @@ def test_mixer_step_under_two_ranks_equals_one_process_replaying_each_ranks_samp
     sampled tokens, which differ between the ranks). The two-rank run's model and baseline regressor must
     land on the same weights; per-rank normalisation would land elsewhere (checked here too)."""
     from textgen.config import load_recipe
-    from textgen.distributed import Dist
     from textgen.tasks import build_task
-    from textgen.trainer import seed_everything
+    from textgen.train.distributed import Dist
+    from textgen.train.loop import seed_everything
 
     corpus = make_reversal_corpus(tmp_path)
     lr, baseline_lr = 0.5, 0.5

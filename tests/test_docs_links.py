@@ -1,10 +1,12 @@
 """Every relative link in README.md and docs/*.md leads somewhere: the file or folder exists, and a `#anchor`
 names a heading of the linked page (GitHub's heading slugs); every repository path the pages name in code
-(`textgen/decode/mbr.py`, `tests/test_search.py`) exists. Files move between folders; this keeps the pages
+(`textgen/decode/mbr.py`, `tests/test_search.py`) exists, and every Python name they give (`textgen.errors.UserError`)
+imports. Files move between folders; this keeps the pages
 that point at them honest."""
 
 from __future__ import annotations
 
+import importlib
 import re
 from pathlib import Path
 
@@ -15,6 +17,7 @@ from tests.conftest import REPO
 PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 FENCE = re.compile(r"^```.*?^```", re.S | re.M)
+PY_NAME = re.compile(r"`(textgen(?:\.\w+)+)")
 REPO_PATH = re.compile(r"`((?:textgen|tests|benchmarks|experiments)/[\w./-]*)`")
 
 
@@ -57,3 +60,25 @@ def test_relative_links_resolve(page):
 def test_repository_paths_named_in_code_exist(page):
     missing = sorted({m[1] for m in REPO_PATH.finditer(page.read_text()) if not (REPO / m[1]).exists()})
     assert not missing, f"{page.name} names paths that do not exist: {missing}"
+
+
+def resolves(dotted: str) -> bool:
+    """The longest importable module prefix of `dotted`, then attributes for the rest."""
+    parts = dotted.split(".")
+    for cut in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        for name in parts[cut:]:
+            if not hasattr(obj, name):
+                return False
+            obj = getattr(obj, name)
+        return True
+    return False
+
+
+@pytest.mark.parametrize("page", PAGES, ids=[p.name for p in PAGES])
+def test_python_names_in_code_import(page):
+    missing = sorted({m[1] for m in PY_NAME.finditer(page.read_text()) if not resolves(m[1])})
+    assert not missing, f"{page.name} names Python objects that do not import: {missing}"

@@ -3,13 +3,13 @@
 import pytest
 import torch
 
-from textgen import checkpoint
 from textgen.config import DataConfig, ModelConfig, Recipe, TrainConfig, to_dict
 from textgen.data.batching import batchify, num_windows, window
 from textgen.data.vocab import CharVocab, WordVocab
 from textgen.decode.generate_lm import generate
-from textgen.lm import LMTask, load_model
 from textgen.models.lm import RNNLM
+from textgen.tasks.lm import LMTask, load_model
+from textgen.train import checkpoint
 
 
 def tiny_model(cell="lstm", vocab=7, seed=0, **kw):
@@ -135,7 +135,7 @@ def test_a_checkpoint_vocabulary_from_every_split_still_resumes_and_evaluates(tm
     """Checkpoints of char models whose vocabulary came from all splits (no unknown symbol) keep loading: a
     resumed run and eval encode with the checkpoint's vocabulary; a character it lacks is a one-line error."""
     from textgen.errors import UserError
-    from textgen.lm import prepare_data
+    from textgen.tasks.lm import prepare_data
 
     text = "abc abd\n" * 90 + "abZ\n" * 12
     old = CharVocab(tuple(sorted(set(text))))

@@ -666,7 +666,7 @@ def test_the_reference_as_a_candidate_earns_reward_one_and_cost_zero_under_every
     """Outputs come out in the target vocabulary's normalisation (e.g. lowercased): every reward, MRT cost and
     validation score compares them with references normalised the same way, so a perfect output scores 1 / 100."""
     from textgen.config import load_recipe
-    from textgen.seq2seq import Seq2SeqTask
+    from textgen.tasks.seq2seq import Seq2SeqTask
 
     path, settings = cased_recipe
     task = Seq2SeqTask(load_recipe(str(path), settings))
@@ -689,13 +689,13 @@ def test_the_reference_as_a_candidate_earns_reward_one_and_cost_zero_under_every
     def perfect(model, vocabs, sources, cfg, **options):  # what a perfect model outputs for the validation sources
         return [[vocabs.tgt.decode(ids)] for ids in task.valid_tgt[: len(sources)]]
 
-    import textgen.seq2seq
+    import textgen.tasks.seq2seq
 
-    original, textgen.seq2seq.translate = textgen.seq2seq.translate, perfect
+    original, textgen.tasks.seq2seq.translate = textgen.tasks.seq2seq.translate, perfect
     try:
         assert task.validate()["valid_bleu4"] == 100.0
     finally:
-        textgen.seq2seq.translate = original
+        textgen.tasks.seq2seq.translate = original
 
 
 def test_eval_scores_a_lowercased_model_against_lowercased_references(cli, tmp_path, monkeypatch):

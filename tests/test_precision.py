@@ -7,7 +7,7 @@ and the scale saved in and restored from checkpoints — is the same code on any
 import pytest
 import torch
 
-import textgen.trainer as trainer
+import textgen.train.loop as trainer
 
 LR_CLIP = ("--set", "train.clip=0.05", "--set", "train.max_steps=6", "--set", "train.eval_every=3")
 
@@ -42,7 +42,7 @@ def test_scaled_training_takes_the_same_steps_as_unscaled(cli, tiny_recipe, tmp_
 def test_a_step_with_non_finite_gradients_is_skipped_and_the_scale_backs_off(
     cli, tiny_recipe, tmp_path, monkeypatch, clip
 ):
-    import textgen.lm as lm
+    import textgen.tasks.lm as lm
 
     made = forced_scaler(monkeypatch, init_scale=2.0**16)
     real_loss = lm.loss_sum

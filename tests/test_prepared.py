@@ -79,7 +79,7 @@ def read_pairs(path_spec: str):
 
 
 def test_prepared_seq2seq_gives_the_in_memory_batches(reversal):
-    from textgen.seq2seq import Seq2SeqTask
+    from textgen.tasks.seq2seq import Seq2SeqTask
 
     _, recipe_path = reversal
     recipe = load_recipe(str(recipe_path), ["train.seed=5", "data.max_len=5"])
@@ -93,8 +93,8 @@ def test_prepared_seq2seq_gives_the_in_memory_batches(reversal):
 
 def test_a_second_run_reuses_the_prepared_folder_and_trains_bit_identically(reversal, monkeypatch):
     import textgen.data.prepared_parallel as pp
-    from textgen.seq2seq import Seq2SeqTask
-    from textgen.trainer import seed_everything
+    from textgen.tasks.seq2seq import Seq2SeqTask
+    from textgen.train.loop import seed_everything
 
     _, recipe_path = reversal
     recipe = load_recipe(str(recipe_path), ["train.seed=6"])
@@ -144,7 +144,7 @@ def test_tokenizer_settings_and_data_key_the_prepared_folder(reversal, tmp_path)
 
 def test_prepared_lm_ids_are_the_encoded_splits(tiny_recipe):
     from textgen.data.prepared_text import prepare_text
-    from textgen.lm import prepare_data
+    from textgen.tasks.lm import prepare_data
 
     recipe = load_recipe(str(tiny_recipe))
     prepared, direct = prepare_text(recipe), prepare_data(recipe)
@@ -170,9 +170,9 @@ def test_real_corpora_prepare_to_the_in_memory_encoding(name):
     """Multi30k, PTB and Tiny Shakespeare: the same vocabulary, ids and batches as encoding in memory."""
     from textgen.data.parallel import load_parallel
     from textgen.data.seqvocab import SentencePieceVocab
-    from textgen.lm import prepare_data
-    from textgen.seq2seq import Seq2SeqTask
     from textgen.tasks import build_task
+    from textgen.tasks.lm import prepare_data
+    from textgen.tasks.seq2seq import Seq2SeqTask
 
     recipe = load_recipe(name)
     if recipe.task == "lm":
@@ -211,7 +211,7 @@ def test_target_vocab_keeps_the_pieces_the_training_targets_use_padded_to_64(tmp
     """data.target_vocab = "targets": the decoder spans the target side's pieces of the joint model; every
     training target keeps its text and segmentation, and the vocabulary survives a checkpoint round trip."""
     from textgen.data.seqvocab import UNK, TargetPieces, Vocabs
-    from textgen.seq2seq import Seq2SeqTask
+    from textgen.tasks.seq2seq import Seq2SeqTask
 
     rng = random.Random(0)
     src_words = ["".join(rng.choices("bcdfghjklmnpqrstvwxz", k=6)) for _ in range(120)]  # a joint model of 120

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from textgen.config import TrainConfig
-from textgen.schedule import LRSchedule, build_optimizer, load_optimizer_state
+from textgen.train.lr_schedule import LRSchedule, build_optimizer, load_optimizer_state
 
 
 def test_zaremba_step_schedule():

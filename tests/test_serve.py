@@ -310,7 +310,7 @@ def test_the_batcher_splits_by_settings_and_size_times_out_and_blames_the_right_
     from starlette.exceptions import HTTPException
 
     from textgen.errors import UserError
-    from textgen.serve import Batcher, Limits
+    from textgen.serve.app import Batcher, Limits
 
     calls = []
 
@@ -541,7 +541,7 @@ def fake_server():
     """fake_server(model, limits) -> base URL: build_app on uvicorn in a thread of this process."""
     import uvicorn
 
-    from textgen.serve import allowed_hosts, build_app
+    from textgen.serve.app import allowed_hosts, build_app
 
     running = []
 
@@ -577,7 +577,7 @@ def wait_until(condition, seconds: float = 10) -> None:
 
 
 def test_work_whose_client_has_gone_or_timed_out_never_runs(fake_server):
-    from textgen.serve import Limits
+    from textgen.serve.app import Limits
 
     model = FakeModel("seq2seq")
     url = fake_server(model, Limits(timeout_s=2.0, window_ms=0))
@@ -605,7 +605,7 @@ def test_work_whose_client_has_gone_or_timed_out_never_runs(fake_server):
 
 
 def test_the_queue_limit_holds_for_every_route(fake_server):
-    from textgen.serve import Limits
+    from textgen.serve.app import Limits
 
     model = FakeModel("seq2seq")
     url = fake_server(model, Limits(max_queued=2, window_ms=0))
@@ -623,7 +623,7 @@ def test_the_queue_limit_holds_for_every_route(fake_server):
 
 
 def test_sample_obeys_the_queue_limit_and_stops_when_nobody_waits(fake_server):
-    from textgen.serve import Limits
+    from textgen.serve.app import Limits
 
     model = FakeModel("lm")
     url = fake_server(model, Limits(max_queued=1, timeout_s=1.0, window_ms=0))
@@ -650,7 +650,7 @@ def test_a_job_nothing_can_join_runs_without_waiting_for_the_window():
     """Sampled /translate jobs, /score and /sample never share a batch: the batcher runs them at once."""
     import asyncio
 
-    from textgen.serve import Batcher, Limits
+    from textgen.serve.app import Batcher, Limits
 
     def translate(sources, settings):
         return list(sources)

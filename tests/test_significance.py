@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from tests.test_cli_errors import assert_clean_error
+from textgen.compare import compare_systems, eval_files
 from textgen.data.registry import sha256_of
 from textgen.errors import UserError
-from textgen.evaluate import compare_systems, eval_files
 
 WORDS = "a b c d e f g h i j k l".split()
 

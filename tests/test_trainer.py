@@ -10,11 +10,11 @@ import pytest
 import torch
 from rich.console import Console
 
-from textgen import distributed
 from textgen.config import Recipe, TrainConfig
-from textgen.distributed import Dist
-from textgen.schedule import LRSchedule
-from textgen.trainer import Loss, _mean_logs, train
+from textgen.train import distributed
+from textgen.train.distributed import Dist
+from textgen.train.loop import Loss, _mean_logs, train
+from textgen.train.lr_schedule import LRSchedule
 
 OUT_OF_MEMORY = "DefaultCPUAllocator: can't allocate memory: you tried to allocate 9000000000 bytes"
 
@@ -211,7 +211,7 @@ def test_checkpoints_get_the_permissions_the_umask_gives(tmp_path):
     """Run folders may live on shared storage: a checkpoint is as readable as any file the user creates."""
     import os
 
-    from textgen import checkpoint
+    from textgen.train import checkpoint
 
     old = os.umask(0o027)
     try:
@@ -223,8 +223,8 @@ def test_checkpoints_get_the_permissions_the_umask_gives(tmp_path):
 
 def test_a_checkpoint_that_cannot_even_be_created_is_one_user_error(tmp_path, monkeypatch):
     """Out of quota or inodes, creating the temporary file fails before anything is written."""
-    from textgen import checkpoint
     from textgen.errors import UserError
+    from textgen.train import checkpoint
 
     def no_quota(*args, **kwargs):
         raise OSError(122, "Disk quota exceeded")

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import torch
 
-from textgen import checkpoint
 from textgen.config import Recipe
 from textgen.decode import settings
 from textgen.device import resolve_device
 from textgen.errors import UserError
+from textgen.train import checkpoint
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,10 @@ class Scored:
     @property
     def mean(self) -> float:
         return self.total / max(1, len(self.logprobs))
+
+    def __str__(self) -> str:
+        """total<TAB>tokens<TAB>mean, as `textgen score` prints it."""
+        return f"{self.total:.4f}\t{len(self.logprobs)}\t{self.mean:.4f}"
 
     def to_dict(self) -> dict:
         return {
@@ -107,7 +111,7 @@ class Translator(_Model):
         return self._describe(f"vocab={len(self.vocabs.src)}/{len(self.vocabs.tgt)}")
 
     def encode(self, sources: list[str]) -> list[list[int]]:
-        from textgen.seq2seq import encode_sources
+        from textgen.tasks.seq2seq import encode_sources
 
         return encode_sources(self.vocabs, _texts(sources, "sources"), self.recipe.data.max_source_tokens)
 
@@ -262,16 +266,33 @@ class LanguageModel(_Model):
         return out
 
 
-def load(path: str | Path, device: str = "auto") -> Translator | LanguageModel:
-    """The model in a textgen checkpoint, on `device` (auto: a GPU when torch sees one), ready to use."""
+def load(path: str | Path, device: str = "auto", kind: str | None = None) -> Translator | LanguageModel:
+    """The model in a textgen checkpoint, on `device` (auto: a GPU when torch sees one), ready to use; `kind`
+    ("lm" or "seq2seq"): the kind the caller needs, another is refused before the model is built."""
     placed = resolve_device(device)
     payload = checkpoint.load(Path(path))
+    if kind is not None and payload["kind"] != kind:
+        raise UserError(f"checkpoint '{path}' holds a {payload['kind']} model, this command needs a {kind} model")
     if payload["kind"] == "lm":
-        from textgen.lm import model_from_payload
+        from textgen.tasks.lm import model_from_payload
 
         model, vocab, recipe = model_from_payload(payload, Path(path), placed)
         return LanguageModel(model, vocab, recipe, placed, path)
-    from textgen.seq2seq import model_from_payload
+    from textgen.tasks.seq2seq import model_from_payload
 
     model, vocabs, recipe = model_from_payload(payload, Path(path), placed)
     return Translator(model, vocabs, recipe, placed, path)
+
+
+def score_files(model: Translator | LanguageModel, src=None, tgt=None, text=None) -> list[Scored]:
+    """`textgen score`: a seq2seq model scores the line-aligned files `src` (sources) and `tgt` (outputs), a
+    language model the lines of `text`; one Scored per line."""
+    from textgen.data.parallel import read_lines
+
+    if isinstance(model, Translator):
+        if src is None or tgt is None or text is not None:
+            raise UserError("a seq2seq checkpoint scores --src FILE --tgt FILE (line-aligned), not --text")
+        return model.score(read_lines(src), read_lines(tgt))
+    if text is None or src is not None or tgt is not None:
+        raise UserError("a language-model checkpoint scores --text FILE, not --src/--tgt")
+    return model.score(read_lines(text))

@@ -15,7 +15,7 @@ REPO_ROOT = PACKAGE_ROOT.parent  # the checkout when running from one; site-pack
 
 
 def package_dir(name: str) -> Path:
-    """A folder shipped inside the package (`recipes`, `registry`), found through importlib.resources.
+    """A folder shipped inside the package (`recipes`, `corpora`), found through importlib.resources.
 
     Never looked up in the working directory: a user's own `recipes/` or `data/` folder cannot shadow it.
     The checkout's top-level `recipes/` and `data/` are links to these folders.
@@ -32,8 +32,8 @@ def recipes_dir() -> Path:
 
 
 def registry_file() -> Path:
-    """The corpus registry (`textgen/registry/registry.toml`)."""
-    return package_dir("registry") / "registry.toml"
+    """The corpus registry (`textgen/corpora/registry.toml`)."""
+    return package_dir("corpora") / "registry.toml"
 
 
 def mirror_dirs() -> list[Path]:

@@ -33,7 +33,7 @@ case ${1:?valid, test or one} in
     decode test beam5 --beam 5
     decode test "$name" "$@"
     # paired on the checkpoint's own corpus and on the metric it was selected by (BLEU when that was the loss)
-    read -r corpus metric < <("$PYTHON" -c 'import sys; from textgen import checkpoint
+    read -r corpus metric < <("$PYTHON" -c 'import sys; from textgen.train import checkpoint
 r = checkpoint.load(sys.argv[1], kind="seq2seq")["recipe"]
 print(r["data"]["corpus"], r["train"]["valid_metric"].replace("loss", "bleu4"))' "$CKPT")
     pair "$OUT/hyps/test-beam5.txt" "$OUT/hyps/test-$name.txt" "$corpus" "$OUT/test-$name-vs-beam5.json" "$metric" ;;

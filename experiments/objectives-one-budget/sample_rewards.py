@@ -22,7 +22,7 @@ from textgen.data.parallel import load_parallel
 from textgen.decode.driver import decode_ids
 from textgen.metrics import REWARDS
 from textgen.results import invocation, make_result, write_result
-from textgen.seq2seq import encode_sources, load_model
+from textgen.tasks.seq2seq import encode_sources, load_model
 
 
 def main() -> None:

@@ -46,7 +46,7 @@ case ${1:?a, b, one, continue, compare or table} in
       [[ $LR =~ ^[0-9]*\.?[0-9]+$ ]] || { echo "paper-regime/run.sh continue: LR '$LR' is not a number" >&2; exit 2; }
       lr=$LR tag=-lr$LR
     else
-      lr=$(${PYTHON:-.venv/bin/python} -c 'import sys; from textgen import checkpoint
+      lr=$(${PYTHON:-.venv/bin/python} -c 'import sys; from textgen.train import checkpoint
 print(checkpoint.load(sys.argv[1], kind="seq2seq")["train_state"]["optimizer"]["param_groups"][0]["lr"])' \
         "checkpoints/paper/$from.pt") tag=  # the lr in use when it was saved
     fi

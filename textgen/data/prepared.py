@@ -273,3 +273,24 @@ class KeptLines(Sequence[str]):
         if isinstance(i, slice):
             return [self[j] for j in range(*i.indices(len(self)))]
         return self.lines[int(self.keep[i])]
+
+
+def prepare(recipe, corpus: str | None = None, dest: Path | None = None):
+    """`textgen data prepare`: tokenize `corpus` (default: the recipe's) once with the recipe's settings into
+    memory-mapped arrays at `dest` (default: in the cache, keyed by the data's sha256 and those settings) that
+    later runs reuse. Returns the prepared data (its folder, manifest) and notes to show (sentencepiece)."""
+    from dataclasses import replace
+
+    if corpus:
+        recipe = replace(recipe, data=replace(recipe.data, corpus=corpus))
+    if dest is not None and dest.exists():
+        raise UserError(f"'{dest}' already exists: give a new folder (prepared folders are never overwritten)")
+    if recipe.task == "lm":
+        from textgen.data.prepared_text import prepare_text
+
+        return prepare_text(recipe, dest=dest), []
+    from textgen.data.prepared_parallel import prepare_parallel
+    from textgen.data.seqvocab import sentencepiece_note
+
+    data = prepare_parallel(recipe, dest=dest)
+    return data, [note] if (note := sentencepiece_note(recipe.data, data.vocabs)) else []

@@ -1,4 +1,4 @@
-"""The corpus registry (package data: `textgen/registry/registry.toml`) and `textgen data get`.
+"""The corpus registry (package data: `textgen/corpora/registry.toml`) and `textgen data get`.
 
 Mirror first, sha256 always.
 """
@@ -6,6 +6,7 @@ Mirror first, sha256 always.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import os
 import shutil
 import tempfile
@@ -43,6 +44,11 @@ class CorpusEntry:
     archive: str = ""  # URL of the archive the files are prepared from
 
 
+# registry `prepare` name -> module whose prepare(archive, folder) -> {file name: path} builds the files (imported
+# only when a corpus needs preparing: the preparers pull in tokenizers)
+PREPARERS = {"iwslt14": "textgen.data.iwslt14"}
+
+
 def load_registry() -> dict[str, CorpusEntry]:
     raw = tomllib.loads(registry_file().read_text(encoding="utf-8"))
     entries = {}
@@ -60,10 +66,16 @@ def load_registry() -> dict[str, CorpusEntry]:
             refs=dict(body.get("refs", {})),
             hash_split=dict(body.get("hash_split", {})),
             mirror=body.get("mirror", name),
-            prepare=body.get("prepare", ""),
+            prepare=_preparer(name, body.get("prepare", "")),
             archive=body.get("archive", ""),
         )
     return entries
+
+
+def _preparer(corpus: str, name: str) -> str:
+    if name and name not in PREPARERS:
+        raise UserError(f"registry entry {corpus}: prepare = {name!r} is unknown: choose from {', '.join(PREPARERS)}")
+    return name
 
 
 def lookup(name: str) -> CorpusEntry:
@@ -149,9 +161,9 @@ def _verified(path: Path, item: CorpusFile) -> bool:
 
 
 def fetch_prepared(entry: CorpusEntry) -> dict[str, Path]:
-    """Corpora built from an archive (IWSLT14): mirror copies if complete, else download and prepare."""
-    from textgen.data.iwslt14 import prepare
-
+    """Corpora built from an archive (IWSLT14): mirror copies if complete, else download and prepare with the
+    entry's preparer (PREPARERS)."""
+    prepare = importlib.import_module(PREPARERS[entry.prepare]).prepare
     for folder in [*(m / entry.mirror for m in mirror_dirs()), cache_dir() / entry.name]:
         paths = {f.name: folder / f.name for f in entry.files}
         if all(_verified(paths[f.name], f) for f in entry.files):

@@ -11,12 +11,16 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from itertools import chain
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from textgen.data.vocab import SymbolTable
 from textgen.errors import UserError
+
+if TYPE_CHECKING:
+    from textgen.config import DataConfig
 
 PAD, UNK, BOS, EOS = 0, 1, 2, 3
 SPECIALS = ("<pad>", "<unk>", "<s>", "</s>")
@@ -236,3 +240,14 @@ class Vocabs:
             WordVocab.build(sources(), d.min_freq, d.max_vocab, d.lowercase),
             WordVocab.build(targets(), d.min_freq, d.max_vocab, d.lowercase),
         )
+
+
+def sentencepiece_note(d: DataConfig, vocabs: Vocabs) -> str | None:
+    """A line saying so when sentencepiece built fewer pieces than data.vocab_size (it does, silently, when
+    the corpus is too small for more)."""
+    if d.tokenizer != "spm" or len(vocabs.src) >= d.vocab_size:
+        return None
+    return (
+        f"sentencepiece: {len(vocabs.src):,} pieces, fewer than the {d.vocab_size:,} asked for (data.vocab_size): "
+        "the corpus is too small for more"
+    )

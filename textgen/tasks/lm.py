@@ -9,7 +9,6 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from textgen import checkpoint
 from textgen.config import Recipe, recipe_from_checkpoint
 from textgen.console import progress_bar
 from textgen.data.batching import batchify, num_windows, window
@@ -18,11 +17,12 @@ from textgen.data.prepared import MANIFEST
 from textgen.data.prepared_text import prepare_text
 from textgen.data.vocab import Vocab, build_vocab, vocab_from_dict
 from textgen.decode.driver import model_device
-from textgen.distributed import Dist, main_first
 from textgen.errors import UserError
 from textgen.models import build_model
 from textgen.models.protocol import LanguageModel, State
 from textgen.objectives.base import Loss
+from textgen.train import checkpoint
+from textgen.train.distributed import Dist, main_first
 
 
 @dataclass(frozen=True)

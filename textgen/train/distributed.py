@@ -162,11 +162,14 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def launch(nproc: int, argv: list[str]) -> int:
+def launch(nproc: int, argv: list[str], device: str = "auto") -> int:
     """Run `textgen ARGV` (without --nproc) as `nproc` local ranks, as torchrun would; returns the exit code.
 
     The ranks share this terminal's process group, so Ctrl-C reaches each of them (they agree to stop,
     rank 0 saves last.pt); this process only waits. If a rank fails, the others are stopped."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise UserError("--nproc is for a plain run; under torchrun leave it out")
+    resolve_device(device, local_rank=nproc - 1)  # here, once: rank N-1 needs cuda:N-1 when on GPUs
     args, skip = [], False
     for arg in argv:
         if skip:

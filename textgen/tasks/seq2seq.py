@@ -9,14 +9,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from textgen import checkpoint
-from textgen.config import DataConfig, DecodeConfig, Recipe, differences, recipe_from_checkpoint
+from textgen.config import DecodeConfig, Recipe, differences, recipe_from_checkpoint
 from textgen.data.prepared import MANIFEST, KeptLines, read_manifest
 from textgen.data.prepared_parallel import ParallelArrays, PreparedParallel, prepare_parallel
 from textgen.data.seqbatch import Batch, BatchPlan, collate, collate_arrays, token_budget_batches
-from textgen.data.seqvocab import UNK, Vocabs
+from textgen.data.seqvocab import UNK, Vocabs, sentencepiece_note
 from textgen.decode.driver import decode_ids
-from textgen.distributed import Dist, main_first
 from textgen.errors import UserError
 from textgen.metrics import score
 from textgen.models import build_model
@@ -24,6 +22,8 @@ from textgen.models.protocol import Seq2SeqModel
 from textgen.objectives import OBJECTIVES
 from textgen.objectives.base import Context, Loss
 from textgen.objectives.common import teacher_forced_loss
+from textgen.train import checkpoint
+from textgen.train.distributed import Dist, main_first
 
 
 def encode_sources(vocabs: Vocabs, lines: list[str], max_tokens: int) -> list[list[int]]:
@@ -202,17 +202,6 @@ def _start_notes(recipe: Recipe, init_payload: dict | None, built: Vocabs | None
     if built is not None and (note := sentencepiece_note(recipe.data, built)):
         notes.append(note)
     return notes
-
-
-def sentencepiece_note(d: DataConfig, vocabs: Vocabs) -> str | None:
-    """A line saying so when sentencepiece built fewer pieces than data.vocab_size (it does, silently, when
-    the corpus is too small for more)."""
-    if d.tokenizer != "spm" or len(vocabs.src) >= d.vocab_size:
-        return None
-    return (
-        f"sentencepiece: {len(vocabs.src):,} pieces, fewer than the {d.vocab_size:,} asked for (data.vocab_size): "
-        "the corpus is too small for more"
-    )
 
 
 def check_same_model(payload: dict, recipe: Recipe) -> None:

@@ -2,7 +2,7 @@
 
 POST /translate and /score (seq2seq), POST /sample and /score (language model), GET /health, and GET /,
 a page to try the model in a browser. Every bad request gets a 4xx (503 when busy or timed out) with a
-one-line `{"error": "..."}`; bodies are checked (serve_schema.py) and their work bounded before they
+one-line `{"error": "..."}`; bodies are checked (schema.py) and their work bounded before they
 queue, so a bad request fails alone. Only Host headers naming this server are answered and POSTs must
 be `application/json`: a web page cannot post to it cross-site, nor read it through DNS rebinding.
 
@@ -29,9 +29,9 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from textgen.errors import UserError
-from textgen.microbatch import Batcher, Limits, error
-from textgen.serve_page import render_page
-from textgen.serve_schema import SampleBody, ScorePairsBody, ScoreTextsBody, TranslateBody, check_sizes, parse
+from textgen.serve.microbatch import Batcher, Limits, error
+from textgen.serve.page import render_page
+from textgen.serve.schema import SampleBody, ScorePairsBody, ScoreTextsBody, TranslateBody, check_sizes, parse
 
 log = logging.getLogger("textgen.serve")
 LOOPBACK = ("localhost", "127.0.0.1", "[::1]")
@@ -139,51 +139,74 @@ def build_app(
 ) -> Starlette:
     """The Starlette app serving `model` (a textgen.api Translator or LanguageModel) loaded from `path`;
     `hosts`: the Host headers it answers (None: any; see allowed_hosts)."""
-    from textgen.results import git_commit
+    h = _Handlers(model, path, limits, url, hosts)
+    routes = [
+        Route("/", h.endpoint(h.page), methods=["GET"]),
+        Route("/health", h.endpoint(h.health), methods=["GET"]),
+        Route("/translate", h.endpoint(h.translate), methods=["POST"]),
+        Route("/sample", h.endpoint(h.sample), methods=["POST"]),
+        Route("/score", h.endpoint(h.score), methods=["POST"]),
+    ]
+    app = Starlette(
+        routes=routes, lifespan=h.lifespan, exception_handlers={HTTPException: h.http_error, Exception: h.server_error}
+    )
+    app.state.batcher = h.batcher
+    return app
 
-    executor = ThreadPoolExecutor(1, thread_name_prefix="textgen-model")
-    batcher = Batcher(lambda sources, settings: model.translate(sources, **settings), executor, limits)
-    info = {
-        "status": "ok",
-        "model": path,
-        "kind": model.kind,
-        "vocab": vocab_sizes(model),
-        "device": str(model.device),
-        "git_commit": git_commit(),
-    }
-    started = time.time()
 
-    async def call(request: Request, what: str, fn, size: int):
+class _Handlers:
+    """The routes over one model: its worker thread, the batcher that feeds it, and what /health reports."""
+
+    def __init__(self, model, path: str, limits: Limits, url: str, hosts: frozenset[str] | None):
+        from textgen.results import git_commit
+
+        self.model, self.path, self.limits, self.url, self.hosts = model, path, limits, url, hosts
+        self.executor = ThreadPoolExecutor(1, thread_name_prefix="textgen-model")
+        self.batcher = Batcher(lambda sources, settings: model.translate(sources, **settings), self.executor, limits)
+        self.info = {
+            "status": "ok",
+            "model": path,
+            "kind": model.kind,
+            "vocab": vocab_sizes(model),
+            "device": str(model.device),
+            "git_commit": git_commit(),
+        }
+        self.started = time.time()
+
+    async def call(self, request: Request, what: str, fn, size: int):
         """fn(stop) alone in the worker thread, after what is queued; one log line."""
         start = time.perf_counter()
-        out = await batcher.call(fn, size, lambda: _disconnected(request))
+        out = await self.batcher.call(fn, size, lambda: _disconnected(request))
         log.info("%s: %.3f s", what, time.perf_counter() - start)
         return out
 
-    def needs(kind: str, route: str) -> None:
-        if model.kind != kind:
-            other = "POST /sample, POST /score" if model.kind == "lm" else "POST /translate, POST /score"
-            raise error(404, f"{route} needs a {kind} checkpoint; this server holds a {model.kind} model ({other})")
+    def needs(self, kind: str, route: str) -> None:
+        held = self.model.kind
+        if held != kind:
+            other = "POST /sample, POST /score" if held == "lm" else "POST /translate, POST /score"
+            raise error(404, f"{route} needs a {kind} checkpoint; this server holds a {held} model ({other})")
 
-    async def translate(request: Request) -> Response:
-        needs("seq2seq", "POST /translate")
-        body = parse(TranslateBody, await _read_body(request, limits), "/translate")
-        check_sizes(body, limits)
+    async def translate(self, request: Request) -> Response:
+        self.needs("seq2seq", "POST /translate")
+        body = parse(TranslateBody, await _read_body(request, self.limits), "/translate")
+        check_sizes(body, self.limits)
         settings = body.model_dump(exclude={"sources"})
         if settings["beam"] is None:  # the recipe's, so that requests with and without it share batches
-            settings["beam"] = model.recipe.decode.beam
+            settings["beam"] = self.model.recipe.decode.beam
         if not settings["sample"]:  # unused by search: they must not split batches
             settings["temperature"], settings["seed"] = 1.0, None
-        _decoder_steps(model, body.sources, settings["beam"], settings["sample"], limits)
-        out = await batcher.submit(settings, body.sources, lambda: _disconnected(request))
+        _decoder_steps(self.model, body.sources, settings["beam"], settings["sample"], self.limits)
+        out = await self.batcher.submit(settings, body.sources, lambda: _disconnected(request))
         if settings["nbest"] > 1:
             out = [[{"text": t, "score": _finite(s)} for t, s in hyps] for hyps in out]
         return JSONResponse({"translations": out})
 
-    async def sample(request: Request) -> Response:
-        needs("lm", "POST /sample")
-        body = parse(SampleBody, await _read_body(request, limits), "/sample")
-        check_sizes(body, limits)
+    async def sample(self, request: Request) -> Response:
+        self.needs("lm", "POST /sample")
+        body = parse(SampleBody, await _read_body(request, self.limits), "/sample")
+        check_sizes(body, self.limits)
+
+        model = self.model
 
         def draw(stop: threading.Event) -> str | None:
             pieces = []
@@ -193,33 +216,33 @@ def build_app(
                 pieces.append(piece)
             return body.prime + (model.separator if body.prime else "") + "".join(pieces)
 
-        return JSONResponse({"text": await call(request, f"sample: {body.length} tokens", draw, 1)})
+        return JSONResponse({"text": await self.call(request, f"sample: {body.length} tokens", draw, 1)})
 
-    async def score(request: Request) -> Response:
-        raw = await _read_body(request, limits)
-        if model.kind == "seq2seq":
+    async def score(self, request: Request) -> Response:
+        raw = await _read_body(request, self.limits)
+        if self.model.kind == "seq2seq":
             pairs = parse(ScorePairsBody, raw, "/score")
-            check_sizes(pairs, limits)
+            check_sizes(pairs, self.limits)
             what, size = f"score: {len(pairs.sources)} pair(s)", len(pairs.sources)
-            scored = await call(request, what, lambda stop: model.score(pairs.sources, pairs.targets), size)
+            scored = await self.call(request, what, lambda stop: self.model.score(pairs.sources, pairs.targets), size)
         else:
             texts = parse(ScoreTextsBody, raw, "/score")
-            check_sizes(texts, limits)
+            check_sizes(texts, self.limits)
             what, size = f"score: {len(texts.texts)} text(s)", len(texts.texts)
-            scored = await call(request, what, lambda stop: model.score(texts.texts), size)
+            scored = await self.call(request, what, lambda stop: self.model.score(texts.texts), size)
         return JSONResponse({"scores": [_scored(s) for s in scored]})
 
-    async def health(request: Request) -> Response:
-        waiting = {"sentences_waiting": batcher.queued}
-        return JSONResponse({**info, **batcher.stats, **waiting, "uptime_s": round(time.time() - started, 1)})
+    async def health(self, request: Request) -> Response:
+        waiting = {"sentences_waiting": self.batcher.queued, "uptime_s": round(time.time() - self.started, 1)}
+        return JSONResponse({**self.info, **self.batcher.stats, **waiting})
 
-    async def page(request: Request) -> Response:
-        return HTMLResponse(render_page(info))
+    async def page(self, request: Request) -> Response:
+        return HTMLResponse(render_page(self.info))
 
-    def endpoint(fn):
+    def endpoint(self, fn):
         async def run(request: Request) -> Response:
             try:
-                _check_request(request, hosts)
+                _check_request(request, self.hosts)
                 return await fn(request)
             except UserError as exc:
                 raise error(400, str(exc)) from None
@@ -228,11 +251,11 @@ def build_app(
 
         return run
 
-    async def http_error(request: Request, exc: HTTPException) -> Response:
+    async def http_error(self, request: Request, exc: HTTPException) -> Response:
         message = exc.detail
         if exc.status_code == 404 and message == "Not Found":
             message = f"no route {request.method} {request.url.path}: the routes are GET /, GET /health, " + (
-                "POST /translate, POST /score" if model.kind == "seq2seq" else "POST /sample, POST /score"
+                "POST /translate, POST /score" if self.model.kind == "seq2seq" else "POST /sample, POST /score"
             )
         elif exc.status_code == 405:
             allowed = ", ".join(
@@ -243,33 +266,20 @@ def build_app(
             message = f"{request.url.path} takes {allowed or 'another method'}, not {request.method}"
         return JSONResponse({"error": message}, exc.status_code, headers=exc.headers)
 
-    async def server_error(request: Request, exc: Exception) -> Response:
+    async def server_error(self, request: Request, exc: Exception) -> Response:
         log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
         return JSONResponse({"error": f"internal error: {type(exc).__name__}; see the server log"}, 500)
 
     @asynccontextmanager
-    async def lifespan(app):
-        batcher.start()
-        if url:
-            log.info("serving %s (%s) on %s", path, model.kind, url)
+    async def lifespan(self, app):
+        self.batcher.start()
+        if self.url:
+            log.info("serving %s (%s) on %s", self.path, self.model.kind, self.url)
         try:
             yield
         finally:
-            await batcher.stop()
-            executor.shutdown(wait=False, cancel_futures=True)
-
-    routes = [
-        Route("/", endpoint(page), methods=["GET"]),
-        Route("/health", endpoint(health), methods=["GET"]),
-        Route("/translate", endpoint(translate), methods=["POST"]),
-        Route("/sample", endpoint(sample), methods=["POST"]),
-        Route("/score", endpoint(score), methods=["POST"]),
-    ]
-    app = Starlette(
-        routes=routes, lifespan=lifespan, exception_handlers={HTTPException: http_error, Exception: server_error}
-    )
-    app.state.batcher = batcher
-    return app
+            await self.batcher.stop()
+            self.executor.shutdown(wait=False, cancel_futures=True)
 
 
 def serve(ckpt: Path, host: str, port: int, device: str, limits: Limits, allow_hosts: list[str] = ()) -> None:

@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from textgen.microbatch import Limits, error
+from textgen.serve.microbatch import Limits, error
 
 MAX_BEAM = 64
 MAX_SEED = 2**63 - 1  # torch generators take 64-bit seeds
