@@ -138,6 +138,8 @@ def test_a_sampled_output_depends_on_its_source_and_seed_alone(cli, trained_mt, 
         == cli(*flags, "--batch-size", "4").out.splitlines()
     )
     assert together != mt.translate(sources, sample=True, temperature=3.0, seed=12)  # the seed still matters
+    copies = mt.translate([sources[3]] * 8, **settings)  # duplicating a source is how users ask for more samples
+    assert copies[0] == together[3] and len(set(copies)) > 1
 
 
 def test_models_describe_themselves_and_refuse_the_other_kinds_methods(cli, trained_mt, tiny_recipe, tmp_path):

@@ -19,7 +19,7 @@ from textgen.data.seqvocab import PAD
 from textgen.errors import UserError
 from textgen.models import MODELS, build_model
 from textgen.models.lm import RNNLM
-from textgen.models.protocol import LanguageModel, Seq2SeqModel
+from textgen.models.protocol import LMNet, Seq2SeqModel
 from textgen.models.seq2seq import Seq2Seq
 
 
@@ -144,7 +144,7 @@ def test_the_recurrent_models_implement_the_protocols():
     cfg = ModelConfig(layers=1, hidden=8, embed=6)
     seq2seq, lm = build_model(cfg, "seq2seq", 9, 7), build_model(cfg, "lm", 7)
     assert type(seq2seq) is Seq2Seq and isinstance(seq2seq, Seq2SeqModel)
-    assert type(lm) is RNNLM and isinstance(lm, LanguageModel)
+    assert type(lm) is RNNLM and isinstance(lm, LMNet)
 
 
 def test_an_arch_without_a_model_for_the_task_is_a_user_error(tiny_gru):

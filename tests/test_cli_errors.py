@@ -126,7 +126,7 @@ def case_checkpoint_missing(cli, tmp, recipe):
 def case_truncated_checkpoint(cli, tmp, recipe):
     ckpt = lm_checkpoint(cli, recipe)
     (tmp / "torn.pt").write_bytes(ckpt.read_bytes()[:1000])
-    return cli("sample", "torn.pt"), "truncated or corrupt"
+    return cli("sample", "torn.pt"), "is truncated, corrupt or not a weights-only file"
 
 
 def case_lm_checkpoint_given_to_decode(cli, tmp, recipe):

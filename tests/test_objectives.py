@@ -727,11 +727,11 @@ def test_eval_scores_a_lowercased_model_against_lowercased_references(cli, tmp_p
 
 def test_bleu_sampled_scores_a_correct_stop_as_plain_bleu_does():
     """After a prefix of the whole reference the right continuation is EOS alone: it earns plain BLEU's 1, not a
-    wrong word's 0. Stopping early earns plain BLEU of the output too: the brevity penalty, as a correct sampled
-    word that stops at the same place does."""
+    wrong word's 0. Stopping early is a wrong choice: it earns no more than a wrong sampled word, and less than a
+    right word followed by the same early stop (which the brevity penalty already charges)."""
     from textgen.sampled_bleu import sampled_ngram_bleu
 
-    ref = [10, 11, 12, 13, 10, 14]
+    ref = [10, 11, 12, 13, 10, 14, 15, 16, 17, 18]
 
     def plain(hyp):
         text = " ".join(map(str, hyp))
@@ -740,9 +740,10 @@ def test_bleu_sampled_scores_a_correct_stop_as_plain_bleu_does():
         )
 
     assert sampled_ngram_bleu(ref, [], ref) == pytest.approx(plain(ref)) == pytest.approx(1.0)
-    early = sampled_ngram_bleu(ref[:4], [], ref)
-    assert early == pytest.approx(plain(ref[:4])) == pytest.approx(sampled_ngram_bleu(ref[:3], ref[3:4], ref))
-    assert 0 < early < 1 and sampled_ngram_bleu([], [], ref) == 0.0
+    for s in (3, 9):
+        early, wrong, right = (sampled_ngram_bleu(ref[:s], sample, ref) for sample in ([], [99], ref[s : s + 1]))
+        assert early == 0.0 and early <= wrong < right, (s, early, wrong, right)
+    assert sampled_ngram_bleu([], [], ref) == 0.0
     model, mixer = setup("mixer", mixer=dict(reward="bleu-sampled", baseline="none"))
     batch = collate([[4, 5, 6], [7, 8]], [[4, 5, 4], [5, 4]], [0, 1])
     stop = torch.full((2, 1), EOS)

@@ -79,3 +79,14 @@ def test_a_vanishing_temperature_samples_the_argmax_not_nan():
     for t in (1e-3, 1e-30, 1e-40, 1e-45, 5e-324):  # logits / T overflows float32 from about 1e-37 here
         tokens = next_token(logits, temperature=t, generator=torch.Generator().manual_seed(0))
         assert tokens.tolist() == [0, 0, 1], t
+
+
+def test_a_repeated_source_draws_new_keys_and_its_first_copy_keeps_its_own():
+    from textgen.decode.sampling import repeat_counts, source_keys
+
+    sources = [[4, 5], [6], [4, 5], [4, 5]]
+    repeats = repeat_counts(sources)
+    assert repeats == [0, 0, 1, 2]
+    keys = source_keys(7, sources, 3, repeats=repeats)
+    assert torch.equal(keys[0], source_keys(7, [[4, 5]], 3)[0]) and torch.equal(keys[1], source_keys(7, [[6]], 3)[0])
+    assert len({tuple(row.tolist()) for row in keys}) == 4

@@ -241,7 +241,8 @@ BAD = {
         "/translate",
         {"sources": ["a " * 99] * 8, "beam": 64},
         413,
-        "51,712 decoder steps (beam 64 x 8 source(s) x up to 101 tokens); the limit is 2,000",
+        "51,712 decoder steps (64 row(s) a source, the beam or the samples, x 8 source(s) x up to 101 tokens); "
+        "the limit is 2,000",
     ),
     "unknown route": ("GET", "/nope", None, 404, "no route GET /nope"),
     "wrong method": ("GET", "/translate", None, 405, "/translate takes POST, not GET"),
@@ -510,7 +511,9 @@ class FakeModel:
         self.kind, self.seen, self.drawn, self.gate = kind, [], 0, threading.Event()
         self.vocabs = SimpleNamespace(src=[0] * 5, tgt=[0] * 5)
         self.vocab = [0] * 5
-        self.recipe = SimpleNamespace(decode=SimpleNamespace(beam=1, max_len_a=1.0, max_len_b=2))
+        from textgen.config import DecodeConfig
+
+        self.recipe = SimpleNamespace(decode=DecodeConfig(beam=1, max_len_a=1.0, max_len_b=2))
 
     def encode(self, sources):
         return [s.split() for s in sources]
@@ -590,7 +593,8 @@ def test_work_whose_client_has_gone_or_timed_out_never_runs(fake_server):
             head = f"POST /translate HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
             sock.sendall(f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body)
             wait_until(lambda: httpx.get(url + "/health").json()["sentences_waiting"] == 1)
-        time.sleep(0.2)  # the client has gone
+        # the client has gone: its sentence stops counting towards max_queued while the worker is still busy
+        wait_until(lambda: httpx.get(url + "/health").json()["sentences_waiting"] == 0)
         model.gate.set()
         assert held.result().json() == {"translations": ["HOLD"]}
         model.gate.clear()
@@ -598,6 +602,7 @@ def test_work_whose_client_has_gone_or_timed_out_never_runs(fake_server):
         wait_until(lambda: "again" in model.seen)
         late = httpx.post(url + "/translate", json={"sources": ["late"]}, timeout=30)
         assert "timed out after 2 s" in assert_json_error(late, 503)
+        assert httpx.get(url + "/health").json()["sentences_waiting"] == 0  # the timed-out job left the queue
         assert "timed out after 2 s" in assert_json_error(held.result(), 503)  # it runs on: a batch cannot stop
         model.gate.set()
     assert httpx.post(url + "/translate", json={"sources": ["after"]}).json() == {"translations": ["AFTER"]}
@@ -674,3 +679,38 @@ def test_a_job_nothing_can_join_runs_without_waiting_for_the_window():
             pool.shutdown(wait=True)
 
     asyncio.run(scenario())
+
+
+def test_translate_decodes_as_the_api_does_with_the_recipes_mbr_and_temperature(fake_server, toy_mt, monkeypatch):
+    """A recipe's [decode.mbr] and decode.temperature apply over HTTP as in `textgen decode` and the API."""
+    import dataclasses
+
+    import textgen
+    import textgen.decode.dispatch as dispatch
+    from textgen.serve.app import Limits
+
+    mt = textgen.load(toy_mt, device="cpu")
+    decode = mt.recipe.decode
+    mbr = dataclasses.replace(decode.mbr, samples=4, seed=3)
+    mt.recipe = dataclasses.replace(mt.recipe, decode=dataclasses.replace(decode, mbr=mbr, temperature=0.7))
+    mt.gate = threading.Event()  # what the fixture releases at the end
+    url = fake_server(mt, Limits(window_ms=0))
+    sources = ["a b c d", "e f g", "h a b"]
+    seen, decode_sources = [], dispatch.decode_sources
+
+    def spy(model, decode_text, sources, cfg, sample=False, *rest, **kw):
+        seen.append((cfg.mbr.samples, cfg.beam, sample, cfg.temperature))
+        return decode_sources(model, decode_text, sources, cfg, sample, *rest, **kw)
+
+    monkeypatch.setattr(dispatch, "decode_sources", spy)
+
+    def post(**body):
+        response = httpx.post(url + "/translate", json={"sources": sources, **body}, timeout=30)
+        assert response.status_code == 200, response.text
+        return response.json()["translations"]
+
+    for body, expected in [({}, (4, decode.beam, False)), ({"beam": 2}, (0, 2, False)), ({"sample": True}, (0,))]:
+        over_http = post(**body, **({"seed": 5} if body.get("sample") else {}))
+        assert seen[-1][: len(expected)] == expected and seen[-1][-1] == 0.7, (body, seen[-1])
+        assert over_http == mt.translate(sources, **body, **({"seed": 5} if body.get("sample") else {}))
+        assert seen[-1] == seen[-2]  # the API decoded with the same settings

@@ -101,7 +101,8 @@ EVAL_MBR = typer.Option(
 EVAL_SEED = typer.Option(
     None,
     "--seed",
-    help="Seed of --mbr's sampling \\[default: 0] and of the paired tests' resampling \\[default: sacrebleu's, 12345].",
+    help="Seed of --mbr's sampling \\[default: the recipe's decode.mbr.seed] and of the paired tests' "
+    "resampling \\[default: sacrebleu's, 12345].",
 )
 EVAL_BATCH_SIZE = typer.Option(
     None, "--batch-size", help="LM: parallel streams (1: state over the whole text); seq2seq: sentences."
@@ -141,7 +142,7 @@ DECODE_SEED = typer.Option(
     None,
     "--seed",
     help="Seed of --sample (a source's sample depends on it and the source alone) \\[default: drawn] "
-    "and of --mbr \\[default: 0].",
+    "and of --mbr \\[default: the recipe's decode.mbr.seed].",
 )
 DECODE_MBR = typer.Option(
     None,

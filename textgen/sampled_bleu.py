@@ -22,13 +22,15 @@ def sampled_ngram_bleu(prefix: list[int], sample: list[int], reference: list[int
 
     Matches are clipped as in BLEU: the sampled n-grams earn the clipped matches of the whole output
     minus those the prefix alone already earns, out of the n-grams that the prefix alone does not hold.
-    An empty sample (the rollout stopped at once) holds no n-gram: it gets plain BLEU of the prefix, which for
-    a reference prefix is the brevity penalty alone, 1 for a stop at the reference's length.
+    An empty sample (the rollout stopped at once) holds no n-gram: its one choice was EOS, scored as a single
+    sampled token is, 1 where the reference ends there and 0 elsewhere. Scoring an early stop by plain BLEU of
+    the prefix instead (the brevity penalty alone, 0.89 for 9 of 10 tokens) would pay it more than a wrong
+    sampled word (0) on a different scale, and push every MIXER stage towards stopping early.
     """
     from sacrebleu.metrics import BLEU
 
-    if not sample:  # stopping was the rollout's one choice: score the output as plain BLEU does (1 if it was right)
-        return sampled_ngram_bleu([], prefix, reference, order) if prefix else 0.0
+    if not sample:
+        return 1.0 if len(prefix) == len(reference) else 0.0
     hyp = prefix + sample
     correct, total = [], []
     for n in range(1, order + 1):

@@ -11,7 +11,7 @@ import torch
 
 from textgen.config import DecodeConfig
 from textgen.data.seqbatch import collate
-from textgen.decode.sampling import source_keys
+from textgen.decode.sampling import repeat_counts, source_keys
 from textgen.decode.search import Hypotheses, beam_search, greedy_or_sample
 from textgen.precision import autocast
 
@@ -50,20 +50,21 @@ def decode_ids(
     (then a batch holds cfg.batch_size sources, each encoded once, on batch_size * num_samples rows). Sample j
     of a source draws from a key of its own (keyed_uniforms): keys[j], shared by every source (MBR), or else
     one derived from (seed, the source, j) (source_keys; seed None: one drawn from torch's global generator),
-    so a source samples the same output alone or in any batch."""
+    so a source samples the same output alone or in any batch (a repeated source draws anew for each copy)."""
     model.eval()
     beam = cfg.beam if beam is None else beam
     results: Results = [None] * len(sources)  # type: ignore[list-item]
     device = model_device(model)
     if sample and keys is None and seed is None:
         seed = int(torch.randint(0, 2**63 - 1, ()))
+    repeats = repeat_counts(sources) if sample and keys is None else []
     with autocast(cfg.precision, device):
         for ids in batches_in_order(sources, cfg.batch_size):
             b = collate([sources[i] for i in ids], None, ids).to(device)
             if sample or beam == 1:
                 drawn = keys
                 if sample and keys is None:
-                    drawn = source_keys(seed, [sources[i] for i in ids], num_samples, device)
+                    drawn = source_keys(seed, [sources[i] for i in ids], num_samples, device, [repeats[i] for i in ids])
                 hyps: Hypotheses = greedy_or_sample(
                     model,
                     b.src,

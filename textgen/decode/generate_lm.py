@@ -8,12 +8,12 @@ import torch
 
 from textgen.decode.driver import model_device
 from textgen.decode.sampling import next_token
-from textgen.models.protocol import LanguageModel
+from textgen.models.protocol import LMNet
 
 
 @torch.no_grad()
 def generate(
-    model: LanguageModel,
+    model: LMNet,
     prime: list[int],
     length: int,
     temperature: float = 1.0,

@@ -78,12 +78,32 @@ def row_keys(seed: int, count: int, device: torch.device | str = "cpu") -> torch
     return _keys([seed], count, device)[0]
 
 
-def source_keys(seed: int, sources: list[list[int]], count: int, device: torch.device | str = "cpu") -> torch.Tensor:
+def source_keys(
+    seed: int,
+    sources: list[list[int]],
+    count: int,
+    device: torch.device | str = "cpu",
+    repeats: list[int] | None = None,
+) -> torch.Tensor:
     """(len(sources), count) stream keys: key j of a source depends only on (seed, the source's token ids, j), so a
-    source samples the same outputs alone or in any batch, and different sources draw independently."""
+    source samples the same outputs alone or in any batch, and different sources draw independently. `repeats[i]`
+    counts the copies of source i earlier in the input (`repeat_counts`): a repeated source draws anew, while its
+    first copy keeps the keys it has alone."""
     salt = seed.to_bytes(8, "little")
-    hashes = [hashlib.blake2b(np.asarray(ids, "<i8").tobytes(), key=salt, digest_size=8).digest() for ids in sources]
+    repeats = repeats or [0] * len(sources)
+    material = [np.asarray([*ids, -1 - r] if r else ids, "<i8").tobytes() for ids, r in zip(sources, repeats)]
+    hashes = [hashlib.blake2b(m, key=salt, digest_size=8).digest() for m in material]
     return _keys([int.from_bytes(h, "little") for h in hashes], count, device)
+
+
+def repeat_counts(sources: list[list[int]]) -> list[int]:
+    """For each source, how many identical sources come before it in the input."""
+    seen: dict[tuple[int, ...], int] = {}
+    counts = []
+    for ids in sources:
+        counts.append(seen.get(tuple(ids), 0))
+        seen[tuple(ids)] = counts[-1] + 1
+    return counts
 
 
 def keyed_uniforms(keys: torch.Tensor, step: int) -> torch.Tensor:

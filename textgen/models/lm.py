@@ -1,6 +1,6 @@
 """Recurrent language model: embed → RNN/LSTM/GRU stack → (tied) projection to the vocabulary.
 
-models.protocol.LanguageModel: init_state, forward, detach_state; the state is (h, c) for an LSTM, h otherwise."""
+models.protocol.LMNet: init_state, forward, detach_state; the state is (h, c) for an LSTM, h otherwise."""
 
 from __future__ import annotations
 

@@ -54,7 +54,7 @@ class Seq2SeqModel(Protocol):
 
 
 @runtime_checkable
-class LanguageModel(Protocol):
+class LMNet(Protocol):
     """A language model that BPTT training, evaluation and sampling can drive."""
 
     def init_state(self, batch_size: int) -> State:

@@ -93,9 +93,10 @@ async def _disconnected(request: Request) -> None:
         pass
 
 
-def _decoder_steps(model, sources: list[str], beam: int, sample: bool, limits: Limits) -> None:
-    """Bound the work of one /translate: rows (the beam; one when sampling) x each source's output-length
-    limit. Encoding the sources here also fails a source the vocabulary refuses alone, before any batch."""
+def _decoder_steps(model, sources: list[str], rows: int, limits: Limits) -> None:
+    """Bound the work of one /translate: rows a source (the beam; one when sampling; MBR's candidates) x each
+    source's output-length limit. Encoding the sources here also fails a source the vocabulary refuses alone,
+    before any batch."""
     import torch
 
     from textgen.decode.search import max_lengths
@@ -103,12 +104,12 @@ def _decoder_steps(model, sources: list[str], beam: int, sample: bool, limits: L
     cfg = model.recipe.decode
     lengths = torch.tensor([len(ids) for ids in model.encode(sources)])
     limit = max_lengths(lengths, cfg.max_len_a, cfg.max_len_b)
-    rows = 1 if sample or beam == 1 else beam
     steps = rows * int(limit.sum())
     if steps > limits.max_work:
         raise error(
             413,
-            f"this request may take {steps:,} decoder steps (beam {rows} x {len(sources)} source(s) x up to "
+            f"this request may take {steps:,} decoder steps ({rows} row(s) a source, the beam or the samples, "
+            f"x {len(sources)} source(s) x up to "
             f"{int(limit.max())} tokens); the limit is {limits.max_work:,}: send fewer or shorter sources, "
             "or a smaller beam",
         )
@@ -191,11 +192,17 @@ class _Handlers:
         body = parse(TranslateBody, await _read_body(request, self.limits), "/translate")
         check_sizes(body, self.limits)
         settings = body.model_dump(exclude={"sources"})
-        if settings["beam"] is None:  # the recipe's, so that requests with and without it share batches
-            settings["beam"] = self.model.recipe.decode.beam
-        if not settings["sample"]:  # unused by search: they must not split batches
-            settings["temperature"], settings["seed"] = 1.0, None
-        _decoder_steps(self.model, body.sources, settings["beam"], settings["sample"], self.limits)
+        recipe = self.model.recipe.decode
+        mbr = recipe.mbr.samples > 0 and settings["beam"] is None and not settings["sample"]
+        if settings["beam"] is None and not mbr:  # the recipe's, so that requests with and without it share batches
+            settings["beam"] = recipe.beam
+        if settings["temperature"] is None:
+            settings["temperature"] = recipe.temperature
+        if not settings["sample"]:  # unused by search and MBR (which uses the recipe's): they must not split batches
+            settings["temperature"], settings["seed"] = recipe.temperature, None
+        # MBR (the recipe's, as in `textgen decode`) decodes mbr.samples sampled and mbr.beam searched rows a source
+        rows = recipe.mbr.samples + recipe.mbr.beam if mbr else 1 if settings["sample"] else settings["beam"]
+        _decoder_steps(self.model, body.sources, rows, self.limits)
         out = await self.batcher.submit(settings, body.sources, lambda: _disconnected(request))
         if settings["nbest"] > 1:
             out = [[{"text": t, "score": _finite(s)} for t, s in hyps] for hyps in out]

@@ -81,7 +81,7 @@ class Batcher:
     async def submit(self, settings: dict, sources: list[str], gone: Callable[[], Awaitable] | None = None) -> list:
         """The translations of `sources`, decoded beside other jobs with the same settings. `gone` returns
         when the client has disconnected: the job is then dropped."""
-        # sampled outputs depend on what else is in the batch (one generator): those never share one
+        # sampled jobs run alone: each carries its own seed (drawn where the client gives none)
         key = None if settings.get("sample") else tuple(sorted(settings.items()))
         return await self._wait(key, lambda batch, stop: self.translate(batch, settings), sources, settings, gone)
 
@@ -112,6 +112,9 @@ class Batcher:
                 watch.cancel()
             job.stop.set()
             job.future.cancel()  # no-op when answered; else the worker skips it
+            if job in self.jobs:  # not taken: it stops counting towards max_queued now, not when the worker is free
+                self.jobs.remove(job)
+                self.queued -= len(job.sources)
 
     def _prune(self) -> None:
         while self.jobs and self.jobs[0].future.done():

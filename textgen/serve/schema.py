@@ -35,7 +35,7 @@ class TranslateBody(_Body):
     nbest: Annotated[int, Field(ge=1, le=MAX_BEAM)] = 1
     lenpen: Optional[Annotated[float, Field(ge=-MAX_LENPEN, le=MAX_LENPEN)]] = None  # None: the recipe's
     sample: bool = False
-    temperature: Annotated[float, Field(ge=0.0, le=MAX_TEMPERATURE)] = 1.0
+    temperature: Optional[Annotated[float, Field(ge=0.0, le=MAX_TEMPERATURE)]] = None  # None: the recipe's
     seed: Optional[Annotated[int, Field(ge=0, le=MAX_SEED)]] = None
 
 

@@ -19,7 +19,7 @@ from textgen.data.vocab import Vocab, build_vocab, vocab_from_dict
 from textgen.decode.driver import model_device
 from textgen.errors import UserError
 from textgen.models import build_model
-from textgen.models.protocol import LanguageModel, State
+from textgen.models.protocol import LMNet, State
 from textgen.objectives.base import Loss
 from textgen.train import checkpoint
 from textgen.train.distributed import Dist, main_first
@@ -44,7 +44,7 @@ def prepare_data(recipe: Recipe, vocab: Vocab | None = None, splits=("train", "v
     return LMData(vocab, ids, corpus.sha256)
 
 
-def loss_sum(model: LanguageModel, x: torch.Tensor, y: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+def loss_sum(model: LMNet, x: torch.Tensor, y: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
     """Summed next-token cross-entropy over a (B, T) window, and the state after it."""
     logits, state = model(x, state)  # (B, T, V)
     loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1), reduction="sum")
@@ -127,7 +127,7 @@ class LMTask:
 
 
 @torch.no_grad()
-def evaluate(model: LanguageModel, ids: torch.Tensor, batch_size: int, bptt: int, progress: str = "") -> float:
+def evaluate(model: LMNet, ids: torch.Tensor, batch_size: int, bptt: int, progress: str = "") -> float:
     """Mean next-token loss (nats) over a split, state carried through each stream; `progress` names a progress
     bar on stderr (drawn when stderr is a terminal; "": none)."""
     was_training = model.training
@@ -154,13 +154,13 @@ def metrics_from_loss(loss: float, level: str, prefix: str) -> dict[str, float]:
     return out
 
 
-def load_model(path: Path, device: torch.device = torch.device("cpu")) -> tuple[LanguageModel, Vocab, Recipe, dict]:
+def load_model(path: Path, device: torch.device = torch.device("cpu")) -> tuple[LMNet, Vocab, Recipe, dict]:
     """Rebuild model, vocab and recipe from a checkpoint file alone, on `device`."""
     payload = checkpoint.load(path, kind="lm")
     return (*model_from_payload(payload, path, device), payload)
 
 
-def model_from_payload(payload: dict, path: Path, device: torch.device) -> tuple[LanguageModel, Vocab, Recipe]:
+def model_from_payload(payload: dict, path: Path, device: torch.device) -> tuple[LMNet, Vocab, Recipe]:
     recipe = recipe_from_checkpoint(payload)
     vocab = vocab_from_dict(payload["vocab"])
     model = build_model(recipe.model, "lm", len(vocab))

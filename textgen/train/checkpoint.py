@@ -67,8 +67,11 @@ def load(path: Path, kind: str | None = None) -> dict[str, Any]:
         raise UserError(f"checkpoint '{path}' does not exist: check the path")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # torch raises many types for torn or foreign files
-        raise UserError(f"checkpoint '{path}' is truncated or corrupt: use an earlier checkpoint or retrain") from None
+    except Exception as exc:  # torch raises many types for torn or foreign files
+        raise UserError(
+            f"checkpoint '{path}' is truncated, corrupt or not a weights-only file ({type(exc).__name__}): "
+            "use an earlier checkpoint or retrain"
+        ) from None
     if not isinstance(payload, dict) or "format" not in payload or "kind" not in payload:
         raise UserError(f"'{path}' is not a textgen checkpoint")
     if payload["format"] != FORMAT_VERSION:
