@@ -82,6 +82,7 @@ def textgen_train(recipe_name: str, steps: int, workdir: Path, device: torch.dev
         str(device),
         "-o",
         str(workdir / "bench.pt"),
+        "--overwrite",  # each measured run replaces the last one's checkpoint
         "--run-dir",
         str(workdir / f"run-{time.time_ns()}"),
         "--json",
