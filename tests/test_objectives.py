@@ -686,16 +686,18 @@ def test_the_reference_as_a_candidate_earns_reward_one_and_cost_zero_under_every
     references = [strip_eos(row) for row in batch.tgt_out.tolist()]
     assert mrt.costs(batch, rows, references).tolist() == pytest.approx([0.0] * len(references), abs=1e-9)
 
-    def perfect(model, vocabs, sources, cfg, **options):  # what a perfect model outputs for the validation sources
-        return [[vocabs.tgt.decode(ids)] for ids in task.valid_tgt[: len(sources)]]
+    from textgen.decode.dispatch import Decoded
+
+    def perfect(model, decode_text, sources, cfg, **options):  # what a perfect model outputs for the sources
+        return [Decoded([(decode_text(ids), 0.0)]) for ids in task.valid_tgt[: len(sources)]]
 
     import textgen.tasks.seq2seq
 
-    original, textgen.tasks.seq2seq.translate = textgen.tasks.seq2seq.translate, perfect
+    original, textgen.tasks.seq2seq.decode_sources = textgen.tasks.seq2seq.decode_sources, perfect
     try:
         assert task.validate()["valid_bleu4"] == 100.0
     finally:
-        textgen.tasks.seq2seq.translate = original
+        textgen.tasks.seq2seq.decode_sources = original
 
 
 def test_eval_scores_a_lowercased_model_against_lowercased_references(cli, tmp_path, monkeypatch):

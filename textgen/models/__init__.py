@@ -29,3 +29,14 @@ def build_model(cfg: ModelConfig, task: str, *vocab_sizes: int) -> nn.Module:
     if cfg.arch not in archs:
         raise UserError(f"model.arch = {cfg.arch!r} has no {task} model: choose from {', '.join(archs)}")
     return archs[cfg.arch](*vocab_sizes, cfg)
+
+
+def load_model_weights(cfg: ModelConfig, task: str, state: dict, path, device, *vocab_sizes: int) -> nn.Module:
+    """The checkpoint `path`'s model: built as its recipe and vocabulary say, its weights loaded, on `device` in eval
+    mode; weights that do not fit that model mean the file is damaged."""
+    model = build_model(cfg, task, *vocab_sizes)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError:
+        raise UserError(f"checkpoint '{path}' weights do not match its recipe and vocabulary: it is damaged") from None
+    return model.to(device).eval()

@@ -18,7 +18,7 @@ from textgen.data.prepared_text import prepare_text
 from textgen.data.vocab import Vocab, build_vocab, vocab_from_dict
 from textgen.decode.driver import model_device
 from textgen.errors import UserError
-from textgen.models import build_model
+from textgen.models import build_model, load_model_weights
 from textgen.models.protocol import LMNet, State
 from textgen.objectives.base import Loss
 from textgen.train import checkpoint
@@ -163,10 +163,5 @@ def load_model(path: Path, device: torch.device = torch.device("cpu")) -> tuple[
 def model_from_payload(payload: dict, path: Path, device: torch.device) -> tuple[LMNet, Vocab, Recipe]:
     recipe = recipe_from_checkpoint(payload)
     vocab = vocab_from_dict(payload["vocab"])
-    model = build_model(recipe.model, "lm", len(vocab))
-    try:
-        model.load_state_dict(payload["model"])
-    except RuntimeError:
-        raise UserError(f"checkpoint '{path}' weights do not match its recipe: it is damaged") from None
-    model.to(device).eval()
+    model = load_model_weights(recipe.model, "lm", payload["model"], path, device, len(vocab))
     return model, vocab, recipe

@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from textgen.config import DecodeConfig, Recipe, differences, recipe_from_checkpoint
+from textgen.config import Recipe, differences, recipe_from_checkpoint
 from textgen.data.prepared import MANIFEST, KeptLines, read_manifest
 from textgen.data.prepared_parallel import ParallelArrays, PreparedParallel, prepare_parallel
 from textgen.data.seqbatch import Batch, BatchPlan, collate, collate_arrays, token_budget_batches
 from textgen.data.seqvocab import UNK, Vocabs, sentencepiece_note
-from textgen.decode.driver import decode_ids
+from textgen.decode.dispatch import decode_sources
 from textgen.errors import UserError
 from textgen.metrics import score
-from textgen.models import build_model
+from textgen.models import build_model, load_model_weights
 from textgen.models.protocol import Seq2SeqModel
 from textgen.objectives import OBJECTIVES
 from textgen.objectives.base import Context, Loss
@@ -171,8 +171,10 @@ class Seq2SeqTask:
         metric = self.recipe.train.valid_metric
         if metric != "loss":
             n = self.recipe.train.valid_subset or len(self.valid_src)
-            hyps = translate(self.model, self.vocabs, self.valid_src[:n], self.recipe.decode, beam=1)
-            values, _ = score([metric], [h[0] for h in hyps], [self.valid_targets[:n]])
+            cfg = self.recipe.decode
+            greedy = dataclasses.replace(cfg, beam=1, mbr=dataclasses.replace(cfg.mbr, samples=0))
+            decoded = decode_sources(self.model, self.vocabs.tgt.decode, self.valid_src[:n], greedy)
+            values, _ = score([metric], [d.text for d in decoded], [self.valid_targets[:n]])
             out[self.best_metric] = values[metric]
         return out
 
@@ -218,24 +220,6 @@ def check_same_model(payload: dict, recipe: Recipe) -> None:
         raise UserError(f"init_from checkpoint was trained with other {sections} settings: add {sets}")
 
 
-def translate(
-    model: Seq2SeqModel,
-    vocabs: Vocabs,
-    sources: list[list[int]],
-    cfg: DecodeConfig,
-    beam: int | None = None,
-    sample: bool = False,
-    temperature: float = 1.0,
-    seed: int | None = None,
-    advance: Callable[[int], None] | None = None,
-) -> list[list[str]]:
-    """Decode encoded sources; returns per source its n-best detokenized strings, in input order."""
-    return [
-        [vocabs.tgt.decode(t) for t in hyp]
-        for hyp, _ in decode_ids(model, sources, cfg, beam, sample, temperature, seed, advance=advance)
-    ]
-
-
 def load_model(path: Path, device: torch.device = torch.device("cpu")) -> tuple[Seq2SeqModel, Vocabs, Recipe, dict]:
     payload = checkpoint.load(path, kind="seq2seq")
     return (*model_from_payload(payload, path, device), payload)
@@ -244,10 +228,7 @@ def load_model(path: Path, device: torch.device = torch.device("cpu")) -> tuple[
 def model_from_payload(payload: dict, path: Path, device: torch.device) -> tuple[Seq2SeqModel, Vocabs, Recipe]:
     recipe = recipe_from_checkpoint(payload)
     vocabs = Vocabs.from_dict(payload["vocab"])
-    model = build_model(recipe.model, "seq2seq", len(vocabs.src), len(vocabs.tgt))
-    try:
-        model.load_state_dict(payload["model"])
-    except RuntimeError:
-        raise UserError(f"checkpoint '{path}' weights do not match its recipe and vocabulary: it is damaged") from None
-    model.to(device).eval()
+    model = load_model_weights(
+        recipe.model, "seq2seq", payload["model"], path, device, len(vocabs.src), len(vocabs.tgt)
+    )
     return model, vocabs, recipe
