@@ -28,11 +28,13 @@ MT_CKPT = $(if $(wildcard checkpoints/translate-multi30k.pt),--checkpoint checkp
 
 PEER_CKPTS = $(foreach f,$(wildcard checkpoints/translate-multi30k.pt checkpoints/translate-multi30k-joint.pt),--checkpoint $(f))
 
-# Quick and reusable (about 10 minutes on 2 cores): each prints textgen against a baseline measured side by side
-# (a bare PyTorch loop of the same shapes, beam search, one request at a time). Results: results/speed/.
+# Quick and reusable (about 13 minutes on 2 cores): each prints textgen against a baseline measured side by side
+# (a bare PyTorch loop of the same shapes, beam search, one request at a time, decoding without the key/value
+# cache). Results: results/speed/.
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_lm.py
 	$(BIN)/python benchmarks/bench_seq2seq.py $(MT_CKPT)
+	$(BIN)/python benchmarks/bench_transformer.py
 	$(BIN)/python benchmarks/bench_output_width.py
 	@if [ -n "$(MT_CKPT)" ]; then $(BIN)/python benchmarks/bench_serve.py $(MT_CKPT) && \
 		$(BIN)/python benchmarks/bench_mbr.py $(MT_CKPT); \

@@ -189,12 +189,18 @@ def bare_loop_tokens_per_s(task: Seq2SeqTask, steps: int, warmup: int) -> float:
 
 
 def textgen_tokens_per_s(
-    recipe_name: str, steps: int, warmup: int, device: torch.device, overrides: tuple[str, ...] = ()
+    recipe_name: str,
+    steps: int,
+    warmup: int,
+    device: torch.device,
+    overrides: tuple[str, ...] = (),
+    run_dir: Path | None = None,
 ) -> float:
     """The real `textgen train` (its batching, loss, logging, progress bar), over the same steps as the bare
     loop: read from its metrics.csv, whose cumulative tokens and training seconds are logged every `warmup` steps.
-    `overrides`: further `--set` values (threads, precision, vocabulary)."""
-    run_dir = Path("runs/bench") / f"seq2seq-{time.time_ns()}"
+    `overrides`: further `--set` values (threads, precision, vocabulary). The model is saved as run_dir/bench.pt
+    (run_dir None: a fresh folder under runs/bench)."""
+    run_dir = run_dir or Path("runs/bench") / f"seq2seq-{time.time_ns()}"
     cmd = [
         sys.executable,
         "-m",

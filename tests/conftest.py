@@ -62,8 +62,22 @@ def tiny_corpus(tmp_path) -> Path:
     return path
 
 
-def write_recipe(path: Path, corpus: Path, **train) -> Path:
-    """A tiny char-LSTM recipe on `corpus`; keyword arguments override [train] keys."""
+# The tiny test Transformer: tests parametrised over model.arch put these [model] keys over a tiny recipe's.
+# Its context is the tiny LM recipe's train.bptt, so samples and evaluation read past it.
+ARCHS = {
+    "recurrent": {},
+    "transformer": {"arch": "transformer", "hidden": 32, "heads": 4, "layers": 1, "embed": 0, "context": 16},
+}
+
+
+def arch_sets(arch: str) -> list[str]:
+    """The `--set model.KEY=VALUE` options that turn a tiny recipe's model into `arch`'s."""
+    return [a for key, value in ARCHS[arch].items() for a in ("--set", f"model.{key}={json.dumps(value)}")]
+
+
+def write_recipe(path: Path, corpus: Path, model: dict | None = None, **train) -> Path:
+    """A tiny char-LSTM recipe on `corpus`; `model` overrides [model] keys, keyword arguments [train] keys."""
+    model = {"cell": "lstm", "layers": 1, "hidden": 32, "embed": 16, **(model or {})}
     settings = {
         "batch_size": 4,
         "bptt": 16,
@@ -76,17 +90,18 @@ def write_recipe(path: Path, corpus: Path, **train) -> Path:
         "seed": 7,
         **train,
     }
-    body = "\n".join(f"{k} = {v!r}".replace("'", '"') for k, v in settings.items())
+    body, shape = ("\n".join(f"{k} = {json.dumps(v)}" for k, v in table.items()) for table in (settings, model))
     path.write_text(
         f'description = "tiny test recipe"\n[data]\ncorpus = "{corpus}"\nlevel = "char"\nholdout = 0.2\n'
-        f'[model]\ncell = "lstm"\nlayers = 1\nhidden = 32\nembed = 16\n[train]\n{body}\n'
+        f"[model]\n{shape}\n[train]\n{body}\n"
     )
     return path
 
 
 @pytest.fixture
-def tiny_recipe(tmp_path, tiny_corpus) -> Path:
-    return write_recipe(tmp_path / "tiny.toml", tiny_corpus)
+def tiny_recipe(tmp_path, tiny_corpus, request) -> Path:
+    """The tiny char-LM recipe; a test parametrises it (indirect) by model.arch, else recurrent."""
+    return write_recipe(tmp_path / "tiny.toml", tiny_corpus, ARCHS[getattr(request, "param", "recurrent")])
 
 
 def make_reversal_corpus(folder: Path) -> str:
@@ -100,9 +115,10 @@ def make_reversal_corpus(folder: Path) -> str:
 
 
 def write_reversal_recipe(
-    path: Path, corpus: str, description: str, hidden: int, train: dict, **sections: dict
+    path: Path, corpus: str, description: str, hidden: int, train: dict, model: dict | None = None, **sections: dict
 ) -> Path:
-    """A word-level seq2seq recipe for the toy reversal corpus; [train] and further sections given as dicts."""
+    """A word-level seq2seq recipe for the toy reversal corpus; [train], [model] keys over the recipe's and further
+    sections given as dicts."""
 
     def table(name: str, values: dict) -> str:
         return f"[{name}]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in values.items())
@@ -110,16 +126,14 @@ def write_reversal_recipe(
     path.write_text(
         f'description = {json.dumps(description)}\ntask = "seq2seq"\n'
         + table("data", {"corpus": corpus, "tokenizer": "word"})
-        + table("model", {"layers": 1, "hidden": hidden, "embed": hidden // 2})
+        + table("model", {"layers": 1, "hidden": hidden, "embed": hidden // 2, **(model or {})})
         + table("train", train)
         + "".join(table(name, values) for name, values in sections.items())
     )
     return path
 
 
-@pytest.fixture(scope="session")
-def reversal(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("rev")
+def reversal_recipe(folder: Path, arch: str = "recurrent") -> tuple[Path, Path]:
     corpus = make_reversal_corpus(folder)
     recipe = write_reversal_recipe(
         folder / "rev.toml",
@@ -127,16 +141,29 @@ def reversal(tmp_path_factory):
         "toy reversal",
         hidden=64,
         train={"lr": 0.01, "max_tokens": 200, "epochs": 15, "valid_metric": "bleu4", "log_every": 20},
+        model=ARCHS[arch],
         decode={"beam": 3, "max_len_a": 1.0, "max_len_b": 2},
     )
     return folder, recipe
 
 
 @pytest.fixture(scope="session")
-def trained_mt(reversal):
+def reversal(tmp_path_factory):
+    return reversal_recipe(tmp_path_factory.mktemp("rev"))
+
+
+@pytest.fixture(scope="session")
+def trained_mt(reversal, tmp_path_factory, request):
+    """The toy reversal model (its folder holds rev.toml); a test parametrises it (indirect) by model.arch."""
     from textgen.cli import main
 
-    folder, recipe = reversal
+    arch = getattr(request, "param", "recurrent")
+    if arch == "recurrent":
+        folder, recipe = reversal
+        if (folder / "rev.pt").is_file():  # trained for the tests that name "recurrent" (pytest's own instance)
+            return folder / "rev.pt"
+    else:
+        folder, recipe = reversal_recipe(tmp_path_factory.mktemp(f"rev-{arch}"), arch)
     argv = sys.argv
     sys.argv = ["textgen", "train", "-r", str(recipe), "-o", str(folder / "rev.pt"), "--run-dir", str(folder / "run")]
     try:
@@ -146,3 +173,14 @@ def trained_mt(reversal):
     finally:
         sys.argv = argv
     return folder / "rev.pt"
+
+
+def tiny_transformer(task: str, *vocab_sizes: int, seed: int = 0, **model):
+    """A tiny `model.arch = "transformer"` model for `task` ("lm" | "seq2seq"), built by the registry, in eval mode;
+    keyword arguments override [model] keys."""
+    from textgen.config import ModelConfig
+    from textgen.models import build_model
+
+    torch.manual_seed(seed)
+    cfg = ModelConfig(**{"arch": "transformer", "layers": 2, "hidden": 16, "heads": 4, "ffn": 32, **model})
+    return build_model(cfg, task, *vocab_sizes).eval()

@@ -8,7 +8,12 @@ import pytest
 import torch
 
 import textgen
+from tests.conftest import ARCHS
 from textgen.errors import UserError
+
+# tests that take them run on the toy models (conftest.trained_mt, conftest.tiny_recipe) of each architecture
+each_arch = pytest.mark.parametrize("trained_mt", list(ARCHS), indirect=True)
+each_lm_arch = pytest.mark.parametrize("tiny_recipe", list(ARCHS), indirect=True)
 
 
 def test_importing_textgen_does_not_import_torch():
@@ -17,6 +22,7 @@ def test_importing_textgen_does_not_import_torch():
     assert out.stdout.strip() == "False"
 
 
+@each_arch
 def test_translate_lists_in_lists_out_and_matches_the_cli(cli, trained_mt, tmp_path):
     mt = textgen.load(trained_mt, device="cpu")
     assert mt.kind == "seq2seq"
@@ -62,6 +68,7 @@ def test_api_errors_are_user_errors(trained_mt):
         textgen.load("absent.pt")
 
 
+@each_arch
 def test_forced_decoding_equals_the_beam_search_score_of_its_own_hypotheses(trained_mt):
     """With lenpen 0 a beam hypothesis' score is its summed log-probability: scoring it must give the same."""
     mt = textgen.load(trained_mt, device="cpu")
@@ -75,6 +82,7 @@ def test_forced_decoding_equals_the_beam_search_score_of_its_own_hypotheses(trai
             assert item.mean == pytest.approx(item.total / len(item.tokens))
 
 
+@each_lm_arch
 def test_lm_sample_and_score(cli, tiny_recipe, tmp_path):
     assert cli("train", "-r", tiny_recipe, "-o", "lm.pt", "--run-dir", "run").code == 0
     lm = textgen.load(tmp_path / "lm.pt", device="cpu")
@@ -98,6 +106,7 @@ def test_lm_sample_and_score(cli, tiny_recipe, tmp_path):
     assert lm.score(["the cat sat on the mat."])[0].total > lm.score(["tac eht mat eht no tas"])[0].total
 
 
+@pytest.mark.parametrize("trained_mt, tiny_recipe", [(a, a) for a in ARCHS], indirect=True)
 def test_score_command_for_both_kinds(cli, trained_mt, tiny_recipe, tmp_path):
     (tmp_path / "s.txt").write_text("a b c\ne f\n")
     (tmp_path / "t.txt").write_text("c b a\nf e\n")
@@ -120,6 +129,7 @@ def test_score_command_for_both_kinds(cli, trained_mt, tiny_recipe, tmp_path):
     assert lm_out.code == 0 and [int(r.split("\t")[1]) for r in lm_out.out.splitlines()] == [7, 11]
 
 
+@each_arch
 def test_a_sampled_output_depends_on_its_source_and_seed_alone(cli, trained_mt, tmp_path):
     """Seeded sampling gives a source the same output alone, beside other sources, and at any batch size."""
     mt = textgen.load(trained_mt, device="cpu")

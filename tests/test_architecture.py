@@ -21,6 +21,7 @@ from textgen.models import MODELS, build_model
 from textgen.models.lm import RNNLM
 from textgen.models.protocol import LMNet, Seq2SeqModel
 from textgen.models.seq2seq import Seq2Seq
+from textgen.models.transformer import TransformerLM, TransformerSeq2Seq
 
 
 class TinyGRU(nn.Module):
@@ -135,16 +136,24 @@ def test_a_second_architecture_trains_decodes_and_scores_through_model_arch(cli,
 
 
 def test_arch_choices_are_the_registry():
-    """One list: a recipe can name exactly the architectures build_model has."""
-    assert set(config.CHOICES["model.arch"]) == {arch for archs in MODELS.values() for arch in archs}
+    """One list: a recipe can name exactly the architectures build_model has, for either task."""
+    for task, archs in MODELS.items():
+        assert set(config.CHOICES["model.arch"]) == set(archs), task
     assert ModelConfig().arch in config.CHOICES["model.arch"]
 
 
-def test_the_recurrent_models_implement_the_protocols():
-    cfg = ModelConfig(layers=1, hidden=8, embed=6)
+@pytest.mark.parametrize(
+    "cfg, classes",
+    [
+        (ModelConfig(layers=1, hidden=8, embed=6), (Seq2Seq, RNNLM)),
+        (ModelConfig(arch="transformer", layers=1, hidden=8, heads=2), (TransformerSeq2Seq, TransformerLM)),
+    ],
+    ids=["recurrent", "transformer"],
+)
+def test_every_model_implements_the_protocols(cfg, classes):
     seq2seq, lm = build_model(cfg, "seq2seq", 9, 7), build_model(cfg, "lm", 7)
-    assert type(seq2seq) is Seq2Seq and isinstance(seq2seq, Seq2SeqModel)
-    assert type(lm) is RNNLM and isinstance(lm, LMNet)
+    assert type(seq2seq) is classes[0] and isinstance(seq2seq, Seq2SeqModel)
+    assert type(lm) is classes[1] and isinstance(lm, LMNet)
 
 
 def test_an_arch_without_a_model_for_the_task_is_a_user_error(tiny_gru):

@@ -487,6 +487,22 @@ def case_disk_full_while_writing_the_results_file(cli, tmp, recipe, monkeypatch)
     return result, "the disk is full"
 
 
+def case_shared_embeddings_over_two_vocabularies(cli, tmp, recipe):
+    """Word vocabularies of the same size but other words: the model's size check alone would share them."""
+    (tmp / "s.txt").write_text("a b c\nb c a\n" * 20)
+    (tmp / "t.txt").write_text("x y z\nz y x\n" * 20)
+    (tmp / "mt.toml").write_text(
+        'task = "seq2seq"\n[data]\ncorpus = "s.txt,t.txt;s.txt,t.txt"\ntokenizer = "word"\n'
+        "[model]\nlayers = 1\nhidden = 8\nembed = 8\nshare_embeddings = true\n[train]\nmax_steps = 1\n"
+    )
+    return cli("train", "-r", tmp / "mt.toml", "-o", "mt.pt"), "model.share_embeddings = false"
+
+
+def case_transformer_bptt_longer_than_its_context(cli, tmp, recipe):
+    sets = ("model.arch=transformer", "model.embed=0", "model.heads=4", "model.context=8", "train.bptt=16")
+    return cli("train", "-r", recipe, *(a for s in sets for a in ("--set", s))), "raise model.context"
+
+
 CASES = {name[5:]: fn for name, fn in list(globals().items()) if name.startswith("case_")}
 
 

@@ -7,9 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import make_reversal_corpus, write_reversal_recipe  # noqa: F401 (other tests import them from here)
+from tests.conftest import ARCHS, make_reversal_corpus, write_reversal_recipe  # noqa: F401 (others import them from here)
+
+# tests that take it run on the toy reversal model of each architecture (conftest.trained_mt)
+each_arch = pytest.mark.parametrize("trained_mt", list(ARCHS), indirect=True)
 
 
+@each_arch
 def test_seq2seq_learns_and_eval_writes_results(cli, trained_mt, tmp_path):
     result = cli(
         "eval",
@@ -57,6 +61,7 @@ def test_init_from_with_other_data_settings_names_the_keys_to_set(cli, trained_m
     assert "--set data.lowercase=false" in both.err and len(both.err.strip().splitlines()) == 1
 
 
+@each_arch
 def test_decode_reads_stdin_and_prints_sorted_nbest(cli, trained_mt, monkeypatch):
     import io
 
@@ -105,17 +110,19 @@ def test_interactive_decoding(cli, trained_mt, monkeypatch):
         assert bad.code == 2 and bad.out == "b a\n" and "error: standard input line 2 is not UTF-8" in bad.err
 
 
+@each_arch
 def test_bf16_decoding_runs_in_bf16_and_matches_fp32_outputs(cli, trained_mt, tmp_path):
     import torch
 
     from textgen.precision import autocast, cpu_runs_bf16_lstm
     from textgen.tasks.seq2seq import load_model
 
-    if not cpu_runs_bf16_lstm():  # AVX2-only CPUs: decoding in bf16 is refused in one line
+    model, _, _, _ = load_model(trained_mt)
+    lstm = any(isinstance(m, torch.nn.LSTM) for m in model.modules())  # a Transformer runs bf16 on any CPU
+    if lstm and not cpu_runs_bf16_lstm():  # AVX2-only CPUs: decoding an LSTM in bf16 is refused in one line
         result = cli("eval", trained_mt, "--split", "test", "--precision", "bf16")
         assert result.code == 2 and "bf16 needs a CPU with AVX512-BF16 or AMX" in result.err, result.err
         return
-    model, _, _, _ = load_model(trained_mt)
     src, lens = torch.tensor([[4, 5, 6]]), torch.tensor([3])
     with autocast("bf16"):
         logits, _ = model.step(torch.tensor([2]), model.encode(src, lens))
@@ -144,6 +151,7 @@ def test_bf16_decoding_runs_in_bf16_and_matches_fp32_outputs(cli, trained_mt, tm
     assert bad.code == 2 and "unknown precision 'fp8'" in bad.err
 
 
+@each_arch
 def test_decode_keeps_the_recipes_no_repeat_ngram_unless_given(cli, trained_mt, tmp_path, monkeypatch):
     """Options left unset keep the recipe's decode settings, so decode and eval agree on one checkpoint."""
     import io
@@ -200,6 +208,7 @@ def test_load_model_with_a_mismatched_vocabulary_is_a_user_error(trained_mt, tmp
         load_model(tmp_path / "mismatch.pt")
 
 
+@each_arch
 def test_eval_writes_hypotheses_only_where_asked_and_names_every_setting(cli, trained_mt, tmp_path):
     plain = cli("eval", trained_mt, "--split", "test", "--beam", "1")
     assert plain.code == 0, plain.err
@@ -300,3 +309,60 @@ def test_sentencepiece_says_when_it_builds_fewer_pieces_than_asked(cli, tmp_path
     assert not [note for note in full.notes if "sentencepiece" in note]
     prepared = cli("data", "prepare", "-r", recipe, "--set", "data.tokenizer=spm", "--set", "data.vocab_size=2000")
     assert prepared.code == 0 and f"sentencepiece: {pieces:,} pieces, fewer than the 2,000" in prepared.err
+
+
+# Each sequence-level objective from its first update (no XENT stage), and its metrics.csv column that shows it ran
+SEQUENCE_LEVEL = {
+    "mixer-loo": (
+        ["objective.name=mixer", "objective.mixer.baseline=loo", "objective.mixer.samples=2"],
+        ("reward", lambda rewards: all(0 <= r <= 1 for r in rewards)),
+    ),
+    "mrt": (
+        ["objective.name=mrt", "objective.mrt.candidates=3"],
+        ("risk", lambda risks: all(0 <= r <= 1 for r in risks)),
+    ),
+    "dad": (["objective.name=dad", "objective.dad.max_p=1.0", "objective.dad.ramp_epochs=0.1"], ("dad_p", max)),
+    "e2e": (["objective.name=e2e", "objective.e2e.k=3"], ("s", lambda s: max(s) < 4)),
+}
+
+
+@each_arch
+@pytest.mark.parametrize("objective", list(SEQUENCE_LEVEL))
+def test_sequence_level_objectives_fine_tune_each_arch(cli, trained_mt, tmp_path, objective):
+    """A fine-tune of the toy model by each sequence-level objective past its XENT stage (MIXER's schedule at
+    s = T - delta = 2 for MIXER and E2E; DAD feeding predictions at once): it runs, logs its own quantity, moves
+    the weights and keeps the model decoding."""
+    import csv
+
+    import torch
+
+    sets, (column, ran) = SEQUENCE_LEVEL[objective]
+    schedule = ["objective.mixer.T=4", "objective.mixer.delta=2", "objective.mixer.xent_epochs=0"]
+    budget = ["train.max_steps=3", "train.eval_every=3", "train.log_every=1", "train.valid_subset=8"]
+    options = [a for s in [f'init_from="{trained_mt}"', *sets, *schedule, *budget] for a in ("--set", s)]
+    recipe = Path(trained_mt).parent / "rev.toml"
+    result = cli("train", "-r", recipe, *options, "-o", "ft.pt", "--run-dir", "ft")
+    assert result.code == 0, result.err
+    logged = [float(r[column]) for r in csv.DictReader(open(tmp_path / "ft" / "metrics.csv")) if r.get(column)]
+    assert len(logged) == 3 and ran(logged), (column, logged)
+    before, after = (torch.load(p, weights_only=True)["model"] for p in (trained_mt, tmp_path / "ft.pt"))
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+    assert cli("decode", "ft.pt", "-i", recipe.parent / "test.src", "--beam", "2").out.count("\n") == 40
+
+
+@pytest.mark.parametrize("arch", list(ARCHS))
+def test_shared_embeddings_over_a_joint_vocabulary_are_one_table_after_loading(cli, tmp_path, arch):
+    """model.share_embeddings on a joint sentencepiece vocabulary: one table for both sides, in the trained
+    model and in the one loaded from its checkpoint (parameters() counts a shared tensor once)."""
+    from tests.conftest import arch_sets
+    from textgen.tasks.seq2seq import load_model
+
+    corpus = make_reversal_corpus(tmp_path)
+    train = {"max_tokens": 200, "max_steps": 2, "eval_every": 2}
+    recipe = write_reversal_recipe(tmp_path / "r.toml", corpus, "shared", hidden=32, train=train)
+    sets = ["data.tokenizer=spm", "data.vocab_size=32", "model.share_embeddings=true", "model.embed=32"]
+    done = cli("train", "-r", recipe, *arch_sets(arch), *(a for s in sets for a in ("--set", s)), "-o", "m.pt")
+    assert done.code == 0, done.err
+    model, vocabs, _, payload = load_model(tmp_path / "m.pt")
+    assert vocabs.src is vocabs.tgt and len(payload["model"]) == len(list(model.parameters())) + 1
+    assert cli("decode", "m.pt", "-i", tmp_path / "test.src").out.count("\n") == 40

@@ -154,7 +154,7 @@ def test_every_finetune_recipe_states_its_own_budget():
     from textgen.config import list_recipe_files, read_toml
 
     finetunes = [path for path in list_recipe_files() if path.stem.startswith("finetune-")]
-    assert len(finetunes) == 7
+    assert len(finetunes) == 9
     for path in finetunes:
         assert read_toml(path)["train"]["max_minutes"] == 0, path.stem
         assert load_recipe(path.stem).train.max_minutes == 0
@@ -177,6 +177,18 @@ def test_sequence_level_finetune_recipes_have_finetune_xents_budget(name):
         loo = dataclasses.replace(mixer.mixer, baseline="loo", samples=4)
         assert recipe.objective == dataclasses.replace(mixer, mixer=loo) != mixer
         assert recipe.objective.mixer.T == 12  # a child recipe's [objective.mixer] keeps its parent's other keys
+
+
+def test_transformer_finetunes_start_from_the_transformer_recipes_model_and_differ_only_in_objective():
+    """finetune-{xent,mixer-loo}-transformer take a translate-multi30k-transformer checkpoint as it is (init_from
+    refuses any other model or data setting) and keep their LSTM counterparts' settings otherwise."""
+    start = load_recipe("translate-multi30k-transformer")
+    xent, loo = load_recipe("finetune-xent-transformer"), load_recipe("finetune-mixer-loo-transformer")
+    for recipe, lstm in ((xent, "finetune-xent"), (loo, "finetune-mixer-loo")):
+        assert (recipe.model, recipe.data) == (start.model, start.data)
+        assert recipe.objective == load_recipe(lstm).objective
+        assert dataclasses.replace(recipe.train, clip=5.0) == load_recipe(lstm).train
+    assert (xent.train, xent.decode) == (loo.train, loo.decode)
 
 
 def test_each_objective_has_its_own_table_settable_with_set():

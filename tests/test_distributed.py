@@ -7,8 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
-from conftest import REPO, write_recipe
+from conftest import ARCHS, REPO, write_recipe
 from test_cli_seq2seq import make_reversal_corpus, write_reversal_recipe
 
 from textgen.data.seqbatch import token_budget_batches
@@ -26,13 +27,17 @@ def weights(path: Path) -> dict[str, torch.Tensor]:
     return torch.load(path, weights_only=True)["model"]
 
 
-def test_two_ranks_of_batch_b_step_like_one_process_of_batch_2b(tmp_path):
+@pytest.mark.parametrize("arch", list(ARCHS))
+def test_two_ranks_of_batch_b_step_like_one_process_of_batch_2b(tmp_path, arch):
     # SGD: Adam's first step is lr*g/|g|, which turns summation-order round-off in tiny gradients into
     # visible weight differences; SGD compares the averaged gradients themselves.
     rng = random.Random(0)  # aperiodic text, so every stream holds different characters
     corpus = tmp_path / "random.txt"
     corpus.write_text("".join(rng.choice("abcdefgh \n") for _ in range(6000)))
-    recipe = write_recipe(tmp_path / "tiny.toml", corpus, max_steps=1, eval_every=1, clip=0.5, optimizer="sgd", lr=1.0)
+    model = ARCHS[arch]
+    recipe = write_recipe(
+        tmp_path / "tiny.toml", corpus, model, max_steps=1, eval_every=1, clip=0.5, optimizer="sgd", lr=1.0
+    )
     run_textgen(["-r", recipe, "--set", "train.batch_size=2", "-o", "ddp.pt", "--run-dir", "ddp"], tmp_path, nproc=2)
     for batch in (4, 2):
         run_textgen(
@@ -130,7 +135,8 @@ def test_two_ranks_with_unequal_token_counts_step_like_one_process_with_both_bat
         torch.testing.assert_close(ddp["model"][key], value, rtol=1e-5, atol=1e-6, msg=key)
 
 
-def test_mixer_step_under_two_ranks_equals_one_process_replaying_each_ranks_samples(tmp_path):
+@pytest.mark.parametrize("arch", list(ARCHS))
+def test_mixer_step_under_two_ranks_equals_one_process_replaying_each_ranks_samples(tmp_path, arch):
     """One MIXER step at s = T - delta = 2 (XENT on two target tokens, REINFORCE with the learned baseline
     after them) on two ranks, against the same step computed in this process.
 
@@ -140,7 +146,9 @@ def test_mixer_step_under_two_ranks_equals_one_process_replaying_each_ranks_samp
     task as that rank, keep the RNG state), each rank's batch gets its loss from rank 0's weights with that
     stream, and one SGD step is taken on the summed losses over the tokens of both ranks (XENT tokens plus
     sampled tokens, which differ between the ranks). The two-rank run's model and baseline regressor must
-    land on the same weights; per-rank normalisation would land elsewhere (checked here too)."""
+    land on the same weights; per-rank normalisation would land elsewhere (checked here too). The objective
+    calls encode, prefix and the step methods on the model DDP wraps (through the task), not on the wrapper:
+    DDP's reducer sees every parameter those calls use, for either architecture."""
     from textgen.config import load_recipe
     from textgen.tasks import build_task
     from textgen.train.distributed import Dist
@@ -162,6 +170,7 @@ def test_mixer_step_under_two_ranks_equals_one_process_replaying_each_ranks_samp
             "eval_every": 1,
             "log_every": 1,
         },
+        model=ARCHS[arch],
         objective={"name": "mixer"},
         **{
             "objective.mixer": {"T": 4, "delta": 2, "xent_epochs": 0, "epochs_per_stage": 1, "baseline_lr": baseline_lr}

@@ -1,4 +1,5 @@
-"""Sequence-level objectives on models small enough to enumerate every output sequence."""
+"""Sequence-level objectives on models small enough to enumerate every output sequence; what an objective must do
+holds on each model.arch (EVERY_ARCH), recurrent and Transformer."""
 
 import dataclasses
 import itertools
@@ -23,7 +24,7 @@ from textgen.data.seqvocab import BOS, EOS, PAD, WordVocab
 from textgen.decode.generate import rollout
 from textgen.decode.search import allowed_log_probs, greedy_or_sample
 from textgen.metrics import sentence_bleu
-from textgen.models.seq2seq import Seq2Seq
+from textgen.models import build_model
 from textgen.objectives import OBJECTIVES
 from textgen.objectives.base import Context
 from textgen.objectives.common import teacher_forced_loss, token_loss
@@ -41,16 +42,23 @@ def objective_config(name="xent", sample_temperature=1.0, **tables) -> Objective
     return ObjectiveConfig(name=name, sample_temperature=sample_temperature, **changed)
 
 
-def setup(name="xent", seed=0, dropout=0.0, **objective):
+TINY_MODELS = {  # model.arch → the tiny model the objectives' tests run on
+    "recurrent": ModelConfig(layers=1, hidden=8, embed=6),
+    "transformer": ModelConfig(arch="transformer", layers=1, hidden=8, heads=2, ffn=16),
+}
+EVERY_ARCH = pytest.mark.parametrize("arch", list(TINY_MODELS))  # what must hold for an objective on every model
+
+
+def setup(name="xent", seed=0, dropout=0.0, arch="recurrent", **objective):
     torch.manual_seed(seed)
     recipe = Recipe(
         task="seq2seq",
-        model=ModelConfig(layers=1, hidden=8, embed=6, dropout=dropout),
+        model=dataclasses.replace(TINY_MODELS[arch], dropout=dropout),
         train=TrainConfig(),
         decode=DecodeConfig(max_len_a=0.0, max_len_b=MAX_LEN),
         objective=objective_config(name, **objective),
     )
-    model = Seq2Seq(9, len(VOCAB), recipe.model).train()
+    model = build_model(recipe.model, "seq2seq", 9, len(VOCAB)).train()
     ctx = Context(recipe, VOCAB, ["x y"] * 4, steps_per_epoch=10)
     return model, OBJECTIVES[name](ctx)
 
@@ -81,9 +89,10 @@ def exact_expected_reward(model, batch, temperature=1.0):
 
 
 @pytest.mark.parametrize("temperature", [1.0, 0.5])
-def test_reinforce_gradient_matches_exact_gradient_of_expected_reward(temperature):
+@EVERY_ARCH
+def test_reinforce_gradient_matches_exact_gradient_of_expected_reward(temperature, arch):
     """Unbiased for the policy actually sampled, tempered too (samples and log-probs from softmax(z / T))."""
-    model, objective = setup("reinforce", sample_temperature=temperature, mixer=dict(baseline="none"))
+    model, objective = setup("reinforce", arch=arch, sample_temperature=temperature, mixer=dict(baseline="none"))
     objective.reward_fn = x_count
     batch = copies(1)
     expected = exact_expected_reward(model, batch, temperature)
@@ -112,10 +121,12 @@ def per_sample_gradients(model, objective, samples):
     return torch.stack(grads)
 
 
-def test_learned_baseline_reduces_gradient_variance():
-    model, objective = setup("reinforce", mixer=dict(baseline="learned"))
+@EVERY_ARCH
+def test_learned_baseline_reduces_gradient_variance(arch):
+    model, objective = setup("reinforce", arch=arch, mixer=dict(baseline="learned"))
     objective.reward_fn = x_count
-    opt = torch.optim.SGD(objective.baseline.parameters(), lr=0.5)
+    # Adam, as training uses: plain SGD's stable step depends on the features' scale (a LayerNorm's or a tanh's)
+    opt = torch.optim.Adam(objective.baseline.parameters(), lr=0.02)
     for step in range(150):  # train only the regressor, as its own optimizer group would
         out = objective(model, copies(32), step=0)
         opt.zero_grad()
@@ -128,8 +139,9 @@ def test_learned_baseline_reduces_gradient_variance():
     assert with_baseline < 0.7 * without, (float(with_baseline), float(without))
 
 
-def test_baseline_loss_sends_no_gradient_into_the_decoder():
-    model, objective = setup("reinforce", mixer=dict(baseline="learned"))
+@EVERY_ARCH
+def test_baseline_loss_sends_no_gradient_into_the_decoder(arch):
+    model, objective = setup("reinforce", arch=arch, mixer=dict(baseline="learned"))
     objective.reward_fn = x_count
     batch = copies(8)
     state = model.encode(batch.src, batch.src_lens)
@@ -142,10 +154,11 @@ def test_baseline_loss_sends_no_gradient_into_the_decoder():
     assert objective.baseline.weight.grad is not None and objective.baseline.weight.grad.abs().sum() > 0
 
 
-def test_scst_baseline_is_the_test_time_greedy_decode_with_dropout_off():
+@EVERY_ARCH
+def test_scst_baseline_is_the_test_time_greedy_decode_with_dropout_off(arch):
     """Rennie et al.: the baseline is the reward of what greedy decoding outputs at test time, not a dropout decode;
     it draws nothing from the RNG, and the model is left in train mode."""
-    model, scst = setup("scst", dropout=0.5, mixer=dict(T=1, delta=1, xent_epochs=0, xent_weight=0.0))
+    model, scst = setup("scst", arch=arch, dropout=0.5, mixer=dict(T=1, delta=1, xent_epochs=0, xent_weight=0.0))
     scst.reward_fn = lambda hyp, ref: float(len(hyp.split()) + 3 * hyp.split().count("x"))
     batch = collate([[4, 5, 6], [7, 8], [6, 6, 8, 7], [5]] * 4, [[4, 5]] * 16, [i % 4 for i in range(16)])
     rows = torch.arange(16)
@@ -171,8 +184,9 @@ def test_scst_baseline_is_the_test_time_greedy_decode_with_dropout_off():
     assert logs["greedy_reward"] == pytest.approx(float(base.mean())) and float(baseline_loss) == 0.0
 
 
-def test_scst_advantage_is_sample_reward_minus_greedy_reward():
-    model, scst = setup("scst", mixer=dict(T=4, delta=4, xent_epochs=0, epochs_per_stage=1, xent_weight=0.0))
+@EVERY_ARCH
+def test_scst_advantage_is_sample_reward_minus_greedy_reward(arch):
+    model, scst = setup("scst", arch=arch, mixer=dict(T=4, delta=4, xent_epochs=0, epochs_per_stage=1, xent_weight=0.0))
     assert not list(scst.parameters())  # no regressor: the greedy decode is the baseline
     batch = copies(16)
     scst.reward_fn = lambda hyp, ref: 1.0  # every continuation earns the same: nothing to learn
@@ -186,9 +200,10 @@ def test_scst_advantage_is_sample_reward_minus_greedy_reward():
     assert sum(float(p.grad.abs().sum()) for p in model.parameters() if p.grad is not None) > 0
 
 
-def test_dad_with_p_zero_equals_xent():
-    model, dad = setup("dad", dad=dict(max_p=0.0))
-    _, xent = setup("xent")
+@EVERY_ARCH
+def test_dad_with_p_zero_equals_xent(arch):
+    model, dad = setup("dad", arch=arch, dad=dict(max_p=0.0))
+    _, xent = setup("xent", arch=arch)
     batch = collate([[4, 5, 6], [7, 8]], [[4, 5, 4], [5]], [0, 1])
     a, b = dad(model, batch, step=50), xent(model, batch, step=50)
     torch.testing.assert_close(a.loss_sum, b.loss_sum, rtol=1e-6, atol=1e-6)
@@ -199,9 +214,10 @@ def test_dad_with_p_zero_equals_xent():
     assert a.ntokens == b.ntokens
 
 
-def test_dad_with_p_one_feeds_the_argmax_of_the_previous_step():
+@EVERY_ARCH
+def test_dad_with_p_one_feeds_the_argmax_of_the_previous_step(arch):
     """p = 1: every input after BOS is the model's own previous argmax; targets stay the reference."""
-    model, dad = setup("dad", dad=dict(max_p=1.0, ramp_epochs=1.0))
+    model, dad = setup("dad", arch=arch, dad=dict(max_p=1.0, ramp_epochs=1.0))
     batch = collate([[4, 5, 6], [7, 8]], [[4, 5, 4, 5], [5, 4]], [0, 1])
     state = model.encode(batch.src, batch.src_lens)
     prev, logits_per_step = batch.tgt_in[:, 0], []
@@ -219,9 +235,10 @@ def test_dad_with_p_one_feeds_the_argmax_of_the_previous_step():
     torch.testing.assert_close(out.loss_sum, expected)
 
 
-def test_teacher_forced_loss_skips_the_padding_and_equals_the_token_loss_of_all_logits():
+@EVERY_ARCH
+def test_teacher_forced_loss_skips_the_padding_and_equals_the_token_loss_of_all_logits(arch):
     """The output layer runs only at non-PAD positions: same loss and gradients as logits for every position."""
-    model, _ = setup("xent")
+    model, _ = setup("xent", arch=arch)
     batch = collate([[4, 5, 6], [7, 8], [4]], [[4, 5, 4, 5], [5], [4, 4]], [0, 1, 2])  # padded targets
     packed = teacher_forced_loss(model, batch, smoothing=0.1)
     full = token_loss(model(batch.src, batch.src_lens, batch.tgt_in), batch.tgt_out, 0.1)
@@ -232,9 +249,10 @@ def test_teacher_forced_loss_skips_the_padding_and_equals_the_token_loss_of_all_
         torch.testing.assert_close(a, b)
 
 
-def test_mixer_with_s_equal_T_is_xent_exactly():
-    model, mixer = setup("mixer", mixer=dict(T=25, xent_epochs=5))
-    _, xent = setup("xent")
+@EVERY_ARCH
+def test_mixer_with_s_equal_T_is_xent_exactly(arch):
+    model, mixer = setup("mixer", arch=arch, mixer=dict(T=25, xent_epochs=5))
+    _, xent = setup("xent", arch=arch)
     batch = collate([[4, 5, 6], [7, 8]], [[4, 5, 4], [5]], [0, 1])
     assert torch.equal(mixer(model, batch, step=3).loss_sum, xent(model, batch, step=3).loss_sum)
 
@@ -263,10 +281,13 @@ def continuation_logp(model, src, prefix, continuation, limit):
     return total
 
 
-def test_mixer_below_T_weights_xent_prefix_and_reinforce_continuation_half_and_half():
+@EVERY_ARCH
+def test_mixer_below_T_weights_xent_prefix_and_reinforce_continuation_half_and_half(arch):
     """At s = 1 (T = 3): loss = 0.5 * XENT(first reference token) + 0.5 * -(R - b) log p(sampled continuation),
     the continuation sampled after the reference prefix."""
-    model, mixer = setup("mixer", mixer=dict(T=3, xent_epochs=0, delta=2, epochs_per_stage=1, baseline="none"))
+    model, mixer = setup(
+        "mixer", arch=arch, mixer=dict(T=3, xent_epochs=0, delta=2, epochs_per_stage=1, baseline="none")
+    )
     src, tgt = [4, 5, 6], [4, 5, 4]
     batch = copies(6, src=src, tgt=tgt)
     state = model.encode(batch.src, batch.src_lens)
@@ -305,19 +326,21 @@ def test_dad_inverse_sigmoid_is_bengio_et_al_in_updates(k):
     assert feed_probability(inv, 10**9, 50) == 1.0  # no overflow far along
 
 
-def test_e2e_during_its_xent_epochs_is_xent_on_targets_longer_than_T():
-    model, e2e = setup("e2e", mixer=dict(T=2, xent_epochs=10), e2e=dict(k=3))
-    _, xent = setup("xent")
+@EVERY_ARCH
+def test_e2e_during_its_xent_epochs_is_xent_on_targets_longer_than_T(arch):
+    model, e2e = setup("e2e", arch=arch, mixer=dict(T=2, xent_epochs=10), e2e=dict(k=3))
+    _, xent = setup("xent", arch=arch)
     batch = collate([[4, 5, 6], [7, 8]], [[4, 5, 4, 5, 4], [5, 4, 5]], [0, 1])  # targets longer than T = 2
     out = e2e(model, batch, step=0)
     assert out.logs["s"] == 2
     torch.testing.assert_close(out.loss_sum, xent(model, batch, step=0).loss_sum, rtol=0, atol=0)
 
 
-def test_e2e_gradient_flows_through_the_top_k_weights():
+@EVERY_ARCH
+def test_e2e_gradient_flows_through_the_top_k_weights(arch):
     """d loss / d proj.bias by autograd equals finite differences: the bias moves the loss through the soft
     inputs' renormalised top-k weights too, so detaching them would make the two disagree."""
-    model, soft = setup("e2e", mixer=dict(T=2, xent_epochs=0, delta=2), e2e=dict(k=3))
+    model, soft = setup("e2e", arch=arch, mixer=dict(T=2, xent_epochs=0, delta=2), e2e=dict(k=3))
     model.double()
     batch = collate([[4, 5, 6]], [[4, 5, 4, 5]], [0])
     assert soft(model, batch, step=100).logs["s"] == 0
@@ -347,17 +370,19 @@ def test_sentence_bleu_reward_matches_sacrebleu():
     assert sentence_bleu("", "a b") == 0.0
 
 
-def test_leave_one_out_baseline_keeps_reinforce_unbiased():
+@EVERY_ARCH
+def test_leave_one_out_baseline_keeps_reinforce_unbiased(arch):
     """k = 4 samples per source, each with the mean reward of the other three as its baseline (Kool et al.):
     the estimate still matches the exact gradient of the expected reward on an enumerable model."""
-    model, objective = setup("reinforce", mixer=dict(baseline="loo", samples=4))
+    model, objective = setup("reinforce", arch=arch, mixer=dict(baseline="loo", samples=4))
     objective.reward_fn = x_count
     exact = torch.autograd.grad(exact_expected_reward(model, copies(1)), list(model.parameters()), allow_unused=True)
     assert_estimate_matches(model, objective, exact, sources=1500)
 
 
-def test_leave_one_out_advantage_is_reward_minus_the_others_mean_and_cuts_variance():
-    model, objective = setup("reinforce", mixer=dict(baseline="loo", samples=3))
+@EVERY_ARCH
+def test_leave_one_out_advantage_is_reward_minus_the_others_mean_and_cuts_variance(arch):
+    model, objective = setup("reinforce", arch=arch, mixer=dict(baseline="loo", samples=3))
     reward = torch.tensor([1.0, 0.0, 0.5, 0.2, 0.2, 0.8])  # two sources, three samples each
     roll = rollout(
         model, model.encode(copies(6).src, copies(6).src_lens), copies(6).tgt_in[:, 0], torch.full((6,), MAX_LEN)
@@ -372,13 +397,14 @@ def test_leave_one_out_advantage_is_reward_minus_the_others_mean_and_cuts_varian
     none = per_sample_gradients(model, objective, 300).var(0).sum()
     assert loo < 0.5 * none, (float(loo), float(none))
     with pytest.raises(Exception, match="samples"):
-        setup("reinforce", mixer=dict(baseline="loo", samples=1))
+        setup("reinforce", arch=arch, mixer=dict(baseline="loo", samples=1))
 
 
-def test_per_step_baselines_learn_and_send_no_gradient_into_the_decoder():
-    model, objective = setup("reinforce", mixer=dict(baseline="learned-per-step"))
-    objective.reward_fn = x_count
-    opt = torch.optim.SGD(objective.baseline.parameters(), lr=0.5)
+@EVERY_ARCH
+def test_per_step_baselines_learn_and_send_no_gradient_into_the_decoder(arch):
+    model, objective = setup("reinforce", arch=arch, mixer=dict(baseline="learned-per-step"))
+    objective.reward_fn = lambda hyp, ref: 1.0 + x_count(hyp, ref)  # far from the regressors' first guess, 0
+    opt = torch.optim.Adam(objective.baseline.parameters(), lr=0.05)
     first = None
     for step in range(100):
         out = objective(model, copies(32), step=0)
@@ -437,12 +463,13 @@ def test_sampled_ngram_bleu_is_sacrebleu_with_no_prefix_and_ignores_prefix_only_
     assert repeated < sampled_ngram_bleu(enc("the cat"), enc("sat"), enc("the cat sat"))  # clipping counts the prefix
 
 
-def test_mrt_gradient_equals_finite_differences_of_the_expected_risk():
+@EVERY_ARCH
+def test_mrt_gradient_equals_finite_differences_of_the_expected_risk(arch):
     """For a fixed candidate set the risk sum_y q(y) cost(y), q ~ p(y|x)^alpha renormalised, is a smooth
     function of the weights: autograd through the batched rescoring must match central differences."""
     from textgen.objectives.mrt import expected_risk, sequence_log_probs
 
-    model, _ = setup("mrt")
+    model, _ = setup("mrt", arch=arch)
     model.double()
     batch = collate([[4, 5, 6], [7, 8]], [[4, 5], [5]], [0, 1])
     candidates = [[4, 5], [5], [], [4, 4, 5], [5, 4]]
@@ -455,7 +482,8 @@ def test_mrt_gradient_equals_finite_differences_of_the_expected_risk():
 
     # the output bias, and the encoder that each source's candidates share: the gradient reaches it through
     # the repeated state
-    for weight, count in ((model.proj.bias, model.proj.bias.numel()), (model.encoder.weight_ih_l0, 6)):
+    encoder = next(model.encoder.parameters())  # its first weight, whatever the architecture
+    for weight, count in ((model.proj.bias, model.proj.bias.numel()), (encoder, 6)):
         grad = torch.autograd.grad(risk(), weight)[0].view(-1)[:count]
         numeric = torch.zeros_like(grad)
         flat = weight.data.view(-1)
@@ -476,13 +504,14 @@ def test_mrt_gradient_equals_finite_differences_of_the_expected_risk():
     torch.testing.assert_close(expected_risk(logp, owner, cost, 2, 0.7), (q0 * cost[:3]).sum() + (q1 * cost[3:]).sum())
 
 
-def test_mrt_rescoring_encodes_each_source_once_and_equals_the_full_teacher_forced_pass():
+@EVERY_ARCH
+def test_mrt_rescoring_encodes_each_source_once_and_equals_the_full_teacher_forced_pass(arch):
     """Encoding each source once (states repeated per candidate) and the output layer at real positions only
     give each candidate's log-probability as the plain forward over every padded position does."""
     from textgen.data.seqvocab import BOS, EOS
     from textgen.objectives.mrt import sequence_log_probs
 
-    model, _ = setup("mrt")
+    model, _ = setup("mrt", arch=arch)
     model.double().eval()
     batch = collate([[4, 5, 6], [7, 8]], [[4, 5], [5]], [0, 1])
     candidates = [[4, 5], [5], [], [4, 4, 5], [5, 4]]
@@ -496,10 +525,10 @@ def test_mrt_rescoring_encodes_each_source_once_and_equals_the_full_teacher_forc
             torch.testing.assert_close(once[i], expected)
 
 
-def assert_one_candidate_mrt_is_weighted_xent(batch, **objective):
+def assert_one_candidate_mrt_is_weighted_xent(batch, arch, **objective):
     """One candidate per source makes q = 1 and the risk constant: MRT's gradient is w * XENT's (w = 0.3)."""
-    model, mrt = setup("mrt", mrt=dict(xent_weight=0.3, **objective))
-    _, xent = setup("xent")
+    model, mrt = setup("mrt", arch=arch, mrt=dict(xent_weight=0.3, **objective))
+    _, xent = setup("xent", arch=arch)
     out = mrt(model, batch, step=0)
     assert out.logs["candidates"] == 1.0
     g_mrt = torch.autograd.grad(out.loss_sum, list(model.parameters()))
@@ -508,9 +537,10 @@ def assert_one_candidate_mrt_is_weighted_xent(batch, **objective):
         torch.testing.assert_close(a, b)
 
 
-def test_mrt_with_one_candidate_is_weighted_xent_and_otherwise_moves_towards_better_candidates():
-    assert_one_candidate_mrt_is_weighted_xent(copies(4), candidates=1)
-    model, many = setup("mrt", mrt=dict(candidates=6, xent_weight=0.0, reference=True))
+@EVERY_ARCH
+def test_mrt_with_one_candidate_is_weighted_xent_and_otherwise_moves_towards_better_candidates(arch):
+    assert_one_candidate_mrt_is_weighted_xent(copies(4), arch=arch, candidates=1)
+    model, many = setup("mrt", arch=arch, mrt=dict(candidates=6, xent_weight=0.0, reference=True))
     many.reward_fn = x_count
     out = many(model, copies(8), step=0)
     assert out.logs["candidates"] > 1 and out.loss_sum.requires_grad
@@ -526,14 +556,15 @@ def test_mrt_with_one_candidate_is_weighted_xent_and_otherwise_moves_towards_bet
         assert float(exact_expected_reward(model, copies(1))) > before + 0.05  # lower risk = more x's
 
 
-def test_mrt_beam_candidates_are_the_samples_then_the_beam_n_best_and_beam_one_alone_is_weighted_xent():
+@EVERY_ARCH
+def test_mrt_beam_candidates_are_the_samples_then_the_beam_n_best_and_beam_one_alone_is_weighted_xent(arch):
     """objective.mrt.beam adds the n-best of an eval-mode beam search of that width after the samples,
     deduplicated; the beam's best as the only candidate leaves the risk constant: the gradient is w * XENT's."""
     from textgen.decode.search import beam_search
     from textgen.errors import UserError
 
     batch = collate([[4, 5, 6], [7, 8]], [[4, 5], [5]], [0, 1])
-    model, both = setup("mrt", dropout=0.5, mrt=dict(candidates=4, beam=3))
+    model, both = setup("mrt", arch=arch, dropout=0.5, mrt=dict(candidates=4, beam=3))
     d = dataclasses.replace(both.ctx.recipe.decode, lenpen=0.6, no_repeat_ngram=1)  # not beam_search's defaults
     both.ctx = dataclasses.replace(both.ctx, recipe=dataclasses.replace(both.ctx.recipe, decode=d))
     model.eval()  # what the candidates must come from: dropout off
@@ -558,23 +589,24 @@ def test_mrt_beam_candidates_are_the_samples_then_the_beam_n_best_and_beam_one_a
     model.eval()
     torch.manual_seed(1)
     assert both.candidates(model, batch) == expected and not model.training  # and an eval model stays in eval
-    _, beam_only = setup("mrt", mrt=dict(candidates=0, beam=3))
+    _, beam_only = setup("mrt", arch=arch, mrt=dict(candidates=0, beam=3))
     beam_only.ctx = dataclasses.replace(beam_only.ctx, recipe=dataclasses.replace(beam_only.ctx.recipe, decode=d))
     assert beam_only.candidates(model, batch) == nbest
-    assert_one_candidate_mrt_is_weighted_xent(batch, candidates=0, beam=1)
+    assert_one_candidate_mrt_is_weighted_xent(batch, arch=arch, candidates=0, beam=1)
     for bad, message in (
         ({"candidates": 0}, "are both 0"),
         ({"beam": -1}, "objective.mrt.beam must be >= 0"),
         ({"candidates": -1, "beam": 2}, "objective.mrt.candidates must be >= 0"),
     ):
         with pytest.raises(UserError, match=message):
-            setup("mrt", mrt=bad)
+            setup("mrt", arch=arch, mrt=bad)
 
 
-def test_leave_one_out_groups_each_sources_own_samples():
+@EVERY_ARCH
+def test_leave_one_out_groups_each_sources_own_samples(arch):
     """Rows are k samples of each source side by side: the baseline of a sample is its own source's other
     samples, so a source whose samples all earn 1 gets no push, whatever the other source earns."""
-    model, objective = setup("reinforce", mixer=dict(baseline="loo", samples=3))
+    model, objective = setup("reinforce", arch=arch, mixer=dict(baseline="loo", samples=3))
     objective.reward_fn = lambda hyp, ref: 1.0 if ref == "x" else float(len(hyp.split()))
     objective.ctx = dataclasses.replace(objective.ctx, references=["x", "y y"])
     batch = collate([[4, 5, 6], [7, 8]], [[4], [5, 5]], [0, 1])
@@ -606,9 +638,10 @@ def test_leave_one_out_groups_each_sources_own_samples():
     torch.testing.assert_close(adv[3:, 0], r1 - (r1.sum() - r1) / 2)
 
 
-def test_scst_after_a_prefix_decodes_greedily_from_the_reference_prefix():
+@EVERY_ARCH
+def test_scst_after_a_prefix_decodes_greedily_from_the_reference_prefix(arch):
     """At s > 0 the greedy baseline continues the same reference prefix, re-encoded in eval mode."""
-    model, scst = setup("scst", dropout=0.5, mixer=dict(T=3, delta=1, xent_epochs=0, xent_weight=0.5))
+    model, scst = setup("scst", arch=arch, dropout=0.5, mixer=dict(T=3, delta=1, xent_epochs=0, xent_weight=0.5))
     hyps = []
     scst.reward_fn = lambda hyp, ref: hyps.append(hyp) or 0.0
     batch = collate([[4, 5, 6], [7, 8]], [[4, 5, 4], [5, 4, 5]], [0, 1])
@@ -793,10 +826,11 @@ def test_bleu_sampled_reads_the_references_from_the_batch_and_keeps_no_per_corpu
     assert {k: v for k, v in vars(mixer).items() if not k.startswith("_")} == before  # nothing kept per reference
 
 
-def test_scst_decodes_each_sources_greedy_baseline_once_for_all_its_samples(monkeypatch):
+@EVERY_ARCH
+def test_scst_decodes_each_sources_greedy_baseline_once_for_all_its_samples(monkeypatch, arch):
     """samples = k rolls out k rows per source but one greedy decode per source: each of the k advantages is
     its sample's reward minus that one greedy reward."""
-    model, scst = setup("scst", mixer=dict(samples=3, T=1, delta=1, xent_epochs=0, xent_weight=0.0))
+    model, scst = setup("scst", arch=arch, mixer=dict(samples=3, T=1, delta=1, xent_epochs=0, xent_weight=0.0))
     scst.reward_fn = lambda hyp, ref: float(len(hyp.split()) + 3 * hyp.split().count("x"))
     calls = spy_rollouts(monkeypatch)
     seen, original = [], scst.advantage
@@ -821,7 +855,8 @@ def test_scst_decodes_each_sources_greedy_baseline_once_for_all_its_samples(monk
 
 
 @pytest.mark.parametrize("name", list(OBJECTIVES))
-def test_every_objective_is_registered_by_name_and_declares_the_logs_it_reports(name):
+@EVERY_ARCH
+def test_every_objective_is_registered_by_name_and_declares_the_logs_it_reports(name, arch):
     """OBJECTIVES and the recipe's objective.name choices are one list; log_columns (metrics.csv's columns for a
     run of the objective) are exactly the keys a scheduled step logs."""
     assert sorted(OBJECTIVES) == sorted(CHOICES["objective.name"])

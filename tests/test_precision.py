@@ -87,3 +87,24 @@ def test_resume_restores_the_loss_scale(cli, tiny_recipe, tmp_path, monkeypatch)
     assert torch.load(tmp_path / "run" / "last.pt", weights_only=True)["train_state"]["scaler"]["scale"] == 2.0**13
     assert cli("train", *args, "--set", "train.max_steps=6", "--resume", "run/last.pt").code == 0
     assert made[-1].get_scale() == 2.0**16, "a resumed run continues from the saved scale, not the initial one"
+
+
+def test_bf16_on_a_cpu_without_a_bf16_lstm_is_refused_for_models_with_an_lstm_alone(monkeypatch):
+    """oneDNN's missing bf16 LSTM is the only reason to refuse bf16 on a CPU: a Transformer has no LSTM
+    (tests/test_cli_lm.py trains one in bf16 on any CPU); a model not known yet is assumed to have one."""
+    import textgen.precision as precision
+    from tests.conftest import tiny_transformer
+    from textgen.config import ModelConfig
+    from textgen.errors import UserError
+    from textgen.models import build_model
+
+    monkeypatch.setattr(precision, "cpu_runs_bf16_lstm", lambda: False)  # as on an AVX2-only CPU
+    cpu = torch.device("cpu")
+    recurrent = build_model(ModelConfig(layers=1, hidden=8, embed=8), "seq2seq", 10, 10)
+    for model in (recurrent, None):
+        with pytest.raises(UserError, match="bf16 needs a CPU with AVX512-BF16 or AMX for this model's LSTM"):
+            precision.check_precision("bf16", cpu, model)
+    for model in (tiny_transformer("lm", 10), tiny_transformer("seq2seq", 10, 10)):
+        precision.check_precision("bf16", cpu, model)
+    monkeypatch.setattr(precision, "cpu_runs_bf16_lstm", lambda: True)  # AVX512-BF16 or AMX: any model
+    precision.check_precision("bf16", cpu, recurrent)

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.conftest import ARCHS, arch_sets
 from tests.test_data import needs_mirror
 from textgen.config import load_recipe
 from textgen.data.seqbatch import collate, token_budget_batches
@@ -322,17 +323,21 @@ def small_mt_corpus(folder: Path) -> str:
     return "s.txt,t.txt;s.txt,t.txt"
 
 
-def test_train_takes_the_corpus_from_the_prepared_folder(cli, tmp_path, monkeypatch):
+@pytest.mark.parametrize("arch", list(ARCHS))
+def test_train_takes_the_corpus_from_the_prepared_folder(cli, tmp_path, monkeypatch, arch):
     corpus = small_mt_corpus(tmp_path)
     recipe = small_mt_recipe(tmp_path)  # says multi30k: the folder's manifest names the corpus
     assert cli("data", "prepare", corpus, "--recipe", recipe, "-o", "prep").code == 0
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)  # the manifest's paths hold from any folder
-    done = cli("train", "-r", recipe, "--prepared", tmp_path / "prep", "-o", "m.pt", "--run-dir", "run")
+    done = cli(
+        "train", "-r", recipe, *arch_sets(arch), "--prepared", tmp_path / "prep", "-o", "m.pt", "--run-dir", "run"
+    )
     assert done.code == 0, done.err
     recorded = torch.load(elsewhere / "m.pt", weights_only=True)["recipe"]["data"]["corpus"]
     assert recorded == f"{tmp_path}/s.txt,{tmp_path}/t.txt;{tmp_path}/s.txt,{tmp_path}/t.txt"
+    assert torch.load(elsewhere / "m.pt", weights_only=True)["recipe"]["model"]["arch"] == arch
     # a --set data.corpus that names other data is still refused
     other = cli("train", "-r", recipe, "--prepared", tmp_path / "prep", "--set", "data.corpus=multi30k")
     assert other.code == 2 and "other data" in other.err, other.err

@@ -1,10 +1,13 @@
-"""Decoding: beam search against brute force, beam 1 against greedy, batching and padding invariance."""
+"""Decoding: beam search against brute force, beam 1 against greedy, batching and padding invariance, on toy step
+models, the recurrent encoder-decoder and the Transformer (its key/value cache reordered by search)."""
 
 import itertools
 import math
 
+import pytest
 import torch
 
+from tests.conftest import tiny_transformer
 from textgen.config import ModelConfig
 from textgen.data.seqbatch import collate
 from textgen.data.seqvocab import BOS, EOS, PAD, UNK
@@ -36,6 +39,15 @@ class ToyRNN:
         return h.index_select(0, index)
 
 
+def toy_transformer(seed=0):
+    """A tiny Transformer (16 source tokens, V target tokens): ToyRNN's search space, searched through its cache."""
+    return tiny_transformer("seq2seq", 16, V, seed=seed)
+
+
+STEP_MODELS = pytest.mark.parametrize("make", [ToyRNN, toy_transformer], ids=["toy-rnn", "transformer"])
+
+
+@torch.no_grad()
 def sequence_logprob(model, src, seq):
     h = model.encode(src, torch.tensor([src.size(1)]))
     prev, total = torch.tensor([BOS]), 0.0
@@ -46,24 +58,30 @@ def sequence_logprob(model, src, seq):
     return total
 
 
-def test_wide_beam_finds_the_brute_force_optimum_and_sorted_nbest():
+@STEP_MODELS
+def test_wide_beam_finds_the_brute_force_optimum_and_sorted_nbest(make):
     real = [1, 4, 5]  # UNK and two words
     for seed in range(5):
-        model = ToyRNN(seed)
+        model = make(seed)
         src = torch.tensor([[seed + 1, seed + 2]])
         candidates = [list(p) + [EOS] for n in range(4) for p in itertools.product(real, repeat=n)]
         scored = sorted(((sequence_logprob(model, src, c), c) for c in candidates), reverse=True)
         hyps = beam_search(
-            model, src, torch.tensor([2]), beam=len(candidates) + 1, nbest=5, lenpen=0.0, max_len_a=0.0, max_len_b=4
+            model, src, torch.tensor([2]), beam=len(candidates) + 1, nbest=99, lenpen=0.0, max_len_a=0.0, max_len_b=4
         )
         assert hyps.tokens[0][0] == scored[0][1][:-1]
         assert math.isclose(hyps.scores[0][0], scored[0][0], rel_tol=1e-5)
-        assert [t for t in hyps.tokens[0]] == [c[:-1] for _, c in scored[:5]]
+        assert [t for t in hyps.tokens[0][:5]] == [c[:-1] for _, c in scored[:5]]
         assert hyps.scores[0] == sorted(hyps.scores[0], reverse=True)
+        nbest = dict(zip(map(tuple, hyps.tokens[0]), hyps.scores[0]))  # wider than the space: all of it, scored
+        assert len(nbest) == len(candidates) and all(
+            math.isclose(nbest[tuple(c[:-1])], score, rel_tol=1e-5) for score, c in scored
+        )
 
 
-def test_beam_one_equals_greedy():
-    model = ToyRNN(3)
+@STEP_MODELS
+def test_beam_one_equals_greedy(make):
+    model = make(3)
     src = torch.randint(3, 16, (7, 4))
     lens = torch.full((7,), 4)
     greedy = greedy_or_sample(model, src, lens, max_len_a=1.0, max_len_b=3)
@@ -87,8 +105,8 @@ def random_sources(n, seed=0):
 
 
 def test_batched_beam_equals_one_sentence_at_a_time():
-    for kw in ({}, {"attention": "bahdanau", "input_feeding": True}, {"attention": "dot"}):
-        model = tiny_seq2seq(**kw)
+    kinds = ({}, {"attention": "bahdanau", "input_feeding": True}, {"attention": "dot"})
+    for model in [tiny_seq2seq(**kw) for kw in kinds] + [tiny_transformer("seq2seq", 12, 9)]:
         sources = random_sources(6)
         b = collate(sources, None, list(range(6)))
         batched = beam_search(model, b.src, b.src_lens, beam=4, nbest=3, max_len_b=6)

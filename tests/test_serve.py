@@ -24,7 +24,7 @@ for _module in ("starlette", "uvicorn", "pydantic", "httpx"):
 
 import httpx  # noqa: E402
 
-from tests.conftest import REPO, write_recipe  # noqa: E402
+from tests.conftest import ARCHS, REPO, write_recipe  # noqa: E402
 from tests.test_cli_seq2seq import make_reversal_corpus, write_reversal_recipe  # noqa: E402
 
 SOURCES = ["a b c d", "e f", "h g f e d", "a a b", "c", "b d f h", "g a", "f e d c b a"]
@@ -69,11 +69,11 @@ def toy_mt(tmp_path_factory) -> Path:
     return folder / "rev.pt"
 
 
-@pytest.fixture(scope="module")
-def toy_lm(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("serve-lm")
+@pytest.fixture(scope="module", params=list(ARCHS))
+def toy_lm(tmp_path_factory, request) -> Path:
+    folder = tmp_path_factory.mktemp(f"serve-lm-{request.param}")
     (folder / "tiny.txt").write_text("the cat sat on the mat.\nthe dog sat on the log.\n" * 60)
-    recipe = write_recipe(folder / "tiny.toml", folder / "tiny.txt", max_steps=10, eval_every=10)
+    recipe = write_recipe(folder / "tiny.toml", folder / "tiny.txt", ARCHS[request.param], max_steps=10, eval_every=10)
     train(["train", "-r", str(recipe), "-o", str(folder / "lm.pt"), "--run-dir", str(folder / "run")])
     return folder / "lm.pt"
 
@@ -411,6 +411,46 @@ def test_a_language_model_server_samples_and_scores(toy_lm, tmp_path):
             srv.url + "/sample", content=b'{"temperature": NaN}', headers={"content-type": "application/json"}
         )
         assert "'temperature' must be a finite number" in assert_json_error(nan, 400)
+    finally:
+        stop(srv)
+    assert "Traceback" not in srv.log.read_text()
+
+
+@pytest.mark.parametrize("trained_mt", ["transformer"], indirect=True)
+def test_a_transformer_server_translates_and_scores_as_the_api_does(trained_mt, tmp_path):
+    """Concurrent requests decode in one batch (key/value caches of sources of other lengths side by side) and
+    give what the API gives each alone."""
+    import textgen
+
+    mt = textgen.load(trained_mt, "cpu")
+    srv = start_server(trained_mt, tmp_path / "mt.log", "--window-ms", "50")
+    try:
+        settings = [{"beam": 3}, {"beam": 4, "nbest": 2}, {"beam": 1}, {"sample": True, "temperature": 0.7, "seed": 3}]
+        barrier = threading.Barrier(len(SOURCES))
+
+        def one(source: str) -> list:
+            barrier.wait()
+            answers = [
+                httpx.post(srv.url + "/translate", json={"sources": [source], **s}, timeout=30) for s in settings
+            ]
+            assert all(a.status_code == 200 for a in answers), [a.text for a in answers]
+            return [a.json()["translations"][0] for a in answers]
+
+        with ThreadPoolExecutor(len(SOURCES)) as pool:
+            served = list(pool.map(one, SOURCES))
+        for source, (beam, nbest, greedy, sampled) in zip(SOURCES, served):
+            assert beam == mt.translate([source], beam=3)[0] and greedy == mt.translate([source], beam=1)[0]
+            expected = mt.translate([source], beam=4, nbest=2)[0]
+            assert [h["text"] for h in nbest] == [t for t, _ in expected]
+            assert [h["score"] for h in nbest] == pytest.approx([s for _, s in expected], abs=1e-4)
+            assert sampled == mt.translate([source], sample=True, temperature=0.7, seed=3)[0]
+        assert served[0][0] == "d c b a"  # the toy model has learnt to reverse
+        assert httpx.get(srv.url + "/health").json()["largest_batch"] > 1
+        targets = ["d c b a", "f e", "x"]
+        scored = httpx.post(srv.url + "/score", json={"sources": SOURCES[:3], "targets": targets}).json()["scores"]
+        assert [s["total"] for s in scored] == pytest.approx(
+            [s.total for s in mt.score(SOURCES[:3], targets)], abs=1e-4
+        )
     finally:
         stop(srv)
     assert "Traceback" not in srv.log.read_text()

@@ -153,6 +153,7 @@ class Translator(_Model):
             sample,
             seed,
             mbr,
+            self.model,
             beam=beam,
             nbest=nbest,
             lenpen=lenpen,

@@ -40,7 +40,7 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    arch: str = "recurrent"  # textgen/models MODELS: recurrent (the cell below; seq2seq: bi-LSTM + attention)
+    arch: str = "recurrent"  # textgen/models MODELS: recurrent (model.cell; seq2seq: bi-LSTM + attention), transformer
     cell: str = "lstm"  # rnn (Elman, tanh) | lstm | gru
     layers: int = 2
     hidden: int = 512
@@ -50,6 +50,10 @@ class ModelConfig:
     init_range: float = 0.0  # >0: uniform(-r, r) init of every weight (Zaremba et al.)
     attention: str = "general"  # seq2seq: general | dot (Luong) | bahdanau (additive)
     input_feeding: bool = False  # seq2seq: feed the attentional vector to the next step (slower: no fused LSTM)
+    share_embeddings: bool = False  # seq2seq: one embedding table for source and target (needs a joint vocabulary)
+    heads: int = 4  # transformer: attention heads (model.hidden must be a multiple)
+    ffn: int = 0  # transformer: feed-forward width (0: 4 x hidden)
+    context: int = 256  # transformer LM: tokens it attends to (train.bptt must fit); past it, re-reads the last half
 
 
 @dataclass(frozen=True)
@@ -224,7 +228,7 @@ CHOICES = {
     "objective.mixer.baseline": ("learned", "learned-per-step", "loo", "none"),
     "objective.mrt.reward": ("bleu", "bleu-sampled", "rouge2", "rouge1", "rouge-mix"),
     "data.level": ("char", "word"),
-    "model.arch": ("recurrent",),  # textgen/models MODELS (tests keep them equal)
+    "model.arch": ("recurrent", "transformer"),  # textgen/models MODELS (tests keep them equal)
     "model.cell": ("rnn", "lstm", "gru"),
     "model.attention": ("general", "dot", "bahdanau"),
     "train.optimizer": ("sgd", "adam", "adamw", "rmsprop"),
@@ -283,6 +287,9 @@ RANGES = {
     "model.embed": Range(0, 1 << 16),
     "model.dropout": BELOW_1,
     "model.init_range": NONNEGATIVE,
+    "model.heads": Range(1, 1024),
+    "model.ffn": Range(0, 1 << 18),
+    "model.context": Range(2, 1 << 20),
     "train.seed": Range(0, 2**32 - 1),
     "train.batch_size": SIZE,
     "train.bptt": SIZE,

@@ -81,7 +81,7 @@ def eval_seq2seq(
 
     check_metrics(metrics)
     model, vocabs, recipe, payload = load_model(ckpt, device)
-    cfg = settings.resolve(recipe.decode, device, seed=seed, mbr=mbr, nbest=1, **options)
+    cfg = settings.resolve(recipe.decode, device, seed=seed, mbr=mbr, model=model, nbest=1, **options)
     corpus_name = data or training_corpus(payload, "seq2seq", recipe.data.corpus, split)
     corpus = load_parallel(corpus_name, only=split)  # the split alone, not the training text
     if not data:

@@ -85,6 +85,7 @@ def resolve(
     sample: bool = False,
     seed: int | None = None,
     mbr: int | None = None,
+    model: torch.nn.Module | None = None,
     **given,
 ) -> DecodeConfig:
     """The DecodeConfig a seq2seq decode runs with: `base` (the recipe's [decode]) with the options given on
@@ -93,7 +94,8 @@ def resolve(
     `given`: DecodeConfig keys (beam, nbest, lenpen, temperature, ...) and the MBR options mbr_sampling,
     mbr_utility, mbr_epsilon, mbr_top_p, mbr_beam (decode.mbr.*). MBR decodes when `mbr` is given (its
     sample count) or the recipe sets decode.mbr.samples and neither a beam nor sampling is asked for; then
-    `seed`, if given, is MBR's. Otherwise the result has MBR off (decode.mbr.samples 0)."""
+    `seed`, if given, is MBR's. Otherwise the result has MBR off (decode.mbr.samples 0). The precision is
+    checked for `device` and `model` (precision.check_precision), where given."""
     if not isinstance(sample, bool):
         raise UserError(f"sample must be True or False, got {sample!r}")
     mbr_given = {name.removeprefix("mbr_"): given.pop(name) for name in MBR_OPTIONS if name in given}
@@ -120,5 +122,5 @@ def resolve(
         raise UserError(f"nbest {cfg.nbest} is larger than beam {cfg.beam}: raise the beam")
     check_decode_config(cfg)
     if device is not None:
-        check_precision(cfg.precision, device)
+        check_precision(cfg.precision, device, model)
     return cfg

@@ -3,6 +3,7 @@ in config.CHOICES["model.arch"], which tests keep equal to these keys).
 
 "recurrent": the recurrent stacks, model.cell = lstm | gru | rnn picking the cell (the encoder-decoder is
 LSTM only). The name is the family, not a cell, so that `arch = "recurrent", cell = "rnn"` reads as what it is.
+"transformer": pre-norm Transformers with a key/value cache (models/transformer.py).
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ from textgen.config import ModelConfig
 from textgen.errors import UserError
 from textgen.models.lm import RNNLM
 from textgen.models.seq2seq import Seq2Seq
+from textgen.models.transformer import TransformerLM, TransformerSeq2Seq
 
 # task → arch → constructor(*vocabulary sizes, cfg): lm takes (vocab,), seq2seq (source vocab, target vocab)
 MODELS: dict[str, dict[str, Callable[..., nn.Module]]] = {
-    "lm": {"recurrent": RNNLM},
-    "seq2seq": {"recurrent": Seq2Seq},
+    "lm": {"recurrent": RNNLM, "transformer": TransformerLM},
+    "seq2seq": {"recurrent": Seq2Seq, "transformer": TransformerSeq2Seq},
 }
 
 

@@ -58,10 +58,11 @@ class LMNet(Protocol):
     """A language model that BPTT training, evaluation and sampling can drive."""
 
     def init_state(self, batch_size: int) -> State:
-        """The state before the first token of `batch_size` streams."""
+        """The state before the first token of `batch_size` streams (a Transformer's: None, no context)."""
 
     def forward(self, tokens: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         """Tokens (B, T) → logits (B, T, V) and the state after them (the next window starts from it)."""
 
     def detach_state(self, state: State) -> State:
-        """The same state cut from the graph: BPTT windows carry values on, gradients stop."""
+        """The state the next window starts from, cut from the graph: a recurrent model carries its values on
+        (gradients stop); a Transformer, whose context is one window, starts afresh (None)."""

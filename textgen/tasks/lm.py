@@ -84,6 +84,11 @@ class LMTask:
                 f"{t.bptt}: use more text or lower train.bptt / train.batch_size"
             )
         self.steps_per_epoch = num_windows(self.train, t.bptt)
+        if recipe.model.arch == "transformer" and t.bptt > recipe.model.context:
+            raise UserError(
+                f"train.bptt = {t.bptt} is longer than the transformer's model.context = {recipe.model.context}: "
+                "raise model.context or lower train.bptt"
+            )
         self.model = build_model(recipe.model, "lm", len(self.vocab)).to(dist.device)
         self.state = self.model.init_state(t.batch_size)
         self.valid_columns = ["valid_loss", "valid_ppl"] + (["valid_bpc"] if recipe.data.level == "char" else [])
@@ -119,8 +124,11 @@ class LMTask:
         if resharded:  # the saved state belongs to other streams: start these afresh
             return
         device = self.train.device  # checkpoints load onto the CPU
-        hidden = state["hidden"]
-        self.state = tuple(h.to(device) for h in hidden) if isinstance(hidden, list) else hidden.to(device)
+        hidden = state["hidden"]  # None: a model that carries nothing across windows (a Transformer)
+        if isinstance(hidden, list):
+            self.state = tuple(h.to(device) for h in hidden)
+        else:
+            self.state = None if hidden is None else hidden.to(device)
 
     def describe(self) -> str:
         return f"vocab {len(self.vocab)}, {self.train.numel():,} training tokens"

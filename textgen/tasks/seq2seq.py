@@ -83,6 +83,12 @@ class Seq2SeqTask:
         self.valid_tgt = [valid.tgt[i].tolist() for i in range(len(valid.tgt))]
         self.valid_targets = [self.vocabs.tgt.normalize(t) for t in valid.targets[:]]  # as outputs come out
         self.budget = budget
+        if recipe.model.share_embeddings and self.vocabs.src != self.vocabs.tgt:  # equal sizes are not enough
+            raise UserError(
+                f"model.share_embeddings needs one vocabulary for sources and targets, but they differ "
+                f'({len(self.vocabs.src)}/{len(self.vocabs.tgt)} entries): use data.tokenizer = "spm" with '
+                'data.target_vocab = "joint", or model.share_embeddings = false'
+            )
         self.model = build_model(recipe.model, "seq2seq", len(self.vocabs.src), len(self.vocabs.tgt))
         if recipe.init_from and fresh:  # a fresh run that starts from another model's weights
             self.model.load_state_dict(init_payload["model"])

@@ -236,7 +236,7 @@ class _Run:
         self.step_module = _StepModule(task)
         self.optimizer = build_optimizer(task.param_groups(), t)
         self.schedule = LRSchedule(t, self.per_epoch, self.total, higher_is_better=task.higher_is_better)
-        check_precision(t.precision, dist.device)
+        check_precision(t.precision, dist.device, self.model)
         self.scaler = grad_scaler(t.precision, dist.device)
         self.prog = self._restored(resume) if resume else Counters()
         self.start_step = resume["train_state"].get("start_step", 0) if resume else task.start_step

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Transformer against LSTM (and OpenNMT-py's Transformer) at one wall-clock budget per corpus. The budget is the
+# question here, so it is counted in minutes (the recipes' train.max_minutes), on one thread each: run two jobs side
+# by side, each pinned to its own core (CORE=0 or 1), or one after another on an otherwise idle core:
+#   CORE=0 experiments/transformer/run.sh mt-transformer & CORE=1 experiments/transformer/run.sh mt-lstm & wait
+# Jobs: mt-{transformer,lstm} (Multi30k, test2016 greedy and beam 5), aeslc-transformer (ROUGE-1/2/L), onmt
+# (../shared/tools/peer-onmt.sh ARCH=transformer, its report turned into a result file), lm-{transformer,lstm}.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+source experiments/lib.sh
+OUT=${OUT:-results/transformer}
+export OMP_NUM_THREADS=1
+job=${1:?a job: mt-transformer mt-lstm aeslc-transformer onmt lm-transformer lm-lstm}
+core=${CORE:-0}  # the core this job is pinned to: give two jobs run side by side different cores
+mkdir -p "$OUT/hyps" checkpoints/transformer runs/transformer
+
+train() {  # train NAME RECIPE: the recipe as shipped, on one thread pinned to this job's core
+  [[ -f $OUT/$1-train.json ]] || taskset -c "$core" "$TEXTGEN" train --recipe "$2" --set train.threads=1 \
+    -o "checkpoints/transformer/$1.pt" --overwrite --run-dir "runs/transformer/$1" --results "$OUT/$1-train.json"
+}
+
+score() {  # score NAME METRICS...: test split, greedy and beam 5 (the recipe's decoding otherwise)
+  local name=$1 beam out; shift
+  for beam in 1 5; do
+    out=$name-test-$([[ $beam == 1 ]] && echo greedy || echo beam5)
+    [[ -f $OUT/$out.json ]] || taskset -c "$core" "$TEXTGEN" eval "checkpoints/transformer/$name.pt" --split test \
+      --beam $beam "$@" --hyp-out "$OUT/hyps/$out.txt" --results "$OUT/$out.json"
+  done
+}
+
+case $job in
+  mt-transformer) train "$job" translate-multi30k-transformer && score "$job" --metric bleu4 ;;
+  mt-lstm) train "$job" translate-multi30k && score "$job" --metric bleu4 ;;
+  aeslc-transformer) train "$job" summarize-transformer && score "$job" --metric rouge1 --metric rouge2 --metric rougeL ;;
+  lm-transformer) train "$job" shakespeare-transformer ;;
+  lm-lstm) train "$job" shakespeare ;;
+  onmt)
+    run=${ONMT_RUN:-runs/transformer/onmt}
+    [[ -f $OUT/onmt-transformer.json ]] || {
+      ARCH=transformer TRAIN_SECONDS=1500 REUSE_VENV=1 W=$PWD/$run taskset -c "$core" \
+        bash ../shared/tools/peer-onmt.sh
+      "$PYTHON" experiments/transformer/onmt_result.py "$run" "$OUT/onmt-transformer.json"
+    } ;;
+  *) echo "unknown job $job" >&2; exit 2 ;;
+esac
+echo "TRANSFORMER $job DONE"
