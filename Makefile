@@ -26,6 +26,8 @@ lint: $(STAMP)
 
 MT_CKPT = $(if $(wildcard checkpoints/translate-multi30k.pt),--checkpoint checkpoints/translate-multi30k.pt)
 
+TF_CKPT = $(if $(wildcard checkpoints/translate-multi30k-transformer.pt),--checkpoint checkpoints/translate-multi30k-transformer.pt)
+
 PEER_CKPTS = $(foreach f,$(wildcard checkpoints/translate-multi30k.pt checkpoints/translate-multi30k-joint.pt),--checkpoint $(f))
 
 # Quick and reusable (about 13 minutes on 2 cores): each prints textgen against a baseline measured side by side
@@ -34,7 +36,7 @@ PEER_CKPTS = $(foreach f,$(wildcard checkpoints/translate-multi30k.pt checkpoint
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_lm.py
 	$(BIN)/python benchmarks/bench_seq2seq.py $(MT_CKPT)
-	$(BIN)/python benchmarks/bench_transformer.py
+	$(BIN)/python benchmarks/bench_transformer.py $(TF_CKPT)
 	$(BIN)/python benchmarks/bench_output_width.py
 	@if [ -n "$(MT_CKPT)" ]; then $(BIN)/python benchmarks/bench_serve.py $(MT_CKPT) && \
 		$(BIN)/python benchmarks/bench_mbr.py $(MT_CKPT); \

@@ -154,13 +154,14 @@ class BareSeq2Seq(nn.Module):
         return self.proj(self.drop(feats))
 
 
-def bare_loop_tokens_per_s(task: Seq2SeqTask, steps: int, warmup: int) -> float:
+def bare_loop_tokens_per_s(task: Seq2SeqTask, steps: int, warmup: int, bare_model=None) -> float:
     """Target tokens/s of the hand-written loop on the batches `textgen train` takes first, after `warmup`
     steps (new batch shapes make oneDNN build kernels at first). Batches are collated and on the device
-    beforehand, so the bare loop does not even pay for its data."""
+    beforehand, so the bare loop does not even pay for its data. bare_model: the hand-written model's class,
+    built from (source vocabulary, target vocabulary, model config) (default BareSeq2Seq)."""
     recipe, device = task.recipe, task.dist.device
     torch.manual_seed(0)
-    model = BareSeq2Seq(len(task.vocabs.src), len(task.vocabs.tgt), recipe.model).to(device).train()
+    model = (bare_model or BareSeq2Seq)(len(task.vocabs.src), len(task.vocabs.tgt), recipe.model).to(device).train()
     opt = torch.optim.Adam(model.parameters(), lr=recipe.train.lr)
     batches = [task._batch(step) for step in range(steps)]
     tokens, start = 0, 0.0

@@ -28,14 +28,13 @@ import warnings
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
-from bench_seq2seq import textgen_tokens_per_s
+from bench_seq2seq import bare_loop_tokens_per_s, textgen_tokens_per_s
 from torch import nn
 
 from textgen.config import load_recipe
 from textgen.data.seqvocab import PAD
 from textgen.decode.driver import decode_ids
-from textgen.device import resolve_device, synchronize
+from textgen.device import resolve_device
 from textgen.models.transformer import DecoderState, sinusoids
 from textgen.results import invocation, make_result, write_result
 from textgen.tasks.seq2seq import Seq2SeqTask, load_model
@@ -93,39 +92,6 @@ def parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())  # shared tables once
 
 
-def bare_loop_tokens_per_s(task: Seq2SeqTask, steps: int, warmup: int) -> float:
-    """Target tokens/s of the hand-written loop on the batches `textgen train` takes first, after `warmup`
-    steps. Batches are collated and on the device beforehand, so the bare loop does not even pay for its data."""
-    recipe, device = task.recipe, task.dist.device
-    torch.manual_seed(0)
-    model = BareTransformer(len(task.vocabs.src), len(task.vocabs.tgt), recipe.model).to(device).train()
-    opt = torch.optim.Adam(model.parameters(), lr=recipe.train.lr)
-    batches = [task._batch(step) for step in range(steps)]
-    tokens, start = 0, 0.0
-    for i, b in enumerate(batches):
-        if i == warmup:
-            synchronize(device)
-            tokens, start = 0, time.perf_counter()
-        logits = model(b.src, b.src_lens, b.tgt_in)
-        loss = (
-            F.cross_entropy(
-                logits.reshape(-1, logits.size(-1)),
-                b.tgt_out.reshape(-1),
-                ignore_index=PAD,
-                reduction="sum",
-                label_smoothing=recipe.train.label_smoothing,
-            )
-            / b.ntokens
-        )
-        opt.zero_grad()
-        loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), recipe.train.clip)
-        opt.step()
-        tokens += b.ntokens
-    synchronize(device)
-    return tokens / (time.perf_counter() - start)
-
-
 @dataclasses.dataclass(frozen=True)
 class Prefix:
     source: DecoderState  # the encoder's state, its self-attention cache left empty
@@ -181,10 +147,11 @@ def cache_vs_none(checkpoint: Path, sources, beam: int, max_len: int, repeats: i
         without.append(speed)
     c, n = statistics.median(with_cache), statistics.median(without)
     same = sum(a[0] == b[0] for a, b in zip(out_cache, out_none)) / len(sources)
+    mean_len = statistics.mean(len(r[0][0]) for r in out_cache)  # tokens of the best output, EOS excluded
     print(
         f"beam {beam}, {len(sources)} sentences, outputs up to {max_len} tokens: without the cache {n:,.1f} sent/s   "
         f"with the key/value cache {c:,.1f} sent/s   ratio {c / n:.2f}x | output-layer rows {rows['cache']:,} with, "
-        f"{rows['none']:,} without | same hypotheses: {100 * same:.0f}%"
+        f"{rows['none']:,} without | same hypotheses: {100 * same:.0f}% | mean output {mean_len:.1f} tokens"
     )
     return {
         f"beam{beam}_cache_sentences_per_s": round(c, 1),
@@ -195,6 +162,7 @@ def cache_vs_none(checkpoint: Path, sources, beam: int, max_len: int, repeats: i
         "same_hypotheses": same,
         "beam_sentences": len(sources),
         "beam_max_len": max_len,
+        "beam_mean_output_tokens": round(mean_len, 1),
         "beam_repeats": repeats,
     }
 
@@ -212,6 +180,9 @@ def main() -> None:
     parser.add_argument("--max-len", type=int, default=30, help="output length limit in tokens, EOS included")
     parser.add_argument("--beam", type=int, default=5)
     parser.add_argument("--beam-repeats", type=int, default=2)
+    parser.add_argument(
+        "--checkpoint", type=Path, help="a trained translate-multi30k-transformer model for beam search (real lengths)"
+    )
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N")
     parser.add_argument("--out", type=Path, default=Path("results/speed/bench-transformer.json"))
     args = parser.parse_args()
@@ -242,7 +213,7 @@ def main() -> None:
     bare, ours = [], []
     run_dir = Path("runs/bench") / f"transformer-{time.time_ns()}"
     for i in range(args.repeats):  # interleaved, so load changes hit both alike
-        bare.append(bare_loop_tokens_per_s(task, args.steps, args.warmup))
+        bare.append(bare_loop_tokens_per_s(task, args.steps, args.warmup, BareTransformer))
         sets = tuple(args.overrides)
         ours.append(textgen_tokens_per_s(args.recipe, args.steps, args.warmup, device, sets, run_dir / f"run{i}"))
     b, o = statistics.median(bare), statistics.median(ours)
@@ -260,11 +231,13 @@ def main() -> None:
             "compare_repeats": args.repeats,
         }
     )
-    trained = run_dir / f"run{args.repeats - 1}" / "bench.pt"  # the last run's model: --steps updates
+    # a trained model ends outputs where real ones end; else the last run's model (--steps updates), whose
+    # outputs run longer, which favours the cache
+    trained = args.checkpoint or run_dir / f"run{args.repeats - 1}" / "bench.pt"
     sources = task.valid_src[: args.sentences]
     metrics.update(cache_vs_none(trained, sources, args.beam, args.max_len, args.beam_repeats, device))
     shutil.rmtree(run_dir)  # the runs' checkpoints (with optimizer state) are scratch: the figures are in the JSON
-    metrics["beam_checkpoint"] = f"textgen train, {args.steps} updates"
+    metrics["beam_checkpoint"] = str(args.checkpoint) if args.checkpoint else f"textgen train, {args.steps} updates"
     write_result(
         args.out,
         make_result(

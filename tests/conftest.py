@@ -63,10 +63,10 @@ def tiny_corpus(tmp_path) -> Path:
 
 
 # The tiny test Transformer: tests parametrised over model.arch put these [model] keys over a tiny recipe's.
-# Its context is the tiny LM recipe's train.bptt, so samples and evaluation read past it.
+# Its context is its recipe's train.bptt (model.context 0), so samples and evaluation read past it.
 ARCHS = {
     "recurrent": {},
-    "transformer": {"arch": "transformer", "hidden": 32, "heads": 4, "layers": 1, "embed": 0, "context": 16},
+    "transformer": {"arch": "transformer", "hidden": 32, "heads": 4, "layers": 1, "embed": 0},
 }
 
 
@@ -182,5 +182,7 @@ def tiny_transformer(task: str, *vocab_sizes: int, seed: int = 0, **model):
     from textgen.models import build_model
 
     torch.manual_seed(seed)
-    cfg = ModelConfig(**{"arch": "transformer", "layers": 2, "hidden": 16, "heads": 4, "ffn": 32, **model})
+    cfg = ModelConfig(
+        **{"arch": "transformer", "layers": 2, "hidden": 16, "heads": 4, "ffn": 32, "context": 16, **model}
+    )
     return build_model(cfg, task, *vocab_sizes).eval()

@@ -146,7 +146,7 @@ def test_arch_choices_are_the_registry():
     "cfg, classes",
     [
         (ModelConfig(layers=1, hidden=8, embed=6), (Seq2Seq, RNNLM)),
-        (ModelConfig(arch="transformer", layers=1, hidden=8, heads=2), (TransformerSeq2Seq, TransformerLM)),
+        (ModelConfig(arch="transformer", layers=1, hidden=8, heads=2, context=8), (TransformerSeq2Seq, TransformerLM)),
     ],
     ids=["recurrent", "transformer"],
 )

@@ -209,7 +209,45 @@ def test_a_shape_the_transformer_cannot_take_is_a_user_error_naming_the_keys(key
     cfg = ModelConfig(arch="transformer", layers=1, **keys)
     with pytest.raises(UserError, match=match):
         build_model(cfg, task, *vocab)
-    build_model(ModelConfig(arch="transformer", layers=1, hidden=16, heads=4, embed=16), task, *vocab)  # embed = hidden
+    ok = ModelConfig(arch="transformer", layers=1, hidden=16, heads=4, embed=16, context=8)  # embed = hidden
+    build_model(ok, task, *vocab)
+
+
+@pytest.mark.parametrize(
+    "key, value", [("cell", "gru"), ("attention", "dot"), ("input_feeding", True), ("init_range", 0.1)]
+)
+def test_a_recurrent_only_setting_on_a_transformer_is_refused_not_ignored(key, value):
+    cfg = ModelConfig(arch="transformer", layers=1, hidden=16, heads=4, context=8, **{key: value})
+    for task, vocab in (("lm", (7,)), ("seq2seq", (12, 9))):
+        with pytest.raises(UserError, match=f"model.{key} is a recurrent-model setting"):
+            build_model(cfg, task, *vocab)
+
+
+def test_every_lm_token_id_is_trained_as_an_input_including_id_0():
+    """An LM vocabulary has no PAD: id 0 is a real token (a character, <unk>) whose embedding must learn."""
+    lm = tiny_transformer("lm", 7, context=8).train()
+    logits, _ = lm(torch.tensor([[0, 3, 0, 5]]), None)
+    logits.sum().backward()
+    assert lm.emb.table.weight.grad[0].abs().sum() > 0
+    assert lm.emb.table.weight[0].abs().sum() > 0  # not initialised to zero either
+
+
+def test_dropout_acts_in_training_only():
+    mt = tiny_transformer("seq2seq", 12, 9, dropout=0.5)
+    src, lens, tgt = torch.randint(4, 12, (2, 5)), torch.tensor([5, 3]), torch.randint(4, 9, (2, 4))
+    assert torch.equal(mt(src, lens, tgt), mt(src, lens, tgt))  # eval: deterministic
+    mt.train()
+    assert not torch.equal(mt(src, lens, tgt), mt(src, lens, tgt))
+
+
+def test_an_lm_context_is_its_training_window():
+    from textgen.config import load_recipe
+    from textgen.tasks.lm import model_config
+
+    recipe = load_recipe("shakespeare-transformer", ["model.context=0", "train.bptt=64"])
+    assert model_config(recipe).context == 64
+    with pytest.raises(UserError, match="model.context = 32 must equal train.bptt = 64"):
+        model_config(load_recipe("shakespeare-transformer", ["model.context=32", "train.bptt=64"]))
 
 
 @pytest.mark.parametrize("arch", ["recurrent", "transformer"])

@@ -53,7 +53,7 @@ class ModelConfig:
     share_embeddings: bool = False  # seq2seq: one embedding table for source and target (needs a joint vocabulary)
     heads: int = 4  # transformer: attention heads (model.hidden must be a multiple)
     ffn: int = 0  # transformer: feed-forward width (0: 4 x hidden)
-    context: int = 256  # transformer LM: tokens it attends to (train.bptt must fit); past it, re-reads the last half
+    context: int = 0  # transformer LM: tokens it attends to, its training window (0: train.bptt); past it, re-reads
 
 
 @dataclass(frozen=True)
@@ -289,7 +289,7 @@ RANGES = {
     "model.init_range": NONNEGATIVE,
     "model.heads": Range(1, 1024),
     "model.ffn": Range(0, 1 << 18),
-    "model.context": Range(2, 1 << 20),
+    "model.context": Range(0, 1 << 20),
     "train.seed": Range(0, 2**32 - 1),
     "train.batch_size": SIZE,
     "train.bptt": SIZE,

@@ -6,6 +6,7 @@ python experiments/transformer/onmt_result.py RUN_DIR OUT.json
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 from pathlib import Path
@@ -38,7 +39,8 @@ def main() -> None:
     data = Path(__file__).resolve().parents[3] / "shared" / "data" / "multi30k"
     shas = {f"multi30k/{p.name}": sha256_of(p) for p in sorted(data.glob("*.gz"))}
     versions = (run / "versions.txt").read_text().strip()
-    command = "ARCH=transformer TRAIN_SECONDS=1500 bash ../shared/tools/peer-onmt.sh (one thread, pinned to one core)"
+    schedule = f"LR={os.environ.get('LR', '0.5')} WARMUP={os.environ.get('WARMUP', '1000')}"
+    command = f"ARCH=transformer TRAIN_SECONDS=1500 {schedule} bash ../shared/tools/peer-onmt.sh (one thread, one core)"
     seconds = onmt_metrics(run).get("train_seconds", 0.0)
     write_result(out, make_result(onmt_metrics(run), shas, seconds, command=command, peer=versions))
     print(f"wrote {out}")

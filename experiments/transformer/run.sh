@@ -4,7 +4,8 @@
 # by side, each pinned to its own core (CORE=0 or 1), or one after another on an otherwise idle core:
 #   CORE=0 experiments/transformer/run.sh mt-transformer & CORE=1 experiments/transformer/run.sh mt-lstm & wait
 # Jobs: mt-{transformer,lstm} (Multi30k, test2016 greedy and beam 5), aeslc-transformer (ROUGE-1/2/L), onmt
-# (../shared/tools/peer-onmt.sh ARCH=transformer, its report turned into a result file), lm-{transformer,lstm}.
+# (../shared/tools/peer-onmt.sh ARCH=transformer with LR, WARMUP from the environment, its report turned into a
+# result file), lm-{transformer,lstm}.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source experiments/lib.sh
@@ -34,12 +35,14 @@ case $job in
   aeslc-transformer) train "$job" summarize-transformer && score "$job" --metric rouge1 --metric rouge2 --metric rougeL ;;
   lm-transformer) train "$job" shakespeare-transformer ;;
   lm-lstm) train "$job" shakespeare ;;
-  onmt)
-    run=${ONMT_RUN:-runs/transformer/onmt}
-    [[ -f $OUT/onmt-transformer.json ]] || {
-      ARCH=transformer TRAIN_SECONDS=1500 REUSE_VENV=1 W=$PWD/$run taskset -c "$core" \
+  onmt)  # LR and WARMUP: OpenNMT-py's noam schedule (peer-onmt.sh's defaults 0.5 and 1000)
+    export LR=${LR:-0.5} WARMUP=${WARMUP:-1000}
+    name=onmt-transformer-lr$LR-warmup$WARMUP
+    [[ -f $OUT/$name.json ]] || {
+      ARCH=transformer TRAIN_SECONDS=1500 REUSE_VENV=1 W=$PWD/runs/transformer/$name taskset -c "$core" \
         bash ../shared/tools/peer-onmt.sh
-      "$PYTHON" experiments/transformer/onmt_result.py "$run" "$OUT/onmt-transformer.json"
+      "$PYTHON" experiments/transformer/onmt_result.py "runs/transformer/$name" "$OUT/$name.json"
+      for tag in greedy beam5; do gzip -9c "runs/transformer/$name/hyp.$tag.detok" > "$OUT/hyps/$name-test-$tag.txt.gz"; done
     } ;;
   *) echo "unknown job $job" >&2; exit 2 ;;
 esac

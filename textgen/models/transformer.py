@@ -25,6 +25,11 @@ Tensors = tuple[torch.Tensor, ...]
 
 
 def check_shape(cfg: ModelConfig) -> None:
+    """Refuse what a Transformer cannot take, and the recurrent-only settings it would otherwise silently ignore."""
+    recurrent = {"cell": "lstm", "attention": "general", "input_feeding": False, "init_range": 0.0}
+    for key, default in recurrent.items():
+        if getattr(cfg, key) != default:
+            raise UserError(f"model.{key} is a recurrent-model setting: a transformer takes no model.{key} (remove it)")
     if cfg.embed not in (0, cfg.hidden):
         raise UserError(f"a transformer's model.embed must be 0 or model.hidden ({cfg.hidden}), got {cfg.embed}")
     if cfg.hidden % cfg.heads:
@@ -39,23 +44,25 @@ def sinusoids(positions: torch.Tensor, dim: int) -> torch.Tensor:
 
 
 class Embedding(nn.Module):
-    """Token embedding (N(0, hidden^-1/2), PAD row zero) scaled by sqrt(hidden), plus sinusoidal positions."""
+    """Token embedding (N(0, hidden^-1/2)) scaled by sqrt(hidden), plus sinusoidal positions. `pad`: the padding
+    id, whose row stays zero (seq2seq); None where every id is a real token (an LM's vocabulary has no PAD)."""
 
-    def __init__(self, vocab: int, dim: int, dropout: float):
+    def __init__(self, vocab: int, dim: int, dropout: float, pad: int | None = PAD):
         super().__init__()
-        self.table = nn.Embedding(vocab, dim, padding_idx=PAD)
+        self.table = nn.Embedding(vocab, dim, padding_idx=pad)
         nn.init.normal_(self.table.weight, std=dim**-0.5)
-        with torch.no_grad():
-            self.table.weight[PAD].zero_()
+        if pad is not None:
+            with torch.no_grad():
+                self.table.weight[pad].zero_()
         self.scale, self.drop = math.sqrt(dim), Dropout(dropout)
 
-    def place(self, emb: torch.Tensor, start: int) -> torch.Tensor:
+    def with_positions(self, emb: torch.Tensor, start: int) -> torch.Tensor:
         """Raw embeddings (B, T, E) of positions start.. → the first layer's inputs (B, T, E)."""
         pos = sinusoids(torch.arange(start, start + emb.size(1), device=emb.device), emb.size(-1))
         return self.drop(emb * self.scale + pos.to(emb.dtype))
 
     def forward(self, tokens: torch.Tensor, start: int = 0) -> torch.Tensor:
-        return self.place(self.table(tokens), start)
+        return self.with_positions(self.table(tokens), start)
 
 
 class Attention(nn.Module):
@@ -77,14 +84,15 @@ class Attention(nn.Module):
         return self.split(k), self.split(v)
 
     def forward(self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, causal: bool):
-        """mask: bool, True where a query may look, broadcast to (B, h, T, S); causal: the usual lower triangle
-        with T new queries after S - T cached positions (used when mask is None)."""
+        """mask: bool, True where a query may look, broadcast to (B, h, T, S) (source padding); causal (with mask
+        None): T new queries after S - T cached positions each see the cache and the new positions up to their own."""
         q = self.split(self.q(x))  # (B, h, T, d)
         T, S = q.size(2), k.size(2)
-        if causal and T > 1:
+        if causal and 1 < T < S:  # a block after a cache: the lower triangle shifted by the cached positions
             mask = torch.ones(T, S, dtype=torch.bool, device=x.device).tril(S - T)  # (T, S)
         p = self.p if self.training else 0.0
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)  # (B, h, T, d)
+        is_causal = causal and 1 < T == S  # no cache: torch's own causal path, no mask to build
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, is_causal=is_causal)  # (B, h, T, d)
         return self.out(out.transpose(1, 2).flatten(2))  # (B, T, H)
 
 
@@ -102,13 +110,19 @@ class Block(nn.Module):
         self.ffn = nn.Sequential(nn.Linear(dim, width), nn.GELU(), Dropout(p), nn.Linear(width, dim))
         self.drop = Dropout(p)
 
-    def forward(self, x, past: tuple | None, mask=None, cross: tuple | None = None):
+    def forward(
+        self,
+        x: torch.Tensor,
+        past: tuple[torch.Tensor, torch.Tensor] | None,
+        mask: torch.Tensor | None = None,
+        cross: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         """x (B, T, H). past: this layer's cached (keys, values) (B, h, S', d) for causal self-attention, None for
         the encoder (mask then masks source padding). cross: (keys, values, source mask) of the encoder output.
         Returns x and the (keys, values) of the tokens so far."""
         h = self.self_norm(x)
         k, v = self.self_attn.keys_values(h)
-        if past is not None:
+        if past is not None and past[0].size(2):  # (an empty cache is not concatenated: it would be fp32 under bf16)
             k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)  # (B, h, S'+T, d)
         x = x + self.drop(self.self_attn(h, k, v, mask, causal=past is not None))
         if cross is not None:
@@ -159,7 +173,7 @@ class TransformerSeq2Seq(nn.Module):
 
     def decode(self, emb: torch.Tensor, state: DecoderState) -> tuple[torch.Tensor, DecoderState]:
         """Raw target embeddings (B, T, H) of the next T positions → features (B, T, H) and the extended cache."""
-        x = self.tgt_emb.place(emb, state.keys[0].size(2))
+        x = self.tgt_emb.with_positions(emb, state.keys[0].size(2))
         keys, values = [], []
         for i, block in enumerate(self.decoder):
             cross = (state.cross_keys[i], state.cross_values[i], state.src_mask)
@@ -221,7 +235,11 @@ class TransformerLM(nn.Module):
         super().__init__()
         check_shape(cfg)
         self.cfg = cfg
-        self.emb = Embedding(vocab_size, cfg.hidden, cfg.dropout)
+        if cfg.context < 2:
+            raise UserError(
+                f"a transformer language model needs a context (train.bptt) of at least 2, got {cfg.context}"
+            )
+        self.emb = Embedding(vocab_size, cfg.hidden, cfg.dropout, pad=None)  # every id of an LM vocabulary is a token
         self.blocks = nn.ModuleList(Block(cfg, cross=False) for _ in range(cfg.layers))
         self.norm = nn.LayerNorm(cfg.hidden)
         self.proj = nn.Linear(cfg.hidden, vocab_size, bias=not cfg.tie_weights)

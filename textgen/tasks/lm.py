@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from textgen.config import Recipe, recipe_from_checkpoint
+from textgen.config import ModelConfig, Recipe, recipe_from_checkpoint
 from textgen.console import progress_bar
 from textgen.data.batching import batchify, num_windows, window
 from textgen.data.corpus import load_text_corpus
@@ -44,6 +44,20 @@ def prepare_data(recipe: Recipe, vocab: Vocab | None = None, splits=("train", "v
     return LMData(vocab, ids, corpus.sha256)
 
 
+def model_config(recipe: Recipe) -> ModelConfig:
+    """The settings the LM is built with. A Transformer's context is its training window, train.bptt: it is trained
+    at no other positions, so model.context is 0 (meaning train.bptt) or equal to it."""
+    m, bptt = recipe.model, recipe.train.bptt
+    if m.arch != "transformer":
+        return m
+    if m.context not in (0, bptt):
+        raise UserError(
+            f"a transformer language model attends to its training window: model.context = {m.context} must equal "
+            f"train.bptt = {bptt} (or be 0, which means train.bptt)"
+        )
+    return replace(m, context=bptt)
+
+
 def loss_sum(model: LMNet, x: torch.Tensor, y: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
     """Summed next-token cross-entropy over a (B, T) window, and the state after it."""
     logits, state = model(x, state)  # (B, T, V)
@@ -52,7 +66,8 @@ def loss_sum(model: LMNet, x: torch.Tensor, y: torch.Tensor, state: State) -> tu
 
 
 class LMTask:
-    """Truncated BPTT over B parallel streams; the hidden state carries (detached) from window to window.
+    """Truncated BPTT over B parallel streams; a recurrent model's hidden state carries (detached) from window to
+    window, a Transformer starts each window afresh (its context is the window).
 
     Under data parallelism the corpus is cut into world x B streams and rank r trains rows r*B..r*B+B-1,
     so N ranks see exactly the windows of one process with batch N*B."""
@@ -84,12 +99,7 @@ class LMTask:
                 f"{t.bptt}: use more text or lower train.bptt / train.batch_size"
             )
         self.steps_per_epoch = num_windows(self.train, t.bptt)
-        if recipe.model.arch == "transformer" and t.bptt > recipe.model.context:
-            raise UserError(
-                f"train.bptt = {t.bptt} is longer than the transformer's model.context = {recipe.model.context}: "
-                "raise model.context or lower train.bptt"
-            )
-        self.model = build_model(recipe.model, "lm", len(self.vocab)).to(dist.device)
+        self.model = build_model(model_config(recipe), "lm", len(self.vocab)).to(dist.device)
         self.state = self.model.init_state(t.batch_size)
         self.valid_columns = ["valid_loss", "valid_ppl"] + (["valid_bpc"] if recipe.data.level == "char" else [])
 
@@ -171,5 +181,5 @@ def load_model(path: Path, device: torch.device = torch.device("cpu")) -> tuple[
 def model_from_payload(payload: dict, path: Path, device: torch.device) -> tuple[LMNet, Vocab, Recipe]:
     recipe = recipe_from_checkpoint(payload)
     vocab = vocab_from_dict(payload["vocab"])
-    model = load_model_weights(recipe.model, "lm", payload["model"], path, device, len(vocab))
+    model = load_model_weights(model_config(recipe), "lm", payload["model"], path, device, len(vocab))
     return model, vocab, recipe

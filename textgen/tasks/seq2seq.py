@@ -58,7 +58,7 @@ class Seq2SeqTask:
         self.train = data.split("train")
         src_lens, tgt_lens = self._lengths(self.train)
         too_long = np.maximum(src_lens, tgt_lens) > d.max_len if d.max_len else np.zeros(src_lens.size, dtype=bool)
-        keep = (tgt_lens > 0) & ~too_long
+        keep = (src_lens > 0) & (tgt_lens > 0) & ~too_long  # an empty side is nothing to learn from (and no keys)
         self.keep = np.flatnonzero(keep)  # kept pair k is row keep[k] of the prepared split
         if not self.keep.size:
             raise UserError(f"no training pair of '{d.corpus}' is within data.max_len = {d.max_len}: raise it")
