@@ -5,13 +5,13 @@
 #   CORE=0 experiments/transformer/run.sh mt-transformer & CORE=1 experiments/transformer/run.sh mt-lstm & wait
 # Jobs: mt-{transformer,lstm} (Multi30k, test2016 greedy and beam 5), aeslc-transformer (ROUGE-1/2/L), onmt
 # (../shared/tools/peer-onmt.sh ARCH=transformer with LR, WARMUP from the environment, its report turned into a
-# result file), lm-{transformer,lstm}.
+# result file), lm-{transformer,lstm}; pairs (paired bootstraps of the Multi30k outputs).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source experiments/lib.sh
 OUT=${OUT:-results/transformer}
 export OMP_NUM_THREADS=1
-job=${1:?a job: mt-transformer mt-lstm aeslc-transformer onmt lm-transformer lm-lstm}
+job=${1:?a job: mt-transformer mt-lstm aeslc-transformer onmt lm-transformer lm-lstm pairs}
 core=${CORE:-0}  # the core this job is pinned to: give two jobs run side by side different cores
 mkdir -p "$OUT/hyps" checkpoints/transformer runs/transformer
 
@@ -44,6 +44,13 @@ case $job in
       "$PYTHON" experiments/transformer/onmt_result.py "runs/transformer/$name" "$OUT/$name.json"
       for tag in greedy beam5; do gzip -9c "runs/transformer/$name/hyp.$tag.detok" > "$OUT/hyps/$name-test-$tag.txt.gz"; done
     } ;;
+  pairs)  # paired bootstraps of the Transformer's test outputs against the LSTM's and OpenNMT-py's
+    H=$OUT/hyps
+    for b in greedy beam5; do
+      pair "$H/mt-lstm-test-$b.txt" "$H/mt-transformer-test-$b.txt" multi30k "$OUT/transformer-vs-lstm-$b.json"
+      pair "$H/onmt-transformer-lr0.3-warmup300-test-$b.txt" "$H/mt-transformer-test-$b.txt" multi30k \
+        "$OUT/transformer-vs-onmt-lr0.3-$b.json"
+    done ;;
   *) echo "unknown job $job" >&2; exit 2 ;;
 esac
 echo "TRANSFORMER $job DONE"
