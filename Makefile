@@ -30,9 +30,9 @@ TF_CKPT = $(if $(wildcard checkpoints/translate-multi30k-transformer.pt),--check
 
 PEER_CKPTS = $(foreach f,$(wildcard checkpoints/translate-multi30k.pt checkpoints/translate-multi30k-joint.pt),--checkpoint $(f))
 
-# Quick and reusable (about 13 minutes on 2 cores): each prints textgen against a baseline measured side by side
-# (a bare PyTorch loop of the same shapes, beam search, one request at a time, decoding without the key/value
-# cache). Results: results/speed/.
+# Reusable (over 15 minutes on 2 cores, most of it bench_seq2seq's per-stage timing): each prints textgen against
+# a baseline measured side by side (a bare PyTorch loop of the same shapes, beam search, one request at a time,
+# decoding without the key/value cache). Results: results/speed/.
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_lm.py
 	$(BIN)/python benchmarks/bench_seq2seq.py $(MT_CKPT)
