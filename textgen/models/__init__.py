@@ -30,6 +30,8 @@ def build_model(cfg: ModelConfig, task: str, *vocab_sizes: int) -> nn.Module:
     archs = MODELS[task]
     if cfg.arch not in archs:
         raise UserError(f"model.arch = {cfg.arch!r} has no {task} model: choose from {', '.join(archs)}")
+    if task == "seq2seq" and cfg.share_embeddings and vocab_sizes[0] != vocab_sizes[1]:  # for every architecture
+        raise UserError('model.share_embeddings needs one joint vocabulary (data.target_vocab = "joint")')
     return archs[cfg.arch](*vocab_sizes, cfg)
 
 

@@ -44,9 +44,7 @@ class Seq2Seq(nn.Module):
         self.drop = Dropout(cfg.dropout)
         self.src_embed = nn.Embedding(src_vocab, embed, padding_idx=PAD)
         self.tgt_embed = nn.Embedding(tgt_vocab, embed, padding_idx=PAD)
-        if cfg.share_embeddings:
-            if src_vocab != tgt_vocab:
-                raise UserError('model.share_embeddings needs one joint vocabulary (data.target_vocab = "joint")')
+        if cfg.share_embeddings:  # build_model has checked that the sizes agree
             self.tgt_embed = self.src_embed
         dropout = cfg.dropout if cfg.layers > 1 else 0.0
         self.encoder = nn.LSTM(embed, hidden // 2, cfg.layers, batch_first=True, bidirectional=True, dropout=dropout)

@@ -148,9 +148,7 @@ class TransformerSeq2Seq(nn.Module):
         self.cfg = cfg
         self.src_emb = Embedding(src_vocab, cfg.hidden, cfg.dropout)
         self.tgt_emb = Embedding(tgt_vocab, cfg.hidden, cfg.dropout)
-        if cfg.share_embeddings:
-            if src_vocab != tgt_vocab:
-                raise UserError('model.share_embeddings needs one joint vocabulary (data.target_vocab = "joint")')
+        if cfg.share_embeddings:  # build_model has checked that the sizes agree
             self.tgt_emb.table = self.src_emb.table
         self.encoder = nn.ModuleList(Block(cfg, cross=False) for _ in range(cfg.layers))
         self.decoder = nn.ModuleList(Block(cfg, cross=True) for _ in range(cfg.layers))
