@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench bench-serve-memory bench-peer bench-data bench-gpu clean
+.PHONY: demo test lint bench bench-objectives bench-serve-memory bench-peer bench-data bench-gpu clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,8 +30,7 @@ TF_CKPT = $(if $(wildcard checkpoints/translate-multi30k-transformer.pt),--check
 
 PEER_CKPTS = $(foreach f,$(wildcard checkpoints/translate-multi30k.pt checkpoints/translate-multi30k-joint.pt),--checkpoint $(f))
 
-# Reusable (over 15 minutes on 2 cores, most of it bench_seq2seq's per-stage timing): each prints textgen against
-# a baseline measured side by side (a bare PyTorch loop of the same shapes, beam search, one request at a time,
+# Reusable, each printing textgen against a baseline measured side by side (a bare PyTorch loop of the same shapes, beam search, one request at a time,
 # decoding without the key/value cache). Results: results/speed/.
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_lm.py
@@ -41,6 +40,10 @@ bench: $(STAMP)
 	@if [ -n "$(MT_CKPT)" ]; then $(BIN)/python benchmarks/bench_serve.py $(MT_CKPT) && \
 		$(BIN)/python benchmarks/bench_mbr.py $(MT_CKPT); \
 	else echo "no checkpoints/translate-multi30k.pt: serving and MBR benchmarks skipped"; fi
+
+# Each sequence-level objective's update against XENT's on the same batches, MIXER at every stage of its schedule.
+bench-objectives: $(STAMP)
+	$(BIN)/python benchmarks/bench_seq2seq.py --part objectives $(MT_CKPT)
 
 # Server memory under 2,000 varied requests (without a checkpoint it trains a small model first).
 bench-serve-memory: $(STAMP)

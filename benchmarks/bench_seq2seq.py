@@ -1,12 +1,13 @@
 """Seq2seq speed: teacher-forced training tokens/s (and `textgen train` against a bare hand-written loop of the
-same shapes), greedy and beam-5 sentences/s, batched vs per-sentence beam, and a MIXER training step
-against an XENT step on the same batches, split into its phases.
+same shapes), greedy and beam-5 sentences/s, batched vs per-sentence beam (`--part speed`, `make bench`); or the
+cost of each sequence-level objective's update against an XENT update on the same batches, MIXER at every stage
+of its schedule split into its phases (`--part objectives`, `make bench-objectives`).
 
 Uses the translate-multi30k model shape on Multi30k sources. With --checkpoint a trained model is
 timed (realistic output lengths); without, a random model, whose outputs run to the length limit.
 
-    python benchmarks/bench_seq2seq.py [--checkpoint checkpoints/translate-multi30k.pt] [--sentences 200] \
-        [--device cuda]
+    python benchmarks/bench_seq2seq.py [--part speed|objectives] [--checkpoint checkpoints/translate-multi30k.pt] \
+        [--sentences 200] [--device cuda]
 
 On a GPU, fp16 (with loss scaling) is timed next to fp32 and bf16.
 """
@@ -289,8 +290,8 @@ def mixer_vs_xent(task: Seq2SeqTask, steps: int, T: int = 12, stages: tuple[int,
 def sequence_objectives_vs_xent(task: Seq2SeqTask, steps: int, xent_step_ms: float) -> dict:
     """The other sequence-level objectives, fully sequence-level (no XENT prefix), on the same batches:
     MRT (finetune-mrt's 4 sampled candidates, one rescoring pass; finetune-mrt-beam's plus beam 4's 4-best),
-    multi-sample REINFORCE with the leave-one-out baseline (4 samples, Kool et al.) and SCST (one sample against
-    the eval-mode greedy decode)."""
+    multi-sample REINFORCE with the leave-one-out baseline (4 samples, Kool et al.), SCST (one sample against
+    the eval-mode greedy decode) and the ranking objective (finetune-rank's beam 4 4-best)."""
     ctx = xent_context(task)
     objective = ctx.recipe.objective
     sampled = dataclasses.replace(objective.mixer, T=1, delta=1, xent_epochs=0.0, min_s=0)  # s = 0 throughout
@@ -299,6 +300,7 @@ def sequence_objectives_vs_xent(task: Seq2SeqTask, steps: int, xent_step_ms: flo
         "mrt_beam4": ("mrt", dict(mrt=dataclasses.replace(objective.mrt, candidates=4, beam=4, xent_weight=0.3))),
         "reinforce_loo4": ("mixer", dict(mixer=dataclasses.replace(sampled, baseline="loo", samples=4))),
         "scst": ("scst", dict(mixer=dataclasses.replace(sampled, xent_weight=0.0))),
+        "rank_beam4": ("rank", dict(rank=dataclasses.replace(objective.rank, beam=4, candidates=0))),
     }
     out = {}
     for label, (name, tables) in settings.items():
@@ -342,33 +344,9 @@ def sentences_per_s(model, sources, cfg, beam: int, batch_size: int) -> tuple[fl
     return len(sources) / (time.perf_counter() - start), out
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--recipe", default="translate-multi30k")
-    parser.add_argument("--checkpoint", type=Path)
-    parser.add_argument("--sentences", type=int, default=200)
-    parser.add_argument("--train-steps", type=int, default=20)
-    parser.add_argument("--compare-steps", type=int, default=80, help="steps per run of textgen vs the bare loop")
-    parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N")
-    parser.add_argument("--out", type=Path, default=Path("results/speed/bench-seq2seq.json"))
-    args = parser.parse_args()
-    start = time.perf_counter()
-    device = resolve_device(args.device)
-    recipe = load_recipe(args.recipe)
-    if args.checkpoint:  # trained weights: realistic output lengths for sampling and search
-        payload = checkpoint.load(args.checkpoint, kind="seq2seq")
-        recipe = recipe_from_checkpoint(payload)
-        task = Seq2SeqTask(recipe, payload["vocab"], Dist(device=device))
-        task.model.load_state_dict(payload["model"])
-    else:
-        task = Seq2SeqTask(recipe, dist=Dist(device=device))
-    model = task.model
-    # bf16 on the CPU needs oneDNN's bf16 LSTM (AVX512-BF16 or AMX): timed only where it runs
-    precisions = (
-        ("fp32", "bf16", "fp16") if device.type == "cuda" else ("fp32", "bf16")[: 2 if cpu_runs_bf16_lstm() else 1]
-    )
-    metrics = {"device": str(device), **({"gpu": torch.cuda.get_device_name(device)} if device.type == "cuda" else {})}
+def speed(task: Seq2SeqTask, recipe, args, precisions: tuple[str, ...]) -> dict:
+    """Training tokens/s (and against the bare loop), greedy and beam-5 sentences/s, batched vs one at a time."""
+    device, model, metrics = task.dist.device, task.model, {}
     for precision in precisions:
         metrics[f"train_target_tokens_per_s_{precision}"] = round(
             train_tokens_per_s(task, args.train_steps, precision), 1
@@ -379,8 +357,6 @@ def main() -> None:
     )
     if args.compare_steps:
         metrics.update(textgen_vs_bare(task, args.recipe, args.compare_steps, args.repeats))
-    metrics.update(mixer_vs_xent(task, args.train_steps))
-    metrics.update(sequence_objectives_vs_xent(task, args.train_steps, metrics["xent_step_ms"]))
     model.eval()
     sources = task.valid_src[: args.sentences]
     few = sources[: max(10, args.sentences // 10)]  # per-sentence beam is slow: time a tenth
@@ -419,6 +395,42 @@ def main() -> None:
             f"time {single:,.1f} sent/s | ratio {batched / single:.1f}x (target >= 10x) | "
             f"same hypotheses: {100 * same:.0f}%"
         )
+    return metrics
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--recipe", default="translate-multi30k")
+    parser.add_argument("--checkpoint", type=Path)
+    parser.add_argument("--sentences", type=int, default=200)
+    parser.add_argument("--train-steps", type=int, default=20)
+    parser.add_argument("--compare-steps", type=int, default=80, help="steps per run of textgen vs the bare loop")
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N")
+    parser.add_argument("--part", choices=("speed", "objectives"), default="speed")
+    parser.add_argument("--out", type=Path, help="default: results/speed/bench-seq2seq.json or bench-objectives.json")
+    args = parser.parse_args()
+    args.out = args.out or Path(f"results/speed/bench-{'seq2seq' if args.part == 'speed' else 'objectives'}.json")
+    start = time.perf_counter()
+    device = resolve_device(args.device)
+    recipe = load_recipe(args.recipe)
+    if args.checkpoint:  # trained weights: realistic output lengths for sampling and search
+        payload = checkpoint.load(args.checkpoint, kind="seq2seq")
+        recipe = recipe_from_checkpoint(payload)
+        task = Seq2SeqTask(recipe, payload["vocab"], Dist(device=device))
+        task.model.load_state_dict(payload["model"])
+    else:
+        task = Seq2SeqTask(recipe, dist=Dist(device=device))
+    # bf16 on the CPU needs oneDNN's bf16 LSTM (AVX512-BF16 or AMX): timed only where it runs
+    precisions = (
+        ("fp32", "bf16", "fp16") if device.type == "cuda" else ("fp32", "bf16")[: 2 if cpu_runs_bf16_lstm() else 1]
+    )
+    metrics = {"device": str(device), **({"gpu": torch.cuda.get_device_name(device)} if device.type == "cuda" else {})}
+    if args.part == "objectives":
+        metrics.update(mixer_vs_xent(task, args.train_steps))
+        metrics.update(sequence_objectives_vs_xent(task, args.train_steps, metrics["xent_step_ms"]))
+    else:
+        metrics.update(speed(task, recipe, args, precisions))
     metrics["checkpoint"] = str(args.checkpoint or "random init")
     shas = task.sha256
     write_result(
