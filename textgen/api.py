@@ -267,21 +267,36 @@ class LanguageModel(_Model):
         return out
 
 
-def load(path: str | Path, device: str = "auto", kind: str | None = None) -> Translator | LanguageModel:
+def load(
+    path: str | Path | list[str | Path], device: str = "auto", kind: str | None = None
+) -> Translator | LanguageModel:
     """The model in a textgen checkpoint, on `device` (auto: a GPU when torch sees one), ready to use; `kind`
-    ("lm" or "seq2seq"): the kind the caller needs, another is refused before the model is built."""
+    ("lm" or "seq2seq"): the kind the caller needs, another is refused before the model is built. A list of
+    seq2seq checkpoints with the same vocabularies is one Translator that decodes and scores with their ensemble
+    (the mean of their probabilities at each step; decode/ensemble.py), under the first one's recipe."""
+    paths = [Path(p) for p in path] if isinstance(path, (list, tuple)) else [Path(path)]
+    if not paths:
+        raise UserError("give at least one checkpoint")
     placed = resolve_device(device)
-    payload = checkpoint.load(Path(path))
+    if len(paths) > 1:
+        if kind == "lm":
+            raise UserError("an ensemble is of seq2seq checkpoints: sampling takes one language model")
+        from textgen.tasks.seq2seq import load_models
+
+        model, vocabs, recipe, _ = load_models(paths, placed)
+        return Translator(model, vocabs, recipe, placed, " + ".join(map(str, paths)))
+    path = paths[0]
+    payload = checkpoint.load(path)
     if kind is not None and payload["kind"] != kind:
         raise UserError(f"checkpoint '{path}' holds a {payload['kind']} model, this command needs a {kind} model")
     if payload["kind"] == "lm":
         from textgen.tasks.lm import model_from_payload
 
-        model, vocab, recipe = model_from_payload(payload, Path(path), placed)
+        model, vocab, recipe = model_from_payload(payload, path, placed)
         return LanguageModel(model, vocab, recipe, placed, path)
     from textgen.tasks.seq2seq import model_from_payload
 
-    model, vocabs, recipe = model_from_payload(payload, Path(path), placed)
+    model, vocabs, recipe = model_from_payload(payload, path, placed)
     return Translator(model, vocabs, recipe, placed, path)
 
 

@@ -15,6 +15,7 @@ from typing import Optional
 import typer
 
 from textgen import cli_options as opt
+from textgen.cli_data import data_app
 from textgen.errors import UserError, one_line
 from textgen.paths import output_file
 
@@ -27,11 +28,6 @@ app = typer.Typer(
     "  textgen train --recipe shakespeare --set train.max_minutes=5\n\n"
     "  textgen sample shakespeare.pt --prime 'ROMEO:' --temperature 0.8\n\n"
     "  textgen eval shakespeare.pt --split valid --json",
-)
-data_app = typer.Typer(
-    help="List, fetch and prepare corpora.\n\nExamples:\n\n  textgen data get ptb\n\n"
-    "  textgen data prepare ptb --recipe ptb-small",
-    no_args_is_help=True,
 )
 app.add_typer(data_app, name="data")
 
@@ -104,7 +100,7 @@ def sample(
 @app.command("eval")
 def eval_(
     ctx: typer.Context,
-    ckpt: Optional[Path] = opt.EVAL_CKPT,
+    ckpt: Optional[list[Path]] = opt.EVAL_CKPT,
     data: Optional[str] = opt.EVAL_DATA,
     split: str = opt.EVAL_SPLIT,
     metric: list[str] = opt.EVAL_METRIC,
@@ -152,7 +148,7 @@ def eval_(
 @app.command()
 def decode(
     ctx: typer.Context,
-    ckpt: Path = opt.DECODE_CKPT,
+    ckpt: list[Path] = opt.DECODE_CKPT,
     input: Optional[Path] = opt.DECODE_INPUT,
     beam: Optional[int] = opt.DECODE_BEAM,
     nbest: int = opt.DECODE_NBEST,
@@ -179,6 +175,8 @@ def decode(
     Example: echo 'Ein Mann fährt Fahrrad.' | textgen decode mt.pt --beam 5
 
     MBR: textgen decode mt.pt -i test.de --mbr 32 --mbr-sampling epsilon --mbr-utility chrf --seed 1
+
+    Ensemble: textgen decode a.pt b.pt c.pt -i test.de --beam 5
     """
     from textgen.api import load
     from textgen.console import prompt_lines, stdin_lines, write_outputs
@@ -204,7 +202,7 @@ def decode(
 
 @app.command()
 def score(
-    ckpt: Path = opt.SCORE_CKPT,
+    ckpt: list[Path] = opt.SCORE_CKPT,
     src: Optional[Path] = opt.SCORE_SRC,
     tgt: Optional[Path] = opt.SCORE_TGT,
     text: Optional[Path] = opt.SCORE_TEXT,
@@ -228,9 +226,27 @@ def score(
 
 
 @app.command()
+def average(
+    inputs: list[Path] = opt.AVERAGE_INPUTS,
+    output: str = opt.AVERAGE_OUTPUT,
+    last: int = opt.AVERAGE_LAST,
+) -> None:
+    """Average the weights of a run's last checkpoints into one model (decode, eval and serve it as any other).
+
+    Example: textgen train --recipe translate-multi30k --set train.keep_checkpoints=5 --run-dir runs/mt
+
+             textgen average runs/mt --last 5 -o checkpoints/mt-avg.pt
+    """
+    from textgen.train.average import average_files
+
+    files = average_files(inputs, output, last)
+    typer.echo(f"wrote {output}: the mean of {len(files)} checkpoints, {files[0]} to {files[-1]}")
+
+
+@app.command()
 def serve(
     ctx: typer.Context,
-    ckpt: Path = opt.SERVE_CKPT,
+    ckpt: list[Path] = opt.SERVE_CKPT,
     host: str = opt.SERVE_HOST,
     port: int = opt.SERVE_PORT,
     max_batch: int = opt.SERVE_MAX_BATCH,
@@ -284,56 +300,6 @@ def recipes() -> None:
 
     for path in list_recipe_files():
         typer.echo(f"{path.stem:<20} {read_toml(path).get('description', '')}")
-
-
-@data_app.command("list")
-def data_list() -> None:
-    """List registered corpora and whether each is fetched already (`textgen data get NAME` fetches one).
-
-    Example: textgen data list
-    """
-    from textgen.data.registry import fetched, load_registry
-
-    typer.echo(f"{'corpus':<18} {'fetched':<7} description")
-    for name, entry in sorted(load_registry().items()):
-        typer.echo(f"{name:<18} {'yes' if fetched(entry) else 'no':<7} {entry.description}")
-
-
-@data_app.command("get")
-def data_get(name: str = opt.DATA_GET_NAME) -> None:
-    """Fetch a corpus (mirror folder first, else its URL) and verify its sha256.
-
-    Example: TEXTGEN_DATA_MIRROR=/data/mirror textgen data get multi30k
-    """
-    from textgen.data.registry import fetch
-
-    for file, path in fetch(name).items():
-        typer.echo(f"{file}: {path} (sha256 ok)")
-
-
-@data_app.command("prepare")
-def data_prepare(
-    corpus: Optional[str] = opt.DATA_PREPARE_CORPUS,
-    recipe: str = opt.DATA_PREPARE_RECIPE,
-    overrides: list[str] = opt.SET,
-    output: Optional[Path] = opt.DATA_PREPARE_OUTPUT,
-) -> None:
-    """Tokenize a corpus once into memory-mapped arrays that every later `textgen train` reuses.
-
-    `textgen train` does this by itself the first time (the folder is keyed by the data's sha256 and the
-    tokenizer settings); run it ahead of time for a big corpus, or with -o for shared storage and
-    `textgen train --prepared FOLDER`.
-
-    Example: textgen data prepare "train.de,train.en;valid.de,valid.en" --recipe translate-multi30k
-    """
-    from textgen.config import load_recipe
-    from textgen.data.prepared import prepare
-
-    data, notes = prepare(load_recipe(recipe, overrides), corpus, output)
-    for note in notes:
-        typer.echo(note, err=True)
-    m = data.manifest
-    typer.echo(f"{data.folder}: {json.dumps(m['splits'])}; prepared in {m['prepare_seconds']} s")
 
 
 def main() -> None:

@@ -73,7 +73,7 @@ SAMPLE_TOP_P = typer.Option(1.0, "--top-p", help="Sample from the smallest set w
 SAMPLE_SEED = typer.Option(None, "--seed", help="Random seed for a repeatable sample.")
 SAMPLE_INTERACTIVE = typer.Option(False, "--interactive", help="Prompt for primes in a loop (Ctrl-D ends).")
 
-EVAL_CKPT = typer.Argument(None, help="Checkpoint to evaluate (omit with --hyp).")
+EVAL_CKPT = typer.Argument(None, help="Checkpoint to evaluate (omit with --hyp); several seq2seq ones: their ensemble.")
 EVAL_DATA = typer.Option(None, "--data", "-d", help="Corpus name or path \\[default: the training corpus].")
 EVAL_SPLIT = typer.Option("valid", "--split", help="valid or test.")
 EVAL_METRIC = typer.Option([], "--metric", "-m", help="bleu4, bleu4-lc, rouge1, rouge2, rougeL (repeatable).")
@@ -120,7 +120,7 @@ EVAL_PRECISION = typer.Option(
 EVAL_JSON_OUT = typer.Option(False, "--json", help="Print a results JSON.")
 EVAL_RESULTS = typer.Option(None, "--results", metavar="PATH", help="Also write the results JSON here.")
 
-DECODE_CKPT = typer.Argument(..., help="Seq2seq checkpoint.")
+DECODE_CKPT = typer.Argument(..., help="Seq2seq checkpoint; several with the same vocabularies: their ensemble.")
 DECODE_INPUT = typer.Option(None, "--input", "-i", help="Source file, one sentence a line \\[default: stdin].")
 DECODE_BEAM = typer.Option(None, "--beam", help="Beam size \\[default: the recipe's]; 1 is greedy.")
 DECODE_NBEST = typer.Option(1, "--nbest", help="Print the n best: index<TAB>score<TAB>text (1: the best alone).")
@@ -154,13 +154,19 @@ DECODE_BATCH_SIZE = typer.Option(None, "--batch-size", help="Sentences decoded t
 DECODE_INTERACTIVE = typer.Option(False, "--interactive", help="Prompt for one source at a time (Ctrl-D ends).")
 DECODE_PRECISION = typer.Option(None, "--precision", help="fp32, bf16 or fp16 (GPU) \\[default: the recipe's].")
 
-SCORE_CKPT = typer.Argument(..., help="Checkpoint (seq2seq or language model).")
+SCORE_CKPT = typer.Argument(..., help="Checkpoint (seq2seq or language model); several seq2seq ones: their ensemble.")
 SCORE_SRC = typer.Option(None, "--src", help="Seq2seq: source file, one sentence a line.")
 SCORE_TGT = typer.Option(None, "--tgt", help="Seq2seq: the targets to score, line-aligned with --src.")
 SCORE_TEXT = typer.Option(None, "--text", help="Language model: the lines to score.")
 SCORE_JSON_OUT = typer.Option(False, "--json", help="One JSON object a line, with per-token log-probs.")
 
-SERVE_CKPT = typer.Argument(..., help="Checkpoint to serve (seq2seq or language model).")
+AVERAGE_INPUTS = typer.Argument(
+    ..., help="A run folder (the checkpoints it kept: train.keep_checkpoints) or checkpoint files of one run."
+)
+AVERAGE_OUTPUT = typer.Option(..., "--output", "-o", help="Where to write the averaged checkpoint.")
+AVERAGE_LAST = typer.Option(0, "--last", min=0, help="Average the newest N of them (0: all).")
+
+SERVE_CKPT = typer.Argument(..., help="Checkpoint to serve (seq2seq or language model); several seq2seq: an ensemble.")
 SERVE_HOST = typer.Option(
     "127.0.0.1",
     "--host",

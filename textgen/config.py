@@ -78,6 +78,7 @@ class TrainConfig:
     min_lr_ratio: float = 0.0  # cosine: final lr as a fraction of lr
     eval_every: int = 0  # validate every N updates (0: once per epoch)
     eval_batch_size: int = 32
+    keep_checkpoints: int = 0  # >0: the weights at each of the last N validations, RUN_DIR/checkpoint-STEP.pt
     max_tokens: int = 0  # seq2seq: padded tokens per batch (token-budget batches of similar length)
     label_smoothing: float = 0.0
     valid_metric: str = "loss"  # seq2seq: loss | bleu4 | rouge2: picks the best checkpoint
@@ -307,6 +308,7 @@ RANGES = {
     "train.min_lr_ratio": PROBABILITY,
     "train.eval_every": NONNEGATIVE,
     "train.eval_batch_size": SIZE,
+    "train.keep_checkpoints": NONNEGATIVE,
     "train.max_tokens": Range(0, 1 << 24),
     "train.label_smoothing": BELOW_1,
     "train.valid_subset": NONNEGATIVE,

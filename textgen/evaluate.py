@@ -58,7 +58,7 @@ def eval_lm(ckpt: Path, data: str | None, split: str, batch_size: int, device: t
 
 
 def eval_seq2seq(
-    ckpt: Path,
+    ckpts: list[Path],
     data: str | None,
     split: str,
     metrics: list[str],
@@ -68,26 +68,27 @@ def eval_seq2seq(
     mbr: int | None = None,
     **options,
 ) -> tuple[dict, dict, dict, Path | None]:
-    """Decode a split, score the hypotheses against the reference (and all references), and write them where
-    `hyp_out` says (see `hypotheses_path`); returns the metrics, the data's sha256s, the metric signatures and
-    the file written (None: none asked for).
+    """Decode a split with one checkpoint or the ensemble of several, score the hypotheses against the reference
+    (and all references), and write them where `hyp_out` says (see `hypotheses_path`); returns the metrics, the
+    data's sha256s, the metric signatures and the file written (None: none asked for).
 
     `options` (beam, batch_size, precision, mbr_sampling, ...; None: the recipe's) go onto the checkpoint's
     [decode] as for `textgen decode` (decode/settings.py resolve): mbr=N decodes by MBR over N sampled
     candidates per source (textgen/decode/mbr.py) instead of beam search, as does a recipe's decode.mbr."""
     from textgen.decode import settings
     from textgen.decode.dispatch import decode_sources, work_items
-    from textgen.tasks.seq2seq import encode_sources, load_model
+    from textgen.tasks.seq2seq import encode_sources, load_models
 
     check_metrics(metrics)
-    model, vocabs, recipe, payload = load_model(ckpt, device)
+    model, vocabs, recipe, payload = load_models(ckpts, device)
     cfg = settings.resolve(recipe.decode, device, seed=seed, mbr=mbr, model=model, nbest=1, **options)
     corpus_name = data or training_corpus(payload, "seq2seq", recipe.data.corpus, split)
     corpus = load_parallel(corpus_name, only=split)  # the split alone, not the training text
     if not data:
-        warn_if_changed(ckpt, payload, corpus.sha256)
+        warn_if_changed(ckpts[0], payload, corpus.sha256)
     part = corpus.splits[split]
-    hyp_path = hypotheses_path(hyp_out, ckpt, data, split, decoder_name(cfg)) if hyp_out else None
+    name = "+".join(p.stem for p in ckpts)
+    hyp_path = hypotheses_path(hyp_out, name, data, split, decoder_name(cfg)) if hyp_out else None
     sources = encode_sources(vocabs, part.sources, recipe.data.max_source_tokens)
     start = time.perf_counter()
     with progress_bar(f"decode {split}", work_items(cfg, len(sources))) as advance:
@@ -154,16 +155,17 @@ def decoder_values(cfg: DecodeConfig, chosen: list[MbrChoice]) -> dict:
     return values
 
 
-def hypotheses_path(hyp_out: str | Path, ckpt: Path, data: str | None, split: str, decoder: list[str]) -> Path:
+def hypotheses_path(hyp_out: str | Path, name: str, data: str | None, split: str, decoder: list[str]) -> Path:
     """`hyp_out` itself, or inside a folder (an existing one, or a path ending in '/') a file named for the
-    checkpoint, the corpus (when --data names another), the split and every setting that shapes the output
-    (`decoder`), so that evals with other settings never overwrite each other's; checked before decoding."""
+    checkpoint (`name`: its stem, an ensemble's joined by '+'), the corpus (when --data names another), the split
+    and every setting that shapes the output (`decoder`), so that evals with other settings never overwrite each
+    other's; checked before decoding."""
     text = str(hyp_out)
     if text.endswith(("/", os.sep)) or Path(text).is_dir():
         corpus = ""
         if data is not None:  # a registry name as it is, file paths by their digest
             corpus = (data if re.fullmatch(r"[\w.-]+", data) else hashlib.sha256(data.encode()).hexdigest()[:8]) + "."
-        text = str(Path(text) / f"{ckpt.stem}.{corpus}{split}.{'_'.join(decoder)}.hyp")
+        text = str(Path(text) / f"{name}.{corpus}{split}.{'_'.join(decoder)}.hyp")
     return output_file(text, "--hyp-out", "hyps.txt")
 
 
@@ -172,30 +174,33 @@ def checkpoint_kind(ckpt: Path) -> str:
 
 
 def eval_checkpoint(
-    ckpt: Path, data: str | None, split: str, metrics: list[str], batch_size: int | None, device: str, **decode
+    ckpts: list[Path], data: str | None, split: str, metrics: list[str], batch_size: int | None, device: str, **decode
 ) -> tuple[dict, dict, dict, Path | None]:
-    """A language model's loss on a split, or a seq2seq model's decoded split scored (see eval_seq2seq for
-    `decode`: hyp_out, beam, mbr, mbr_*, seed, precision). Returns values, sha256s, signatures, hypotheses file."""
+    """A language model's loss on a split, or a seq2seq model's (or ensemble's) decoded split scored (see
+    eval_seq2seq for `decode`: hyp_out, beam, mbr, mbr_*, seed, precision). Returns values, sha256s, signatures,
+    hypotheses file."""
     from textgen.device import resolve_device
 
     if split not in ("valid", "test"):
         raise UserError(f"--split must be valid or test, got '{split}'")
-    if checkpoint_kind(ckpt) != "lm":
+    if checkpoint_kind(ckpts[0]) != "lm":
         hyp_out = decode.pop("hyp_out", None)
         return eval_seq2seq(
-            ckpt, data, split, metrics, hyp_out, resolve_device(device), batch_size=batch_size, **decode
+            ckpts, data, split, metrics, hyp_out, resolve_device(device), batch_size=batch_size, **decode
         )
+    if len(ckpts) > 1:
+        raise UserError("an ensemble is of seq2seq checkpoints: evaluate one language model at a time")
     if decode.get("mbr") is not None or decode.get("mbr_beam"):
         raise UserError("--mbr decodes seq2seq checkpoints; this one is a language model")
     if decode.get("hyp_out") is not None:
         raise UserError("--hyp-out writes a seq2seq checkpoint's outputs; this one is a language model")
     streams = 10 if batch_size is None else batch_size
-    values, shas = eval_lm(ckpt, data, split, streams, resolve_device(device))
+    values, shas = eval_lm(ckpts[0], data, split, streams, resolve_device(device))
     return values, shas, {}, None
 
 
 def run(
-    ckpt: Path | None = None,
+    ckpt: Path | list[Path] | None = None,
     hyp: list[Path] = (),
     ref: list[Path] = (),
     metric: list[str] = (),
@@ -210,13 +215,14 @@ def run(
     **decode,
 ) -> tuple[dict, list[dict]]:
     """`textgen eval` (same names as its options): score `hyp` files against `ref` files (several files, or a
-    paired test: compared, the first as the baseline), else a checkpoint on a split (`decode`: see
-    eval_checkpoint; its seed also seeds the paired tests). Returns the result (also written to `results`) and
-    the comparisons to print (none for one file)."""
+    paired test: compared, the first as the baseline), else a checkpoint (or a list: their ensemble) on a split
+    (`decode`: see eval_checkpoint; its seed also seeds the paired tests). Returns the result (also written to
+    `results`) and the comparisons to print (none for one file)."""
     from textgen.compare import score_files
     from textgen.results import make_result, write_result
 
     start = time.perf_counter()
+    ckpts = [Path(ckpt)] if isinstance(ckpt, (str, Path)) else [Path(c) for c in ckpt or ()]
     if results:
         results = output_file(results, "--results", "results.json")
     metrics, extra, comparisons = list(metric) or ["bleu4"], {}, []
@@ -229,14 +235,14 @@ def run(
         values, shas, signatures, comparisons = score_files(hyp, ref, metrics, paired_bootstrap, paired_ar, seed)
         if comparisons:
             extra["systems"] = [str(h) for h in hyp]
-    elif ckpt is None:
+    elif not ckpts:
         raise UserError("give a checkpoint to evaluate, or --hyp FILE --ref FILE to score files")
     else:
-        values, shas, signatures, written = eval_checkpoint(ckpt, data, split, metrics, batch_size, device, **decode)
+        values, shas, signatures, written = eval_checkpoint(ckpts, data, split, metrics, batch_size, device, **decode)
         if written:
             extra["hypotheses"] = str(written)
-    if ckpt:
-        extra["checkpoint"] = str(ckpt)
+    if ckpts:
+        extra["checkpoint"] = str(ckpts[0]) if len(ckpts) == 1 else [str(c) for c in ckpts]
     if signatures:
         extra["signatures"] = signatures
     result = make_result(values, shas, time.perf_counter() - start, **extra)

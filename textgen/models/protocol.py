@@ -16,14 +16,28 @@ State = Any  # owned by the model that made it
 
 
 @runtime_checkable
-class Seq2SeqModel(Protocol):
-    """An encoder-decoder that search (greedy, sampling, beam, MBR), scoring and every objective can drive."""
+class Seq2SeqDecoder(Protocol):
+    """What search (greedy, sampling, beam, MBR) and scoring drive: a model, or an ensemble of models
+    (decode/ensemble.py) whose state is its members' states."""
 
     def encode(self, src: torch.Tensor, src_lens: torch.Tensor) -> State:
         """Sources (B, S) padded with PAD, their lengths (B,) → the decoder state before the first target token."""
 
     def step(self, prev: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         """One decoder step: previous tokens (B,) → logits (B, V) and the next state."""
+
+    def forward(self, src: torch.Tensor, src_lens: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
+        """Teacher-forced logits (B, T, V): what `score` reads."""
+
+    def reorder_state(self, state: State, index: torch.Tensor, keep_source: bool = False) -> State:
+        """The state of rows `index` (R,), in that order: selects, repeats (beam expansion, N samples per source)
+        and permutes rows. keep_source: each new row has the same source as the old row at its position (beam
+        search reordering within a sentence), so per-source tensors need not be copied."""
+
+
+@runtime_checkable
+class Seq2SeqModel(Seq2SeqDecoder, Protocol):
+    """An encoder-decoder that every objective can train, besides decoding it."""
 
     def step_features(self, prev: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         """One decoder step to features (B, H): `step` without the output layer (rollouts keep the features)."""
@@ -43,14 +57,6 @@ class Seq2SeqModel(Protocol):
 
     def features(self, src: torch.Tensor, src_lens: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
         """Teacher-forced features (B, T, H) for target inputs (B, T): the XENT fast path."""
-
-    def forward(self, src: torch.Tensor, src_lens: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
-        """Teacher-forced logits (B, T, V): what `score` reads."""
-
-    def reorder_state(self, state: State, index: torch.Tensor, keep_source: bool = False) -> State:
-        """The state of rows `index` (R,), in that order: selects, repeats (beam expansion, N samples per source)
-        and permutes rows. keep_source: each new row has the same source as the old row at its position (beam
-        search reordering within a sentence), so per-source tensors need not be copied."""
 
 
 @runtime_checkable

@@ -8,9 +8,10 @@ from pathlib import Path
 from textgen.errors import UserError
 
 
-def start(ckpt: Path, host: str, port: int, device: str = "auto", allow_hosts: list[str] = (), **limits) -> None:
-    """Serve `ckpt` until Ctrl-C; `limits` are `microbatch.Limits` fields (the rest keep their defaults). The
-    `serve` extra's packages are checked first, so that a plain install gets one line saying what to install."""
+def start(ckpt: list[Path], host: str, port: int, device: str = "auto", allow_hosts: list[str] = (), **limits) -> None:
+    """Serve `ckpt` (several: their ensemble) until Ctrl-C; `limits` are `microbatch.Limits` fields (the rest
+    keep their defaults). The `serve` extra's packages are checked first, so that a plain install gets one line
+    saying what to install."""
     try:
         import pydantic  # noqa: F401
         import starlette  # noqa: F401

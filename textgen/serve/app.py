@@ -289,9 +289,11 @@ class _Handlers:
             self.executor.shutdown(wait=False, cancel_futures=True)
 
 
-def serve(ckpt: Path, host: str, port: int, device: str, limits: Limits, allow_hosts: list[str] = ()) -> None:
-    """Load the checkpoint, bind host:port (0: any free port, logged), serve until Ctrl-C; `allow_hosts`: Host
-    names answered besides the loopback names and `host` ("*": any)."""
+def serve(
+    ckpt: Path | list[Path], host: str, port: int, device: str, limits: Limits, allow_hosts: list[str] = ()
+) -> None:
+    """Load the checkpoint (several: their ensemble), bind host:port (0: any free port, logged), serve until
+    Ctrl-C; `allow_hosts`: Host names answered besides the loopback names and `host` ("*": any)."""
     import uvicorn
 
     from textgen.api import load
@@ -319,7 +321,7 @@ def serve(ckpt: Path, host: str, port: int, device: str, limits: Limits, allow_h
     hosts = allowed_hosts(host, bound, allow_hosts)
     if hosts is not None and host in ("0.0.0.0", "::"):
         log.warning("requests must name this server as %s: add --allow-host NAME for its network names", host)
-    app = build_app(model, str(ckpt), limits, url, hosts)
+    app = build_app(model, str(model.path), limits, url, hosts)
     config = uvicorn.Config(
         app,
         host=host,

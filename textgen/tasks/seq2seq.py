@@ -15,10 +15,11 @@ from textgen.data.prepared_parallel import ParallelArrays, PreparedParallel, pre
 from textgen.data.seqbatch import Batch, BatchPlan, collate, collate_arrays, token_budget_batches
 from textgen.data.seqvocab import UNK, Vocabs, sentencepiece_note
 from textgen.decode.dispatch import decode_sources
+from textgen.decode.ensemble import Ensemble
 from textgen.errors import UserError
 from textgen.metrics import score
 from textgen.models import build_model, load_model_weights
-from textgen.models.protocol import Seq2SeqModel
+from textgen.models.protocol import Seq2SeqDecoder, Seq2SeqModel
 from textgen.objectives import OBJECTIVES
 from textgen.objectives.base import Context, Loss
 from textgen.objectives.common import teacher_forced_loss
@@ -229,6 +230,26 @@ def check_same_model(payload: dict, recipe: Recipe) -> None:
 def load_model(path: Path, device: torch.device = torch.device("cpu")) -> tuple[Seq2SeqModel, Vocabs, Recipe, dict]:
     payload = checkpoint.load(path, kind="seq2seq")
     return (*model_from_payload(payload, path, device), payload)
+
+
+def load_models(paths: list[Path], device: torch.device) -> tuple[Seq2SeqDecoder, Vocabs, Recipe, dict]:
+    """One checkpoint's model, or the ensemble of several (decode/ensemble.py), with the vocabularies, recipe and
+    payload of the first: the members must share its vocabularies; its recipe's [decode] and data settings
+    speak for the ensemble."""
+    if len(paths) == 1:
+        return load_model(paths[0], device)
+    payloads = [checkpoint.load(p) for p in paths]
+    for path, payload in zip(paths, payloads):
+        if payload["kind"] != "seq2seq":
+            raise UserError(f"an ensemble is of seq2seq checkpoints: '{path}' holds a {payload['kind']} model")
+        if not checkpoint.same(payload["vocab"], payloads[0]["vocab"]):
+            raise UserError(
+                f"'{path}' has other vocabularies than '{paths[0]}': the members of an ensemble must share them "
+                "(train each on the same corpus and data settings)"
+            )
+    members = [model_from_payload(payload, path, device) for path, payload in zip(paths, payloads)]
+    _, vocabs, recipe = members[0]
+    return Ensemble([model for model, _, _ in members]).eval(), vocabs, recipe, payloads[0]
 
 
 def model_from_payload(payload: dict, path: Path, device: torch.device) -> tuple[Seq2SeqModel, Vocabs, Recipe]:

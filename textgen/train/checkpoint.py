@@ -7,6 +7,7 @@ A checkpoint is loadable on its own (no corpus needed to sample) and never pickl
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -82,3 +83,33 @@ def load(path: Path, kind: str | None = None) -> dict[str, Any]:
     if kind is not None and payload["kind"] != kind:
         raise UserError(f"checkpoint '{path}' holds a {payload['kind']} model, this command needs a {kind} model")
     return payload
+
+
+KEPT = re.compile(r"checkpoint-(\d+)\.pt")  # RUN_DIR/checkpoint-STEP.pt
+
+
+def kept(run_dir: Path) -> list[Path]:
+    """The weights `keep` kept in `run_dir`, oldest first."""
+    found = [(int(m.group(1)), p) for p in Path(run_dir).iterdir() if (m := KEPT.fullmatch(p.name))]
+    return [p for _, p in sorted(found)]
+
+
+def keep(run_dir: Path, step: int, payload: dict[str, Any], last: int) -> None:
+    """Keep the weights of this validation as RUN_DIR/checkpoint-STEP.pt and delete all but the `last` newest:
+    a model to decode or average (`textgen average`), not to resume (no optimizer or training state)."""
+    weights = {k: v for k, v in payload.items() if k != "train_state"}
+    save(Path(run_dir) / f"checkpoint-{step}.pt", weights | {"step": step})
+    for old in kept(run_dir)[:-last]:
+        old.unlink(missing_ok=True)
+
+
+def same(a: Any, b: Any) -> bool:
+    """Whether two payload values are equal, tensors inside included (a vocabulary holds its sentencepiece model
+    as a tensor, which `==` would compare element by element)."""
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+        return isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.shape == b.shape and torch.equal(a, b)
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+    return type(a) is type(b) and a == b

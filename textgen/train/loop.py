@@ -33,7 +33,17 @@ from textgen.train.distributed import Dist
 from textgen.train.lr_schedule import LRSchedule, build_optimizer, load_optimizer_state, set_lr
 
 # keys that may differ between a checkpoint's recipe and the one given with --resume
-BUDGET_KEYS = {"epochs", "max_steps", "max_minutes", "eval_every", "log_every", "threads", "tensorboard", "precision"}
+BUDGET_KEYS = {
+    "epochs",
+    "max_steps",
+    "max_minutes",
+    "eval_every",
+    "log_every",
+    "threads",
+    "tensorboard",
+    "precision",
+    "keep_checkpoints",
+}
 
 
 class _StepModule(torch.nn.Module):
@@ -395,6 +405,8 @@ class _Run:
             if improved:
                 checkpoint.save(self.output, state)
             checkpoint.save(self.last_path, state)
+            if self.t.keep_checkpoints:
+                checkpoint.keep(self.run_dir, prog.step, state, self.t.keep_checkpoints)
         self.saved_step = prog.step
         self.started = time.perf_counter() - prog.elapsed  # validation time is not update time (tok/s)
         prog.wall = time.perf_counter() - self.wall_start
