@@ -503,6 +503,18 @@ def case_transformer_context_other_than_its_training_window(cli, tmp, recipe):
     return cli("train", "-r", recipe, *(a for s in sets for a in ("--set", s))), "must equal train.bptt"
 
 
+def case_ensemble_members_with_other_vocabularies(cli, tmp, recipe):
+    seq2seq_checkpoint(cli, tmp)
+    (tmp / "s.txt").write_text("a b c e\nb c d\n" * 20)  # another source word: another source vocabulary
+    assert cli("train", "-r", tmp / "mt.toml", "-o", "other.pt", "--run-dir", "otherrun").code == 0
+    return cli("score", "mt.pt", "other.pt", "--src", "s.txt", "--tgt", "t.txt"), "members of an ensemble must share"
+
+
+def case_averaging_a_run_that_kept_no_checkpoints(cli, tmp, recipe):
+    lm_checkpoint(cli, recipe)
+    return cli("average", "run", "-o", "avg.pt"), "train.keep_checkpoints"
+
+
 CASES = {name[5:]: fn for name, fn in list(globals().items()) if name.startswith("case_")}
 
 

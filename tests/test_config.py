@@ -154,13 +154,13 @@ def test_every_finetune_recipe_states_its_own_budget():
     from textgen.config import list_recipe_files, read_toml
 
     finetunes = [path for path in list_recipe_files() if path.stem.startswith("finetune-")]
-    assert len(finetunes) == 9
+    assert len(finetunes) == 11
     for path in finetunes:
         assert read_toml(path)["train"]["max_minutes"] == 0, path.stem
         assert load_recipe(path.stem).train.max_minutes == 0
 
 
-@pytest.mark.parametrize("name", ["finetune-mrt", "finetune-mrt-beam", "finetune-mixer-loo"])
+@pytest.mark.parametrize("name", ["finetune-mrt", "finetune-mrt-beam", "finetune-mixer-loo", "finetune-rank"])
 def test_sequence_level_finetune_recipes_have_finetune_xents_budget(name):
     """The sequence-level fine-tunes compare with finetune-xent at one budget: the same data, model, decoding
     and training settings; only the objective differs."""
@@ -169,6 +169,8 @@ def test_sequence_level_finetune_recipes_have_finetune_xents_budget(name):
         assert getattr(recipe, section) == getattr(xent, section), section
     if name == "finetune-mrt":
         assert (recipe.objective.name, recipe.objective.mrt.candidates, recipe.objective.mrt.beam) == ("mrt", 4, 0)
+    elif name == "finetune-rank":  # beam 4's 4-best, as finetune-mrt-beam's beam candidates
+        assert (recipe.objective.name, recipe.objective.rank.beam, recipe.objective.rank.candidates) == ("rank", 4, 0)
     elif name == "finetune-mrt-beam":  # finetune-mrt with beam 4's 4-best added, nothing else changed
         mrt = load_recipe("finetune-mrt").objective
         assert recipe.objective == dataclasses.replace(mrt, mrt=dataclasses.replace(mrt.mrt, beam=4)) != mrt
@@ -177,6 +179,14 @@ def test_sequence_level_finetune_recipes_have_finetune_xents_budget(name):
         loo = dataclasses.replace(mixer.mixer, baseline="loo", samples=4)
         assert recipe.objective == dataclasses.replace(mixer, mixer=loo) != mixer
         assert recipe.objective.mixer.T == 12  # a child recipe's [objective.mixer] keeps its parent's other keys
+
+
+def test_the_aeslc_ranking_finetune_starts_from_a_summarize_model_at_a_fine_tuning_budget():
+    """init_from refuses any other model or data setting than the start model's; the budget is epochs."""
+    recipe, start = load_recipe("finetune-rank-summarize"), load_recipe("summarize")
+    assert (recipe.model, recipe.data, recipe.decode) == (start.model, start.data, start.decode)
+    assert recipe.objective.name == "rank" and recipe.objective.rank.reward == "rouge-mix"
+    assert recipe.train.max_minutes == 0 and recipe.train.lr < start.train.lr
 
 
 def test_transformer_finetunes_start_from_the_transformer_recipes_model_and_differ_only_in_objective():

@@ -608,6 +608,79 @@ def test_mrt_beam_candidates_are_the_samples_then_the_beam_n_best_and_beam_one_a
             setup("mrt", arch=arch, mrt=bad)
 
 
+def test_ranking_loss_is_zero_when_the_order_and_margins_hold_and_averages_each_offsets_violations():
+    from textgen.objectives.rank import ranking_loss
+
+    owner = torch.tensor([0, 0, 0, 1, 1, 1])
+    rewards = torch.tensor([0.2, 0.9, 0.5, 0.4, 0.4, 0.1])  # source 0 in reward order: 1, 2, 0; source 1: a tie
+    ordered = torch.tensor([-3.0, -1.0, -2.0, -1.0, -1.0, -2.0])
+    assert float(ranking_loss(ordered, rewards, owner, margin=0.5)) == 0.0  # gaps 1 >= 0.5, 2 >= 1.0
+    # margins not met: source 0 offset 1 pairs (1, 2) and (2, 0), offset 2 pair (1, 0); source 1 tie makes no
+    # pair, offset 1 (4, 5) and offset 2 (3, 5)
+    scores = torch.tensor([-1.0, -1.2, -1.1, -1.0, -1.0, -1.05])
+    m = 0.1
+    hinge = lambda hi, lo, gap: max(0.0, scores[lo] - scores[hi] + gap * m)  # noqa: E731
+    expected = (hinge(1, 2, 1) + hinge(2, 0, 1)) / 2 + hinge(1, 0, 2) + hinge(4, 5, 1) + hinge(3, 5, 2)
+    assert float(ranking_loss(scores, rewards, owner, m)) == pytest.approx(float(expected))
+    assert float(ranking_loss(scores, torch.full((6,), 0.3), owner, m)) == 0.0  # all tied: nothing to order
+
+
+@EVERY_ARCH
+def test_ranking_loss_gradient_equals_finite_differences(arch):
+    """With every hinge active (a wide margin) the ranking loss of a fixed candidate set is smooth in the weights:
+    autograd through the length-normalised rescoring must match central differences."""
+    from textgen.objectives.mrt import sequence_log_probs
+    from textgen.objectives.rank import ranking_loss
+
+    model, _ = setup("rank", arch=arch)
+    model.double()
+    batch = collate([[4, 5, 6], [7, 8]], [[4, 5], [5]], [0, 1])
+    candidates = [[4, 5], [5], [], [4, 4, 5], [5, 4]]
+    owner = torch.tensor([0, 0, 0, 1, 1])
+    rewards = torch.tensor([0.1, 0.7, 0.4, 0.3, 0.9], dtype=torch.float64)
+    lengths = torch.tensor([len(c) + 1 for c in candidates], dtype=torch.float64)
+
+    def loss():
+        logp = sequence_log_probs(model, batch.src, batch.src_lens, candidates, owner).double()
+        return ranking_loss(logp / lengths**0.8, rewards, owner, margin=10.0)
+
+    for weight in (model.proj.bias, next(model.encoder.parameters())):
+        grad = torch.autograd.grad(loss(), weight)[0].view(-1)[:6]
+        numeric = torch.zeros_like(grad)
+        flat = weight.data.view(-1)
+        with torch.no_grad():
+            for i in range(6):
+                flat[i] += 1e-5
+                up = loss()
+                flat[i] -= 2e-5
+                down = loss()
+                flat[i] += 1e-5
+                numeric[i] = (up - down) / 2e-5
+        torch.testing.assert_close(grad, numeric, rtol=1e-5, atol=1e-8)
+        assert grad.abs().sum() > 0
+
+
+@EVERY_ARCH
+def test_the_ranking_objective_moves_towards_better_candidates_and_needs_two(arch):
+    from textgen.errors import UserError
+
+    model, rank = setup("rank", arch=arch, rank=dict(beam=4, candidates=4, xent_weight=0.0, margin=0.01))
+    rank.reward_fn = x_count
+    with torch.no_grad():
+        before = float(exact_expected_reward(model, copies(1)))
+    opt = torch.optim.SGD(model.parameters(), lr=1.0)
+    for step in range(30):
+        out = rank(model, copies(8), step=step)
+        opt.zero_grad()
+        (out.loss_sum / out.ntokens).backward()
+        opt.step()
+    assert out.logs["candidates"] > 2 and 0.0 <= out.logs["ordered"] <= 1.0
+    with torch.no_grad():
+        assert float(exact_expected_reward(model, copies(1))) > before + 0.05  # x's ranked up
+    with pytest.raises(UserError, match="at least 2 candidates"):
+        setup("rank", arch=arch, rank=dict(beam=1, candidates=0))
+
+
 @EVERY_ARCH
 def test_leave_one_out_groups_each_sources_own_samples(arch):
     """Rows are k samples of each source side by side: the baseline of a sample is its own source's other

@@ -147,16 +147,32 @@ class MrtConfig:
 
 
 @dataclass(frozen=True)
+class RankConfig:
+    """Ranking (objectives/rank.py; BRIO, Liu et al. 2022): the [objective.rank] table. The model's
+    length-normalised log-probabilities of its own candidates must follow the candidates' reward order, apart
+    by margins; mixed with XENT, which keeps the model a generator. Defaults: BRIO's margin and weights."""
+
+    candidates: int = 0  # samples per source, drawn without gradient and deduplicated (0: beam only)
+    beam: int = 8  # the n-best of a beam search of this width (0: samples only)
+    margin: float = 0.001  # candidates i places apart in reward order must score at least i * margin apart
+    length_penalty: float = 1.0  # a candidate scores log p(y|x) / length^this (tokens and EOS)
+    weight: float = 10.0  # the ranking loss (per sentence) beside ...
+    xent_weight: float = 0.1  # ... the token-level XENT (label-smoothed as the recipe's train.label_smoothing)
+    reward: str = "bleu"  # bleu | rouge2 | rouge1 | rouge-mix: the order the candidates must follow
+
+
+@dataclass(frozen=True)
 class ObjectiveConfig:
     """[objective]: which objective trains (objectives/__init__.py OBJECTIVES) and what several share; each
     objective's own settings are its table ([objective.mixer])."""
 
-    name: str = "xent"  # xent | dad | e2e | reinforce | mixer | scst | mrt
-    sample_temperature: float = 1.0  # MIXER/REINFORCE/SCST rollouts and MRT's sampled candidates
+    name: str = "xent"  # xent | dad | e2e | reinforce | mixer | scst | mrt | rank
+    sample_temperature: float = 1.0  # MIXER/REINFORCE/SCST rollouts, MRT's and rank's sampled candidates
     dad: DadConfig = field(default_factory=DadConfig)
     e2e: E2EConfig = field(default_factory=E2EConfig)
     mixer: MixerConfig = field(default_factory=MixerConfig)
     mrt: MrtConfig = field(default_factory=MrtConfig)
+    rank: RankConfig = field(default_factory=RankConfig)
 
 
 # Flat [objective] keys of earlier versions and where each lives now: a recipe or --set naming one is an error
@@ -223,11 +239,12 @@ CHOICES = {
     "data.tokenizer": ("spm", "word"),
     "data.target_vocab": ("joint", "targets"),
     "train.valid_metric": ("loss", "bleu4", "rouge2"),
-    "objective.name": ("xent", "dad", "e2e", "reinforce", "mixer", "scst", "mrt"),
+    "objective.name": ("xent", "dad", "e2e", "reinforce", "mixer", "scst", "mrt", "rank"),
     "objective.dad.schedule": ("linear", "inverse_sigmoid"),
     "objective.mixer.reward": ("bleu", "bleu-sampled", "rouge2", "rouge1", "rouge-mix"),
     "objective.mixer.baseline": ("learned", "learned-per-step", "loo", "none"),
     "objective.mrt.reward": ("bleu", "bleu-sampled", "rouge2", "rouge1", "rouge-mix"),
+    "objective.rank.reward": ("bleu", "rouge2", "rouge1", "rouge-mix"),
     "data.level": ("char", "word"),
     "model.arch": ("recurrent", "transformer"),  # textgen/models MODELS (tests keep them equal)
     "model.cell": ("rnn", "lstm", "gru"),
@@ -331,6 +348,12 @@ RANGES = {
     "objective.mrt.beam": Range(0, 1024),
     "objective.mrt.alpha": POSITIVE,
     "objective.mrt.xent_weight": PROBABILITY,
+    "objective.rank.candidates": Range(0, 1024),
+    "objective.rank.beam": Range(0, 1024),
+    "objective.rank.margin": NONNEGATIVE,
+    "objective.rank.length_penalty": Range(0, 10),
+    "objective.rank.weight": NONNEGATIVE,
+    "objective.rank.xent_weight": NONNEGATIVE,
     "decode.beam": Range(1, 1024),
     "decode.nbest": Range(1, 1024),
     "decode.lenpen": Range(0, 10),

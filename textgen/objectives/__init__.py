@@ -8,6 +8,7 @@ from textgen.objectives.dad import DataAsDemonstrator
 from textgen.objectives.e2e import EndToEnd
 from textgen.objectives.mixer import Mixer, PureReinforce, SelfCritical
 from textgen.objectives.mrt import MinimumRisk
+from textgen.objectives.rank import Rank
 from textgen.objectives.xent import Xent
 
 OBJECTIVES = {
@@ -18,4 +19,5 @@ OBJECTIVES = {
     "reinforce": PureReinforce,
     "scst": SelfCritical,
     "mrt": MinimumRisk,
+    "rank": Rank,
 }

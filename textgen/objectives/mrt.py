@@ -19,6 +19,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from textgen.config import DecodeConfig
 from textgen.data.seqvocab import BOS, EOS, PAD
 from textgen.decode.generate import strip
 from textgen.decode.search import beam_search, greedy_or_sample
@@ -64,6 +65,63 @@ def expected_risk(
     return (weights / norm[owner] * cost).sum()
 
 
+@torch.no_grad()
+def candidate_sets(
+    model, batch, decode: DecodeConfig, samples: int, beam: int, temperature: float, reference: bool
+) -> list[list[list[int]]]:
+    """Per source, the distinct `samples` samples (at `temperature`) and beam-`beam` n-best of the current model
+    (dropout off), in that order, plus the reference if asked: MRT's and the ranking objective's candidates."""
+    B = batch.src.size(0)
+    found: list[list[list[int]]] = [[] for _ in range(B)]
+    was_training = model.training
+    model.eval()
+    try:
+        if samples:
+            sampled = greedy_or_sample(  # each source encoded once, sampled on `samples` rows
+                model,
+                batch.src,
+                batch.src_lens,
+                decode.max_len_a,
+                decode.max_len_b,
+                temperature=temperature,
+                num_samples=samples,
+            )
+            for f, s in zip(found, sampled.tokens, strict=True):
+                f.extend(s)
+        if beam:
+            searched = beam_search(
+                model,
+                batch.src,
+                batch.src_lens,
+                beam=beam,
+                nbest=beam,
+                lenpen=decode.lenpen,
+                max_len_a=decode.max_len_a,
+                max_len_b=decode.max_len_b,
+                no_repeat_ngram=decode.no_repeat_ngram,
+            )
+            for f, s in zip(found, searched.tokens, strict=True):
+                f.extend(s)
+    finally:
+        model.train(was_training)
+    out = []
+    for i in range(B):
+        seen = dict.fromkeys(map(tuple, found[i]))  # distinct, in order
+        if reference:
+            seen.setdefault(tuple(strip(batch.tgt_out[i].tolist())), None)
+        out.append([list(c) for c in seen])
+    return out
+
+
+def candidate_rewards(ctx: Context, reward_fn, batch, owner: torch.Tensor, candidates: list[list[int]]) -> torch.Tensor:
+    """reward_fn of each candidate (token ids) against the reference of its batch row owner[i]: (N,)."""
+    index = batch.index[owner].tolist()
+    return torch.tensor(
+        [reward_fn(ctx.tgt_vocab.decode(c), ctx.reference(i)) for i, c in zip(index, candidates)],
+        device=batch.src.device,
+    )
+
+
 class MinimumRisk(nn.Module):
     """Settings: [objective.mrt]."""
 
@@ -90,61 +148,14 @@ class MinimumRisk(nn.Module):
             )
         self.reward_fn = REWARDS[self.cfg.reward]
 
-    @torch.no_grad()
     def candidates(self, model, batch) -> list[list[list[int]]]:
-        """Per source, the distinct samples and beam n-best of the current model (dropout off), in that order,
-        plus the reference if asked."""
-        d, B = self.ctx.recipe.decode, batch.src.size(0)
-        found: list[list[list[int]]] = [[] for _ in range(B)]
-        was_training = model.training
-        model.eval()
-        try:
-            if self.cfg.candidates:
-                sampled = greedy_or_sample(  # each source encoded once, sampled on `candidates` rows
-                    model,
-                    batch.src,
-                    batch.src_lens,
-                    d.max_len_a,
-                    d.max_len_b,
-                    temperature=self.temperature,
-                    num_samples=self.cfg.candidates,
-                )
-                for f, s in zip(found, sampled.tokens, strict=True):
-                    f.extend(s)
-            if self.cfg.beam:
-                searched = beam_search(
-                    model,
-                    batch.src,
-                    batch.src_lens,
-                    beam=self.cfg.beam,
-                    nbest=self.cfg.beam,
-                    lenpen=d.lenpen,
-                    max_len_a=d.max_len_a,
-                    max_len_b=d.max_len_b,
-                    no_repeat_ngram=d.no_repeat_ngram,
-                )
-                for f, s in zip(found, searched.tokens, strict=True):
-                    f.extend(s)
-        finally:
-            model.train(was_training)
-        out = []
-        for i in range(B):
-            seen = dict.fromkeys(map(tuple, found[i]))  # distinct, in order
-            if self.cfg.reference:
-                seen.setdefault(tuple(strip(batch.tgt_out[i].tolist())), None)
-            out.append([list(c) for c in seen])
-        return out
+        """Per source, its distinct samples and beam n-best (and the reference if asked): candidate_sets."""
+        c = self.cfg
+        return candidate_sets(model, batch, self.ctx.recipe.decode, c.candidates, c.beam, self.temperature, c.reference)
 
     def costs(self, batch, owner: torch.Tensor, candidates: list[list[int]]) -> torch.Tensor:
         """1 - reward of each candidate (token ids) against the reference of its batch row owner[i]."""
-        index = batch.index[owner].tolist()
-        return torch.tensor(
-            [
-                1.0 - self.reward_fn(self.ctx.tgt_vocab.decode(c), self.ctx.reference(i))
-                for i, c in zip(index, candidates)
-            ],
-            device=batch.src.device,
-        )
+        return 1.0 - candidate_rewards(self.ctx, self.reward_fn, batch, owner, candidates)
 
     def forward(self, model, batch, *, step: int) -> Loss:
         B = batch.src.size(0)
