@@ -130,6 +130,7 @@ class Translator(_Model):
         mbr_epsilon: float | None = None,
         mbr_top_p: float | None = None,
         mbr_beam: int | None = None,
+        rerank=None,
         progress: bool = False,
         **decode,
     ):
@@ -143,9 +144,20 @@ class Translator(_Model):
         as further candidates; a list of strings, the same for the same seed (seed None: the recipe's,
         decode.mbr.seed). A recipe that sets decode.mbr.samples decodes by MBR unless beam or sample is given.
         A sampled output depends on its source and the seed alone, not on the other sources or the batch size.
+        rerank: a file from `textgen rerank` (or its loaded rerank.Reranker): beam search's n best (the beam at
+        least as wide) reranked by its weights and models, one output per source.
         progress=True: a progress bar on stderr while decoding, when stderr is a terminal."""
         from textgen.console import progress_bar
         from textgen.decode.dispatch import decode_sources, work_items
+
+        reranker = None
+        if rerank is not None:
+            from textgen import rerank as reranking
+
+            if nbest != 1 or sample or mbr is not None:
+                raise UserError("reranking picks one of beam search's n best: give it without nbest, sample or mbr")
+            reranker = rerank if isinstance(rerank, reranking.Reranker) else reranking.load(rerank, str(self.device))
+            nbest, beam = reranker.nbest, max(beam or reranker.nbest, reranker.nbest)
 
         cfg = settings.resolve(
             self.recipe.decode,
@@ -168,6 +180,8 @@ class Translator(_Model):
         encoded = self.encode(sources)
         with progress_bar("decode", work_items(cfg, len(encoded)) if progress else 0) as advance:
             decoded = decode_sources(self.model, self.vocabs.tgt.decode, encoded, cfg, sample, seed, advance)
+        if reranker is not None:
+            return reranker.choose(sources, [d.nbest for d in decoded])
         if nbest == 1:
             return [d.text for d in decoded]
         return [d.nbest for d in decoded]

@@ -118,6 +118,7 @@ def eval_(
     seed: Optional[int] = opt.EVAL_SEED,
     batch_size: Optional[int] = opt.EVAL_BATCH_SIZE,
     hyp_out: Optional[str] = opt.EVAL_HYP_OUT,
+    rerank: Optional[Path] = opt.RERANK,
     precision: Optional[str] = opt.EVAL_PRECISION,
     device: str = opt.device("run the model"),
     json_out: bool = opt.EVAL_JSON_OUT,
@@ -166,6 +167,7 @@ def decode(
     mbr_top_p: float = opt.MBR_TOP_P,
     mbr_beam: int = opt.MBR_BEAM,
     batch_size: Optional[int] = opt.DECODE_BATCH_SIZE,
+    rerank: Optional[Path] = opt.RERANK,
     interactive: bool = opt.DECODE_INTERACTIVE,
     precision: Optional[str] = opt.DECODE_PRECISION,
     device: str = opt.device("decode"),
@@ -185,6 +187,10 @@ def decode(
     mt = load(ckpt, device, kind="seq2seq")
     # every other option is a decode setting, by the name Translator.translate takes (None: the recipe's)
     settings = {k: v for k, v in ctx.params.items() if k not in ("ckpt", "input", "interactive", "device")}
+    if rerank:
+        from textgen.rerank import load as load_reranker
+
+        settings["rerank"] = load_reranker(rerank, device)  # its models once, not per input line
     mt.translate([], **settings)  # bad settings fail here, before any input is read
 
     def emit(lines: list[str], first: int = 0) -> None:
@@ -223,6 +229,33 @@ def score(
 
     for item in score_files(load(ckpt, device), src, tgt, text):
         typer.echo(json.dumps(item.to_dict(), ensure_ascii=False) if json_out else str(item))
+
+
+@app.command()
+def rerank(
+    ckpt: list[Path] = opt.RERANK_CKPT,
+    output: str = opt.RERANK_OUTPUT,
+    reverse: Optional[Path] = opt.RERANK_REVERSE,
+    lm: Optional[Path] = opt.RERANK_LM,
+    nbest: int = opt.RERANK_NBEST,
+    metric: str = opt.RERANK_METRIC,
+    split: str = opt.RERANK_SPLIT,
+    data: Optional[str] = opt.EVAL_DATA,
+    batch_size: Optional[int] = opt.EVAL_BATCH_SIZE,
+    device: str = opt.device("run the models"),
+) -> None:
+    """Tune n-best reranking on a validation split: weights for a reverse model's score, a target language
+    model's score and length beside the forward model's, written for decode and eval to take (--rerank FILE).
+
+    Example: textgen rerank mt.pt --reverse en-de.pt --lm en-lm.pt --nbest 8 -o rerank.json
+
+             textgen eval mt.pt --split test --rerank rerank.json
+    """
+    from textgen.rerank import tune_on_split
+
+    done = tune_on_split(ckpt, output, reverse, lm, nbest, metric, split, data, batch_size, device)
+    typer.echo(f"wrote {output}: weights {json.dumps(done['weights'])}")
+    typer.echo(", ".join(f"{k} {v}" for k, v in done.items() if k.startswith(f"{split}_")))
 
 
 @app.command()

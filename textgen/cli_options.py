@@ -160,6 +160,17 @@ SCORE_TGT = typer.Option(None, "--tgt", help="Seq2seq: the targets to score, lin
 SCORE_TEXT = typer.Option(None, "--text", help="Language model: the lines to score.")
 SCORE_JSON_OUT = typer.Option(False, "--json", help="One JSON object a line, with per-token log-probs.")
 
+RERANK = typer.Option(
+    None, "--rerank", metavar="FILE", help="Rerank the n best with the weights and models `textgen rerank` wrote."
+)
+RERANK_CKPT = typer.Argument(..., help="The forward seq2seq checkpoint (several: their ensemble).")
+RERANK_REVERSE = typer.Option(None, "--reverse", help="A seq2seq checkpoint of the other direction (target->source).")
+RERANK_LM = typer.Option(None, "--lm", help="A language-model checkpoint of the target side.")
+RERANK_NBEST = typer.Option(8, "--nbest", help="Candidates per source: the n best of a beam this wide.")
+RERANK_METRIC = typer.Option("bleu4", "--metric", "-m", help="The corpus metric the weights maximise.")
+RERANK_SPLIT = typer.Option("valid", "--split", help="The split the weights are tuned on.")
+RERANK_OUTPUT = typer.Option(..., "--output", "-o", help="Where to write the weights (JSON).")
+
 AVERAGE_INPUTS = typer.Argument(
     ..., help="A run folder (the checkpoints it kept: train.keep_checkpoints) or checkpoint files of one run."
 )

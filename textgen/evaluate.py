@@ -7,6 +7,7 @@ import hashlib
 import os
 import re
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -57,6 +58,50 @@ def eval_lm(ckpt: Path, data: str | None, split: str, batch_size: int, device: t
     return metrics_from_loss(loss, recipe.data.level, split), corpus.sha256
 
 
+@dataclass
+class OpenSplit:
+    """A seq2seq model (or ensemble) and the corpus split it is to decode, with the resolved decode settings."""
+
+    model: object
+    vocabs: object
+    recipe: object
+    cfg: DecodeConfig
+    split: str
+    part: object  # data.parallel's ParallelSplit: sources, targets, extra_refs
+    sha256: dict
+    ids: list[list[int]]  # the encoded sources
+
+    def references(self) -> list[list[str]]:
+        """The reference streams (the target, then any extra references), normalised as outputs are."""
+        return [[self.vocabs.tgt.normalize(t) for t in stream] for stream in (self.part.targets, *self.part.extra_refs)]
+
+    def decode(self) -> list:
+        """Every source decoded as cfg says (textgen/decode/dispatch.py), with a progress bar."""
+        from textgen.decode.dispatch import decode_sources, work_items
+
+        with progress_bar(f"decode {self.split}", work_items(self.cfg, len(self.ids))) as advance:
+            return decode_sources(self.model, self.vocabs.tgt.decode, self.ids, self.cfg, advance=advance)
+
+
+def open_split(
+    ckpts: list[Path], data: str | None, split: str, device: torch.device, seed=None, mbr=None, nbest=1, **options
+) -> OpenSplit:
+    """Load the checkpoint(s), resolve the decode settings over their recipe's [decode] and read the split of
+    `data` (None: the corpus the first checkpoint was trained on, with a warning when it changed since)."""
+    from textgen.decode import settings
+    from textgen.tasks.seq2seq import encode_sources, load_models
+
+    model, vocabs, recipe, payload = load_models(ckpts, device)
+    cfg = settings.resolve(recipe.decode, device, seed=seed, mbr=mbr, model=model, nbest=nbest, **options)
+    corpus_name = data or training_corpus(payload, "seq2seq", recipe.data.corpus, split)
+    corpus = load_parallel(corpus_name, only=split)  # the split alone, not the training text
+    if not data:
+        warn_if_changed(ckpts[0], payload, corpus.sha256)
+    part = corpus.splits[split]
+    ids = encode_sources(vocabs, part.sources, recipe.data.max_source_tokens)
+    return OpenSplit(model, vocabs, recipe, cfg, split, part, corpus.sha256, ids)
+
+
 def eval_seq2seq(
     ckpts: list[Path],
     data: str | None,
@@ -64,48 +109,47 @@ def eval_seq2seq(
     metrics: list[str],
     hyp_out: Path | None,
     device: torch.device,
-    seed: int | None = None,
-    mbr: int | None = None,
+    rerank: Path | None = None,
     **options,
 ) -> tuple[dict, dict, dict, Path | None]:
     """Decode a split with one checkpoint or the ensemble of several, score the hypotheses against the reference
     (and all references), and write them where `hyp_out` says (see `hypotheses_path`); returns the metrics, the
     data's sha256s, the metric signatures and the file written (None: none asked for).
 
-    `options` (beam, batch_size, precision, mbr_sampling, ...; None: the recipe's) go onto the checkpoint's
-    [decode] as for `textgen decode` (decode/settings.py resolve): mbr=N decodes by MBR over N sampled
-    candidates per source (textgen/decode/mbr.py) instead of beam search, as does a recipe's decode.mbr."""
-    from textgen.decode import settings
-    from textgen.decode.dispatch import decode_sources, work_items
-    from textgen.tasks.seq2seq import encode_sources, load_models
+    `options` (beam, batch_size, precision, seed, mbr, mbr_sampling, ...; None: the recipe's) go onto the
+    checkpoint's [decode] as for `textgen decode` (decode/settings.py resolve): mbr=N decodes by MBR over N sampled
+    candidates per source (textgen/decode/mbr.py) instead of beam search, as does a recipe's decode.mbr.
+    `rerank`: a file from `textgen rerank`; the n best of a beam at least that wide are reranked (rerank.py)."""
+    from textgen import rerank as reranking
 
     check_metrics(metrics)
-    model, vocabs, recipe, payload = load_models(ckpts, device)
-    cfg = settings.resolve(recipe.decode, device, seed=seed, mbr=mbr, model=model, nbest=1, **options)
-    corpus_name = data or training_corpus(payload, "seq2seq", recipe.data.corpus, split)
-    corpus = load_parallel(corpus_name, only=split)  # the split alone, not the training text
-    if not data:
-        warn_if_changed(ckpts[0], payload, corpus.sha256)
-    part = corpus.splits[split]
+    reranker = reranking.load(rerank, str(device)) if rerank else None
+    if reranker:
+        if options.get("mbr") is not None:
+            raise UserError("--rerank reranks beam search's n best: give it without --mbr")
+        options["beam"] = max(options.get("beam") or reranker.nbest, reranker.nbest)
+    s = open_split(ckpts, data, split, device, nbest=reranker.nbest if reranker else 1, **options)
+    decoder = decoder_name(s.cfg) + ([f"rerank-{Path(rerank).stem}"] if rerank else [])
     name = "+".join(p.stem for p in ckpts)
-    hyp_path = hypotheses_path(hyp_out, name, data, split, decoder_name(cfg)) if hyp_out else None
-    sources = encode_sources(vocabs, part.sources, recipe.data.max_source_tokens)
+    hyp_path = hypotheses_path(hyp_out, name, data, split, decoder) if hyp_out else None
     start = time.perf_counter()
-    with progress_bar(f"decode {split}", work_items(cfg, len(sources))) as advance:
-        decoded = decode_sources(model, vocabs.tgt.decode, sources, cfg, advance=advance)
-    hyps = [d.text for d in decoded]
+    decoded = s.decode()
+    hyps = reranker.choose(s.part.sources, [d.nbest for d in decoded]) if reranker else [d.text for d in decoded]
     seconds = time.perf_counter() - start
     if hyp_path:
         try:
             hyp_path.write_text("".join(h + "\n" for h in hyps))
         except OSError as exc:
             raise UserError(f"could not write the hypotheses to '{hyp_path}' ({exc.strerror})") from None
-    refs = [[vocabs.tgt.normalize(t) for t in stream] for stream in (part.targets, *part.extra_refs)]  # as outputs
+    refs = s.references()
     values, signatures = score(metrics, hyps, refs[:1])
-    if part.extra_refs:
+    if s.part.extra_refs:
         multi, _ = score(metrics, hyps, refs)
         values.update({f"{k}_multiref": v for k, v in multi.items()})
+    cfg = s.cfg
     values.update(decoder_values(cfg, [d.choice for d in decoded]) if cfg.mbr.samples else {"beam": cfg.beam})
+    if reranker:
+        values.update({"rerank": str(rerank), "rerank_nbest": reranker.nbest, "rerank_weights": reranker.weights})
     values.update(
         {
             "precision": cfg.precision,
@@ -116,7 +160,7 @@ def eval_seq2seq(
             "sentences_per_s": round(len(hyps) / seconds, 1),
         }
     )
-    return values, corpus.sha256, signatures, hyp_path
+    return values, s.sha256, signatures, hyp_path
 
 
 def decoder_name(cfg: DecodeConfig) -> list[str]:
@@ -192,8 +236,8 @@ def eval_checkpoint(
         raise UserError("an ensemble is of seq2seq checkpoints: evaluate one language model at a time")
     if decode.get("mbr") is not None or decode.get("mbr_beam"):
         raise UserError("--mbr decodes seq2seq checkpoints; this one is a language model")
-    if decode.get("hyp_out") is not None:
-        raise UserError("--hyp-out writes a seq2seq checkpoint's outputs; this one is a language model")
+    if decode.get("hyp_out") is not None or decode.get("rerank") is not None:
+        raise UserError("--hyp-out and --rerank are for a seq2seq checkpoint's outputs; this one is a language model")
     streams = 10 if batch_size is None else batch_size
     values, shas = eval_lm(ckpts[0], data, split, streams, resolve_device(device))
     return values, shas, {}, None
