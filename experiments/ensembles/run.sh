@@ -6,7 +6,8 @@
 #   CORE=0 experiments/ensembles/run.sh seed 2 & CORE=1 experiments/ensembles/run.sh seed 3 & wait
 # Jobs: seed N (train seed N, keeping its last 5 validations' weights, and score it), average N K (the mean of
 # seed N's last K kept checkpoints, scored), ensemble N... (the ensemble of those seeds, scored), pairs BASE
-# SYSTEM... (paired bootstraps on test).
+# SYSTEM... (paired bootstraps on test), reverse and lm (the reranking models), rerank NAME CHECKPOINT... (tune
+# n-best reranking on valid, score test).
 # Seed 1 is the transformer study's mt-lstm run (the same command without kept checkpoints): `seed 1` links it.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -43,10 +44,20 @@ case $job in
     score "mt-seed$1-avg$2" "$ckpt" ;;
   ensemble)
     score "mt-ensemble-$(IFS=-; echo "$*")" $(printf 'checkpoints/ensembles/mt-seed%s.pt ' "$@") ;;
-  pairs)  # pairs BASE SYSTEM...: paired bootstraps on test of each system against BASE (names as scored)
+  reverse | lm)  # the reranking models: en->de translate-multi30k, and a char LM of the English targets (15 min)
+    [[ -f $OUT/$job-train.json ]] || taskset -c "$core" "$TEXTGEN" train --recipe "experiments/ensembles/$(
+      [[ $job == lm ]] && echo target-lm || echo reverse).toml" --set train.threads=1 -o "checkpoints/ensembles/$job.pt" \
+      --overwrite --run-dir "runs/ensembles/$job" --results "$OUT/$job-train.json" ;;
+  rerank)  # rerank NAME CHECKPOINT...: weights tuned on valid (beam 8's 8-best), then test reranked
+    name=$1; shift
+    [[ -f $OUT/$name-rerank.json ]] || taskset -c "$core" "$TEXTGEN" rerank "$@" --reverse checkpoints/ensembles/reverse.pt \
+      --lm checkpoints/ensembles/lm.pt --nbest 8 -o "$OUT/$name-rerank.json"
+    [[ -f $OUT/$name-rerank-test.json ]] || taskset -c "$core" "$TEXTGEN" eval "$@" --split test --metric bleu4 \
+      --rerank "$OUT/$name-rerank.json" --hyp-out "$OUT/hyps/$name-rerank8-test.txt" --results "$OUT/$name-rerank-test.json" ;;
+  pairs)  # pairs BASE SYSTEM...: paired bootstraps of each system's test outputs against BASE's (hyps/NAME.txt)
     base=$1; shift
     for sys in "$@"; do
-      pair "$OUT/hyps/$base-test-beam5.txt" "$OUT/hyps/$sys-test-beam5.txt" multi30k "$OUT/$sys-vs-$base-test.json"
+      pair "$OUT/hyps/$base.txt" "$OUT/hyps/$sys.txt" multi30k "$OUT/$sys-vs-$base.json"
     done ;;
   *) echo "unknown job $job" >&2; exit 2 ;;
 esac
