@@ -515,6 +515,19 @@ def case_averaging_a_run_that_kept_no_checkpoints(cli, tmp, recipe):
     return cli("average", "run", "-o", "avg.pt"), "train.keep_checkpoints"
 
 
+def case_a_reranking_file_that_is_not_one(cli, tmp, recipe):
+    seq2seq_checkpoint(cli, tmp)
+    (tmp / "weights.json").write_text('{"weights": {"forward": 1}}')
+    return cli("decode", "mt.pt", "-i", "s.txt", "--rerank", "weights.json"), "is not a reranking file"
+
+
+def case_a_ranking_objective_with_one_candidate(cli, tmp, recipe):
+    seq2seq_checkpoint(cli, tmp)
+    sets = ("objective.name=rank", "objective.rank.beam=1", "init_from=mt.pt")
+    result = cli("train", "-r", "mt.toml", "-o", "r.pt", *(a for s in sets for a in ("--set", s)))
+    return result, "at least 2 candidates"
+
+
 CASES = {name[5:]: fn for name, fn in list(globals().items()) if name.startswith("case_")}
 
 

@@ -99,7 +99,7 @@ def load(path: str | Path, device: str = "auto") -> Reranker:
         weights = {f: float(data["weights"][f]) for f in FEATURES}
         nbest = int(data["nbest"])
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise UserError(f"'{path}' is not a reranking file from `textgen rerank` ({type(exc).__name__})") from None
+        raise UserError(f"'{path}' is not a reranking file written by textgen rerank ({type(exc).__name__})") from None
     reverse = load_model(data["reverse"], device, kind="seq2seq") if data.get("reverse") else None
     lm = load_model(data["lm"], device, kind="lm") if data.get("lm") else None
     return Reranker(weights, nbest, reverse, lm, {"reverse": data.get("reverse"), "lm": data.get("lm")})

@@ -70,8 +70,8 @@ class Rank(nn.Module):
         self.temperature = check_sample_temperature(ctx.recipe.objective)
         if self.cfg.candidates + self.cfg.beam < 2:
             raise UserError(
-                "the ranking objective orders at least 2 candidates per source: set objective.rank.beam and "
-                "objective.rank.candidates to 2 or more together"
+                "the ranking objective orders at least 2 candidates per source: make objective.rank.beam + "
+                "objective.rank.candidates at least 2"
             )
         if self.cfg.reward not in REWARDS:
             raise UserError(f"objective.rank.reward must be one of {', '.join(REWARDS)}")
