@@ -30,8 +30,8 @@ TF_CKPT = $(if $(wildcard checkpoints/translate-multi30k-transformer.pt),--check
 
 PEER_CKPTS = $(foreach f,$(wildcard checkpoints/translate-multi30k.pt checkpoints/translate-multi30k-joint.pt),--checkpoint $(f))
 
-# Reusable, each printing textgen against a baseline measured side by side (a bare PyTorch loop of the same shapes, beam search, one request at a time,
-# decoding without the key/value cache). Results: results/speed/.
+# Reusable, each printing textgen against a baseline measured side by side (a bare PyTorch loop of the same
+# shapes, beam search, one request at a time, decoding without the key/value cache). Results: results/speed/.
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_lm.py
 	$(BIN)/python benchmarks/bench_seq2seq.py $(MT_CKPT)
@@ -63,6 +63,8 @@ bench-data: $(STAMP)
 bench-gpu: $(STAMP)
 	$(BIN)/python benchmarks/bench_lm.py --device cuda --out results/speed/bench-lm-cuda.json
 	$(BIN)/python benchmarks/bench_seq2seq.py $(MT_CKPT) --device cuda --out results/speed/bench-seq2seq-cuda.json
+	$(BIN)/python benchmarks/bench_seq2seq.py --part objectives $(MT_CKPT) --device cuda \
+		--out results/speed/bench-objectives-cuda.json
 
 clean:
 	rm -rf $(VENV) runs checkpoints .pytest_cache

@@ -64,6 +64,25 @@ def test_ensemble_beam_search_finds_the_brute_force_optimum():
         assert all(math.isclose(h, s, rel_tol=1e-4) for h, (s, _) in zip(hyps.scores[0], scored))
 
 
+def test_a_mixed_ensemble_decodes_each_sentence_in_a_batch_as_alone_and_scores_the_mixture():
+    """Batched beam search drops finished sentences (keep_source off) and reorders within sentences (on): both
+    reach each member's own state; forced scoring gives the per-step mixture's log-probability."""
+    ens = mixed(5)
+    src = torch.tensor([[4, 5, 6, 7], [8, 9, 0, 0], [10, 4, 11, 0], [5, 0, 0, 0]])
+    lens = torch.tensor([4, 2, 3, 1])
+    batched = beam_search(ens, src, lens, beam=3, nbest=3, lenpen=1.0, max_len_a=1.0, max_len_b=2)
+    for i in range(4):
+        alone = beam_search(ens, src[i : i + 1, : lens[i]], lens[i : i + 1], 3, 3, 1.0, 1.0, 2)
+        assert alone.tokens[0] == batched.tokens[i]
+        assert all(math.isclose(a, b, rel_tol=1e-5, abs_tol=1e-6) for a, b in zip(alone.scores[0], batched.scores[i]))
+    seq = [4, 6, EOS]
+    with torch.no_grad():
+        logp = ens(src[:1], lens[:1], torch.tensor([[BOS, *seq[:-1]]])).log_softmax(-1)[0]
+    assert float(sum(logp[t, y] for t, y in enumerate(seq))) == pytest.approx(
+        mixture_logprob(ens.members, src[:1], seq)
+    )
+
+
 @pytest.mark.parametrize("copies", [1, 2], ids=["alone", "two-identical"])
 def test_an_ensemble_of_one_model_or_of_identical_copies_decodes_as_the_model(copies):
     model = lstm(3)

@@ -6,9 +6,7 @@ import json
 import pytest
 
 from tests.conftest import write_recipe
-from textgen.rerank import FEATURES, GRID, Reranker, corpus_metric, pick, tune
-
-PLAIN = dict.fromkeys(FEATURES, 0.0) | {"forward": 1.0}
+from textgen.rerank import FEATURES, GRID, PLAIN, Reranker, corpus_metric, pick, tune
 
 
 def test_the_plain_weights_pick_beam_searchs_best_and_each_weight_moves_the_choice():
@@ -30,7 +28,7 @@ def test_tuning_finds_the_feature_that_raises_the_metric_and_keeps_plain_weights
     assert best == 5 and weights["length"] > 0.5 and weights["reverse"] == 0.0 and weights["forward"] == 1.0
     weights, best = tune(nbests, features, metric, ["reverse"])  # a feature that carries nothing: no change
     assert weights == PLAIN and best == 0
-    assert 0.0 in GRID and min(GRID) == -2.0 and max(GRID) == 2.0
+    assert 0.0 in GRID and min(GRID) == -2.0 and max(GRID) == 2.0 and 0.01 in GRID
 
 
 def test_rouge_corpus_metric_is_the_mean_of_sentence_f1s_as_eval_scores_it():
@@ -66,13 +64,13 @@ def test_features_are_the_reverse_and_language_models_own_scores(trained_mt, tar
     mt, lm = textgen.load(trained_mt, "cpu"), textgen.load(target_lm, "cpu")
     sources = ["a b c", "h g"]
     nbests = mt.translate(sources, beam=3, nbest=3)
-    rows = Reranker(PLAIN, 3, mt, lm).features(sources, nbests)  # the reversal model reverses either way
+    rows = Reranker(PLAIN, 3, 1.0, mt, lm).features(sources, nbests)  # the reversal model reverses either way
     for source, nbest, feats in zip(sources, nbests, rows):
         for (text, score), (forward, reverse, lm_score, length) in zip(nbest, feats):
             assert forward == score and length == len(text.split())
-            assert reverse == pytest.approx(mt.score([text], [source])[0].total)
-            assert lm_score == (pytest.approx(lm.score([text])[0].total) if text else 0.0)  # "" has no LM score
-    assert mt.translate(sources, rerank=Reranker(PLAIN, 3, mt, lm)) == mt.translate(sources, beam=3)
+            assert reverse == pytest.approx(mt.score([text], [source])[0].mean)  # per token, as the forward score
+            assert lm_score == pytest.approx(lm.score([text + "\n"])[0].mean)  # the line end scores "" too
+    assert mt.translate(sources, rerank=Reranker(PLAIN, 3, 1.0, mt, lm)) == mt.translate(sources, beam=3)
 
 
 def test_cli_tunes_on_valid_and_decode_and_eval_rerank_with_the_file(cli, trained_mt, target_lm, tmp_path):
@@ -80,17 +78,28 @@ def test_cli_tunes_on_valid_and_decode_and_eval_rerank_with_the_file(cli, traine
     res = cli("rerank", trained_mt, "--reverse", trained_mt, "--lm", target_lm, "--nbest", "3", "-o", weights)
     assert res.code == 0, res.err
     saved = json.loads(weights.read_text())
-    assert saved["nbest"] == 3 and saved["reverse"] == str(trained_mt) and set(saved["weights"]) == set(FEATURES)
+    assert saved["nbest"] == 3 and saved["reverse"] == str(trained_mt.resolve()) and saved["lenpen"] == 1.0
+    assert set(saved["weights"]) == set(FEATURES)
     assert saved["valid_bleu4_reranked"] >= saved["valid_bleu4_beam3"]  # the plain weights are a point of the search
     res = cli("eval", trained_mt, "--split", "test", "--rerank", weights, "--json")
     assert res.code == 0, res.err
     metrics = json.loads(res.out)["metrics"]
-    assert metrics["rerank_weights"] == saved["weights"] and metrics["beam"] == 3
+    assert {f: metrics[f"rerank_{f}_weight"] for f in FEATURES} == saved["weights"] and metrics["beam"] == 3
+    # weights that prefer the longest candidate: eval's outputs are pick() over the n best, not beam search's best
+    longest = {**saved, "weights": {"forward": 0.0, "reverse": 0.0, "lm": 0.0, "length": 1.0}}
+    (tmp_path / "longest.json").write_text(json.dumps(longest))
+    res = cli("eval", trained_mt, "--split", "test", "--rerank", tmp_path / "longest.json", "--hyp-out", tmp_path / "h")
+    assert res.code == 0, res.err
+    import textgen
+    from textgen.data.parallel import read_lines
+
+    sources = read_lines(trained_mt.parent / "test.src")  # the toy reversal corpus, beside its model
+    nbests = textgen.load(trained_mt, "cpu").translate(sources, beam=3, nbest=3)
+    expected = [max(nb, key=lambda c: len(c[0].split()))[0] for nb in nbests]
+    assert (tmp_path / "h").read_text().splitlines() == expected != [nb[0][0] for nb in nbests]
     src = tmp_path / "src.txt"
     src.write_text("a b c\nh g f e\n")
     res = cli("decode", trained_mt, "-i", src, "--rerank", weights)
-    import textgen
-
     expected = textgen.load(trained_mt, "cpu").translate(["a b c", "h g f e"], rerank=weights)
     assert res.code == 0 and res.out.splitlines() == expected
     res = cli("decode", trained_mt, "-i", src, "--rerank", weights, "--nbest", "2")

@@ -150,14 +150,10 @@ class Translator(_Model):
         from textgen.console import progress_bar
         from textgen.decode.dispatch import decode_sources, work_items
 
-        reranker = None
-        if rerank is not None:
-            from textgen import rerank as reranking
-
-            if nbest != 1 or sample or mbr is not None:
-                raise UserError("reranking picks one of beam search's n best: give it without nbest, sample or mbr")
-            reranker = rerank if isinstance(rerank, reranking.Reranker) else reranking.load(rerank, str(self.device))
-            nbest, beam = reranker.nbest, max(beam or reranker.nbest, reranker.nbest)
+        reranker = self._reranker(rerank) if rerank is not None else None
+        if reranker is not None:
+            chosen = reranker.decode_settings(beam, lenpen, nbest, sample, mbr)
+            nbest, beam, lenpen = chosen["nbest"], chosen["beam"], chosen["lenpen"]
 
         cfg = settings.resolve(
             self.recipe.decode,
@@ -185,6 +181,18 @@ class Translator(_Model):
         if nbest == 1:
             return [d.text for d in decoded]
         return [d.nbest for d in decoded]
+
+    def _reranker(self, rerank):
+        """A loaded rerank.Reranker as it is, or the one a weights file names (loaded once per file)."""
+        from textgen import rerank as reranking
+
+        if isinstance(rerank, reranking.Reranker):
+            return rerank
+        key = str(Path(rerank).resolve())
+        cache = self.__dict__.setdefault("_rerankers", {})
+        if key not in cache:
+            cache[key] = reranking.load(rerank, str(self.device))
+        return cache[key]
 
     @torch.no_grad()
     def score(self, sources: list[str], targets: list[str], batch_size: int | None = None) -> list[Scored]:

@@ -187,10 +187,6 @@ def decode(
     mt = load(ckpt, device, kind="seq2seq")
     # every other option is a decode setting, by the name Translator.translate takes (None: the recipe's)
     settings = {k: v for k, v in ctx.params.items() if k not in ("ckpt", "input", "interactive", "device")}
-    if rerank:
-        from textgen.rerank import load as load_reranker
-
-        settings["rerank"] = load_reranker(rerank, device)  # its models once, not per input line
     mt.translate([], **settings)  # bad settings fail here, before any input is read
 
     def emit(lines: list[str], first: int = 0) -> None:
@@ -239,13 +235,13 @@ def rerank(
     lm: Optional[Path] = opt.RERANK_LM,
     nbest: int = opt.RERANK_NBEST,
     metric: str = opt.RERANK_METRIC,
-    split: str = opt.RERANK_SPLIT,
     data: Optional[str] = opt.EVAL_DATA,
-    batch_size: Optional[int] = opt.EVAL_BATCH_SIZE,
+    batch_size: Optional[int] = opt.RERANK_BATCH_SIZE,
     device: str = opt.device("run the models"),
 ) -> None:
-    """Tune n-best reranking on a validation split: weights for a reverse model's score, a target language
-    model's score and length beside the forward model's, written for decode and eval to take (--rerank FILE).
+    """Tune n-best reranking weights on the validation split, for decode and eval to take (--rerank FILE).
+
+    The features: the forward model's score, a reverse model's, a target language model's, and length.
 
     Example: textgen rerank mt.pt --reverse en-de.pt --lm en-lm.pt --nbest 8 -o rerank.json
 
@@ -253,9 +249,9 @@ def rerank(
     """
     from textgen.rerank import tune_on_split
 
-    done = tune_on_split(ckpt, output, reverse, lm, nbest, metric, split, data, batch_size, device)
+    done = tune_on_split(ckpt, output, reverse, lm, nbest, metric, data, batch_size, device)
     typer.echo(f"wrote {output}: weights {json.dumps(done['weights'])}")
-    typer.echo(", ".join(f"{k} {v}" for k, v in done.items() if k.startswith(f"{split}_")))
+    typer.echo(", ".join(f"{k} {v}" for k, v in done.items() if k.startswith("valid_")))
 
 
 @app.command()

@@ -168,7 +168,7 @@ RERANK_REVERSE = typer.Option(None, "--reverse", help="A seq2seq checkpoint of t
 RERANK_LM = typer.Option(None, "--lm", help="A language-model checkpoint of the target side.")
 RERANK_NBEST = typer.Option(8, "--nbest", help="Candidates per source: the n best of a beam this wide.")
 RERANK_METRIC = typer.Option("bleu4", "--metric", "-m", help="The corpus metric the weights maximise.")
-RERANK_SPLIT = typer.Option("valid", "--split", help="The split the weights are tuned on.")
+RERANK_BATCH_SIZE = typer.Option(None, "--batch-size", help="Sources decoded together \\[default: the recipe's].")
 RERANK_OUTPUT = typer.Option(..., "--output", "-o", help="Where to write the weights (JSON).")
 
 AVERAGE_INPUTS = typer.Argument(

@@ -124,14 +124,13 @@ def eval_seq2seq(
 
     check_metrics(metrics)
     reranker = reranking.load(rerank, str(device)) if rerank else None
+    nbest = 1
     if reranker:
-        if options.get("mbr") is not None:
-            raise UserError("--rerank reranks beam search's n best: give it without --mbr")
-        options["beam"] = max(options.get("beam") or reranker.nbest, reranker.nbest)
-    s = open_split(ckpts, data, split, device, nbest=reranker.nbest if reranker else 1, **options)
-    decoder = decoder_name(s.cfg) + ([f"rerank-{Path(rerank).stem}"] if rerank else [])
-    name = "+".join(p.stem for p in ckpts)
-    hyp_path = hypotheses_path(hyp_out, name, data, split, decoder) if hyp_out else None
+        options |= reranker.decode_settings(options.get("beam"), options.get("lenpen"), mbr=options.get("mbr"))
+        nbest = options.pop("nbest")
+    s = open_split(ckpts, data, split, device, nbest=nbest, **options)
+    decoder = decoder_name(s.cfg) + ([f"rerank-{digest(Path(rerank).read_bytes())}"] if rerank else [])
+    hyp_path = hypotheses_path(hyp_out, checkpoints_name(ckpts), data, split, decoder) if hyp_out else None
     start = time.perf_counter()
     decoded = s.decode()
     hyps = reranker.choose(s.part.sources, [d.nbest for d in decoded]) if reranker else [d.text for d in decoded]
@@ -149,7 +148,9 @@ def eval_seq2seq(
     cfg = s.cfg
     values.update(decoder_values(cfg, [d.choice for d in decoded]) if cfg.mbr.samples else {"beam": cfg.beam})
     if reranker:
-        values.update({"rerank": str(rerank), "rerank_nbest": reranker.nbest, "rerank_weights": reranker.weights})
+        values.update(
+            {"rerank_nbest": reranker.nbest, **{f"rerank_{k}_weight": w for k, w in reranker.weights.items()}}
+        )
     values.update(
         {
             "precision": cfg.precision,
@@ -199,6 +200,20 @@ def decoder_values(cfg: DecodeConfig, chosen: list[MbrChoice]) -> dict:
     return values
 
 
+def digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:8]
+
+
+def checkpoints_name(ckpts: list[Path]) -> str:
+    """The checkpoint's stem, or an ensemble's stems joined by '+' (a digest of their paths where stems repeat
+    or the name grows long), for hypotheses file names."""
+    stems = [p.stem for p in ckpts]
+    name = "+".join(stems)
+    if len(set(stems)) < len(stems) or len(name) > 80:
+        name = f"ensemble{len(ckpts)}-{digest('+'.join(str(p.resolve()) for p in ckpts).encode())}"
+    return name
+
+
 def hypotheses_path(hyp_out: str | Path, name: str, data: str | None, split: str, decoder: list[str]) -> Path:
     """`hyp_out` itself, or inside a folder (an existing one, or a path ending in '/') a file named for the
     checkpoint (`name`: its stem, an ensemble's joined by '+'), the corpus (when --data names another), the split
@@ -208,7 +223,7 @@ def hypotheses_path(hyp_out: str | Path, name: str, data: str | None, split: str
     if text.endswith(("/", os.sep)) or Path(text).is_dir():
         corpus = ""
         if data is not None:  # a registry name as it is, file paths by their digest
-            corpus = (data if re.fullmatch(r"[\w.-]+", data) else hashlib.sha256(data.encode()).hexdigest()[:8]) + "."
+            corpus = (data if re.fullmatch(r"[\w.-]+", data) else digest(data.encode())) + "."
         text = str(Path(text) / f"{name}.{corpus}{split}.{'_'.join(decoder)}.hyp")
     return output_file(text, "--hyp-out", "hyps.txt")
 

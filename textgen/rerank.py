@@ -1,23 +1,28 @@
 """n-best reranking: the forward model's n best, rescored with other models (Yee et al. 2019, noisy channel).
 
-Each candidate y of a source x gets four features: the forward model's beam score (log p(y|x), length-normalised
-as the beam's lenpen says), a reverse-direction model's log p(x|y) (`Translator.score` with the candidate as
-source), a target-side language model's log p(y), and y's length in words; the output is the candidate with the
-highest weighted sum. The weights are tuned on a validation split by coordinate ascent over a grid on the corpus
-metric (the forward weight fixed at 1: only ratios matter), and saved with the paths of the models they belong to:
+Each candidate y of a source x gets four features, three of them log-probabilities per token so that their
+scales agree: the forward model's beam score (log p(y|x) / |y|^lenpen, the tuning beam's lenpen), a
+reverse-direction model's log p(x|y) per source token (`Translator.score` with the candidate as source), a
+target-side language model's log p(y + line end) per token (the line end lets an empty output be scored), and y's
+length in words; the output is the candidate with the highest weighted sum. The weights are tuned on the
+validation split by coordinate ascent over a grid on the corpus metric (the forward weight fixed at 1: only ratios
+matter), and saved with the absolute paths of the models they belong to and the lenpen they were tuned with:
 `textgen rerank` writes the file, `textgen decode --rerank FILE` and `textgen eval --rerank FILE` use it.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from textgen.errors import UserError
 
 FEATURES = ("forward", "reverse", "lm", "length")
-GRID = tuple(round(-2.0 + 0.1 * i, 1) for i in range(41))  # each weight's values: -2 to 2 in steps of 0.1
+PLAIN = {"forward": 1.0, "reverse": 0.0, "lm": 0.0, "length": 0.0}  # beam search's own choice
+_STEPS = (0.01, 0.02, 0.03, 0.05, 0.07, 0.1, 0.15, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0)
+GRID = tuple(sorted({0.0, *_STEPS, *(-v for v in _STEPS)}))  # each weight's values: 0 and ±0.01 ... ±2, log-spaced
 
 
 @dataclass
@@ -26,9 +31,31 @@ class Reranker:
 
     weights: dict[str, float]
     nbest: int
+    lenpen: float
     reverse: object = None  # a Translator from target to source
     lm: object = None  # a LanguageModel of the target side
     paths: dict[str, str | None] = field(default_factory=dict)
+
+    @classmethod
+    def from_paths(cls, weights, nbest: int, lenpen: float, reverse, lm, device: str) -> Reranker:
+        """With its reverse model and language model loaded from their checkpoints (None: that feature unused)."""
+        from textgen.api import load as load_model
+
+        paths = {
+            "reverse": str(Path(reverse).resolve()) if reverse else None,
+            "lm": str(Path(lm).resolve()) if lm else None,
+        }
+        reverse = load_model(paths["reverse"], device, kind="seq2seq") if reverse else None
+        lm = load_model(paths["lm"], device, kind="lm") if lm else None
+        return cls(weights, nbest, lenpen, reverse, lm, paths)
+
+    def decode_settings(self, beam: int | None, lenpen: float | None, nbest: int = 1, sample=False, mbr=None) -> dict:
+        """The beam search the reranking needs: its n best, a beam at least as wide, the lenpen it was tuned with."""
+        if nbest != 1 or sample or mbr is not None:
+            raise UserError("reranking picks one of beam search's n best: give it without nbest, sample or mbr")
+        if lenpen is not None and lenpen != self.lenpen:
+            raise UserError(f"the reranking weights were tuned with lenpen {self.lenpen:g}: leave --lenpen out")
+        return {"nbest": self.nbest, "beam": max(beam or self.nbest, self.nbest), "lenpen": self.lenpen}
 
     def features(self, sources: list[str], nbests: list[list[tuple[str, float]]]) -> list[list[list[float]]]:
         """Per source, per candidate: [forward, reverse, lm, length] (a feature without its model is 0)."""
@@ -36,12 +63,10 @@ class Reranker:
         texts = [text for _, text, _ in flat]
         reverse = [0.0] * len(flat)
         if self.reverse is not None and flat:
-            reverse = [s.total for s in self.reverse.score(texts, [sources[i] for i, _, _ in flat])]
+            reverse = [s.mean for s in self.reverse.score(texts, [sources[i] for i, _, _ in flat])]
         lm = [0.0] * len(flat)
-        if self.lm is not None:
-            kept = [k for k, text in enumerate(texts) if text.strip()]  # an empty output has no LM score: 0
-            for k, s in zip(kept, self.lm.score([texts[k] for k in kept])):
-                lm[k] = s.total
+        if self.lm is not None and flat:
+            lm = [s.mean for s in self.lm.score([text + "\n" for text in texts])]  # the line end: "" is scored too
         out: list[list[list[float]]] = [[] for _ in nbests]
         for k, (i, text, score) in enumerate(flat):
             out[i].append([score, reverse[k], lm[k], float(len(text.split()))])
@@ -52,9 +77,8 @@ class Reranker:
         return pick(nbests, self.features(sources, nbests), [self.weights[f] for f in FEATURES])
 
     def save(self, path: str | Path, **extra) -> None:
-        Path(path).write_text(
-            json.dumps({"weights": self.weights, "nbest": self.nbest, **self.paths, **extra}, indent=2) + "\n"
-        )
+        saved = {"weights": self.weights, "nbest": self.nbest, "lenpen": self.lenpen, **self.paths, **extra}
+        Path(path).write_text(json.dumps(saved, indent=2) + "\n")
 
 
 def pick(nbests: list[list[tuple[str, float]]], features: list[list[list[float]]], weights: list[float]) -> list[str]:
@@ -71,7 +95,7 @@ def tune(
 ) -> tuple[dict[str, float], float]:
     """Weights (forward 1, the `active` others from GRID, the rest 0) that maximise corpus_score(chosen outputs),
     by coordinate ascent from all-zero others; returns them and the score they reach."""
-    weights = dict.fromkeys(FEATURES, 0.0) | {"forward": 1.0}
+    weights = dict(PLAIN)
 
     def value(w: dict[str, float]) -> float:
         return corpus_score(pick(nbests, features, [w[f] for f in FEATURES]))
@@ -92,17 +116,17 @@ def tune(
 
 def load(path: str | Path, device: str = "auto") -> Reranker:
     """A weights file from `textgen rerank`, with its reverse model and language model loaded."""
-    from textgen.api import load as load_model
-
     try:
         data = json.loads(Path(path).read_text())
         weights = {f: float(data["weights"][f]) for f in FEATURES}
-        nbest = int(data["nbest"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+        nbest, lenpen = int(data["nbest"]), float(data["lenpen"])
+        models = [data.get("reverse"), data.get("lm")]
+        assert all(m is None or isinstance(m, str) for m in models)
+    except (OSError, ValueError, KeyError, TypeError, AssertionError) as exc:
         raise UserError(f"'{path}' is not a reranking file written by textgen rerank ({type(exc).__name__})") from None
-    reverse = load_model(data["reverse"], device, kind="seq2seq") if data.get("reverse") else None
-    lm = load_model(data["lm"], device, kind="lm") if data.get("lm") else None
-    return Reranker(weights, nbest, reverse, lm, {"reverse": data.get("reverse"), "lm": data.get("lm")})
+    if not (2 <= nbest <= 1024 and all(map(math.isfinite, [*weights.values(), lenpen]))):
+        raise UserError(f"'{path}' holds nbest {nbest}, lenpen {lenpen} and weights {weights}: rerun textgen rerank")
+    return Reranker.from_paths(weights, nbest, lenpen, *models, device)
 
 
 def corpus_metric(metric: str, references: list[str]):
@@ -131,44 +155,35 @@ def tune_on_split(
     lm: Path | None = None,
     nbest: int = 8,
     metric: str = "bleu4",
-    split: str = "valid",
     data: str | None = None,
     batch_size: int | None = None,
     device: str = "auto",
 ) -> dict:
-    """`textgen rerank`: decode `split` with the forward checkpoint(s) into n-best lists (beam = nbest), compute
-    the features, tune the weights of those whose model is given (and length), and write them to `output`;
-    returns what the file holds."""
-    from textgen.api import load as load_model
+    """`textgen rerank`: decode the validation split with the forward checkpoint(s) into n-best lists (beam =
+    nbest, the recipe's lenpen), compute the features, tune the weights of those whose model is given (and
+    length), and write them to `output`; returns what the file holds."""
     from textgen.device import resolve_device
     from textgen.evaluate import open_split
+    from textgen.metrics import check_metrics
     from textgen.paths import output_file
 
     output = output_file(output, "-o", "rerank.json")
+    check_metrics([metric])
     if not 2 <= nbest <= 1024:
         raise UserError(f"--nbest must be from 2 to 1024 (candidates to rerank), got {nbest}")
-    paths = {"reverse": str(reverse) if reverse else None, "lm": str(lm) if lm else None}
-    reranker = Reranker(
-        dict.fromkeys(FEATURES, 0.0) | {"forward": 1.0},
-        nbest,
-        load_model(reverse, device, kind="seq2seq") if reverse else None,
-        load_model(lm, device, kind="lm") if lm else None,
-        paths,
-    )
-    score = corpus_metric(metric, [])  # checks the metric's name before any decoding
-    s = open_split(ckpts, data, split, resolve_device(device), nbest=nbest, beam=nbest, batch_size=batch_size)
+    s = open_split(ckpts, data, "valid", resolve_device(device), nbest=nbest, beam=nbest, batch_size=batch_size)
+    reranker = Reranker.from_paths(PLAIN, nbest, s.cfg.lenpen, reverse, lm, device)
     nbests = [d.nbest for d in s.decode()]
     features = reranker.features(s.part.sources, nbests)
     score = corpus_metric(metric, s.references()[0])
-    plain = score(pick(nbests, features, [1.0, 0.0, 0.0, 0.0]))
-    active = [f for f in ("reverse", "lm") if paths[f]] + ["length"]
+    plain = score(pick(nbests, features, [PLAIN[f] for f in FEATURES]))
+    active = [f for f in ("reverse", "lm") if reranker.paths[f]] + ["length"]
     reranker.weights, tuned = tune(nbests, features, score, active)
     summary = {
-        "checkpoints": [str(c) for c in ckpts],
+        "checkpoints": [str(Path(c).resolve()) for c in ckpts],
         "metric": metric,
-        "split": split,
-        f"{split}_{metric}_beam{nbest}": round(plain, 2),
-        f"{split}_{metric}_reranked": round(tuned, 2),
+        f"valid_{metric}_beam{nbest}": round(plain, 2),
+        f"valid_{metric}_reranked": round(tuned, 2),
     }
     reranker.save(output, **summary)
     return json.loads(Path(output).read_text())

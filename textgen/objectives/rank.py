@@ -6,7 +6,8 @@ objective.rank.candidates samples, as MRT's: objectives/mrt.py candidate_sets), 
 against the reference (best first). One teacher-forced pass gives each its length-normalised log-probability
 s(y) = log p(y|x) / |y|^length_penalty. Every pair (i, j), i ranked above j by a strictly higher reward, pays
 max(0, s(y_j) - s(y_i) + (j - i) * margin): candidates further apart in the order must score further apart. As
-in BRIO the pairs of each offset j - i are averaged and the offsets summed, per source.
+in BRIO the pairs of each offset j - i are averaged and the offsets summed, per source. Equal rewards make no
+pair, but keep their places in the order (the first given first), so offsets count every candidate between two.
 Loss = xent_weight * XENT + weight * ranking loss per sentence.
 
 Why not MRT: MRT's risk moves probability mass between candidates by their expected cost, and a peaky posterior
@@ -50,12 +51,13 @@ def ranking_loss(scores: torch.Tensor, rewards: torch.Tensor, owner: torch.Tenso
 def best_scored_is_best(scores: torch.Tensor, rewards: torch.Tensor, owner: torch.Tensor, sources: int) -> float:
     """The share of sources whose highest-scoring candidate (the one beam search would prefer) has the best reward
     among their candidates: what the ranking loss drives to 1."""
-    top = torch.full((sources,), float("-inf"), device=scores.device).scatter_reduce(0, owner, scores, "amax")
-    best = torch.full((sources,), float("-inf"), device=scores.device).scatter_reduce(0, owner, rewards, "amax")
-    best_of_top = torch.full((sources,), float("-inf"), device=scores.device).scatter_reduce(
-        0, owner, torch.where(scores == top[owner], rewards, float("-inf")), "amax"
-    )
-    return float((best_of_top == best).float().mean())
+
+    def per_source_max(values: torch.Tensor) -> torch.Tensor:
+        return values.new_full((sources,), float("-inf")).scatter_reduce(0, owner, values, "amax")
+
+    top = per_source_max(scores)
+    best_of_top = per_source_max(torch.where(scores == top[owner], rewards, float("-inf")))
+    return float((best_of_top == per_source_max(rewards)).float().mean())
 
 
 class Rank(nn.Module):

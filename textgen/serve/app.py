@@ -95,8 +95,8 @@ async def _disconnected(request: Request) -> None:
 
 def _decoder_steps(model, sources: list[str], rows: int, limits: Limits) -> None:
     """Bound the work of one /translate: rows a source (the beam; one when sampling; MBR's candidates) x each
-    source's output-length limit. Encoding the sources here also fails a source the vocabulary refuses alone,
-    before any batch."""
+    source's output-length limit x the models stepped (an ensemble's members). Encoding the sources here also
+    fails a source the vocabulary refuses alone, before any batch."""
     import torch
 
     from textgen.decode.search import max_lengths
@@ -104,14 +104,16 @@ def _decoder_steps(model, sources: list[str], rows: int, limits: Limits) -> None
     cfg = model.recipe.decode
     lengths = torch.tensor([len(ids) for ids in model.encode(sources)])
     limit = max_lengths(lengths, cfg.max_len_a, cfg.max_len_b)
-    steps = rows * int(limit.sum())
+    models = len(getattr(getattr(model, "model", None), "members", [None]))  # an ensemble steps each member
+    steps = rows * int(limit.sum()) * models
     if steps > limits.max_work:
+        ensemble = f" x {models} models" if models > 1 else ""
         raise error(
             413,
             f"this request may take {steps:,} decoder steps ({rows} row(s) a source, the beam or the samples, "
             f"x {len(sources)} source(s) x up to "
-            f"{int(limit.max())} tokens); the limit is {limits.max_work:,}: send fewer or shorter sources, "
-            "or a smaller beam",
+            f"{int(limit.max())} tokens{ensemble}); the limit is {limits.max_work:,}: send fewer or shorter "
+            "sources, or a smaller beam",
         )
 
 

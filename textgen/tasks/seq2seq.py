@@ -54,8 +54,7 @@ class Seq2SeqTask:
         self.vocabs, self.sha256 = data.vocabs, data.sha256
         fresh = vocab is None  # not a resume: init_from's weights are loaded below
         self.notes = _start_notes(recipe, init_payload if fresh else None, self.vocabs if saved_vocab is None else None)
-        parent = init_payload.get("train_state", {}) if init_payload else {}
-        self.start_step = parent.get("start_step", 0) + parent.get("step", 0)
+        self.start_step = parent_steps(init_payload) if init_payload else 0
         self.train = data.split("train")
         src_lens, tgt_lens = self._lengths(self.train)
         too_long = np.maximum(src_lens, tgt_lens) > d.max_len if d.max_len else np.zeros(src_lens.size, dtype=bool)
@@ -206,11 +205,18 @@ def _start_notes(recipe: Recipe, init_payload: dict | None, built: Vocabs | None
     `built` from this corpus that is smaller than asked for."""
     notes = []
     if init_payload is not None:
-        step = init_payload.get("train_state", {}).get("step", 0)
-        notes.append(f"initialised from {recipe.init_from} (step {step})")
+        notes.append(f"initialised from {recipe.init_from} (step {parent_steps(init_payload, own=True)})")
     if built is not None and (note := sentencepiece_note(recipe.data, built)):
         notes.append(note)
     return notes
+
+
+def parent_steps(payload: dict, own: bool = False) -> int:
+    """The updates an init_from checkpoint had: its own run's (own) or with its parents' (a fine-tune's global
+    step continues from them). Kept and averaged checkpoints carry their step without a training state."""
+    state = payload.get("train_state", {})
+    step = state.get("step", payload.get("step", 0))
+    return step if own else step + state.get("start_step", payload.get("start_step", 0))
 
 
 def check_same_model(payload: dict, recipe: Recipe) -> None:

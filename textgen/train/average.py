@@ -32,38 +32,36 @@ def checkpoint_files(inputs: list[Path], last: int) -> list[Path]:
             files += found
         else:
             files.append(path)
+    files = list({str(p.resolve()): p for p in files}.values())  # a file named twice counts once
     files = files[-last:] if last else files
     if len(files) < 2:
         raise UserError(f"averaging needs at least 2 checkpoints, found {len(files)}: give more, or a larger --last")
     return files
 
 
-def _check_same_model(first: dict, other: dict, path: Path, first_path: Path) -> None:
+def _check_same_model(first: dict, other: dict, shapes: dict, path: Path, first_path: Path) -> None:
     for what, key in (("kind", "kind"), ("vocabularies", "vocab")):
         if not checkpoint.same(other[key], first[key]):
             raise UserError(f"'{path}' has other {what} than '{first_path}': average checkpoints of one run")
-    shapes = {k: v.shape for k, v in other["model"].items()} != {k: v.shape for k, v in first["model"].items()}
-    if shapes or not checkpoint.same(other["recipe"].get("model"), first["recipe"].get("model")):
+    if shapes != first["shapes"] or not checkpoint.same(other["recipe"].get("model"), first["recipe"].get("model")):
         raise UserError(f"'{path}' holds another model shape than '{first_path}': average checkpoints of one run")
 
 
 def average(files: list[Path]) -> dict:
-    """The newest checkpoint (the last file) with weights replaced by the mean over `files` (summed in float64,
-    one file in memory at a time); integer buffers must agree. Not resumable: it has no training state."""
+    """The newest checkpoint (the last file) with its floating-point weights replaced by their mean over `files`
+    (summed in float64, one file's weights in memory at a time beside the sums); integer buffers are the newest
+    file's. Not resumable: it has no training state."""
     total: dict[str, torch.Tensor] = {}
     first = newest = None
     for path in files:
         payload = checkpoint.load(path)
+        shapes = {k: v.shape for k, v in payload["model"].items()}
         if first is None:
-            first = payload
-        _check_same_model(first, payload, path, files[0])
+            first = {k: v for k, v in payload.items() if k != "model"} | {"shapes": shapes}
+        _check_same_model(first, payload, shapes, path, files[0])
         for name, value in payload["model"].items():
             if value.is_floating_point():
                 total[name] = total[name] + value.double() if name in total else value.double()
-            elif name not in total:
-                total[name] = value
-            elif not torch.equal(total[name], value):
-                raise UserError(f"'{path}' differs from '{files[0]}' in the integer buffer {name}: cannot average")
         newest = payload
     weights = {
         name: (total[name] / len(files)).to(value.dtype) if value.is_floating_point() else value

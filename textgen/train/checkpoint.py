@@ -90,15 +90,26 @@ KEPT = re.compile(r"checkpoint-(\d+)\.pt")  # RUN_DIR/checkpoint-STEP.pt
 
 def kept(run_dir: Path) -> list[Path]:
     """The weights `keep` kept in `run_dir`, oldest first."""
+    if not Path(run_dir).is_dir():
+        return []
     found = [(int(m.group(1)), p) for p in Path(run_dir).iterdir() if (m := KEPT.fullmatch(p.name))]
     return [p for _, p in sorted(found)]
+
+
+def drop_kept_after(run_dir: Path, step: int) -> None:
+    """Delete the kept weights of steps after `step` (a fresh run: 0), left by an earlier run in the same folder
+    or by the part of an interrupted run after the step it resumes from: they belong to another trajectory."""
+    for path in kept(run_dir):
+        if int(KEPT.fullmatch(path.name).group(1)) > step:
+            path.unlink(missing_ok=True)
 
 
 def keep(run_dir: Path, step: int, payload: dict[str, Any], last: int) -> None:
     """Keep the weights of this validation as RUN_DIR/checkpoint-STEP.pt and delete all but the `last` newest:
     a model to decode or average (`textgen average`), not to resume (no optimizer or training state)."""
     weights = {k: v for k, v in payload.items() if k != "train_state"}
-    save(Path(run_dir) / f"checkpoint-{step}.pt", weights | {"step": step})
+    start = payload.get("train_state", {}).get("start_step", 0)  # a fine-tune's parent updates
+    save(Path(run_dir) / f"checkpoint-{step}.pt", weights | {"step": step, "start_step": start})
     for old in kept(run_dir)[:-last]:
         old.unlink(missing_ok=True)
 

@@ -283,6 +283,7 @@ class _Run:
         output_file(self.last_path, "checkpoint", "last.pt")
         (self.run_dir / "recipe.toml").write_text(dump_toml(self.recipe))
         resume_step = self.prog.step if resumed else None
+        checkpoint.drop_kept_after(self.run_dir, resume_step or 0)  # as metrics.csv drops the rows after it
         return _MetricsLog(self.run_dir / "metrics.csv", columns, resume_step, self.t.tensorboard)
 
     def _payload(self) -> dict:
