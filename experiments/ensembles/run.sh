@@ -6,7 +6,7 @@
 #   CORE=0 experiments/ensembles/run.sh seed 2 & CORE=1 experiments/ensembles/run.sh seed 3 & wait
 # Jobs: seed N (train seed N, keeping its last 5 validations' weights, and score it), average N K (the mean of
 # seed N's last K kept checkpoints, scored), ensemble N... (the ensemble of those seeds, scored), pairs BASE
-# SYSTEM... (paired bootstraps on test), reverse and lm (the reranking models), rerank NAME CHECKPOINT... (tune
+# SYSTEM... (paired bootstraps on test), mixed (seed 1 with the transformer study's Transformer), reverse and lm (the reranking models), rerank NAME CHECKPOINT... (tune
 # n-best reranking on valid, score test).
 # Seed 1 is the transformer study's mt-lstm run (the same command without kept checkpoints): `seed 1` links it.
 set -euo pipefail
@@ -44,6 +44,8 @@ case $job in
     score "mt-seed$1-avg$2" "$ckpt" ;;
   ensemble)
     score "mt-ensemble-$(IFS=-; echo "$*")" $(printf 'checkpoints/ensembles/mt-seed%s.pt ' "$@") ;;
+  mixed)  # seed 1's LSTM with the transformer study's Transformer (the same vocabulary)
+    score mt-ensemble-lstm-transformer checkpoints/ensembles/mt-seed1.pt checkpoints/transformer/mt-transformer.pt ;;
   reverse | lm)  # the reranking models: en->de translate-multi30k, and a char LM of the English targets (15 min)
     [[ -f $OUT/$job-train.json ]] || taskset -c "$core" "$TEXTGEN" train --recipe "experiments/ensembles/$(
       [[ $job == lm ]] && echo target-lm || echo reverse).toml" --set train.threads=1 -o "checkpoints/ensembles/$job.pt" \
