@@ -1,0 +1,81 @@
+"""The ensembles study's table (results/ensembles/table.md): each system's valid and test2016 BLEU at beam 5, its
+decoding speed on test, and each paired bootstrap found. Run through `table` in experiments/lib.sh:
+    table experiments/ensembles/table.py"""
+
+from __future__ import annotations
+
+import re
+import statistics
+
+from tables import RESULTS, load
+
+STUDY = RESULTS / "ensembles"
+
+
+def bleu(name: str, split: str) -> float | None:
+    path = STUDY / f"{name}-{split}-beam5.json"
+    return load(path)["metrics"]["bleu4"] if path.is_file() else None
+
+
+def speed(name: str) -> float | None:
+    path = STUDY / f"{name}-test-beam5.json"
+    return load(path)["metrics"]["sentences_per_s"] if path.is_file() else None
+
+
+def rows() -> list[str]:
+    out = ["| system | valid BLEU | test BLEU | test sentences/s |", "|---|---|---|---|"]
+    seeds = sorted(
+        int(m.group(1))
+        for p in STUDY.glob("mt-seed*-test-beam5.json")
+        if (m := re.fullmatch(r"mt-seed(\d+)-test-beam5.json", p.name))
+    )
+    singles = [(bleu(f"mt-seed{n}", "valid"), bleu(f"mt-seed{n}", "test")) for n in seeds]
+    for n, (v, t) in zip(seeds, singles):
+        out.append(f"| seed {n} alone | {v} | {t} | {speed(f'mt-seed{n}')} |")
+    if singles:
+        v, t = (statistics.mean(x[i] for x in singles) for i in (0, 1))
+        out.append(f"| mean of the {len(singles)} seeds | {v:.2f} | {t:.2f} | |")
+    for p in sorted(q for q in STUDY.glob("mt-seed*-avg*-test-beam5.json") if "-vs-" not in q.name):
+        name = p.name.removesuffix("-test-beam5.json")
+        n, k = re.fullmatch(r"mt-seed(\d+)-avg(\d+)", name).groups()
+        label = f"seed {n}, mean of its last {k} kept checkpoints"
+        out.append(f"| {label} | {bleu(name, 'valid')} | {bleu(name, 'test')} | {speed(name)} |")
+    for p in sorted(q for q in STUDY.glob("mt-ensemble-*-test-beam5.json") if "-vs-" not in q.name):
+        name = p.name.removesuffix("-test-beam5.json")
+        what = name.removeprefix("mt-ensemble-")
+        label = (
+            "LSTM seed 1 + the Transformer"
+            if what == "lstm-transformer"
+            else f"ensemble of seeds {what.replace('-', ', ')}"
+        )
+        out.append(f"| {label} | {bleu(name, 'valid')} | {bleu(name, 'test')} | {speed(name)} |")
+    for p in sorted(STUDY.glob("*-rerank.json")):
+        name = p.name.removesuffix("-rerank.json")
+        tuned = load(p)
+        test = (
+            load(STUDY / f"{name}-rerank-test.json")["metrics"]
+            if (STUDY / f"{name}-rerank-test.json").is_file()
+            else {}
+        )
+        w = ", ".join(f"{k} {v:g}" for k, v in tuned["weights"].items())
+        valid = f"{tuned['valid_bleu4_reranked']} (beam 8: {tuned['valid_bleu4_beam8']})"
+        out.append(f"| {name} reranked (8-best; {w}) | {valid} | {test.get('bleu4')} | {test.get('sentences_per_s')} |")
+    return out
+
+
+def pairs() -> list[str]:
+    out = []
+    for p in sorted(STUDY.glob("*-vs-*.json")):
+        m = load(p)["metrics"]
+        keys = [k for k in m if k.endswith("_p_bootstrap")]
+        for k in keys:
+            sys1 = k.removesuffix("_p_bootstrap")
+            base = sys1.replace("sys1_", "sys0_")
+            out.append(f"- {p.stem}: {m[sys1] - m[base]:+.2f} BLEU, p = {m[k]}")
+    return out
+
+
+if __name__ == "__main__":
+    text = "\n".join(rows() + [""] + pairs()) + "\n"
+    (STUDY / "table.md").write_text(text)
+    print(text)
