@@ -155,7 +155,6 @@ def reversal(tmp_path_factory):
 @pytest.fixture(scope="session")
 def trained_mt(reversal, tmp_path_factory, request):
     """The toy reversal model (its folder holds rev.toml); a test parametrises it (indirect) by model.arch."""
-    from textgen.cli import main
 
     arch = getattr(request, "param", "recurrent")
     if arch == "recurrent":
@@ -164,15 +163,23 @@ def trained_mt(reversal, tmp_path_factory, request):
             return folder / "rev.pt"
     else:
         folder, recipe = reversal_recipe(tmp_path_factory.mktemp(f"rev-{arch}"), arch)
+    return train_for_session(recipe, folder / "rev.pt", folder / "run")
+
+
+def train_for_session(recipe: Path, output: Path, run_dir: Path) -> Path:
+    """`textgen train -r RECIPE -o OUTPUT --run-dir RUN_DIR` in-process, for a session- or module-scoped fixture
+    (the `cli` fixture is per test); returns OUTPUT."""
+    from textgen.cli import main
+
     argv = sys.argv
-    sys.argv = ["textgen", "train", "-r", str(recipe), "-o", str(folder / "rev.pt"), "--run-dir", str(folder / "run")]
+    sys.argv = ["textgen", "train", "-r", str(recipe), "-o", str(output), "--run-dir", str(run_dir)]
     try:
         with pytest.raises(SystemExit) as done:
             main()
         assert done.value.code in (0, None)
     finally:
         sys.argv = argv
-    return folder / "rev.pt"
+    return output
 
 
 def tiny_transformer(task: str, *vocab_sizes: int, seed: int = 0, **model):

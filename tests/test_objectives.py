@@ -469,6 +469,24 @@ def test_sampled_ngram_bleu_is_sacrebleu_with_no_prefix_and_ignores_prefix_only_
     assert repeated < sampled_ngram_bleu(enc("the cat"), enc("sat"), enc("the cat sat"))  # clipping counts the prefix
 
 
+def assert_gradient_is_finite_differences(fn, weight, count: int, eps: float) -> None:
+    """autograd's gradient of fn() at the first `count` entries of `weight` equals central differences (and is
+    not zero)."""
+    grad = torch.autograd.grad(fn(), weight)[0].view(-1)[:count]
+    numeric = torch.zeros_like(grad)
+    flat = weight.data.view(-1)
+    with torch.no_grad():
+        for i in range(count):
+            flat[i] += eps
+            up = fn()
+            flat[i] -= 2 * eps
+            down = fn()
+            flat[i] += eps
+            numeric[i] = (up - down) / (2 * eps)
+    torch.testing.assert_close(grad, numeric, rtol=1e-5, atol=1e-8)
+    assert grad.abs().sum() > 0
+
+
 @EVERY_ARCH
 def test_mrt_gradient_equals_finite_differences_of_the_expected_risk(arch):
     """For a fixed candidate set the risk sum_y q(y) cost(y), q ~ p(y|x)^alpha renormalised, is a smooth
@@ -490,19 +508,7 @@ def test_mrt_gradient_equals_finite_differences_of_the_expected_risk(arch):
     # the repeated state
     encoder = next(model.encoder.parameters())  # its first weight, whatever the architecture
     for weight, count in ((model.proj.bias, model.proj.bias.numel()), (encoder, 6)):
-        grad = torch.autograd.grad(risk(), weight)[0].view(-1)[:count]
-        numeric = torch.zeros_like(grad)
-        flat = weight.data.view(-1)
-        with torch.no_grad():
-            for i in range(count):
-                flat[i] += 1e-6
-                up = risk()
-                flat[i] -= 2e-6
-                down = risk()
-                flat[i] += 1e-6
-                numeric[i] = (up - down) / 2e-6
-        torch.testing.assert_close(grad, numeric, rtol=1e-5, atol=1e-8)
-        assert grad.abs().sum() > 0
+        assert_gradient_is_finite_differences(risk, weight, count, eps=1e-6)
     # and the risk itself: the exact expectation under the renormalised distribution
     with torch.no_grad():
         logp = sequence_log_probs(model, batch.src[owner], batch.src_lens[owner], candidates).double()
@@ -645,19 +651,7 @@ def test_ranking_loss_gradient_equals_finite_differences(arch):
         return ranking_loss(logp / lengths**0.8, rewards, owner, margin=10.0)
 
     for weight in (model.proj.bias, next(model.encoder.parameters())):
-        grad = torch.autograd.grad(loss(), weight)[0].view(-1)[:6]
-        numeric = torch.zeros_like(grad)
-        flat = weight.data.view(-1)
-        with torch.no_grad():
-            for i in range(6):
-                flat[i] += 1e-5
-                up = loss()
-                flat[i] -= 2e-5
-                down = loss()
-                flat[i] += 1e-5
-                numeric[i] = (up - down) / 2e-5
-        torch.testing.assert_close(grad, numeric, rtol=1e-5, atol=1e-8)
-        assert grad.abs().sum() > 0
+        assert_gradient_is_finite_differences(loss, weight, 6, eps=1e-5)
 
 
 @EVERY_ARCH

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from tests.conftest import write_recipe
+from tests.conftest import train_for_session, write_recipe
 from textgen.rerank import FEATURES, GRID, PLAIN, Reranker, corpus_metric, pick, tune
 
 
@@ -41,21 +41,10 @@ def test_rouge_corpus_metric_is_the_mean_of_sentence_f1s_as_eval_scores_it():
 @pytest.fixture(scope="module")
 def target_lm(reversal, tmp_path_factory):
     """A tiny char LM of the reversal corpus's target side, trained through the CLI."""
-    import sys
-
-    from textgen.cli import main
 
     folder, _ = reversal
     tmp = tmp_path_factory.mktemp("lm")
-    recipe = write_recipe(tmp / "lm.toml", folder / "train.tgt", max_steps=30)
-    argv, sys.argv = sys.argv, ["textgen", "train", "-r", str(recipe), "-o", str(tmp / "lm.pt"), "--run-dir", str(tmp)]
-    try:
-        with pytest.raises(SystemExit) as done:
-            main()
-        assert done.value.code in (0, None)
-    finally:
-        sys.argv = argv
-    return tmp / "lm.pt"
+    return train_for_session(write_recipe(tmp / "lm.toml", folder / "train.tgt", max_steps=30), tmp / "lm.pt", tmp)
 
 
 def test_features_are_the_reverse_and_language_models_own_scores(trained_mt, target_lm):
