@@ -106,6 +106,7 @@ class Translator(_Model):
     def __init__(self, model, vocabs, recipe: Recipe, device: torch.device, path: str | Path | None = None):
         super().__init__(recipe, device, path)
         self.model, self.vocabs = model, vocabs
+        self._rerankers: dict = {}  # weights file (resolved) -> its loaded rerank.Reranker
 
     def __repr__(self) -> str:
         return self._describe(f"vocab={len(self.vocabs.src)}/{len(self.vocabs.tgt)}")
@@ -189,10 +190,9 @@ class Translator(_Model):
         if isinstance(rerank, reranking.Reranker):
             return rerank
         key = str(Path(rerank).resolve())
-        cache = self.__dict__.setdefault("_rerankers", {})
-        if key not in cache:
-            cache[key] = reranking.load(rerank, str(self.device))
-        return cache[key]
+        if key not in self._rerankers:
+            self._rerankers[key] = reranking.load(rerank, str(self.device))
+        return self._rerankers[key]
 
     @torch.no_grad()
     def score(self, sources: list[str], targets: list[str], batch_size: int | None = None) -> list[Scored]:

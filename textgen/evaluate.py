@@ -64,7 +64,6 @@ class OpenSplit:
 
     model: object
     vocabs: object
-    recipe: object
     cfg: DecodeConfig
     split: str
     part: object  # data.parallel's ParallelSplit: sources, targets, extra_refs
@@ -99,7 +98,7 @@ def open_split(
         warn_if_changed(ckpts[0], payload, corpus.sha256)
     part = corpus.splits[split]
     ids = encode_sources(vocabs, part.sources, recipe.data.max_source_tokens)
-    return OpenSplit(model, vocabs, recipe, cfg, split, part, corpus.sha256, ids)
+    return OpenSplit(model, vocabs, cfg, split, part, corpus.sha256, ids)
 
 
 def eval_seq2seq(

@@ -76,9 +76,11 @@ class Reranker:
         """The best candidate per source under the weights ("" for a source without candidates)."""
         return pick(nbests, self.features(sources, nbests), [self.weights[f] for f in FEATURES])
 
-    def save(self, path: str | Path, **extra) -> None:
+    def save(self, path: str | Path, **extra) -> dict:
+        """Write the weights file; returns what it holds."""
         saved = {"weights": self.weights, "nbest": self.nbest, "lenpen": self.lenpen, **self.paths, **extra}
         Path(path).write_text(json.dumps(saved, indent=2) + "\n")
+        return saved
 
 
 def pick(nbests: list[list[tuple[str, float]]], features: list[list[list[float]]], weights: list[float]) -> list[str]:
@@ -185,5 +187,4 @@ def tune_on_split(
         f"valid_{metric}_beam{nbest}": round(plain, 2),
         f"valid_{metric}_reranked": round(tuned, 2),
     }
-    reranker.save(output, **summary)
-    return json.loads(Path(output).read_text())
+    return reranker.save(output, **summary)
