@@ -528,6 +528,17 @@ def case_a_ranking_objective_with_one_candidate(cli, tmp, recipe):
     return result, "at least 2 candidates"
 
 
+def case_a_distillation_teacher_that_does_not_exist(cli, tmp, recipe):
+    seq2seq_checkpoint(cli, tmp)
+    result = cli("train", "-r", "mt.toml", "-o", "student.pt", "--set", "data.distill_from=mt.pt,gone.pt")
+    return result, "teacher checkpoint 'gone.pt' does not exist"
+
+
+def case_distillation_for_a_language_model(cli, tmp, recipe):
+    lm_checkpoint(cli, recipe)
+    return cli("train", "-r", recipe, "-o", "x.pt", "--set", "data.distill_from=m.pt"), "for seq2seq recipes"
+
+
 CASES = {name[5:]: fn for name, fn in list(globals().items()) if name.startswith("case_")}
 
 

@@ -272,20 +272,29 @@ class LanguageModel(_Model):
         return prime + (self.separator if prime else "") + body
 
     @torch.no_grad()
-    def score(self, texts: list[str]) -> list[Scored]:
-        """log p(text | the start context an unprimed sample gets: a line break, or <eos> for words)."""
+    def score(self, texts: list[str], batch_size: int = 64) -> list[Scored]:
+        """log p(text | the start context an unprimed sample gets: a line break, or <eos> for words), texts of
+        similar length scored `batch_size` at a time (padded after their end: a causal model never reads it)."""
+        settings.check(batch_size=batch_size)
         self.model.eval()
-        out = []
+        encoded = []
         for text in _texts(texts, "texts"):
-            ids = self.vocab.encode(text)
-            if not ids:
+            encoded.append(self.vocab.encode(text))
+            if not encoded[-1]:
                 raise UserError("an empty text has nothing to score: give some text")
-            context = self.vocab.start_ids()
-            x = torch.tensor([context + ids[:-1]], device=self.device)
-            logits, _ = self.model(x, self.model.init_state(1))  # (1, T, V)
-            logp = logits[0].float().log_softmax(-1)[len(context) - 1 :]
-            picked = logp.gather(1, torch.tensor(ids, device=self.device).unsqueeze(1)).squeeze(1).tolist()
-            out.append(Scored([self.vocab.decode([i]) for i in ids], picked))
+        context, out = self.vocab.start_ids(), [None] * len(encoded)
+        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
+        for rows in (order[i : i + batch_size] for i in range(0, len(order), batch_size)):
+            inputs = [context + encoded[i][:-1] for i in rows]
+            x = torch.zeros(len(rows), max(map(len, inputs)), dtype=torch.long)
+            for r, seq in enumerate(inputs):
+                x[r, : len(seq)] = torch.tensor(seq)
+            logits, _ = self.model(x.to(self.device), self.model.init_state(len(rows)))  # (B, T, V)
+            logp = logits.float().log_softmax(-1)[:, len(context) - 1 :].cpu()
+            for r, i in enumerate(rows):
+                ids = encoded[i]
+                picked = logp[r, : len(ids)].gather(1, torch.tensor(ids).unsqueeze(1)).squeeze(1).tolist()
+                out[i] = Scored([self.vocab.decode([t]) for t in ids], picked)
         return out
 
 

@@ -54,14 +54,22 @@ def data_prepare(
 
     `textgen train` does this by itself the first time (the folder is keyed by the data's sha256 and the
     tokenizer settings); run it ahead of time for a big corpus, or with -o for shared storage and
-    `textgen train --prepared FOLDER`.
+    `textgen train --prepared FOLDER`. With data.distill_from the teachers decode the training sources first
+    (cached, resumable: see docs/DECODING.md).
 
     Example: textgen data prepare "train.de,train.en;valid.de,valid.en" --recipe translate-multi30k
     """
     from textgen.config import load_recipe
     from textgen.data.prepared import prepare
+    from textgen.tasks.distill import MANIFEST, distilled_targets
 
-    data, notes = prepare(load_recipe(recipe, overrides), corpus, output)
+    chosen = load_recipe(recipe, overrides)
+    distilled = distilled_targets(chosen) if chosen.data.distill_from else None
+    data, notes = prepare(chosen, corpus, output, distilled)
+    if distilled:  # where the teachers' outputs are, and their record (teachers, settings, speed, hardware)
+        notes.append(
+            f"training targets: the teachers' outputs in {distilled}; their record: {distilled.parent / MANIFEST}"
+        )
     for note in notes:
         typer.echo(note, err=True)
     m = data.manifest

@@ -36,6 +36,12 @@ class DataConfig:
     # seq2seq: drop training pairs with a side longer than this many tokens (0: keep all); 256 keeps every pair of
     # Multi30k, Tatoeba and AESLC (sources cut to 100) and drops a stray document that would not fit in memory
     max_len: int = 256
+    # seq2seq: sequence-level knowledge distillation (tasks/distill.py): train on the training sources with these
+    # teacher checkpoints' outputs as targets ("a.pt" or an ensemble "a.pt,b.pt"; decoded once, cached)
+    distill_from: str = ""
+    distill_targets: str = (
+        "distilled"  # with distill_from: distilled (the teachers' outputs) | both (and the originals)
+    )
 
 
 @dataclass(frozen=True)
@@ -238,6 +244,7 @@ CHOICES = {
     "task": ("lm", "seq2seq"),
     "data.tokenizer": ("spm", "word"),
     "data.target_vocab": ("joint", "targets"),
+    "data.distill_targets": ("distilled", "both"),
     "train.valid_metric": ("loss", "bleu4", "rouge2"),
     "objective.name": ("xent", "dad", "e2e", "reinforce", "mixer", "scst", "mrt", "rank"),
     "objective.dad.schedule": ("linear", "inverse_sigmoid"),

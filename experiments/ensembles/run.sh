@@ -7,7 +7,9 @@
 # Jobs: seed N (train seed N, keeping its last 5 validations' weights, and score it), average N K (the mean of
 # seed N's last K kept checkpoints, scored), ensemble N... (the ensemble of those seeds, scored), pairs BASE
 # SYSTEM... (paired bootstraps on test), mixed (seed 1 with the transformer study's Transformer), reverse and lm (the reranking models), rerank NAME CHECKPOINT... (tune
-# n-best reranking on valid, score test).
+# n-best reranking on valid, score test), teacher (the 4-model ensemble's beam-5 outputs for the training sources,
+# `data.distill_from`, decoded once into the cache) and student MIX N (translate-multi30k trained on them with
+# data.distill_targets = MIX, distilled or both, seed N; scored).
 # Seed 1 is the transformer study's mt-lstm run (the same command without kept checkpoints): `seed 1` links it.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -56,6 +58,22 @@ case $job in
       --lm checkpoints/ensembles/lm.pt --nbest 8 -o "$OUT/$name-rerank.json"
     [[ -f $OUT/$name-rerank-test.json ]] || taskset -c "$core" "$TEXTGEN" eval "$@" --split test --metric bleu4 \
       --rerank "$OUT/$name-rerank.json" --hyp-out "$OUT/hyps/$name-rerank8-test.txt" --results "$OUT/$name-rerank-test.json" ;;
+  teacher | student)  # sequence-level distillation from the 4-model ensemble (its [decode]: beam 5); needs `seed 1`
+    teachers=$(printf 'checkpoints/ensembles/mt-seed%s.pt,' 1 2 3 4)
+    distill=(--set "data.distill_from=\"${teachers%,}\"")
+    if [[ $job == teacher ]]; then  # decode ahead, so that students started side by side find the outputs
+      [[ -f $OUT/teacher-decode.json ]] || {
+        scratch
+        taskset -c "$core" "$TEXTGEN" data prepare --recipe translate-multi30k "${distill[@]}" 2> >(tee "$_SCRATCH/log" >&2)
+        cp "$(sed -n 's/.*their record: //p' "$_SCRATCH/log")" "$OUT/teacher-decode.json"  # teachers, settings, speed
+      }
+    else
+      mix=${1:?student MIX N: MIX distilled or both} n=${2:?student MIX N} name=mt-student-$1-seed$2
+      [[ -f $OUT/$name-train.json ]] || taskset -c "$core" "$TEXTGEN" train --recipe translate-multi30k "${distill[@]}" \
+        --set data.distill_targets="$mix" --set train.seed="$n" --set train.threads=1 -o "checkpoints/ensembles/$name.pt" \
+        --overwrite --run-dir "runs/ensembles/$name" --results "$OUT/$name-train.json"
+      score "$name" "checkpoints/ensembles/$name.pt"
+    fi ;;
   pairs)  # pairs BASE SYSTEM...: paired bootstraps of each system's test outputs against BASE's (hyps/NAME.txt)
     base=$1; shift
     for sys in "$@"; do

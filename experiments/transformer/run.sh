@@ -5,7 +5,10 @@
 #   CORE=0 experiments/transformer/run.sh mt-transformer & CORE=1 experiments/transformer/run.sh mt-lstm & wait
 # Jobs: mt-{transformer,lstm} (Multi30k, test2016 greedy and beam 5), aeslc-transformer (ROUGE-1/2/L), onmt
 # (../shared/tools/peer-onmt.sh ARCH=transformer with LR, WARMUP from the environment, its report turned into a
-# result file), lm-{transformer,lstm}; pairs (paired bootstraps of the Multi30k outputs).
+# result file), lm-{transformer,lstm}; pairs (paired bootstraps of the Multi30k outputs); tune (the Transformer recipe
+# with TAG naming the variant and SETS its `--set` overrides, scored on the validation split: settings are chosen
+# there, and only the chosen variant is scored on test, with `TAG=... SETS=... run.sh tune-test`); lm-tune (the same
+# for the Tiny Shakespeare Transformer, whose training result holds its validation loss).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source experiments/lib.sh
@@ -15,16 +18,17 @@ job=${1:?a job: mt-transformer mt-lstm aeslc-transformer onmt lm-transformer lm-
 core=${CORE:-0}  # the core this job is pinned to: give two jobs run side by side different cores
 mkdir -p "$OUT/hyps" checkpoints/transformer runs/transformer
 
-train() {  # train NAME RECIPE: the recipe as shipped, on one thread pinned to this job's core
-  [[ -f $OUT/$1-train.json ]] || taskset -c "$core" "$TEXTGEN" train --recipe "$2" --set train.threads=1 \
-    -o "checkpoints/transformer/$1.pt" --overwrite --run-dir "runs/transformer/$1" --results "$OUT/$1-train.json"
+train() {  # train NAME RECIPE [--set K=V...]: the recipe (as shipped unless overridden), one thread pinned to this job's core
+  local name=$1 recipe=$2; shift 2
+  [[ -f $OUT/$name-train.json ]] || taskset -c "$core" "$TEXTGEN" train --recipe "$recipe" --set train.threads=1 "$@" \
+    -o "checkpoints/transformer/$name.pt" --overwrite --run-dir "runs/transformer/$name" --results "$OUT/$name-train.json"
 }
 
-score() {  # score NAME METRICS...: test split, greedy and beam 5 (the recipe's decoding otherwise)
-  local name=$1 beam out; shift
+score() {  # score NAME METRICS...: test split (SPLIT=valid: validation), greedy and beam 5 (the recipe's decoding otherwise)
+  local name=$1 split=${SPLIT:-test} beam out; shift
   for beam in 1 5; do
-    out=$name-test-$([[ $beam == 1 ]] && echo greedy || echo beam5)
-    [[ -f $OUT/$out.json ]] || taskset -c "$core" "$TEXTGEN" eval "checkpoints/transformer/$name.pt" --split test \
+    out=$name-$split-$([[ $beam == 1 ]] && echo greedy || echo beam5)
+    [[ -f $OUT/$out.json ]] || taskset -c "$core" "$TEXTGEN" eval "checkpoints/transformer/$name.pt" --split "$split" \
       --beam $beam "$@" --hyp-out "$OUT/hyps/$out.txt" --results "$OUT/$out.json"
   done
 }
@@ -35,6 +39,15 @@ case $job in
   aeslc-transformer) train "$job" summarize-transformer && score "$job" --metric rouge1 --metric rouge2 --metric rougeL ;;
   lm-transformer) train "$job" shakespeare-transformer ;;
   lm-lstm) train "$job" shakespeare ;;
+  tune | tune-test | lm-tune)  # TAG names the variant, SETS holds its overrides (space-separated KEY=VALUE)
+    read -ra sets <<< "${SETS:?SETS holds KEY=VALUE overrides}"
+    if [[ $job == lm-tune ]]; then  # the LM's training result holds its validation loss
+      train "lm-transformer-${TAG:?TAG names the variant}" shakespeare-transformer "${sets[@]/#/--set=}"
+    else
+      name=mt-transformer-${TAG:?TAG names the variant}
+      train "$name" translate-multi30k-transformer "${sets[@]/#/--set=}"
+      [[ $job == tune ]] && SPLIT=valid score "$name" --metric bleu4 || score "$name" --metric bleu4
+    fi ;;
   onmt)  # LR and WARMUP: OpenNMT-py's noam schedule (peer-onmt.sh's defaults 0.5 and 1000)
     export LR=${LR:-0.5} WARMUP=${WARMUP:-1000}
     name=onmt-transformer-lr$LR-warmup$WARMUP

@@ -275,10 +275,11 @@ class KeptLines(Sequence[str]):
         return self.lines[int(self.keep[i])]
 
 
-def prepare(recipe, corpus: str | None = None, dest: Path | None = None):
+def prepare(recipe, corpus: str | None = None, dest: Path | None = None, distilled: Path | None = None):
     """`textgen data prepare`: tokenize `corpus` (default: the recipe's) once with the recipe's settings into
     memory-mapped arrays at `dest` (default: in the cache, keyed by the data's sha256 and those settings) that
-    later runs reuse. Returns the prepared data (its folder, manifest) and notes to show (sentencepiece)."""
+    later runs reuse; `distilled`: a seq2seq recipe's distilled training targets (tasks/distill.py). Returns the
+    prepared data (its folder, manifest) and notes to show (sentencepiece)."""
     from dataclasses import replace
 
     if corpus:
@@ -292,5 +293,5 @@ def prepare(recipe, corpus: str | None = None, dest: Path | None = None):
     from textgen.data.prepared_parallel import prepare_parallel
     from textgen.data.seqvocab import sentencepiece_note
 
-    data = prepare_parallel(recipe, dest=dest)
+    data = prepare_parallel(recipe, dest=dest, distilled=distilled)
     return data, [note] if (note := sentencepiece_note(recipe.data, data.vocabs)) else []

@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
+from itertools import chain, zip_longest
 from pathlib import Path
 
 import numpy as np
@@ -63,6 +64,11 @@ class PreparedParallel(Prepared):
 
 
 def _settings(d) -> dict:
+    distilled = {"distill_targets": d.distill_targets} if d.distill_from else {}  # which targets are trained on
+    return _tokenizer_settings(d) | distilled
+
+
+def _tokenizer_settings(d) -> dict:
     if d.tokenizer == "spm":
         # joint: keyed as before the setting existed; targets: keyed by the padding too (folders before it had none)
         target = {} if d.target_vocab == "joint" else {"target_vocab": d.target_vocab, "padded_to": TARGET_MULTIPLE}
@@ -88,10 +94,13 @@ def vocab_fingerprint(vocab: dict) -> str:
 
 
 class _Source:
-    """Where a corpus's pairs come from: the user's line-aligned files (streamed), or a registry corpus."""
+    """Where a corpus's pairs come from: the user's line-aligned files (streamed), or a registry corpus; with
+    `distilled` (a teacher's outputs, tasks/distill.py) the training targets are those (mix "distilled") or the
+    original pairs followed by the sources again with those (mix "both")."""
 
-    def __init__(self, corpus: str):
+    def __init__(self, corpus: str, distilled: Path | None = None, mix: str = "distilled"):
         self.corpus, self.paths = corpus, own_files(corpus)
+        self.distilled, self.mix = distilled, mix
         if self.paths is None:
             self.entry = lookup(corpus)
             if not (self.entry.pairs or self.entry.hash_split):
@@ -100,17 +109,19 @@ class _Source:
     def labels(self) -> dict[str, str]:
         """The user's file behind each key of `files()`, for messages (none for a registry corpus)."""
         pairs = (self.paths or {}).items()
-        return {f"{split}.{side}": str(path) for split, pair in pairs for side, path in zip(("src", "tgt"), pair)}
+        out = {f"{split}.{side}": str(path) for split, pair in pairs for side, path in zip(("src", "tgt"), pair)}
+        return out | ({"train.distilled": str(self.distilled)} if self.distilled else {})
 
     def files(self) -> dict[str, str]:
         """sha256 of every input file: of the registry's record, or of the user's files as they are now."""
+        distilled = {"train.distilled": file_sha256(self.distilled)} if self.distilled else {}
         if self.paths is None:
             layout = json.dumps([self.entry.pairs, self.entry.hash_split], sort_keys=True)
             unpinned = [f for f in self.entry.files if not f.sha256]  # built locally (IWSLT14): hash what is there
             local = fetch(self.corpus) if unpinned else {}
             files = {f"{self.corpus}/{f.name}": f.sha256 or sha256_of(local[f.name]) for f in self.entry.files}
-            return {**files, "layout": layout}
-        out = {}
+            return {**files, "layout": layout, **distilled}
+        out = dict(distilled)
         for split, pair in self.paths.items():
             for side, path in zip(("src", "tgt"), pair):
                 if not path.is_file():
@@ -125,21 +136,46 @@ class _Source:
     def splits(self) -> list[str]:
         return list(self.paths) if self.paths is not None else [s for s in SPLITS if s in self._registry_splits]
 
-    def pair_chunks(self, split: str) -> Iterable[tuple[list[str], list[str]]]:
-        """(sources, targets) lists of up to LINES_PER_CHUNK pairs, in corpus order."""
+    def _original_chunks(self, split: str) -> Iterable[tuple[list[str], list[str]]]:
         if self.paths is not None:
             return stream_pair_chunks(*self.paths[split])
         part, n = self._registry_splits[split], LINES_PER_CHUNK
         return ((part.sources[i : i + n], part.targets[i : i + n]) for i in range(0, len(part.sources), n))
 
+    def _distilled_chunks(self) -> Iterable[tuple[list[str], list[str]]]:
+        """The training sources with the distilled targets, chunk for chunk (both are read LINES_PER_CHUNK lines
+        at a time); a file of another length is an error."""
+        count = 0
+        for pair, targets in zip_longest(self._original_chunks("train"), stream_line_chunks(self.distilled)):
+            sources = pair[0] if pair else None
+            if sources is None or targets is None or len(sources) != len(targets):
+                raise UserError(
+                    f"'{self.distilled}' does not hold one line per training source of '{self.corpus}' (it differs "
+                    f"after line {count}): delete its folder to decode the teachers' outputs again"
+                )
+            count += len(sources)
+            yield sources, targets
+
+    def pair_chunks(self, split: str) -> Iterable[tuple[list[str], list[str]]]:
+        """(sources, targets) lists of up to LINES_PER_CHUNK pairs, in corpus order."""
+        if split != "train" or self.distilled is None:
+            return self._original_chunks(split)
+        if self.mix == "distilled":
+            return self._distilled_chunks()
+        return chain(self._original_chunks(split), self._distilled_chunks())
+
     def count(self, split: str) -> int:
         """The number of pairs in a split (a pass over its source file, lines split in C)."""
         if self.paths is not None:
-            return sum(map(len, stream_line_chunks(self.paths[split][0])))
-        return len(self._registry_splits[split].sources)
+            n = sum(map(len, stream_line_chunks(self.paths[split][0])))
+        else:
+            n = len(self._registry_splits[split].sources)
+        return 2 * n if split == "train" and self.distilled is not None and self.mix == "both" else n
 
     def side(self, split: str, index: int):
         """A fresh pass over one side of a split (for vocabulary training)."""
+        if split == "train" and self.distilled is not None:
+            return lambda: (line for chunk in self.pair_chunks(split) for line in chunk[index])
         if self.paths is not None:
             return lambda: stream_lines(self.paths[split][index])
         part = self._registry_splits[split]
@@ -178,12 +214,21 @@ def _target_pieces(folder: Path, vocabs: Vocabs) -> Vocabs:
     return Vocabs(vocabs.src, target)
 
 
-def prepare_parallel(recipe, vocab: dict | None = None, explicit: Path | None = None, dest: Path | None = None):
+def prepare_parallel(
+    recipe,
+    vocab: dict | None = None,
+    explicit: Path | None = None,
+    dest: Path | None = None,
+    distilled: Path | None = None,
+):
     """The recipe's corpus prepared with its tokenizer (or with `vocab`, a checkpoint's): reused when a
     folder for exactly these inputs exists, else built now. `explicit` names a folder to use (checked);
-    `dest` builds into a chosen folder instead of the cache."""
+    `dest` builds into a chosen folder instead of the cache; `distilled`: the teachers' outputs for the
+    training sources, which a recipe with data.distill_from needs (tasks/distill.py makes them)."""
     d = recipe.data
-    source = _Source(d.corpus)
+    if bool(d.distill_from) != (distilled is not None):
+        raise ValueError("prepare_parallel: give the distilled targets exactly when data.distill_from is set")
+    source = _Source(d.corpus, distilled, d.distill_targets)
     base = Plan(d.corpus, {"files": source.files(), "settings": _settings(d)}, source.labels())
     given = vocab_fingerprint(vocab) if vocab is not None else None
     plans = [base] if given is None else [base, Plan(d.corpus, {**base.inputs, "vocab": given}, base.paths)]

@@ -23,6 +23,7 @@ from textgen.models.protocol import Seq2SeqDecoder, Seq2SeqModel
 from textgen.objectives import OBJECTIVES
 from textgen.objectives.base import Context, Loss
 from textgen.objectives.common import teacher_forced_loss
+from textgen.tasks.distill import distilled_targets
 from textgen.train import checkpoint
 from textgen.train.distributed import Dist, main_first
 
@@ -111,15 +112,18 @@ class Seq2SeqTask:
         """Rank 0 prepares (or finds) the corpus first; the others then map the same folder (shared storage),
         or on a machine that cannot see it prepare their own copy with rank 0's vocabulary."""
 
+        def distilled() -> Path | None:  # the teachers' outputs, decoded first when not cached
+            return distilled_targets(recipe, dist.device) if recipe.data.distill_from else None
+
         def make() -> tuple[PreparedParallel, dict]:
-            data = prepare_parallel(recipe, vocab, explicit)
+            data = prepare_parallel(recipe, vocab, explicit, distilled=distilled())
             return data, data.vocabs.to_dict()
 
         def follow(shared: tuple[PreparedParallel, dict]) -> tuple[PreparedParallel, dict]:
             data, rank0_vocab = shared
             if (data.folder / MANIFEST).is_file():
                 return PreparedParallel(data.folder, read_manifest(data.folder)), rank0_vocab
-            return prepare_parallel(recipe, rank0_vocab), rank0_vocab
+            return prepare_parallel(recipe, rank0_vocab, distilled=distilled()), rank0_vocab
 
         return main_first(dist, make, follow)[0]
 
@@ -201,9 +205,12 @@ class Seq2SeqTask:
 
 
 def _start_notes(recipe: Recipe, init_payload: dict | None, built: Vocabs | None) -> list[str]:
-    """What a run starts from that its header does not show: the init_from checkpoint, and a vocabulary
-    `built` from this corpus that is smaller than asked for."""
+    """What a run starts from that its header does not show: the init_from checkpoint, distilled targets, and a
+    vocabulary `built` from this corpus that is smaller than asked for."""
     notes = []
+    if recipe.data.distill_from:
+        what = "beside the original ones" if recipe.data.distill_targets == "both" else "in place of the original ones"
+        notes.append(f"training targets: the outputs of {recipe.data.distill_from} ({what})")
     if init_payload is not None:
         notes.append(f"initialised from {recipe.init_from} (step {parent_steps(init_payload, own=True)})")
     if built is not None and (note := sentencepiece_note(recipe.data, built)):
