@@ -105,7 +105,7 @@ def test_lm_sample_and_score(cli, tiny_recipe, tmp_path):
     assert scored.total == pytest.approx(total, abs=1e-4) and len(scored.logprobs) == len(line)
     assert lm.score(["the cat sat on the mat."])[0].total > lm.score(["tac eht mat eht no tas"])[0].total
     texts = [line, "t", "the dog sat on the log.\nthe cat", "sat on", line * 3]  # lengths 1 to 69, out of order
-    batched, alone = lm.score(texts, batch_size=3), [lm.score([t])[0] for t in texts]
+    batched, alone = lm.score(texts, batch_size=3, max_tokens=80), [lm.score([t])[0] for t in texts]
     for b, a in zip(batched, alone):  # padded batches of similar lengths score each text as it alone scores
         assert b.tokens == a.tokens and b.logprobs == pytest.approx(a.logprobs, abs=1e-5)
 

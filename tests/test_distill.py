@@ -1,6 +1,6 @@
 """Sequence-level knowledge distillation (tasks/distill.py, data.distill_from): the distilled targets are the
-teacher's beam output, an interrupted decode goes on from its last whole chunk, and a student's prepared training
-split holds them (alone or after the original pairs)."""
+teacher's beam output, decoded once, an interrupted decode goes on from its last whole chunk, and a student's
+prepared training split holds them (alone or after the original pairs)."""
 
 import json
 from pathlib import Path
@@ -13,36 +13,42 @@ from textgen.data.parallel import read_lines
 from textgen.data.prepared_parallel import prepare_parallel
 from textgen.errors import UserError
 from textgen.tasks import distill
+from textgen.tasks.seq2seq import Seq2SeqTask
+from textgen.train.distributed import Dist
 
 
-def student(trained_mt: Path, teachers: str, **data) -> object:
+def student(trained_mt: Path, teachers: str, **data):
     """The toy reversal recipe (beside the teacher) distilled from `teachers`, with data.* overrides."""
     sets = [f"data.distill_from={json.dumps(teachers)}", *(f"data.{k}={json.dumps(v)}" for k, v in data.items())]
     return load_recipe(str(trained_mt.parent / "rev.toml"), sets)
 
 
-def train_sources(recipe) -> list[str]:
-    src = recipe.data.corpus.split(";")[0].split(",")[0]
-    return read_lines(Path(src))
+def corpus_file(recipe, split: int, side: int) -> Path:
+    return Path(recipe.data.corpus.split(";")[split].split(",")[side])
 
 
-def test_distilled_targets_are_the_teachers_beam_output(trained_mt):
+def test_distilled_targets_are_the_teachers_beam_output_decoded_once(trained_mt, monkeypatch):
     recipe = student(trained_mt, str(trained_mt))
     path = distill.distilled_targets(recipe)
-    sources = train_sources(recipe)
+    sources = read_lines(corpus_file(recipe, 0, 0))
     teacher = textgen.load(trained_mt)
     assert read_lines(path) == teacher.translate(sources)  # the recipe's [decode]: beam 3
-    assert read_lines(path) != teacher.translate(sources, beam=1) or teacher.recipe.decode.beam == 1
+    assert read_lines(path) != read_lines(corpus_file(recipe, 0, 1))  # not the references: the teacher errs
     manifest = json.loads((path.parent / distill.MANIFEST).read_text())
     assert manifest["metrics"]["sources"] == len(sources) and manifest["decode"]["beam"] == 3
-    assert distill.distilled_targets(recipe) == path  # cached: the same file, not decoded again
+
+    def fail(*args, **kwargs):
+        raise AssertionError("decoded again")
+
+    monkeypatch.setattr(distill, "decode_sources", fail)
+    assert distill.distilled_targets(recipe) == path  # cached: found by its key, not decoded again
 
 
 def test_an_ensemble_of_teachers_has_its_own_targets(trained_mt):
     one = distill.distilled_targets(student(trained_mt, str(trained_mt)))
     two = distill.distilled_targets(student(trained_mt, f"{trained_mt},{trained_mt}"))
     assert one.parent != two.parent  # keyed by the teachers
-    sources = train_sources(student(trained_mt, str(trained_mt)))
+    sources = read_lines(corpus_file(student(trained_mt, str(trained_mt)), 0, 0))
     assert read_lines(two) == textgen.load([trained_mt, trained_mt]).translate(sources)
 
 
@@ -61,17 +67,22 @@ def test_an_interrupted_decode_keeps_its_whole_chunks_and_redoes_the_rest(traine
 
 
 @pytest.mark.parametrize("mix", ["distilled", "both"])
-def test_the_students_training_split_holds_the_distilled_targets(trained_mt, mix):
+def test_the_students_training_split_holds_the_distilled_targets(trained_mt, mix, tmp_path):
     recipe = student(trained_mt, str(trained_mt), distill_targets=mix)
-    path = distill.distilled_targets(recipe)
-    data = prepare_parallel(recipe, distilled=path)
-    sources, originals = train_sources(recipe), read_lines(Path(recipe.data.corpus.split(";")[0].split(",")[1]))
-    expected = read_lines(path) if mix == "distilled" else originals + read_lines(path)
+    sources, originals = read_lines(corpus_file(recipe, 0, 0)), read_lines(corpus_file(recipe, 0, 1))
+    marked = tmp_path / "distilled.tgt"  # stands for a teacher's outputs: lines no corpus holds
+    marked.write_text("".join(f"{s} {i % 7}\n" for i, s in enumerate(sources)))
+    data = prepare_parallel(recipe, distilled=marked)
+    expected = read_lines(marked) if mix == "distilled" else originals + read_lines(marked)
     assert data.split("train").targets[:] == expected
-    assert len(data.split("train").src) == len(sources) * (1 if mix == "distilled" else 2)
-    assert data.split("valid").targets[:] == read_lines(Path(recipe.data.corpus.split(";")[1].split(",")[1]))
-    plain = prepare_parallel(load_recipe(str(trained_mt.parent / "rev.toml")))
-    assert plain.folder != data.folder  # the distilled corpus is prepared apart from the original
+    assert len(data.split("train").src) == len(expected)
+    assert data.split("valid").targets[:] == read_lines(corpus_file(recipe, 1, 1))
+    other = "both" if mix == "distilled" else "distilled"
+    assert (
+        data.folder
+        != prepare_parallel(student(trained_mt, str(trained_mt), distill_targets=other), distilled=marked).folder
+    )
+    assert data.folder != prepare_parallel(load_recipe(str(trained_mt.parent / "rev.toml"))).folder
 
 
 def test_a_distilled_file_of_another_length_is_refused(trained_mt, tmp_path):
@@ -89,17 +100,32 @@ def test_distill_from_names_missing_teachers_in_one_line(trained_mt, tmp_path):
         distill.teacher_paths(" , ")
 
 
-def test_a_student_trains_from_the_command_line(cli, trained_mt, tmp_path):
-    r = cli(
-        "train",
-        "-r",
-        trained_mt.parent / "rev.toml",
-        "--set",
-        f"data.distill_from={json.dumps(str(trained_mt))}",
-        "--set",
-        "train.max_steps=3",
-        "-o",
-        tmp_path / "student.pt",
+def test_a_data_parallel_student_needs_the_outputs_decoded_first(trained_mt, monkeypatch, tmp_path):
+    monkeypatch.setenv("TEXTGEN_CACHE", str(tmp_path / "cache"))
+    recipe = student(trained_mt, str(trained_mt))
+    with pytest.raises(UserError, match="decoded first: run textgen data prepare"):
+        Seq2SeqTask._prepared(recipe, None, None, Dist(0, 2))
+    distill.distilled_targets(recipe)
+    assert Seq2SeqTask._prepared(recipe, None, None, Dist(0, 2)).split("train").targets[:] == read_lines(
+        distill.distilled_targets(recipe)
     )
+
+
+def test_data_prepare_distils_the_corpus_it_is_given(cli, trained_mt, tmp_path):
+    recipe = load_recipe(str(trained_mt.parent / "rev.toml"))
+    src, tgt = corpus_file(recipe, 0, 0), corpus_file(recipe, 0, 1)
+    (tmp_path / "few.src").write_text("".join(line + "\n" for line in read_lines(src)[:30]))
+    (tmp_path / "few.tgt").write_text("".join(line + "\n" for line in read_lines(tgt)[:30]))
+    corpus = f"few.src,few.tgt;{recipe.data.corpus.split(';', 1)[1]}"
+    r = cli("data", "prepare", corpus, "-r", trained_mt.parent / "rev.toml", "--set", f"data.distill_from={trained_mt}")
     assert r.code == 0, r.err
-    assert textgen.load(tmp_path / "student.pt").recipe.data.distill_from == str(trained_mt)
+    made = Path(r.err.split("teachers' outputs in ")[1].split(" (")[0])
+    assert read_lines(made) == textgen.load(trained_mt).translate(read_lines(tmp_path / "few.src"))
+
+
+def test_a_student_trains_from_the_command_line(cli, trained_mt, tmp_path):
+    sets = [f"data.distill_from={json.dumps(str(trained_mt))}", "train.max_steps=3"]
+    r = cli("train", "-r", trained_mt.parent / "rev.toml", *(a for s in sets for a in ("--set", s)), "-o", "s.pt")
+    assert r.code == 0, r.err
+    assert "training targets: the outputs of" in r.err
+    assert textgen.load(tmp_path / "s.pt").recipe.data.distill_from == str(trained_mt)

@@ -272,9 +272,10 @@ class LanguageModel(_Model):
         return prime + (self.separator if prime else "") + body
 
     @torch.no_grad()
-    def score(self, texts: list[str], batch_size: int = 64) -> list[Scored]:
-        """log p(text | the start context an unprimed sample gets: a line break, or <eos> for words), texts of
-        similar length scored `batch_size` at a time (padded after their end: a causal model never reads it)."""
+    def score(self, texts: list[str], batch_size: int = 64, max_tokens: int = 8192) -> list[Scored]:
+        """log p(text | the start context an unprimed sample gets: a line break, or <eos> for words). Texts of
+        similar length are scored together, up to `batch_size` texts and `max_tokens` padded tokens a batch
+        (padding goes after a text's end, which a causal model never reads)."""
         settings.check(batch_size=batch_size)
         self.model.eval()
         encoded = []
@@ -284,17 +285,25 @@ class LanguageModel(_Model):
                 raise UserError("an empty text has nothing to score: give some text")
         context, out = self.vocab.start_ids(), [None] * len(encoded)
         order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
-        for rows in (order[i : i + batch_size] for i in range(0, len(order), batch_size)):
-            inputs = [context + encoded[i][:-1] for i in rows]
-            x = torch.zeros(len(rows), max(map(len, inputs)), dtype=torch.long)
-            for r, seq in enumerate(inputs):
-                x[r, : len(seq)] = torch.tensor(seq)
+        while order:
+            rows = order[:1]  # the longest texts last: each batch's width is its last text's
+            while len(rows) < min(batch_size, len(order)):
+                if (len(rows) + 1) * (len(context) + len(encoded[order[len(rows)]])) > max_tokens:
+                    break
+                rows.append(order[len(rows)])
+            del order[: len(rows)]
+            x = torch.zeros(len(rows), len(context) + len(encoded[rows[-1]]) - 1, dtype=torch.long)
+            y = torch.zeros(len(rows), len(encoded[rows[-1]]), dtype=torch.long)
+            for r, i in enumerate(rows):
+                seq = context + encoded[i][:-1]
+                x[r, : len(seq)], y[r, : len(encoded[i])] = torch.tensor(seq), torch.tensor(encoded[i])
             logits, _ = self.model(x.to(self.device), self.model.init_state(len(rows)))  # (B, T, V)
-            logp = logits.float().log_softmax(-1)[:, len(context) - 1 :].cpu()
+            logits = logits[:, len(context) - 1 :].float()
+            y = y.to(self.device)
+            picked = (logits.gather(-1, y.unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)).cpu()  # (B, T)
             for r, i in enumerate(rows):
                 ids = encoded[i]
-                picked = logp[r, : len(ids)].gather(1, torch.tensor(ids).unsqueeze(1)).squeeze(1).tolist()
-                out[i] = Scored([self.vocab.decode([t]) for t in ids], picked)
+                out[i] = Scored([self.vocab.decode([t]) for t in ids], picked[r, : len(ids)].tolist())
         return out
 
 

@@ -61,15 +61,9 @@ def data_prepare(
     """
     from textgen.config import load_recipe
     from textgen.data.prepared import prepare
-    from textgen.tasks.distill import MANIFEST, distilled_targets
+    from textgen.tasks.distill import distilled_targets
 
-    chosen = load_recipe(recipe, overrides)
-    distilled = distilled_targets(chosen) if chosen.data.distill_from else None
-    data, notes = prepare(chosen, corpus, output, distilled)
-    if distilled:  # where the teachers' outputs are, and their record (teachers, settings, speed, hardware)
-        notes.append(
-            f"training targets: the teachers' outputs in {distilled}; their record: {distilled.parent / MANIFEST}"
-        )
+    data, notes = prepare(load_recipe(recipe, overrides), corpus, output, distilled_targets)
     for note in notes:
         typer.echo(note, err=True)
     m = data.manifest

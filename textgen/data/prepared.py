@@ -275,11 +275,12 @@ class KeptLines(Sequence[str]):
         return self.lines[int(self.keep[i])]
 
 
-def prepare(recipe, corpus: str | None = None, dest: Path | None = None, distilled: Path | None = None):
+def prepare(recipe, corpus: str | None = None, dest: Path | None = None, distill=None):
     """`textgen data prepare`: tokenize `corpus` (default: the recipe's) once with the recipe's settings into
     memory-mapped arrays at `dest` (default: in the cache, keyed by the data's sha256 and those settings) that
-    later runs reuse; `distilled`: a seq2seq recipe's distilled training targets (tasks/distill.py). Returns the
-    prepared data (its folder, manifest) and notes to show (sentencepiece)."""
+    later runs reuse. `distill(recipe)`: the distilled training targets of a seq2seq recipe that sets
+    data.distill_from (tasks/distill.py; asked for once the corpus is settled). Returns the prepared data (its
+    folder, manifest) and notes to show (sentencepiece)."""
     from dataclasses import replace
 
     if corpus:
@@ -293,5 +294,8 @@ def prepare(recipe, corpus: str | None = None, dest: Path | None = None, distill
     from textgen.data.prepared_parallel import prepare_parallel
     from textgen.data.seqvocab import sentencepiece_note
 
+    distilled = distill(recipe) if recipe.data.distill_from else None
     data = prepare_parallel(recipe, dest=dest, distilled=distilled)
-    return data, [note] if (note := sentencepiece_note(recipe.data, data.vocabs)) else []
+    notes = [note] if (note := sentencepiece_note(recipe.data, data.vocabs)) else []
+    made = f"training targets: the teachers' outputs in {distilled} (distill.json beside it says how they were made)"
+    return data, notes + ([made] if distilled else [])

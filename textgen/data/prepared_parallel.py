@@ -174,12 +174,19 @@ class _Source:
 
     def side(self, split: str, index: int):
         """A fresh pass over one side of a split (for vocabulary training)."""
-        if split == "train" and self.distilled is not None:
-            return lambda: (line for chunk in self.pair_chunks(split) for line in chunk[index])
+        if split == "train" and self.distilled is not None and index == 1:  # the sources are read once either way
+            return lambda: (line for chunk in self.pair_chunks(split) for line in chunk[1])
         if self.paths is not None:
             return lambda: stream_lines(self.paths[split][index])
         part = self._registry_splits[split]
         return lambda: iter(part.sources if index == 0 else part.targets)
+
+
+def training_sources_key(corpus: str) -> dict[str, str]:
+    """sha256 of what a corpus's training sources come from (a registry corpus's files, or the user's training
+    source file; sha256s remembered by size and time), to key outputs made from them (tasks/distill.py)."""
+    files = _Source(corpus).files()
+    return {k: v for k, v in files.items() if k == "train.src"} if own_files(corpus) is not None else files
 
 
 def _write_split(

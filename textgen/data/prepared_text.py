@@ -61,6 +61,8 @@ def prepare_text(
     """The recipe's LM corpus, encoded with the vocabulary built from its training split (or with `vocab`, a
     checkpoint's, which may come from an earlier rule): reused when prepared before."""
     d = recipe.data
+    if d.distill_from:
+        raise UserError("data.distill_from is for seq2seq recipes (a teacher's translations): remove it here")
     settings = {"task": "lm", "level": d.level}  # only what changes the arrays: a changed key re-prepares
     if d.level == "char":
         settings["char_vocab"] = "train+unk"  # folders of the earlier all-splits rule are not reused

@@ -2,10 +2,11 @@
 with the outputs of a teacher (one checkpoint or the ensemble of several) as targets, `data.distill_from`.
 
 The teacher's outputs are decoded once and kept in the cache, in a folder keyed by the teachers' sha256, the
-training sources' sha256 and the decode settings, so every student of the same teachers reuses them. Decoding
-appends a chunk at a time to a partial file: an interrupted run goes on from the last whole chunk, and the file
-takes its final name only when every source is decoded. The data preparation then reads it as the training
-targets (data/prepared_parallel.py), alone or beside the original ones (`data.distill_targets`)."""
+training sources' sha256 and the decode settings, so every student of the same teachers reuses them (the key is
+known without loading a model or reading the corpus). Decoding appends a chunk at a time to a partial file: an
+interrupted run goes on from the last whole chunk, and the file takes its final name only when every source is
+decoded. The data preparation then reads it as the training targets (data/prepared_parallel.py), alone or beside
+the original ones (`data.distill_targets`)."""
 
 from __future__ import annotations
 
@@ -16,16 +17,17 @@ from pathlib import Path
 
 import torch
 
-from textgen.config import Recipe
+from textgen.config import Recipe, recipe_from_checkpoint
 from textgen.console import progress_bar
 from textgen.data.parallel import load_parallel
-from textgen.data.prepared import fingerprint
-from textgen.data.registry import sha256_of
+from textgen.data.prepared import file_sha256, fingerprint
+from textgen.data.prepared_parallel import training_sources_key
 from textgen.decode import settings
-from textgen.decode.dispatch import decode_sources
+from textgen.decode.dispatch import decode_sources, work_items
 from textgen.errors import UserError
 from textgen.paths import cache_dir
 from textgen.results import make_result, write_result
+from textgen.train import checkpoint
 
 CHUNK = 1000  # sources decoded (and made safe on disk) at a time
 TARGETS = "train.tgt"  # the distilled targets, one per training source, in corpus order
@@ -43,33 +45,42 @@ def teacher_paths(spec: str) -> list[Path]:
     return paths
 
 
-def distilled_targets(recipe: Recipe, device: torch.device = torch.device("cpu")) -> Path:
-    """The file of the teachers' outputs for `recipe`'s training sources (decoded now unless cached): beam
-    search as the first teacher's [decode] says, the sources encoded with the teachers' vocabulary."""
-    from textgen.tasks.seq2seq import encode_sources, load_models  # which imports this module
-
+def distilled_targets(recipe: Recipe, device: torch.device = torch.device("cpu"), decode: bool = True) -> Path | None:
+    """The file of the teachers' outputs for `recipe`'s training sources, decoded now unless cached (decode
+    False: None then): as the first teacher's [decode] says (beam search, or MBR where it sets
+    decode.mbr.samples), the sources encoded with the teachers' vocabulary."""
     teachers = teacher_paths(recipe.data.distill_from)
-    model, vocabs, teacher_recipe, _ = load_models(teachers, device)
-    cfg = settings.resolve(teacher_recipe.decode, device, model=model)
-    corpus = load_parallel(recipe.data.corpus, only="train")
-    sources = corpus.splits["train"].sources
+    teacher_recipe = recipe_from_checkpoint(checkpoint.load(teachers[0], kind="seq2seq"))
+    cfg = settings.resolve(teacher_recipe.decode, device)
     keyed = {
-        "teachers": [sha256_of(p) for p in teachers],
-        "sources": {k: v for k, v in corpus.sha256.items() if not k.startswith(("valid.", "test."))},
+        "teachers": [file_sha256(p) for p in teachers],
+        "sources": training_sources_key(recipe.data.corpus),
         "decode": {**dataclasses.asdict(cfg), "batch_size": None},  # the batch does not change an output
         "max_source_tokens": teacher_recipe.data.max_source_tokens,
     }
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(recipe.data.corpus).name)[:40]
     folder = cache_dir() / "distilled" / f"{safe or 'corpus'}-{fingerprint(keyed)[:16]}"
-    final = folder / TARGETS
-    if final.is_file():
-        return final
+    if (folder / TARGETS).is_file() or not decode:
+        return folder / TARGETS if (folder / TARGETS).is_file() else None
+    _decode(folder, teachers, recipe.data.corpus, device, keyed)
+    return folder / TARGETS
+
+
+def _decode(folder: Path, teachers: list[Path], corpus: str, device: torch.device, keyed: dict) -> None:
+    from textgen.tasks.seq2seq import encode_sources, load_models  # which imports this module
+
+    model, vocabs, teacher_recipe, _ = load_models(teachers, device)
+    cfg = settings.resolve(teacher_recipe.decode, device, model=model)
+    sources = load_parallel(corpus, only="train").splits["train"].sources
     folder.mkdir(parents=True, exist_ok=True)
     partial = folder / f"{TARGETS}.partial"
     done = _whole_lines(partial)
     start = time.perf_counter()
-    with progress_bar("distil train", len(sources)) as advance, open(partial, "a", encoding="utf-8") as out:
-        advance(done)
+    with (
+        progress_bar("distil train", work_items(cfg, len(sources))) as advance,
+        open(partial, "a", encoding="utf-8") as out,
+    ):
+        advance(work_items(cfg, done))
         for first in range(done, len(sources), CHUNK):
             ids = encode_sources(vocabs, sources[first : first + CHUNK], teacher_recipe.data.max_source_tokens)
             outputs = decode_sources(model, vocabs.tgt.decode, ids, cfg, advance=advance)
@@ -77,25 +88,28 @@ def distilled_targets(recipe: Recipe, device: torch.device = torch.device("cpu")
             out.flush()
             os.fsync(out.fileno())
     seconds = time.perf_counter() - start
+    if _whole_lines(partial, chunk=1) != len(sources):  # another process appended too: start again
+        partial.unlink()
+        raise UserError(f"'{partial}' was written by two runs at once: run one student at a time while it decodes")
     count = len(sources) - done
     metrics = {"sources": len(sources), "decoded_now": count, "sentences_per_s": round(count / max(seconds, 1e-9), 1)}
     extra = {"teachers": [str(p.resolve()) for p in teachers], "teachers_sha256": keyed["teachers"]}
-    manifest = make_result(metrics, keyed["sources"], seconds, **extra, decode=keyed["decode"])
-    write_result(folder / MANIFEST, manifest)
-    os.replace(partial, final)
-    return final
+    write_result(folder / MANIFEST, make_result(metrics, keyed["sources"], seconds, **extra, decode=keyed["decode"]))
+    os.replace(partial, folder / TARGETS)
 
 
-def _whole_lines(path: Path) -> int:
-    """The whole chunks' lines already in a partial file; a chunk cut short by a crash is dropped."""
+def _whole_lines(path: Path, chunk: int | None = None) -> int:
+    """The lines of whole chunks (of `chunk`, default CHUNK, lines) in a partial file, which is cut after them:
+    a chunk cut short by a crash is dropped."""
     if not path.is_file():
         return 0
-    with open(path, "rb") as f:
-        data = f.read()
-    keep = data.count(b"\n") // CHUNK * CHUNK
+    chunk = chunk or CHUNK
+    data = path.read_bytes()
+    keep = data.count(b"\n") // chunk * chunk
     end = 0
     for _ in range(keep):
         end = data.index(b"\n", end) + 1
-    with open(path, "r+b") as f:
-        f.truncate(end)
+    if end < len(data):
+        with open(path, "r+b") as f:
+            f.truncate(end)
     return keep

@@ -81,8 +81,6 @@ class LMTask:
     def __init__(self, recipe: Recipe, vocab: Vocab | None = None, dist: Dist = Dist(), prepared: Path | None = None):
         t = recipe.train
         self.recipe = recipe
-        if recipe.data.distill_from:
-            raise UserError("data.distill_from is for seq2seq recipes (a teacher's translations): remove it here")
         data = main_first(  # rank 0 prepares; the others map its folder, or prepare where they cannot see it
             dist,
             lambda: prepare_text(recipe, prepared, vocab=vocab),  # a resumed run keeps its checkpoint's vocabulary

@@ -112,8 +112,16 @@ class Seq2SeqTask:
         """Rank 0 prepares (or finds) the corpus first; the others then map the same folder (shared storage),
         or on a machine that cannot see it prepare their own copy with rank 0's vocabulary."""
 
-        def distilled() -> Path | None:  # the teachers' outputs, decoded first when not cached
-            return distilled_targets(recipe, dist.device) if recipe.data.distill_from else None
+        def distilled() -> Path | None:  # the teachers' outputs, decoded first when not cached by a single process
+            if not recipe.data.distill_from:
+                return None
+            path = distilled_targets(recipe, dist.device, decode=not dist.active)
+            if path is None:  # one rank decoding while the others wait would outlast the collectives' timeout
+                raise UserError(
+                    "a data-parallel run needs its teachers' outputs decoded first: run textgen data prepare "
+                    f'--recipe RECIPE --set data.distill_from="{recipe.data.distill_from}" (with your other --set)'
+                )
+            return path
 
         def make() -> tuple[PreparedParallel, dict]:
             data = prepare_parallel(recipe, vocab, explicit, distilled=distilled())
