@@ -65,7 +65,8 @@ case $job in
       [[ -f $OUT/teacher-decode.json ]] || {
         scratch
         taskset -c "$core" "$TEXTGEN" data prepare --recipe translate-multi30k "${distill[@]}" 2> >(tee "$_SCRATCH/log" >&2)
-        cp "$(sed -n 's/.*their record: //p' "$_SCRATCH/log")" "$OUT/teacher-decode.json"  # teachers, settings, speed
+        made=$(sed -n "s/.*teachers' outputs in \(.*\) (distill.json.*/\1/p" "$_SCRATCH/log")
+        cp "$(dirname "$made")/distill.json" "$OUT/teacher-decode.json"  # teachers, settings, speed, hardware
       }
     else
       mix=${1:?student MIX N: MIX distilled or both} n=${2:?student MIX N} name=mt-student-$1-seed$2

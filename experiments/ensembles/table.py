@@ -49,6 +49,19 @@ def rows() -> list[str]:
             else f"ensemble of seeds {what.replace('-', ', ')}"
         )
         out.append(f"| {label} | {bleu(name, 'valid')} | {bleu(name, 'test')} | {speed(name)} |")
+    students: dict[str, list[tuple[float, float]]] = {}
+    for p in sorted(STUDY.glob("mt-student-*-test-beam5.json")):
+        name = p.name.removesuffix("-test-beam5.json")
+        mix, n = re.fullmatch(r"mt-student-(\w+)-seed(\d+)", name).groups()
+        students.setdefault(mix, []).append((bleu(name, "valid"), bleu(name, "test")))
+        targets = "its outputs" if mix == "distilled" else "the originals and its outputs"
+        label = f"student of the 4-ensemble, trained on {targets}, seed {n}"
+        out.append(f"| {label} | {bleu(name, 'valid')} | {bleu(name, 'test')} | {speed(name)} |")
+    for mix, scores in students.items():
+        if len(scores) > 1:
+            v, t = (statistics.mean(x[i] for x in scores) for i in (0, 1))
+            sd = statistics.stdev(x[1] for x in scores)
+            out.append(f"| mean of the {len(scores)} {mix} students (test ± sd) | {v:.2f} | {t:.2f} ± {sd:.2f} | |")
     for p in sorted(STUDY.glob("*-rerank.json")):
         name = p.name.removesuffix("-rerank.json")
         tuned = load(p)
