@@ -50,7 +50,7 @@ def rows() -> list[str]:
         )
         out.append(f"| {label} | {bleu(name, 'valid')} | {bleu(name, 'test')} | {speed(name)} |")
     students: dict[str, list[tuple[float, float]]] = {}
-    for p in sorted(STUDY.glob("mt-student-*-test-beam5.json")):
+    for p in sorted(q for q in STUDY.glob("mt-student-*-test-beam5.json") if "-vs-" not in q.name):
         name = p.name.removesuffix("-test-beam5.json")
         mix, n = re.fullmatch(r"mt-student-(\w+)-seed(\d+)", name).groups()
         students.setdefault(mix, []).append((bleu(name, "valid"), bleu(name, "test")))

@@ -63,6 +63,8 @@ case $job in
       pair "$H/mt-lstm-test-$b.txt" "$H/mt-transformer-test-$b.txt" multi30k "$OUT/transformer-vs-lstm-$b.json"
       pair "$H/onmt-transformer-lr0.3-warmup300-test-$b.txt" "$H/mt-transformer-test-$b.txt" multi30k \
         "$OUT/transformer-vs-onmt-lr0.3-$b.json"
+      pair "$H/mt-lstm-test-$b.txt" "$H/mt-transformer-layers2-lr2e-3-cosine-test-$b.txt" multi30k \
+        "$OUT/tuned-transformer-vs-lstm-$b.json"  # the variant chosen on validation, now the recipe
     done ;;
   *) echo "unknown job $job" >&2; exit 2 ;;
 esac
