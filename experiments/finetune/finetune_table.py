@@ -4,7 +4,7 @@ decodings of those models (results/finetune-CORPUS/mbr/[long-]METHOD-sN/, experi
 results/finetune-CORPUS/QUEUE-table.{json,md}. Multi30k's `strong` queue holds both budgets (2 and 4 epochs);
 AESLC's is tabulated on ROUGE-2, with distinct beam-5 outputs.
 
-    experiments/finetune/run.sh table [strong | tatoeba | aeslc-strong]
+    experiments/finetune/run.sh table [strong | tatoeba | aeslc-strong | transformer]
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ TABLES = {  # queue: (metric, study folder under results/, MBR setting chosen on
     "strong": ("bleu4", "finetune-multi30k", "mbr32-bleu-beam5"),  # chosen by experiments/mbr/run.sh valid
     "tatoeba": ("bleu4", "finetune-tatoeba", "mbr32-bleu-beam5"),
     "aeslc-strong": ("rouge2", "finetune-aeslc", "mbr32-rouge2-beam5"),
+    "transformer": ("bleu4", "finetune-multi30k-transformer", "mbr32-bleu-beam5"),  # strong's setting
 }
 UTILITY = {"bleu4": "sentence-BLEU", "rouge2": "ROUGE-2"}
 START = {"valid greedy": "strong-start-valid-beam1.json", "valid beam5": "strong-start-valid-beam5.json"}

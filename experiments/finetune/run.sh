@@ -6,6 +6,7 @@
 #   experiments/finetune/run.sh strong-long   # the same for 4 epochs (MIXER's stages as in strong, then s = 1)
 #   experiments/finetune/run.sh tatoeba       # Tatoeba, from translate-tatoeba: tatoeba-*.toml here
 #   experiments/finetune/run.sh aeslc-strong  # AESLC, from summarize: aeslc-*.toml here (ROUGE-mix reward)
+#   experiments/finetune/run.sh transformer   # Multi30k, from translate-multi30k-transformer: finetune-*-transformer
 #   experiments/finetune/run.sh compare       # every finished run and MBR decoding against its seed's XENT
 #   experiments/finetune/run.sh table QUEUE   # results/finetune-CORPUS/QUEUE-table.{json,md}
 # RUNS="xent-s2 mixer-loo-s2" picks runs (METHOD-sSEED). MBR decodings of a run go to results/finetune-CORPUS/mbr/
@@ -25,7 +26,8 @@ study() {  # study QUEUE: the results folder, the start checkpoint, the test cor
     strong | strong-long) echo results/finetune-multi30k checkpoints/translate-multi30k.pt multi30k bleu4 ;;
     tatoeba) echo results/finetune-tatoeba checkpoints/translate-tatoeba.pt tatoeba bleu4 ;;
     aeslc-strong) echo results/finetune-aeslc checkpoints/summarize.pt aeslc rouge2 ;;  # against the original subject
-    *) echo "finetune/run.sh: no queue '$1' (strong, strong-long, tatoeba or aeslc-strong)" >&2; return 2 ;;
+    transformer) echo results/finetune-multi30k-transformer checkpoints/translate-multi30k-transformer.pt multi30k bleu4 ;;
+    *) echo "finetune/run.sh: no queue '$1' (strong, strong-long, tatoeba, aeslc-strong or transformer)" >&2; return 2 ;;
   esac
 }
 
@@ -40,6 +42,7 @@ queue() {  # queue QUEUE RUN...: train and score each METHOD-sSEED run of QUEUE
       strong-long) args=(--recipe "finetune-$method" --set train.epochs=4) ;;
       tatoeba) args=(--recipe "$HERE/tatoeba-$method.toml") ;;
       aeslc-strong) args=(--recipe "$HERE/aeslc-$method.toml") ;;
+      transformer) args=(--recipe "finetune-$method-transformer") ;;
     esac
     local metrics=$BLEU
     [[ $metric == rouge2 ]] && metrics=$ROUGE
@@ -64,6 +67,7 @@ compare() {  # every finished QUEUE-METHOD-sN output and MBR decoding against th
     case $hyp in
       results/finetune-tatoeba/*) budget=tatoeba ;;
       results/finetune-aeslc/*) budget=aeslc-strong ;;
+      results/finetune-multi30k-transformer/*) budget=transformer ;;
       *) budget=strong; [[ $model == long-* ]] && budget=strong-long ;;
     esac
     read -r out start corpus metric < <(study "$budget")
@@ -72,9 +76,9 @@ compare() {  # every finished QUEUE-METHOD-sN output and MBR decoding against th
   done
 }
 
-case ${1:?strong, strong-long, tatoeba, aeslc-strong, compare or table} in
+case ${1:?strong, strong-long, tatoeba, aeslc-strong, transformer, compare or table} in
   strong) queue strong ${RUNS:-xent-s1 mrt-s1 mixer-loo-s1} ;;
-  strong-long | tatoeba | aeslc-strong) queue "$1" ${RUNS:-xent-s1 mixer-loo-s1} ;;
+  strong-long | tatoeba | aeslc-strong | transformer) queue "$1" ${RUNS:-xent-s1 mixer-loo-s1} ;;
   compare) compare ;;
   table) table $HERE/finetune_table.py "${2:-strong}" ;;
   *) study "$1" ;;

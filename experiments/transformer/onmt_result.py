@@ -16,11 +16,15 @@ from textgen.results import make_result, write_result
 
 
 def onmt_metrics(run: Path) -> dict[str, float]:
-    """Test2016 BLEU greedy / beam 5, training target tokens/s and steps, as peer-onmt.sh's report states them."""
+    """Test2016 BLEU greedy / beam 5, training target tokens/s and steps, as peer-onmt.sh's report states them,
+    and validation BLEU at beam 5 where run.sh scored it."""
     report = (run / "report.txt").read_text(encoding="utf-8")
     metrics = {
         f"test_bleu4_{tag}": json.loads((run / f"bleu.{tag}.json").read_text())["score"] for tag in ("greedy", "beam5")
     }
+    valid = run / "bleu.valid-beam5.json"  # run.sh's onmt_valid: the score the peer's schedule is chosen by
+    if valid.is_file():
+        metrics["valid_bleu4_beam5"] = json.loads(valid.read_text())["score"]
     patterns = {
         "train_seconds": r"train wall \(incl\. start-up\) : (\d+) s",
         "steps": r"checkpoint used\s+: .*\(step (\d+)\)",

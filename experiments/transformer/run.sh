@@ -3,12 +3,13 @@
 # question here, so it is counted in minutes (the recipes' train.max_minutes), on one thread each: run two jobs side
 # by side, each pinned to its own core (CORE=0 or 1), or one after another on an otherwise idle core:
 #   CORE=0 experiments/transformer/run.sh mt-transformer & CORE=1 experiments/transformer/run.sh mt-lstm & wait
-# Jobs: mt-{transformer,lstm} (Multi30k, test2016 greedy and beam 5), aeslc-transformer (ROUGE-1/2/L), onmt
+# Jobs: mt-{transformer,lstm} (Multi30k, test2016 greedy and beam 5), aeslc-{transformer,lstm} (ROUGE-1/2/L), onmt
 # (../shared/tools/peer-onmt.sh ARCH=transformer with LR, WARMUP from the environment, its report turned into a
 # result file), lm-{transformer,lstm}; pairs (paired bootstraps of the Multi30k outputs); tune (the Transformer recipe
 # with TAG naming the variant and SETS its `--set` overrides, scored on the validation split: settings are chosen
-# there, and only the chosen variant is scored on test, with `TAG=... SETS=... run.sh tune-test`); lm-tune (the same
-# for the Tiny Shakespeare Transformer, whose training result holds its validation loss).
+# there, and only the chosen variant is scored on test, with `TAG=... SETS=... run.sh tune-test`); aeslc-tune and
+# aeslc-tune-test (the same for summarize-transformer); lm-tune (the same for the Tiny Shakespeare Transformer, whose
+# training result holds its validation loss).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source experiments/lib.sh
@@ -17,6 +18,7 @@ export OMP_NUM_THREADS=1
 job=${1:?a job: mt-transformer mt-lstm aeslc-transformer onmt lm-transformer lm-lstm pairs}
 core=${CORE:-0}  # the core this job is pinned to: give two jobs run side by side different cores
 mkdir -p "$OUT/hyps" checkpoints/transformer runs/transformer
+ROUGE="--metric rouge1 --metric rouge2 --metric rougeL"
 
 train() {  # train NAME RECIPE [--set K=V...]: the recipe (as shipped unless overridden), one thread pinned to this job's core
   local name=$1 recipe=$2; shift 2
@@ -33,27 +35,50 @@ score() {  # score NAME METRICS...: test split (SPLIT=valid: validation), greedy
   done
 }
 
+onmt_valid() {  # onmt_valid RUN: the peer's last checkpoint on the validation set, beam 5 as its test decode (its
+               # script scores test only): the score its schedule is chosen by, in RUN/bleu.valid-beam5.json
+  local run=$1 venv=${VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/onmt-venv} last
+  [[ -f $run/bleu.valid-beam5.json ]] && return 0
+  last=$(ls "$run"/model_step_*.pt | sed 's/.*model_step_\([0-9]*\)\.pt/\1 &/' | sort -n | tail -1 | cut -d' ' -f2)
+  TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 taskset -c "$core" "$venv/bin/onmt_translate" -model "$last" \
+    -src "$run/data/val.sp.de" -output "$run/hyp.valid-beam5.sp" -beam_size 5 > "$run/translate.valid-beam5.log" 2>&1
+  "$venv/bin/python" -c 'import sys, sentencepiece as spm
+sp = spm.SentencePieceProcessor(model_file=sys.argv[1])
+sys.stdout.write("".join(sp.decode(line.split()) + "\n" for line in open(sys.argv[2], encoding="utf-8")))' \
+    "$run/data/spm.model" "$run/hyp.valid-beam5.sp" > "$run/hyp.valid-beam5.detok"
+  "$venv/bin/sacrebleu" "$run/data/val.en" -i "$run/hyp.valid-beam5.detok" -m bleu -w 2 > "$run/bleu.valid-beam5.json"
+}
+
 case $job in
   mt-transformer) train "$job" translate-multi30k-transformer && score "$job" --metric bleu4 ;;
   mt-lstm) train "$job" translate-multi30k && score "$job" --metric bleu4 ;;
-  aeslc-transformer) train "$job" summarize-transformer && score "$job" --metric rouge1 --metric rouge2 --metric rougeL ;;
+  aeslc-transformer) train "$job" summarize-transformer && score "$job" $ROUGE ;;
+  aeslc-lstm) train "$job" summarize && SPLIT=valid score "$job" $ROUGE && score "$job" $ROUGE ;;
   lm-transformer) train "$job" shakespeare-transformer ;;
   lm-lstm) train "$job" shakespeare ;;
-  tune | tune-test | lm-tune)  # TAG names the variant, SETS holds its overrides (space-separated KEY=VALUE)
+  tune | tune-test | lm-tune | aeslc-tune | aeslc-tune-test)  # TAG names the variant, SETS holds its overrides (space-separated KEY=VALUE)
     read -ra sets <<< "${SETS:?SETS holds KEY=VALUE overrides}"
     if [[ $job == lm-tune ]]; then  # the LM's training result holds its validation loss
       train "lm-transformer-${TAG:?TAG names the variant}" shakespeare-transformer "${sets[@]/#/--set=}"
+    elif [[ $job == aeslc-tune* ]]; then
+      name=aeslc-transformer-${TAG:?TAG names the variant}
+      train "$name" summarize-transformer "${sets[@]/#/--set=}"
+      # shellcheck disable=SC2086  # ROUGE is a list of --metric options
+      [[ $job == aeslc-tune ]] && SPLIT=valid score "$name" $ROUGE || score "$name" $ROUGE
     else
       name=mt-transformer-${TAG:?TAG names the variant}
       train "$name" translate-multi30k-transformer "${sets[@]/#/--set=}"
       [[ $job == tune ]] && SPLIT=valid score "$name" --metric bleu4 || score "$name" --metric bleu4
     fi ;;
+  onmt-valid)  # RUN=runs/transformer/onmt-...: score a finished peer run on validation (runs before it had none)
+    onmt_valid "${RUN:?RUN names a peer run folder}" ;;
   onmt)  # LR and WARMUP: OpenNMT-py's noam schedule (peer-onmt.sh's defaults 0.5 and 1000)
     export LR=${LR:-0.5} WARMUP=${WARMUP:-1000}
     name=onmt-transformer-lr$LR-warmup$WARMUP
     [[ -f $OUT/$name.json ]] || {
       ARCH=transformer TRAIN_SECONDS=1500 REUSE_VENV=1 W=$PWD/runs/transformer/$name taskset -c "$core" \
         bash ../shared/tools/peer-onmt.sh
+      onmt_valid "runs/transformer/$name"
       "$PYTHON" experiments/transformer/onmt_result.py "runs/transformer/$name" "$OUT/$name.json"
       for tag in greedy beam5; do gzip -9c "runs/transformer/$name/hyp.$tag.detok" > "$OUT/hyps/$name-test-$tag.txt.gz"; done
     } ;;
