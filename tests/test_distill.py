@@ -10,7 +10,7 @@ import pytest
 import textgen
 from textgen.config import load_recipe
 from textgen.data.parallel import read_lines
-from textgen.data.prepared_parallel import prepare_parallel
+from textgen.data.prepared_parallel import prepare_parallel, training_sources_key
 from textgen.errors import UserError
 from textgen.tasks import distill
 from textgen.tasks.seq2seq import Seq2SeqTask
@@ -64,6 +64,18 @@ def test_an_interrupted_decode_keeps_its_whole_chunks_and_redoes_the_rest(traine
     resumed = read_lines(distill.distilled_targets(recipe))
     assert resumed == ["kept"] * 50 + full[50:]
     assert json.loads((folder / distill.MANIFEST).read_text())["metrics"]["decoded_now"] == len(full) - 50
+
+
+def test_the_key_follows_the_training_sources_only(tmp_path):
+    for name in ("train.de", "train.en", "valid.de", "valid.en"):
+        (tmp_path / name).write_text("a b\n")
+    corpus = f"{tmp_path}/train.de,{tmp_path}/train.en;{tmp_path}/valid.de,{tmp_path}/valid.en"
+    key = training_sources_key(corpus)
+    (tmp_path / "valid.de").write_text("another source\n")  # sizes change, so remembered sha256s are not reused
+    (tmp_path / "train.en").write_text("another target\n")
+    assert training_sources_key(corpus) == key
+    (tmp_path / "train.de").write_text("another source\n")
+    assert training_sources_key(corpus) != key
 
 
 @pytest.mark.parametrize("mix", ["distilled", "both"])

@@ -6,6 +6,7 @@ import json
 import pytest
 
 from tests.conftest import train_for_session, write_recipe
+from textgen.metrics import bleu4
 from textgen.rerank import FEATURES, GRID, PLAIN, Reranker, corpus_metric, pick, tune
 
 
@@ -29,6 +30,19 @@ def test_tuning_finds_the_feature_that_raises_the_metric_and_keeps_plain_weights
     weights, best = tune(nbests, features, metric, ["reverse"])  # a feature that carries nothing: no change
     assert weights == PLAIN and best == 0
     assert 0.0 in GRID and min(GRID) == -2.0 and max(GRID) == 2.0 and 0.01 in GRID
+
+
+@pytest.mark.parametrize("metric", ["bleu4", "bleu4-lc"])
+def test_bleu_corpus_metric_equals_sacrebleus_corpus_score(metric):
+    refs = ["A man rides a red bike .", "Two dogs play in the snow", "a child eats", "The Cat sleeps on a mat ."]
+    picks = [
+        ["a man rides a bike .", "two dogs play in snow", "a child", "the cat sleeps ."],
+        ["A man rides a red bike .", "Dogs play", "a child eats food", "The cat sleeps on the mat ."],
+    ]
+    score = corpus_metric(metric, refs)
+    for hyps in [*picks, picks[0]]:  # the last from remembered counts
+        assert score(hyps) == pytest.approx(bleu4(hyps, [refs], lowercase=metric == "bleu4-lc")[0], abs=1e-9)
+    assert score(picks[0]) != score(picks[1])
 
 
 def test_rouge_corpus_metric_is_the_mean_of_sentence_f1s_as_eval_scores_it():

@@ -132,13 +132,28 @@ def load(path: str | Path, device: str = "auto") -> Reranker:
 
 
 def corpus_metric(metric: str, references: list[str]):
-    """hyps -> the corpus `metric` against one reference stream, unrounded: BLEU by sacrebleu over the outputs,
-    ROUGE as the mean of per-output F1s, each computed once per distinct (source, output)."""
-    from textgen.metrics import best_reference_f1, bleu4, check_metrics
+    """hyps -> the corpus `metric` against one reference stream, unrounded: BLEU as sacrebleu's corpus score
+    from the sums of per-output n-gram statistics, ROUGE as the mean of per-output F1s; either computed once per
+    distinct (source, output), so that the weight search re-tokenises nothing."""
+    from sacrebleu.metrics import BLEU
+
+    from textgen.metrics import best_reference_f1, check_metrics
 
     check_metrics([metric])
     if metric.startswith("bleu4"):
-        return lambda hyps: bleu4(hyps, [references], lowercase=metric == "bleu4-lc")[0]
+        sentence = BLEU(lowercase=metric == "bleu4-lc", effective_order=True)  # the order does not change counts
+        counts: dict[tuple[int, str], list[int]] = {}
+
+        def bleu(hyps: list[str]) -> float:
+            total = [0] * 10  # 4 matches, 4 totals, output length, reference length
+            for i, h in enumerate(hyps):
+                if (i, h) not in counts:
+                    s = sentence.sentence_score(h, [references[i]])
+                    counts[i, h] = [*s.counts, *s.totals, s.sys_len, s.ref_len]
+                total = [a + b for a, b in zip(total, counts[i, h])]
+            return BLEU.compute_bleu(total[:4], total[4:8], total[8], total[9], smooth_method="exp").score
+
+        return bleu
     cache: dict[tuple[int, str], float] = {}
 
     def rouge(hyps: list[str]) -> float:

@@ -185,8 +185,13 @@ class _Source:
 def training_sources_key(corpus: str) -> dict[str, str]:
     """sha256 of what a corpus's training sources come from (a registry corpus's files, or the user's training
     source file; sha256s remembered by size and time), to key outputs made from them (tasks/distill.py)."""
-    files = _Source(corpus).files()
-    return {k: v for k, v in files.items() if k == "train.src"} if own_files(corpus) is not None else files
+    paths = own_files(corpus)
+    if paths is None:
+        return _Source(corpus).files()  # the registry's record: nothing is read
+    source = paths["train"][0]
+    if not source.is_file():
+        raise UserError(f"file '{source}' does not exist: check the path")
+    return {"train.src": file_sha256(source)}
 
 
 def _write_split(

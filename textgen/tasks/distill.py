@@ -50,7 +50,8 @@ def distilled_targets(recipe: Recipe, device: torch.device = torch.device("cpu")
     False: None then): as the first teacher's [decode] says (beam search, or MBR where it sets
     decode.mbr.samples), the sources encoded with the teachers' vocabulary."""
     teachers = teacher_paths(recipe.data.distill_from)
-    teacher_recipe = recipe_from_checkpoint(checkpoint.load(teachers[0], kind="seq2seq"))
+    # the recipe alone is needed here: the mapped tensors are not read
+    teacher_recipe = recipe_from_checkpoint(checkpoint.load(teachers[0], kind="seq2seq", mmap=True))
     cfg = settings.resolve(teacher_recipe.decode, device)
     keyed = {
         "teachers": [file_sha256(p) for p in teachers],
@@ -106,9 +107,7 @@ def _whole_lines(path: Path, chunk: int | None = None) -> int:
     chunk = chunk or CHUNK
     data = path.read_bytes()
     keep = data.count(b"\n") // chunk * chunk
-    end = 0
-    for _ in range(keep):
-        end = data.index(b"\n", end) + 1
+    end = len(data) - len(data.split(b"\n", keep)[-1]) if keep else 0  # just past the keep-th newline
     if end < len(data):
         with open(path, "r+b") as f:
             f.truncate(end)

@@ -62,12 +62,14 @@ def save(path: Path, payload: dict[str, Any]) -> None:
         raise
 
 
-def load(path: Path, kind: str | None = None) -> dict[str, Any]:
+def load(path: Path, kind: str | None = None, mmap: bool = False) -> dict[str, Any]:
+    """The payload of a textgen checkpoint, checked; `mmap` maps the tensors from the file instead of reading
+    them, for callers that need only the recipe or a few tensors."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"checkpoint '{path}' does not exist: check the path")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        payload = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as exc:  # torch raises many types for torn or foreign files
         raise UserError(
             f"checkpoint '{path}' is truncated, corrupt or not a weights-only file ({type(exc).__name__}): "
