@@ -67,8 +67,7 @@ def average(files: list[Path]) -> dict:
         name: (total[name] / len(files)).to(value.dtype) if value.is_floating_point() else value
         for name, value in newest["model"].items()
     }
-    kept = {k: v for k, v in newest.items() if k not in ("train_state", "format")}
-    return kept | {"model": weights, "averaged": [str(p) for p in files]}
+    return checkpoint.without_training_state(newest) | {"model": weights, "averaged": [str(p) for p in files]}
 
 
 def average_files(inputs: list[Path], output: str | Path, last: int = 0) -> list[Path]:

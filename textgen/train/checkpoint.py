@@ -106,10 +106,16 @@ def drop_kept_after(run_dir: Path, step: int) -> None:
             path.unlink(missing_ok=True)
 
 
+def without_training_state(payload: dict[str, Any]) -> dict[str, Any]:
+    """A payload with the model, vocabularies and recipe but no optimizer or training state (nor the format
+    version, which `save` writes): a model to decode or average, not to resume."""
+    return {k: v for k, v in payload.items() if k not in ("train_state", "format")}
+
+
 def keep(run_dir: Path, step: int, payload: dict[str, Any], last: int) -> None:
     """Keep the weights of this validation as RUN_DIR/checkpoint-STEP.pt and delete all but the `last` newest:
     a model to decode or average (`textgen average`), not to resume (no optimizer or training state)."""
-    weights = {k: v for k, v in payload.items() if k != "train_state"}
+    weights = without_training_state(payload)
     start = payload.get("train_state", {}).get("start_step", 0)  # a fine-tune's parent updates
     save(Path(run_dir) / f"checkpoint-{step}.pt", weights | {"step": step, "start_step": start})
     for old in kept(run_dir)[:-last]:
