@@ -129,7 +129,10 @@ def test_data_prepare_distils_the_corpus_it_is_given(cli, trained_mt, tmp_path):
     (tmp_path / "few.src").write_text("".join(line + "\n" for line in read_lines(src)[:30]))
     (tmp_path / "few.tgt").write_text("".join(line + "\n" for line in read_lines(tgt)[:30]))
     corpus = f"few.src,few.tgt;{recipe.data.corpus.split(';', 1)[1]}"
-    r = cli("data", "prepare", corpus, "-r", trained_mt.parent / "rev.toml", "--set", f"data.distill_from={trained_mt}")
+    args = ("data", "prepare", corpus, "-r", trained_mt.parent / "rev.toml", "--set", f"data.distill_from={trained_mt}")
+    r = cli(*args, "--device", "nonsense")
+    assert r.code == 2 and "unknown device 'nonsense'" in r.err
+    r = cli(*args, "--device", "cpu")
     assert r.code == 0, r.err
     made = Path(r.err.split("teachers' outputs in ")[1].split(" (")[0])
     assert read_lines(made) == textgen.load(trained_mt).translate(read_lines(tmp_path / "few.src"))

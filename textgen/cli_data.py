@@ -49,6 +49,7 @@ def data_prepare(
     recipe: str = opt.DATA_PREPARE_RECIPE,
     overrides: list[str] = opt.SET,
     output: Optional[Path] = opt.DATA_PREPARE_OUTPUT,
+    device: str = opt.device("run the teachers of data.distill_from"),
 ) -> None:
     """Tokenize a corpus once into memory-mapped arrays that every later `textgen train` reuses.
 
@@ -61,9 +62,11 @@ def data_prepare(
     """
     from textgen.config import load_recipe
     from textgen.data.prepared import prepare
+    from textgen.device import resolve_device
     from textgen.tasks.distill import distilled_targets
 
-    data, notes = prepare(load_recipe(recipe, overrides), corpus, output, distilled_targets)
+    where = resolve_device(device)
+    data, notes = prepare(load_recipe(recipe, overrides), corpus, output, lambda r: distilled_targets(r, where))
     for note in notes:
         typer.echo(note, err=True)
     m = data.manifest
