@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 import textgen
+import textgen.device
 from textgen.config import load_recipe
 from textgen.data.parallel import read_lines
 from textgen.data.prepared_parallel import prepare_parallel, training_sources_key
@@ -74,8 +75,29 @@ def test_the_key_follows_the_training_sources_only(tmp_path):
     (tmp_path / "valid.de").write_text("another source\n")  # sizes change, so remembered sha256s are not reused
     (tmp_path / "train.en").write_text("another target\n")
     assert training_sources_key(corpus) == key
+    (tmp_path / "valid.de").unlink()  # the other splits are not read at all
+    assert training_sources_key(corpus) == key
     (tmp_path / "train.de").write_text("another source\n")
     assert training_sources_key(corpus) != key
+
+
+@pytest.mark.parametrize(
+    ("text", "chunk", "kept"),
+    [
+        ("", 2, ""),
+        ("a\n", 2, ""),
+        ("a\nb", 2, ""),
+        ("a\nb\n", 2, "a\nb\n"),
+        ("a\nb\nc", 2, "a\nb\n"),
+        ("a\nb\nc\nd\ne\n", 2, "a\nb\nc\nd\n"),
+        ("a\nb\nc", 1, "a\nb\n"),
+    ],
+)
+def test_a_partial_file_is_cut_after_its_last_whole_chunk(tmp_path, text, chunk, kept):
+    path = tmp_path / "train.tgt.partial"
+    path.write_bytes(text.encode())
+    assert distill._whole_lines(path, chunk) == kept.count("\n")
+    assert path.read_bytes() == kept.encode()
 
 
 @pytest.mark.parametrize("mix", ["distilled", "both"])
@@ -123,7 +145,7 @@ def test_a_data_parallel_student_needs_the_outputs_decoded_first(trained_mt, mon
     )
 
 
-def test_data_prepare_distils_the_corpus_it_is_given(cli, trained_mt, tmp_path):
+def test_data_prepare_distils_the_corpus_it_is_given(cli, trained_mt, tmp_path, monkeypatch):
     recipe = load_recipe(str(trained_mt.parent / "rev.toml"))
     src, tgt = corpus_file(recipe, 0, 0), corpus_file(recipe, 0, 1)
     (tmp_path / "few.src").write_text("".join(line + "\n" for line in read_lines(src)[:30]))
@@ -132,8 +154,13 @@ def test_data_prepare_distils_the_corpus_it_is_given(cli, trained_mt, tmp_path):
     args = ("data", "prepare", corpus, "-r", trained_mt.parent / "rev.toml", "--set", f"data.distill_from={trained_mt}")
     r = cli(*args, "--device", "nonsense")
     assert r.code == 2 and "unknown device 'nonsense'" in r.err
-    r = cli(*args, "--device", "cpu")
+    seen, real = [], distill.distilled_targets  # the device given reaches the teachers (then the CPU runs them)
+    with monkeypatch.context() as patch:
+        patch.setattr(textgen.device, "resolve_device", lambda name: f"resolved {name}")
+        patch.setattr(distill, "distilled_targets", lambda recipe, device: seen.append(device) or real(recipe))
+        r = cli(*args, "--device", "cpu")
     assert r.code == 0, r.err
+    assert seen == ["resolved cpu"]
     made = Path(r.err.split("teachers' outputs in ")[1].split(" (")[0])
     assert read_lines(made) == textgen.load(trained_mt).translate(read_lines(tmp_path / "few.src"))
 

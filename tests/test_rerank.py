@@ -4,6 +4,7 @@ pays, the features are the models' own scores, and `textgen rerank` / `--rerank`
 import json
 
 import pytest
+from sacrebleu.metrics import BLEU
 
 from tests.conftest import train_for_session, write_recipe
 from textgen.metrics import bleu4
@@ -33,15 +34,22 @@ def test_tuning_finds_the_feature_that_raises_the_metric_and_keeps_plain_weights
 
 
 @pytest.mark.parametrize("metric", ["bleu4", "bleu4-lc"])
-def test_bleu_corpus_metric_equals_sacrebleus_corpus_score(metric):
+def test_bleu_corpus_metric_equals_sacrebleus_corpus_score(metric, monkeypatch):
     refs = ["A man rides a red bike .", "Two dogs play in the snow", "a child eats", "The Cat sleeps on a mat ."]
     picks = [
         ["a man rides a bike .", "two dogs play in snow", "a child", "the cat sleeps ."],
         ["A man rides a red bike .", "Dogs play", "a child eats food", "The cat sleeps on the mat ."],
     ]
+    picks.append(["", "", "zebra", ""])  # empty outputs and no match at all
+    calls = []
+    real = BLEU.sentence_score
+    monkeypatch.setattr(BLEU, "sentence_score", lambda self, h, r: calls.append(h) or real(self, h, r))
     score = corpus_metric(metric, refs)
-    for hyps in [*picks, picks[0]]:  # the last from remembered counts
-        assert score(hyps) == pytest.approx(bleu4(hyps, [refs], lowercase=metric == "bleu4-lc")[0], abs=1e-9)
+    for hyps in picks:
+        assert score(hyps) == bleu4(hyps, [refs], lowercase=metric == "bleu4-lc")[0]
+    assert len(calls) == len({(i, h) for hyps in picks for i, h in enumerate(hyps)})
+    assert score(picks[0]) == bleu4(picks[0], [refs], lowercase=metric == "bleu4-lc")[0]  # from remembered counts
+    assert len(calls) == len({(i, h) for hyps in picks for i, h in enumerate(hyps)})
     assert score(picks[0]) != score(picks[1])
 
 

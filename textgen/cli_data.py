@@ -65,8 +65,10 @@ def data_prepare(
     from textgen.device import resolve_device
     from textgen.tasks.distill import distilled_targets
 
-    where = resolve_device(device)
-    data, notes = prepare(load_recipe(recipe, overrides), corpus, output, lambda r: distilled_targets(r, where))
+    def distill(r):  # the device is resolved only where there are teachers to run
+        return distilled_targets(r, resolve_device(device))
+
+    data, notes = prepare(load_recipe(recipe, overrides), corpus, output, distill)
     for note in notes:
         typer.echo(note, err=True)
     m = data.manifest

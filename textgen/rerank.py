@@ -141,17 +141,20 @@ def corpus_metric(metric: str, references: list[str]):
 
     check_metrics([metric])
     if metric.startswith("bleu4"):
-        sentence = BLEU(lowercase=metric == "bleu4-lc", effective_order=True)  # the order does not change counts
-        counts: dict[tuple[int, str], list[int]] = {}
+        # effective_order changes a sentence's score, not its counts; set, it silences sacrebleu's warning
+        sentence = BLEU(lowercase=metric == "bleu4-lc", effective_order=True)
+        stats: dict[tuple[int, str], tuple[list[int], list[int], int, int]] = {}
 
         def bleu(hyps: list[str]) -> float:
-            total = [0] * 10  # 4 matches, 4 totals, output length, reference length
+            matches, totals, out_len, ref_len = [0] * 4, [0] * 4, 0, 0
             for i, h in enumerate(hyps):
-                if (i, h) not in counts:
+                if (i, h) not in stats:
                     s = sentence.sentence_score(h, [references[i]])
-                    counts[i, h] = [*s.counts, *s.totals, s.sys_len, s.ref_len]
-                total = [a + b for a, b in zip(total, counts[i, h])]
-            return BLEU.compute_bleu(total[:4], total[4:8], total[8], total[9], smooth_method="exp").score
+                    stats[i, h] = (s.counts, s.totals, s.sys_len, s.ref_len)
+                m, t, o, r = stats[i, h]
+                matches, totals = [a + b for a, b in zip(matches, m)], [a + b for a, b in zip(totals, t)]
+                out_len, ref_len = out_len + o, ref_len + r
+            return BLEU.compute_bleu(matches, totals, out_len, ref_len, smooth_method="exp").score
 
         return bleu
     cache: dict[tuple[int, str], float] = {}

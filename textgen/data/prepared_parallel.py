@@ -187,7 +187,7 @@ def training_sources_key(corpus: str) -> dict[str, str]:
     source file; sha256s remembered by size and time), to key outputs made from them (tasks/distill.py)."""
     paths = own_files(corpus)
     if paths is None:
-        return _Source(corpus).files()  # the registry's record: nothing is read
+        return _Source(corpus).files()  # the registry's pinned sha256s (files built locally are hashed)
     source = paths["train"][0]
     if not source.is_file():
         raise UserError(f"file '{source}' does not exist: check the path")

@@ -106,8 +106,11 @@ def _whole_lines(path: Path, chunk: int | None = None) -> int:
         return 0
     chunk = chunk or CHUNK
     data = path.read_bytes()
-    keep = data.count(b"\n") // chunk * chunk
-    end = len(data) - len(data.split(b"\n", keep)[-1]) if keep else 0  # just past the keep-th newline
+    count = data.count(b"\n")
+    keep = count // chunk * chunk
+    end = data.rfind(b"\n") + 1 if keep else 0  # past the last newline, then back over the lines after the cut
+    for _ in range(count - keep if keep else 0):
+        end = data.rfind(b"\n", 0, end - 1) + 1
     if end < len(data):
         with open(path, "r+b") as f:
             f.truncate(end)

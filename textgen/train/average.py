@@ -57,7 +57,8 @@ def average(files: list[Path]) -> dict:
         payload = checkpoint.load(path)
         shapes = {k: v.shape for k, v in payload["model"].items()}
         if first is None:
-            first = {k: v for k, v in payload.items() if k != "model"} | {"shapes": shapes}
+            first = {k: v for k, v in checkpoint.without_training_state(payload).items() if k != "model"}
+            first |= {"shapes": shapes}
         _check_same_model(first, payload, shapes, path, files[0])
         for name, value in payload["model"].items():
             if value.is_floating_point():

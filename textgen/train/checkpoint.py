@@ -64,7 +64,8 @@ def save(path: Path, payload: dict[str, Any]) -> None:
 
 def load(path: Path, kind: str | None = None, mmap: bool = False) -> dict[str, Any]:
     """The payload of a textgen checkpoint, checked; `mmap` maps the tensors from the file instead of reading
-    them, for callers that need only the recipe or a few tensors."""
+    them, for callers that need only the recipe or a few tensors: drop the payload before the file can change
+    (`save` renames a new file over it, which is safe; writing into it would break the mapped tensors)."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"checkpoint '{path}' does not exist: check the path")
