@@ -15,10 +15,10 @@ cd "$(dirname "$0")/../.."
 source experiments/lib.sh
 OUT=${OUT:-results/transformer}
 export OMP_NUM_THREADS=1
-job=${1:?a job: mt-transformer mt-lstm aeslc-transformer onmt lm-transformer lm-lstm pairs}
+job=${1:?a job: mt-transformer mt-lstm aeslc-transformer aeslc-lstm onmt onmt-valid lm-transformer lm-lstm pairs tune tune-test aeslc-tune aeslc-tune-test lm-tune}
 core=${CORE:-0}  # the core this job is pinned to: give two jobs run side by side different cores
 mkdir -p "$OUT/hyps" checkpoints/transformer runs/transformer
-ROUGE="--metric rouge1 --metric rouge2 --metric rougeL"
+ROUGE=(--metric rouge1 --metric rouge2 --metric rougeL)
 
 train() {  # train NAME RECIPE [--set K=V...]: the recipe (as shipped unless overridden), one thread pinned to this job's core
   local name=$1 recipe=$2; shift 2
@@ -46,14 +46,15 @@ onmt_valid() {  # onmt_valid RUN: the peer's last checkpoint on the validation s
 sp = spm.SentencePieceProcessor(model_file=sys.argv[1])
 sys.stdout.write("".join(sp.decode(line.split()) + "\n" for line in open(sys.argv[2], encoding="utf-8")))' \
     "$run/data/spm.model" "$run/hyp.valid-beam5.sp" > "$run/hyp.valid-beam5.detok"
-  "$venv/bin/sacrebleu" "$run/data/val.en" -i "$run/hyp.valid-beam5.detok" -m bleu -w 2 > "$run/bleu.valid-beam5.json"
+  "$venv/bin/sacrebleu" "$run/data/val.en" -i "$run/hyp.valid-beam5.detok" -m bleu -w 2 > "$run/bleu.valid-beam5.tmp"
+  mv "$run/bleu.valid-beam5.tmp" "$run/bleu.valid-beam5.json"
 }
 
 case $job in
   mt-transformer) train "$job" translate-multi30k-transformer && score "$job" --metric bleu4 ;;
   mt-lstm) train "$job" translate-multi30k && score "$job" --metric bleu4 ;;
-  aeslc-transformer) train "$job" summarize-transformer && score "$job" $ROUGE ;;
-  aeslc-lstm) train "$job" summarize && SPLIT=valid score "$job" $ROUGE && score "$job" $ROUGE ;;
+  aeslc-transformer) train "$job" summarize-transformer; score "$job" "${ROUGE[@]}" ;;
+  aeslc-lstm) train "$job" summarize; SPLIT=valid score "$job" "${ROUGE[@]}"; score "$job" "${ROUGE[@]}" ;;
   lm-transformer) train "$job" shakespeare-transformer ;;
   lm-lstm) train "$job" shakespeare ;;
   tune | tune-test | lm-tune | aeslc-tune | aeslc-tune-test)  # TAG names the variant, SETS holds its overrides (space-separated KEY=VALUE)
@@ -63,15 +64,18 @@ case $job in
     elif [[ $job == aeslc-tune* ]]; then
       name=aeslc-transformer-${TAG:?TAG names the variant}
       train "$name" summarize-transformer "${sets[@]/#/--set=}"
-      # shellcheck disable=SC2086  # ROUGE is a list of --metric options
-      [[ $job == aeslc-tune ]] && SPLIT=valid score "$name" $ROUGE || score "$name" $ROUGE
+      if [[ $job == aeslc-tune ]]; then SPLIT=valid score "$name" "${ROUGE[@]}"; else score "$name" "${ROUGE[@]}"; fi
     else
       name=mt-transformer-${TAG:?TAG names the variant}
       train "$name" translate-multi30k-transformer "${sets[@]/#/--set=}"
-      [[ $job == tune ]] && SPLIT=valid score "$name" --metric bleu4 || score "$name" --metric bleu4
+      if [[ $job == tune ]]; then SPLIT=valid score "$name" --metric bleu4; else score "$name" --metric bleu4; fi
     fi ;;
-  onmt-valid)  # RUN=runs/transformer/onmt-...: score a finished peer run on validation (runs before it had none)
-    onmt_valid "${RUN:?RUN names a peer run folder}" ;;
+  onmt-valid)  # RUN=runs/transformer/onmt-transformer-lrLR-warmupW: score a finished peer run on validation, and
+               # write its result file again with that score
+    run=${RUN:?RUN names a peer run folder} && name=$(basename "$run")
+    onmt_valid "$run"
+    LR=${name#*-lr} LR=${LR%-warmup*} WARMUP=${name##*-warmup} \
+      "$PYTHON" experiments/transformer/onmt_result.py "$run" "$OUT/$name.json" ;;
   onmt)  # LR and WARMUP: OpenNMT-py's noam schedule (peer-onmt.sh's defaults 0.5 and 1000)
     export LR=${LR:-0.5} WARMUP=${WARMUP:-1000}
     name=onmt-transformer-lr$LR-warmup$WARMUP

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import textgen
 from textgen.data.parallel import load_parallel
-from textgen.results import make_result, write_result
+from textgen.results import invocation, make_result, write_result
 
 
 def nats_per_token(model, sources: list[str], targets: list[str]) -> float:
@@ -39,7 +39,8 @@ def main() -> None:
         }
         print(ckpt.stem, metrics[ckpt.stem])
     extra = {"checkpoints": [str(c) for c in ckpts], "split": "valid", "permutation_seed": 1}
-    write_result(out, make_result(metrics, shas, time.perf_counter() - start, **extra))
+    command = invocation("python experiments/transformer/source_use.py")
+    write_result(out, make_result(metrics, shas, time.perf_counter() - start, command=command, **extra))
 
 
 if __name__ == "__main__":
