@@ -4,7 +4,8 @@
 # last kept checkpoints, and as ensembles of 2 and 4; valid and test2016, beam 5. Run two seeds side by side on
 # different cores, then the rest:
 #   CORE=0 experiments/ensembles/run.sh seed 2 & CORE=1 experiments/ensembles/run.sh seed 3 & wait
-# Jobs: seed N (train seed N, keeping its last 5 validations' weights, and score it), average N K (the mean of
+# Jobs: seed N (train seed N, keeping its last 5 validations' weights, and score it; strong N the same with the
+# recipe's two-thread budget in updates, strong-ensemble N... their ensemble), average N K (the mean of
 # seed N's last K kept checkpoints, scored), ensemble N... (the ensemble of those seeds, scored), pairs BASE
 # SYSTEM... (paired bootstraps on test), mixed (seed 1 with the transformer study's Transformer), reverse and lm (the reranking models), rerank NAME CHECKPOINT... (tune
 # n-best reranking on valid, score test), teacher (the 4-model ensemble's beam-5 outputs for the training sources,
@@ -30,22 +31,26 @@ score() {  # score NAME CHECKPOINT...: beam 5 on valid and test (the recipe's de
 }
 
 case $job in
-  seed)
-    n=$1 ckpt=checkpoints/ensembles/mt-seed$1.pt
-    if [[ $n == 1 ]]; then
+  seed | strong)  # seed N: 25 one-thread minutes; strong N: the 6,025 updates the recipe makes in 25 two-thread
+                  # minutes (results/recipes), counted in updates so that two such runs go side by side, one core each
+    n=$1 budget=()
+    if [[ $job == seed ]]; then name=mt-seed$n; else name=strong-seed$n budget=(--set train.max_steps=6025 --set train.max_minutes=0); fi
+    ckpt=checkpoints/ensembles/$name.pt
+    if [[ $job == seed && $n == 1 ]]; then
       [[ -f $ckpt ]] || ln -s ../transformer/mt-lstm.pt "$ckpt"  # experiments/transformer/run.sh mt-lstm
-    elif [[ ! -f $OUT/mt-seed$n-train.json ]]; then
+    elif [[ ! -f $OUT/$name-train.json ]]; then
       taskset -c "$core" "$TEXTGEN" train --recipe translate-multi30k --set train.seed="$n" --set train.threads=1 \
-        --set train.keep_checkpoints=5 -o "$ckpt" --overwrite --run-dir "runs/ensembles/mt-seed$n" \
-        --results "$OUT/mt-seed$n-train.json"
+        --set train.keep_checkpoints=5 "${budget[@]}" -o "$ckpt" --overwrite --run-dir "runs/ensembles/$name" \
+        --results "$OUT/$name-train.json"
     fi
-    score "mt-seed$n" "$ckpt" ;;
+    score "$name" "$ckpt" ;;
   average)  # average N K: the mean of seed N's last K kept checkpoints (K from 2 to 5)
     ckpt=checkpoints/ensembles/mt-seed$1-avg$2.pt
     [[ -f $ckpt ]] || "$TEXTGEN" average "runs/ensembles/mt-seed$1" --last "$2" -o "$ckpt"
     score "mt-seed$1-avg$2" "$ckpt" ;;
-  ensemble)
-    score "mt-ensemble-$(IFS=-; echo "$*")" $(printf 'checkpoints/ensembles/mt-seed%s.pt ' "$@") ;;
+  ensemble | strong-ensemble)  # the ensemble of those seeds (of `seed` or `strong` models)
+    kind=${job%-ensemble}; [[ $kind == ensemble ]] && kind=mt
+    score "$kind-ensemble-$(IFS=-; echo "$*")" $(printf "checkpoints/ensembles/$kind-seed%s.pt " "$@") ;;
   mixed)  # seed 1's LSTM with the transformer study's Transformer (the same vocabulary)
     score mt-ensemble-lstm-transformer checkpoints/ensembles/mt-seed1.pt checkpoints/transformer/mt-transformer.pt ;;
   reverse | lm)  # the reranking models: en->de translate-multi30k, and a char LM of the English targets (15 min)
