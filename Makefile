@@ -28,6 +28,10 @@ MT_CKPT = $(if $(wildcard checkpoints/translate-multi30k.pt),--checkpoint checkp
 
 TF_CKPT = $(if $(wildcard checkpoints/translate-multi30k-transformer.pt),--checkpoint checkpoints/translate-multi30k-transformer.pt)
 
+ENSEMBLE = $(sort $(wildcard checkpoints/ensembles/strong-seed[0-9].pt))
+
+RERANK_WEIGHTS = $(wildcard results/ensembles/strong-ensemble-1-2-3-4-rerank.json)
+
 PEER_CKPTS = $(foreach f,$(wildcard checkpoints/translate-multi30k.pt checkpoints/translate-multi30k-joint.pt),--checkpoint $(f))
 
 # Reusable, each printing textgen against a baseline measured side by side (a bare PyTorch loop of the same
@@ -40,6 +44,9 @@ bench: $(STAMP)
 	@if [ -n "$(MT_CKPT)" ]; then $(BIN)/python benchmarks/bench_serve.py $(MT_CKPT) && \
 		$(BIN)/python benchmarks/bench_mbr.py $(MT_CKPT); \
 	else echo "no checkpoints/translate-multi30k.pt: serving and MBR benchmarks skipped"; fi
+	@if [ -n "$(ENSEMBLE)" ]; then $(BIN)/python benchmarks/bench_ensemble.py $(ENSEMBLE) \
+		$(if $(RERANK_WEIGHTS),--rerank $(RERANK_WEIGHTS)); \
+	else echo "no checkpoints/ensembles/strong-seed*.pt (experiments/ensembles): ensemble benchmark skipped"; fi
 
 # Each sequence-level objective's update against XENT's on the same batches, MIXER at every stage of its schedule.
 bench-objectives: $(STAMP)

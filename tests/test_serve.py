@@ -754,3 +754,24 @@ def test_translate_decodes_as_the_api_does_with_the_recipes_mbr_and_temperature(
         assert seen[-1][: len(expected)] == expected and seen[-1][-1] == 0.7, (body, seen[-1])
         assert over_http == mt.translate(sources, **body, **({"seed": 5} if body.get("sample") else {}))
         assert seen[-1] == seen[-2]  # the API decoded with the same settings
+
+
+def test_request_ranges_are_the_decoding_options_ranges():
+    """The server's bodies refuse what the CLI and API refuse (decode/settings.OPTIONS), up to its beam cap."""
+    from pydantic import ValidationError
+
+    from textgen.decode.settings import check
+    from textgen.errors import UserError
+    from textgen.serve.schema import MAX_BEAM, SampleBody, TranslateBody
+
+    for field, value in [("lenpen", -0.5), ("lenpen", 10.5), ("temperature", 100.5), ("seed", 2**63)]:
+        with pytest.raises(UserError):
+            check(**{field: value})
+        with pytest.raises(ValidationError, match=field):
+            TranslateBody(sources=["a"], **{field: value})
+    assert TranslateBody(sources=["a"], lenpen=0.0, temperature=100.0, seed=2**63 - 1, beam=MAX_BEAM).beam == MAX_BEAM
+    with pytest.raises(ValidationError, match="beam"):
+        TranslateBody(sources=["a"], beam=MAX_BEAM + 1)  # the decoders take more; the server does not
+    for field, value in [("top_p", 0.0), ("top_p", 1.5), ("length", -1)]:
+        with pytest.raises(ValidationError, match=field):
+            SampleBody(**{field: value})

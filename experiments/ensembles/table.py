@@ -22,31 +22,37 @@ def speed(name: str) -> float | None:
     return load(path)["metrics"]["sentences_per_s"] if path.is_file() else None
 
 
-def rows() -> list[str]:
-    out = ["| system | valid BLEU | test BLEU | test sentences/s |", "|---|---|---|---|"]
+def singles(kind: str, label: str) -> list[str]:
+    """The rows of each single model KIND-seedN (mt: 25 one-thread minutes; strong: 6,025 updates) and their mean."""
     seeds = sorted(
         int(m.group(1))
-        for p in STUDY.glob("mt-seed*-test-beam5.json")
-        if (m := re.fullmatch(r"mt-seed(\d+)-test-beam5.json", p.name))
+        for p in STUDY.glob(f"{kind}-seed*-test-beam5.json")
+        if (m := re.fullmatch(kind + r"-seed(\d+)-test-beam5.json", p.name))
     )
-    singles = [(bleu(f"mt-seed{n}", "valid"), bleu(f"mt-seed{n}", "test")) for n in seeds]
-    for n, (v, t) in zip(seeds, singles):
-        out.append(f"| seed {n} alone | {v} | {t} | {speed(f'mt-seed{n}')} |")
-    if singles:
-        v, t = (statistics.mean(x[i] for x in singles) for i in (0, 1))
-        out.append(f"| mean of the {len(singles)} seeds | {v:.2f} | {t:.2f} | |")
+    scores = [(bleu(f"{kind}-seed{n}", "valid"), bleu(f"{kind}-seed{n}", "test")) for n in seeds]
+    out = [f"| {label.format(n=n)} | {v} | {t} | {speed(f'{kind}-seed{n}')} |" for n, (v, t) in zip(seeds, scores)]
+    if scores:
+        v, t = (statistics.mean(x[i] for x in scores) for i in (0, 1))
+        out.append(f"| mean of the {len(scores)} {'strong ' if kind == 'strong' else ''}seeds | {v:.2f} | {t:.2f} | |")
+    return out
+
+
+def rows() -> list[str]:
+    out = ["| system | valid BLEU | test BLEU | test sentences/s |", "|---|---|---|---|"]
+    out += singles("mt", "seed {n} alone")
     for p in sorted(q for q in STUDY.glob("mt-seed*-avg*-test-beam5.json") if "-vs-" not in q.name):
         name = p.name.removesuffix("-test-beam5.json")
         n, k = re.fullmatch(r"mt-seed(\d+)-avg(\d+)", name).groups()
         label = f"seed {n}, mean of its last {k} kept checkpoints"
         out.append(f"| {label} | {bleu(name, 'valid')} | {bleu(name, 'test')} | {speed(name)} |")
-    for p in sorted(q for q in STUDY.glob("mt-ensemble-*-test-beam5.json") if "-vs-" not in q.name):
+    out += singles("strong", "strong seed {n} alone (6,025 updates)")
+    for p in sorted(q for q in STUDY.glob("*-ensemble-*-test-beam5.json") if "-vs-" not in q.name):
         name = p.name.removesuffix("-test-beam5.json")
-        what = name.removeprefix("mt-ensemble-")
+        kind, what = name.split("-ensemble-")
         label = (
             "LSTM seed 1 + the Transformer"
             if what == "lstm-transformer"
-            else f"ensemble of seeds {what.replace('-', ', ')}"
+            else f"ensemble of {'strong ' if kind == 'strong' else ''}seeds {what.replace('-', ', ')}"
         )
         out.append(f"| {label} | {bleu(name, 'valid')} | {bleu(name, 'test')} | {speed(name)} |")
     students: dict[str, list[tuple[float, float]]] = {}

@@ -124,9 +124,7 @@ class _Source:
         out = dict(distilled)
         for split, pair in self.paths.items():
             for side, path in zip(("src", "tgt"), pair):
-                if not path.is_file():
-                    raise UserError(f"file '{path}' does not exist: check the path")
-                out[f"{split}.{side}"] = file_sha256(path)
+                out[f"{split}.{side}"] = _user_file_sha256(path)
         return out
 
     @cached_property
@@ -188,10 +186,13 @@ def training_sources_key(corpus: str) -> dict[str, str]:
     paths = own_files(corpus)
     if paths is None:
         return _Source(corpus).files()  # the registry's pinned sha256s (files built locally are hashed)
-    source = paths["train"][0]
-    if not source.is_file():
-        raise UserError(f"file '{source}' does not exist: check the path")
-    return {"train.src": file_sha256(source)}
+    return {"train.src": _user_file_sha256(paths["train"][0])}
+
+
+def _user_file_sha256(path: Path) -> str:
+    if not path.is_file():
+        raise UserError(f"file '{path}' does not exist: check the path")
+    return file_sha256(path)
 
 
 def _write_split(

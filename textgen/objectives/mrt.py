@@ -113,6 +113,12 @@ def candidate_sets(
     return out
 
 
+def flatten(sets: list[list[list[int]]], device: torch.device) -> tuple[list[list[int]], torch.Tensor]:
+    """candidate_sets' candidates in one list, and the batch row each belongs to: (N,)."""
+    owner = torch.tensor([i for i, cs in enumerate(sets) for _ in cs], device=device)
+    return [y for cs in sets for y in cs], owner
+
+
 def candidate_rewards(ctx: Context, reward_fn, batch, owner: torch.Tensor, candidates: list[list[int]]) -> torch.Tensor:
     """reward_fn of each candidate (token ids) against the reference of its batch row owner[i]: (N,)."""
     index = batch.index[owner].tolist()
@@ -161,9 +167,7 @@ class MinimumRisk(nn.Module):
         B = batch.src.size(0)
         smoothing = self.ctx.recipe.train.label_smoothing
         xent = teacher_forced_loss(model, batch, smoothing)
-        sets = self.candidates(model, batch)
-        owner = torch.tensor([i for i, c in enumerate(sets) for _ in c], device=batch.src.device)
-        flat = [c for cs in sets for c in cs]
+        flat, owner = flatten(self.candidates(model, batch), batch.src.device)
         cost = self.costs(batch, owner, flat)
         seq_logp = sequence_log_probs(model, batch.src, batch.src_lens, flat, owner)
         risk = expected_risk(seq_logp, owner, cost, B, self.cfg.alpha)

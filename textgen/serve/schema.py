@@ -11,13 +11,21 @@ from typing import Annotated, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from textgen.decode.settings import OPTIONS
 from textgen.serve.microbatch import Limits, error
 
-MAX_BEAM = 64
-MAX_SEED = 2**63 - 1  # torch generators take 64-bit seeds
-MAX_LENPEN = 10.0  # 512 ** 10 is still a float32: longer outputs' scores stay finite
-MAX_TEMPERATURE = 100.0  # already as good as uniform
+MAX_BEAM = 64  # a request's beam and n-best: the server's own cap, below what the decoders accept
 Texts = Annotated[list[str], Field(min_length=1)]
+
+
+def _within(option: str, cap: int | None = None):
+    """The pydantic bounds of a decoding option: its range in decode/settings.OPTIONS (the one home of every
+    option's range, which the CLI and the API check too), lowered to `cap` where the server wants less."""
+    kind, allowed = OPTIONS[option]
+    highs = [h for h in (allowed.high, cap) if h is not None]
+    high = min(highs) if highs else None
+    bounds = {} if allowed.low is None else {"gt" if allowed.above else "ge": kind(allowed.low)}
+    return Field(**bounds, **({} if high is None else {"lt" if allowed.below else "le": kind(high)}))
 
 
 class _Body(BaseModel):
@@ -31,21 +39,21 @@ class _Body(BaseModel):
 
 class TranslateBody(_Body):
     sources: Texts
-    beam: Optional[Annotated[int, Field(ge=1, le=MAX_BEAM)]] = None  # None: the recipe's
-    nbest: Annotated[int, Field(ge=1, le=MAX_BEAM)] = 1
-    lenpen: Optional[Annotated[float, Field(ge=-MAX_LENPEN, le=MAX_LENPEN)]] = None  # None: the recipe's
+    beam: Optional[Annotated[int, _within("beam", MAX_BEAM)]] = None  # None: the recipe's
+    nbest: Annotated[int, _within("nbest", MAX_BEAM)] = 1
+    lenpen: Optional[Annotated[float, _within("lenpen")]] = None  # None: the recipe's
     sample: bool = False
-    temperature: Optional[Annotated[float, Field(ge=0.0, le=MAX_TEMPERATURE)]] = None  # None: the recipe's
-    seed: Optional[Annotated[int, Field(ge=0, le=MAX_SEED)]] = None
+    temperature: Optional[Annotated[float, _within("temperature")]] = None  # None: the recipe's
+    seed: Optional[Annotated[int, _within("seed")]] = None
 
 
 class SampleBody(_Body):
     prime: str = ""
-    length: Annotated[int, Field(ge=0)] = 100
-    temperature: Annotated[float, Field(ge=0.0, le=MAX_TEMPERATURE)] = 1.0
-    top_k: Annotated[int, Field(ge=0, le=2**31 - 1)] = 0
-    top_p: Annotated[float, Field(gt=0.0, le=1.0)] = 1.0
-    seed: Optional[Annotated[int, Field(ge=0, le=MAX_SEED)]] = None
+    length: Annotated[int, _within("length")] = 100
+    temperature: Annotated[float, _within("temperature")] = 1.0
+    top_k: Annotated[int, _within("top_k", 2**31 - 1)] = 0  # torch.topk takes a 32-bit k
+    top_p: Annotated[float, _within("top_p")] = 1.0
+    seed: Optional[Annotated[int, _within("seed")]] = None
 
 
 class ScorePairsBody(_Body):

@@ -108,8 +108,8 @@ def _whole_lines(path: Path, chunk: int | None = None) -> int:
     data = path.read_bytes()
     count = data.count(b"\n")
     keep = count // chunk * chunk
-    end = data.rfind(b"\n") + 1 if keep else 0  # past the last newline, then back over the lines after the cut
-    for _ in range(count - keep if keep else 0):
+    end = data.rfind(b"\n") + 1  # just past the last line end (0 when there is none)
+    for _ in range(count - keep):  # back over the lines of the torn chunk, one line end each
         end = data.rfind(b"\n", 0, end - 1) + 1
     if end < len(data):
         with open(path, "r+b") as f:
