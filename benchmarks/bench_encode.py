@@ -1,4 +1,4 @@
-"""Where `textgen data prepare`'s encoding time goes, measured side by side on one corpus (issue #14's 100K
+"""Where `textgen data prepare`'s encoding time goes, measured side by side on one corpus (the target: 100K
 pairs/s per core): sentencepiece's own `encode` against textgen's whole split writer (read, encode, write)
 with Python's cycle collector on and paused, interleaved in one process; and with --before, `textgen data
 prepare` of this tree against an older commit's (run from a worktree), interleaved, by the manifests'

@@ -1,4 +1,4 @@
-"""Why data.target_vocab pads the target side to a multiple of 64 (issue #14): the output layer's time at the
+"""Why data.target_vocab pads the target side to a multiple of 64: the output layer's time at the
 Multi30k target width (3,963 pieces) against the padded width (3,968) and the joint 8,000, side by side in one
 run. Decoding: one beam-5 step of 100 sentences (500 rows) with 2 threads; training: forward and backward of
 ~1,400 target positions with label-smoothed cross-entropy on 1 thread.

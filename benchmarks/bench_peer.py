@@ -1,11 +1,12 @@
-"""Cost per core against OpenNMT-py (issue #14): `textgen train --recipe translate-multi30k` target tokens/s
+"""Cost per core against OpenNMT-py: `textgen train --recipe translate-multi30k` target tokens/s
 with one and two threads, and `textgen eval` test2016 sentences/s (greedy, beam 5) with two, for the joint
 8k output vocabulary and for the decoder restricted to the target side's pieces (data.target_vocab =
 "targets"), next to the figures OpenNMT-py 3.5.1 reached on this machine with the same model shape.
 
-The two textgen variants are measured side by side in one run, interleaved. OpenNMT-py is not installed
-here (it pins an older torch): its figures are the issue's, measured on this 2-core machine with one core
-each / both cores, target tokens counted the same way (pieces with EOS), decoding by its own timer.
+The two textgen variants are measured side by side in one run, interleaved. OpenNMT-py needs its own venv
+(it pins an older torch), so its figures are constants here, measured on this 2-core machine with one core /
+both cores, target tokens counted the same way (pieces with EOS), decoding by its own timer; this script does
+not re-measure them.
 
     python benchmarks/bench_peer.py --checkpoint checkpoints/translate-multi30k-joint.pt \
         --checkpoint checkpoints/translate-multi30k.pt
@@ -31,11 +32,11 @@ from bench_seq2seq import textgen_tokens_per_s
 
 from textgen.results import invocation, make_result, write_result
 
-# OpenNMT-py 3.5.1 on this machine, same model shape, 25 minutes (issue #14): target tokens/s per thread
+# OpenNMT-py 3.5.1 on this machine, same model shape, 25 minutes: target tokens/s per thread
 # count, and test2016 sentences/s with 2 threads by its own timer
 PEER_TRAIN = {1: 2950.0, 2: 4390.0}
 PEER_DECODE = {"greedy": 370.0, "beam5": 200.0}
-TARGET_TRAIN, TARGET_BEAM = 1.2, 1.5  # the issue's ratios over the peer
+TARGET_TRAIN, TARGET_BEAM = 1.2, 1.5  # the ratios over the peer textgen aims at
 VOCABS = ("joint", "targets")
 
 
@@ -68,7 +69,7 @@ def main() -> None:
     if len(checkpoints) < len(args.checkpoint):
         raise SystemExit("give at most one checkpoint with each output vocabulary (joint, targets)")
     start = time.perf_counter()
-    metrics: dict = {"peer": "OpenNMT-py 3.5.1, figures from issue #14", "peer_train": PEER_TRAIN}
+    metrics: dict = {"peer": "OpenNMT-py 3.5.1, constants of bench_peer.py (not re-measured)", "peer_train": PEER_TRAIN}
     metrics["peer_decode"] = PEER_DECODE
     cpu = torch.device("cpu")
     for threads in (1, 2):

@@ -1,5 +1,5 @@
 """Dropout with its mask drawn by torch.rand on CPU: the same Bernoulli(1 - p) keep mask as nn.Dropout, drawn
-in half the time there, where nn.Dropout's bernoulli_ took 4% of a Multi30k training step (issue #14). Other
+in half the time there, where nn.Dropout's bernoulli_ took 4% of a Multi30k training step. Other
 devices keep torch's one-kernel dropout."""
 
 from __future__ import annotations

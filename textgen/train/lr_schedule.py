@@ -73,7 +73,7 @@ def build_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
 
 def _fusable(params: list) -> bool:
     """Adam's fused kernel (CPU and CUDA): one pass over all tensors instead of ~10 ops per parameter, two
-    thirds less optimizer time on CPU (issue #14's profile); the same update rule."""
+    thirds less optimizer time on CPU (a profile of a Multi30k step); the same update rule."""
     tensors = [p for g in params for p in (g["params"] if isinstance(g, dict) else [g])]
     return all(p.device.type in ("cpu", "cuda") and p.dtype in (torch.float32, torch.bfloat16) for p in tensors)
 
