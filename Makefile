@@ -28,7 +28,7 @@ MT_CKPT = $(if $(wildcard checkpoints/translate-multi30k.pt),--checkpoint checkp
 
 TF_CKPT = $(if $(wildcard checkpoints/translate-multi30k-transformer.pt),--checkpoint checkpoints/translate-multi30k-transformer.pt)
 
-ENSEMBLE = $(sort $(wildcard checkpoints/ensembles/strong-seed[0-9].pt))
+ENSEMBLE = $(wildcard $(foreach n,1 2 3 4,checkpoints/ensembles/strong-seed$(n).pt))
 
 RERANK_WEIGHTS = $(wildcard results/ensembles/strong-ensemble-1-2-3-4-rerank.json)
 

@@ -1,20 +1,24 @@
 """What an ensemble and n-best reranking cost per sentence: beam 5 with the first 1, 2, ... N checkpoints as one
-ensemble, and the reranked 8 best, on the same validation sources in one run; sentences/s and the ratio to one
-model's beam 5.
+ensemble, and the N-model ensemble's n best reranked by a `textgen rerank` weights file tuned for it, on the same
+validation sources in one run; sentences/s and the ratio to one model's beam 5.
 
 An ensemble of N runs N decoders a step, so its time should grow about N-fold; reranking decodes a wider beam for
 its n best and then scores every candidate with the reverse model (one teacher-forced pass per batch) and the
-language model; both parts are timed apart. Corpus BLEU of each output is reported too (sacrebleu).
+language model; both parts are timed apart, each after a warm-up on a few sources. Corpus BLEU of each output
+is reported too (sacrebleu).
 
-    python benchmarks/bench_ensemble.py A.pt B.pt ... [--rerank WEIGHTS.json] [--sentences 500]
+    python benchmarks/bench_ensemble.py A.pt B.pt ... [--rerank WEIGHTS.json] [--sentences 500] [--threads N]
         [--out results/speed/bench-ensemble.json]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
+
+import torch
 
 from textgen.api import load
 from textgen.data.parallel import load_parallel
@@ -31,18 +35,26 @@ def main() -> None:
     parser.add_argument("--split", default="valid")
     parser.add_argument("--sentences", type=int, default=500)
     parser.add_argument("--beam", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads [default: torch's]")
     parser.add_argument("--out", type=Path, default=Path("results/speed/bench-ensemble.json"))
     args = parser.parse_args()
+    if args.rerank:  # checked before the long timings: weights tuned for other models would time a wrong reranking
+        tuned_for = json.loads(args.rerank.read_text()).get("checkpoints")
+        if tuned_for != [str(p.resolve()) for p in args.checkpoints]:
+            print(f"reranking not timed: {args.rerank} was tuned for {tuned_for}, not these checkpoints")
+            args.rerank = None
+    if args.threads:
+        torch.set_num_threads(args.threads)
     start = time.perf_counter()
     first = load(args.checkpoints[0], "cpu", kind="seq2seq")
     corpus = load_parallel(first.recipe.data.corpus)
     part = corpus.splits[args.split]
     sources, refs = part.sources[: args.sentences], [part.targets[: args.sentences]]
     n = len(sources)
-    first.translate(sources[:20], beam=args.beam)  # warm-up: first-batch kernel setup
     rows, signatures = [], None
     for k in range(1, len(args.checkpoints) + 1):
         model = first if k == 1 else load(args.checkpoints[:k], "cpu", kind="seq2seq")
+        model.translate(sources[:20], beam=args.beam)  # warm-up: first-batch kernel setup
         t0 = time.perf_counter()
         out = model.translate(sources, beam=args.beam)
         seconds = time.perf_counter() - t0
@@ -53,10 +65,12 @@ def main() -> None:
             f"ensemble of {k}: beam {args.beam} {n / seconds:,.1f} sent/s, {rows[-1]['over_one_model_time']}x "
             f"one model's time, BLEU {bleu['bleu4']:.2f}"
         )
-    metrics = {"split": args.split, "sentences": n, "beam": args.beam, "ensembles": rows}
+    metrics = {"split": args.split, "sentences": n, "beam": args.beam, "threads": torch.get_num_threads()}
+    metrics["ensembles"] = rows
     metrics["checkpoints"] = [str(p) for p in args.checkpoints]
     if args.rerank:
         reranker = load_reranker(args.rerank, "cpu")
+        reranker.features(sources[:5], model.translate(sources[:5], **reranker.decode_settings(None, None)))  # warm-up
         t0 = time.perf_counter()
         nbests = model.translate(sources, **reranker.decode_settings(None, None))
         t1 = time.perf_counter()

@@ -770,8 +770,9 @@ def test_request_ranges_are_the_decoding_options_ranges():
         with pytest.raises(ValidationError, match=field):
             TranslateBody(sources=["a"], **{field: value})
     assert TranslateBody(sources=["a"], lenpen=0.0, temperature=100.0, seed=2**63 - 1, beam=MAX_BEAM).beam == MAX_BEAM
-    with pytest.raises(ValidationError, match="beam"):
-        TranslateBody(sources=["a"], beam=MAX_BEAM + 1)  # the decoders take more; the server does not
-    for field, value in [("top_p", 0.0), ("top_p", 1.5), ("length", -1)]:
+    for field in ("beam", "nbest"):  # the decoders take more; the server does not
+        with pytest.raises(ValidationError, match=field):
+            TranslateBody(sources=["a"], **{field: MAX_BEAM + 1})
+    for field, value in [("top_p", 0.0), ("top_p", 1.5), ("length", -1), ("top_k", 2**31)]:
         with pytest.raises(ValidationError, match=field):
             SampleBody(**{field: value})

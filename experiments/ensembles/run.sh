@@ -49,8 +49,11 @@ case $job in
     [[ -f $ckpt ]] || "$TEXTGEN" average "runs/ensembles/mt-seed$1" --last "$2" -o "$ckpt"
     score "mt-seed$1-avg$2" "$ckpt" ;;
   ensemble | strong-ensemble)  # the ensemble of those seeds (of `seed` or `strong` models)
-    kind=${job%-ensemble}; [[ $kind == ensemble ]] && kind=mt
-    score "$kind-ensemble-$(IFS=-; echo "$*")" $(printf "checkpoints/ensembles/$kind-seed%s.pt " "$@") ;;
+    (( $# )) || { echo "usage: $job N..." >&2; exit 2; }
+    if [[ $job == ensemble ]]; then kind=mt; else kind=strong; fi
+    members=()
+    for n in "$@"; do members+=("checkpoints/ensembles/$kind-seed$n.pt"); done
+    score "$kind-ensemble-$(IFS=-; echo "$*")" "${members[@]}" ;;
   mixed)  # seed 1's LSTM with the transformer study's Transformer (the same vocabulary)
     score mt-ensemble-lstm-transformer checkpoints/ensembles/mt-seed1.pt checkpoints/transformer/mt-transformer.pt ;;
   reverse | lm)  # the reranking models: en->de translate-multi30k, and a char LM of the English targets (15 min)

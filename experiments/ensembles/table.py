@@ -37,6 +37,21 @@ def singles(kind: str, label: str) -> list[str]:
     return out
 
 
+def ensemble_rows(kind: str) -> list[str]:
+    """The rows of each KIND-ensemble-N-M-...: the ensemble of those seeds (or the LSTM with the Transformer)."""
+    out = []
+    for p in sorted(q for q in STUDY.glob(f"{kind}-ensemble-*-test-beam5.json") if "-vs-" not in q.name):
+        name = p.name.removesuffix("-test-beam5.json")
+        what = name.removeprefix(f"{kind}-ensemble-")
+        label = (
+            "LSTM seed 1 + the Transformer"
+            if what == "lstm-transformer"
+            else f"ensemble of {'strong ' if kind == 'strong' else ''}seeds {what.replace('-', ', ')}"
+        )
+        out.append(f"| {label} | {bleu(name, 'valid')} | {bleu(name, 'test')} | {speed(name)} |")
+    return out
+
+
 def rows() -> list[str]:
     out = ["| system | valid BLEU | test BLEU | test sentences/s |", "|---|---|---|---|"]
     out += singles("mt", "seed {n} alone")
@@ -45,16 +60,9 @@ def rows() -> list[str]:
         n, k = re.fullmatch(r"mt-seed(\d+)-avg(\d+)", name).groups()
         label = f"seed {n}, mean of its last {k} kept checkpoints"
         out.append(f"| {label} | {bleu(name, 'valid')} | {bleu(name, 'test')} | {speed(name)} |")
+    out += ensemble_rows("mt")
     out += singles("strong", "strong seed {n} alone (6,025 updates)")
-    for p in sorted(q for q in STUDY.glob("*-ensemble-*-test-beam5.json") if "-vs-" not in q.name):
-        name = p.name.removesuffix("-test-beam5.json")
-        kind, what = name.split("-ensemble-")
-        label = (
-            "LSTM seed 1 + the Transformer"
-            if what == "lstm-transformer"
-            else f"ensemble of {'strong ' if kind == 'strong' else ''}seeds {what.replace('-', ', ')}"
-        )
-        out.append(f"| {label} | {bleu(name, 'valid')} | {bleu(name, 'test')} | {speed(name)} |")
+    out += ensemble_rows("strong")
     students: dict[str, list[tuple[float, float]]] = {}
     for p in sorted(q for q in STUDY.glob("mt-student-*-test-beam5.json") if "-vs-" not in q.name):
         name = p.name.removesuffix("-test-beam5.json")

@@ -190,6 +190,7 @@ def training_sources_key(corpus: str) -> dict[str, str]:
 
 
 def _user_file_sha256(path: Path) -> str:
+    """file_sha256 of a file the user named, refused with a one-line error when it is not there."""
     if not path.is_file():
         raise UserError(f"file '{path}' does not exist: check the path")
     return file_sha256(path)

@@ -113,9 +113,9 @@ def candidate_sets(
     return out
 
 
-def flatten(sets: list[list[list[int]]], device: torch.device) -> tuple[list[list[int]], torch.Tensor]:
-    """candidate_sets' candidates in one list, and the batch row each belongs to: (N,)."""
-    owner = torch.tensor([i for i, cs in enumerate(sets) for _ in cs], device=device)
+def flatten_candidates(sets: list[list[list[int]]], device: torch.device) -> tuple[list[list[int]], torch.Tensor]:
+    """candidate_sets' candidates in one list, and the batch row each belongs to: (N,) long."""
+    owner = torch.tensor([i for i, cs in enumerate(sets) for _ in cs], dtype=torch.long, device=device)
     return [y for cs in sets for y in cs], owner
 
 
@@ -167,7 +167,7 @@ class MinimumRisk(nn.Module):
         B = batch.src.size(0)
         smoothing = self.ctx.recipe.train.label_smoothing
         xent = teacher_forced_loss(model, batch, smoothing)
-        flat, owner = flatten(self.candidates(model, batch), batch.src.device)
+        flat, owner = flatten_candidates(self.candidates(model, batch), batch.src.device)
         cost = self.costs(batch, owner, flat)
         seq_logp = sequence_log_probs(model, batch.src, batch.src_lens, flat, owner)
         risk = expected_risk(seq_logp, owner, cost, B, self.cfg.alpha)

@@ -24,7 +24,7 @@ from textgen.errors import UserError
 from textgen.metrics import REWARDS
 from textgen.objectives.base import Context, Loss
 from textgen.objectives.common import check_sample_temperature, teacher_forced_loss
-from textgen.objectives.mrt import candidate_rewards, candidate_sets, flatten, sequence_log_probs
+from textgen.objectives.mrt import candidate_rewards, candidate_sets, flatten_candidates, sequence_log_probs
 
 
 def ranking_loss(scores: torch.Tensor, rewards: torch.Tensor, owner: torch.Tensor, margin: float) -> torch.Tensor:
@@ -83,7 +83,7 @@ class Rank(nn.Module):
         c, B = self.cfg, batch.src.size(0)
         xent = teacher_forced_loss(model, batch, self.ctx.recipe.train.label_smoothing)
         sets = candidate_sets(model, batch, self.ctx.recipe.decode, c.candidates, c.beam, self.temperature, False)
-        flat, owner = flatten(sets, batch.src.device)
+        flat, owner = flatten_candidates(sets, batch.src.device)
         rewards = candidate_rewards(self.ctx, self.reward_fn, batch, owner, flat)
         lengths = torch.tensor([len(y) + 1 for y in flat], device=batch.src.device, dtype=torch.float)
         scores = sequence_log_probs(model, batch.src, batch.src_lens, flat, owner) / lengths**c.length_penalty

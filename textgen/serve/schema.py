@@ -20,12 +20,14 @@ Texts = Annotated[list[str], Field(min_length=1)]
 
 def _within(option: str, cap: int | None = None):
     """The pydantic bounds of a decoding option: its range in decode/settings.OPTIONS (the one home of every
-    option's range, which the CLI and the API check too), lowered to `cap` where the server wants less."""
+    option's range, which the CLI and the API check too), lowered to `cap` where the server wants less. Ranges
+    have a low bound (exclusive for floats only) and an inclusive high one, if any: the forms `_bounds` words."""
     kind, allowed = OPTIONS[option]
+    if allowed.low is None or allowed.below or (allowed.above and kind is int):
+        raise ValueError(f"decode option {option}'s range {allowed} has no request-schema form")
     highs = [h for h in (allowed.high, cap) if h is not None]
-    high = min(highs) if highs else None
-    bounds = {} if allowed.low is None else {"gt" if allowed.above else "ge": kind(allowed.low)}
-    return Field(**bounds, **({} if high is None else {"lt" if allowed.below else "le": kind(high)}))
+    bounds = {"gt" if allowed.above else "ge": kind(allowed.low)}
+    return Field(**bounds, **({"le": kind(min(highs))} if highs else {}))
 
 
 class _Body(BaseModel):
