@@ -10,7 +10,8 @@
 # SYSTEM... (paired bootstraps on test), mixed (seed 1 with the transformer study's Transformer), reverse and lm (the reranking models), rerank NAME CHECKPOINT... (tune
 # n-best reranking on valid, score test), teacher (the 4-model ensemble's beam-5 outputs for the training sources,
 # `data.distill_from`, decoded once into the cache) and student MIX N (translate-multi30k trained on them with
-# data.distill_targets = MIX, distilled or both, seed N; scored).
+# data.distill_targets = MIX, distilled or both, seed N; scored); strong-teacher and strong-student MIX N the same
+# from the strong ensemble.
 # Seed 1 is the transformer study's mt-lstm run (the same command without kept checkpoints): `seed 1` links it.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -66,21 +67,25 @@ case $job in
       --lm checkpoints/ensembles/lm.pt --nbest 8 -o "$OUT/$name-rerank.json"
     [[ -f $OUT/$name-rerank-test.json ]] || taskset -c "$core" "$TEXTGEN" eval "$@" --split test --metric bleu4 \
       --rerank "$OUT/$name-rerank.json" --hyp-out "$OUT/hyps/$name-rerank8-test.txt" --results "$OUT/$name-rerank-test.json" ;;
-  teacher | student)  # sequence-level distillation from the 4-model ensemble (its [decode]: beam 5); needs `seed 1`
-    teachers=$(printf 'checkpoints/ensembles/mt-seed%s.pt,' 1 2 3 4)
+  teacher | student | strong-teacher | strong-student)  # sequence-level distillation from the 4-model ensemble
+    # (its [decode]: beam 5) of `seed` models, or of `strong` ones (then the students get the same 6,025 updates)
+    if [[ $job == strong-* ]]; then kind=strong budget=(--set train.max_steps=6025 --set train.max_minutes=0)
+    else kind=mt budget=(); fi
+    teachers=$(printf "checkpoints/ensembles/$kind-seed%s.pt," 1 2 3 4)
     distill=(--set "data.distill_from=\"${teachers%,}\"")
-    if [[ $job == teacher ]]; then  # decode ahead, so that students started side by side find the outputs
-      [[ -f $OUT/teacher-decode.json ]] || {
+    if [[ $job == *teacher ]]; then  # decode ahead, so that students started side by side find the outputs
+      decoded=$OUT/$([[ $kind == strong ]] && echo strong-)teacher-decode.json
+      [[ -f $decoded ]] || {
         scratch
         taskset -c "$core" "$TEXTGEN" data prepare --recipe translate-multi30k "${distill[@]}" 2> >(tee "$_SCRATCH/log" >&2)
         made=$(sed -n "s/.*teachers' outputs in \(.*\) (distill.json.*/\1/p" "$_SCRATCH/log")
-        cp "$(dirname "$made")/distill.json" "$OUT/teacher-decode.json"  # teachers, settings, speed, hardware
+        cp "$(dirname "$made")/distill.json" "$decoded"  # teachers, settings, speed, hardware
       }
     else
-      mix=${1:?student MIX N: MIX distilled or both} n=${2:?student MIX N} name=mt-student-$1-seed$2
+      mix=${1:?student MIX N: MIX distilled or both} n=${2:?student MIX N} name=$kind-student-$1-seed$2
       [[ -f $OUT/$name-train.json ]] || taskset -c "$core" "$TEXTGEN" train --recipe translate-multi30k "${distill[@]}" \
-        --set data.distill_targets="$mix" --set train.seed="$n" --set train.threads=1 -o "checkpoints/ensembles/$name.pt" \
-        --overwrite --run-dir "runs/ensembles/$name" --results "$OUT/$name-train.json"
+        --set data.distill_targets="$mix" --set train.seed="$n" --set train.threads=1 "${budget[@]}" \
+        -o "checkpoints/ensembles/$name.pt" --overwrite --run-dir "runs/ensembles/$name" --results "$OUT/$name-train.json"
       score "$name" "checkpoints/ensembles/$name.pt"
     fi ;;
   pairs)  # pairs BASE SYSTEM...: paired bootstraps of each system's test outputs against BASE's (hyps/NAME.txt)

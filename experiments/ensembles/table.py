@@ -52,6 +52,28 @@ def ensemble_rows(kind: str) -> list[str]:
     return out
 
 
+def student_rows(kind: str) -> list[str]:
+    """The rows of each KIND-student-MIX-seedN (trained on the KIND ensemble's outputs) and each MIX's mean."""
+    out, students = [], {}
+    for p in sorted(q for q in STUDY.glob(f"{kind}-student-*-test-beam5.json") if "-vs-" not in q.name):
+        name = p.name.removesuffix("-test-beam5.json")
+        mix, n = re.fullmatch(kind + r"-student-(\w+)-seed(\d+)", name).groups()
+        students.setdefault(mix, []).append((bleu(name, "valid"), bleu(name, "test")))
+        targets = "its outputs" if mix == "distilled" else "the originals and its outputs"
+        teacher = "the strong 4-ensemble" if kind == "strong" else "the 4-ensemble"
+        out.append(
+            f"| student of {teacher}, trained on {targets}, seed {n} | {bleu(name, 'valid')} | "
+            f"{bleu(name, 'test')} | {speed(name)} |"
+        )
+    for mix, scores in students.items():
+        if len(scores) > 1:
+            v, t = (statistics.mean(x[i] for x in scores) for i in (0, 1))
+            sd = statistics.stdev(x[1] for x in scores)
+            what = f"{'strong ' if kind == 'strong' else ''}{mix} students"
+            out.append(f"| mean of the {len(scores)} {what} (test ± sd) | {v:.2f} | {t:.2f} ± {sd:.2f} | |")
+    return out
+
+
 def rows() -> list[str]:
     out = ["| system | valid BLEU | test BLEU | test sentences/s |", "|---|---|---|---|"]
     out += singles("mt", "seed {n} alone")
@@ -63,19 +85,7 @@ def rows() -> list[str]:
     out += ensemble_rows("mt")
     out += singles("strong", "strong seed {n} alone (6,025 updates)")
     out += ensemble_rows("strong")
-    students: dict[str, list[tuple[float, float]]] = {}
-    for p in sorted(q for q in STUDY.glob("mt-student-*-test-beam5.json") if "-vs-" not in q.name):
-        name = p.name.removesuffix("-test-beam5.json")
-        mix, n = re.fullmatch(r"mt-student-(\w+)-seed(\d+)", name).groups()
-        students.setdefault(mix, []).append((bleu(name, "valid"), bleu(name, "test")))
-        targets = "its outputs" if mix == "distilled" else "the originals and its outputs"
-        label = f"student of the 4-ensemble, trained on {targets}, seed {n}"
-        out.append(f"| {label} | {bleu(name, 'valid')} | {bleu(name, 'test')} | {speed(name)} |")
-    for mix, scores in students.items():
-        if len(scores) > 1:
-            v, t = (statistics.mean(x[i] for x in scores) for i in (0, 1))
-            sd = statistics.stdev(x[1] for x in scores)
-            out.append(f"| mean of the {len(scores)} {mix} students (test ± sd) | {v:.2f} | {t:.2f} ± {sd:.2f} | |")
+    out += student_rows("mt") + student_rows("strong")
     for p in sorted(STUDY.glob("*-rerank.json")):
         name = p.name.removesuffix("-rerank.json")
         tuned = load(p)
