@@ -43,8 +43,9 @@ def main() -> None:
     data = Path(__file__).resolve().parents[3] / "shared" / "data" / "multi30k"
     shas = {f"multi30k/{p.name}": sha256_of(p) for p in sorted(data.glob("*.gz"))}
     versions = (run / "versions.txt").read_text().strip()
-    schedule = f"LR={os.environ.get('LR', '0.5')} WARMUP={os.environ.get('WARMUP', '1000')}"
-    command = f"ARCH=transformer TRAIN_SECONDS=1500 {schedule} bash ../shared/tools/peer-onmt.sh (one thread, one core)"
+    arch = os.environ.get("ARCH", "transformer")
+    schedule = f" LR={os.environ.get('LR', '0.5')} WARMUP={os.environ.get('WARMUP', '1000')}" if arch != "lstm" else ""
+    command = f"ARCH={arch} TRAIN_SECONDS=1500{schedule} bash ../shared/tools/peer-onmt.sh (one thread, one core)"
     seconds = onmt_metrics(run).get("train_seconds", 0.0)
     write_result(out, make_result(onmt_metrics(run), shas, seconds, command=command, peer=versions))
     print(f"wrote {out}")

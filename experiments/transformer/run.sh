@@ -5,7 +5,7 @@
 #   CORE=0 experiments/transformer/run.sh mt-transformer & CORE=1 experiments/transformer/run.sh mt-lstm & wait
 # Jobs: mt-{transformer,lstm} (Multi30k, test2016 greedy and beam 5), aeslc-{transformer,lstm} (ROUGE-1/2/L), onmt
 # (../shared/tools/peer-onmt.sh ARCH=transformer with LR, WARMUP from the environment, its report turned into a
-# result file), lm-{transformer,lstm}; pairs (paired bootstraps of the Multi30k outputs); tune (the Transformer recipe
+# result file), onmt-lstm (the same with ARCH=lstm, the translate-multi30k shape), lm-{transformer,lstm}; pairs (paired bootstraps of the Multi30k outputs); tune (the Transformer recipe
 # with TAG naming the variant and SETS its `--set` overrides, scored on the validation split: settings are chosen
 # there, and only the chosen variant is scored on test, with `TAG=... SETS=... run.sh tune-test`); aeslc-tune and
 # aeslc-tune-test (the same for summarize-transformer); lm-tune (the same for the Tiny Shakespeare Transformer, whose
@@ -15,7 +15,7 @@ cd "$(dirname "$0")/../.."
 source experiments/lib.sh
 OUT=${OUT:-results/transformer}
 export OMP_NUM_THREADS=1
-job=${1:?a job: mt-transformer mt-lstm aeslc-transformer aeslc-lstm onmt onmt-valid lm-transformer lm-lstm pairs tune tune-test aeslc-tune aeslc-tune-test lm-tune}
+job=${1:?a job: mt-transformer mt-lstm aeslc-transformer aeslc-lstm onmt onmt-lstm onmt-valid lm-transformer lm-lstm pairs tune tune-test aeslc-tune aeslc-tune-test lm-tune}
 core=${CORE:-0}  # the core this job is pinned to: give two jobs run side by side different cores
 mkdir -p "$OUT/hyps" checkpoints/transformer runs/transformer
 ROUGE=(--metric rouge1 --metric rouge2 --metric rougeL)
@@ -84,6 +84,15 @@ case $job in
         bash ../shared/tools/peer-onmt.sh
       onmt_valid "runs/transformer/$name"
       "$PYTHON" experiments/transformer/onmt_result.py "runs/transformer/$name" "$OUT/$name.json"
+      for tag in greedy beam5; do gzip -9c "runs/transformer/$name/hyp.$tag.detok" > "$OUT/hyps/$name-test-$tag.txt.gz"; done
+    } ;;
+  onmt-lstm)  # OpenNMT-py's LSTM of translate-multi30k's shape (peer-onmt.sh's ARCH=lstm, its own settings)
+    name=onmt-lstm
+    [[ -f $OUT/$name.json ]] || {
+      ARCH=lstm TRAIN_SECONDS=1500 REUSE_VENV=1 W=$PWD/runs/transformer/$name taskset -c "$core" \
+        bash ../shared/tools/peer-onmt.sh
+      onmt_valid "runs/transformer/$name"
+      ARCH=lstm "$PYTHON" experiments/transformer/onmt_result.py "runs/transformer/$name" "$OUT/$name.json"
       for tag in greedy beam5; do gzip -9c "runs/transformer/$name/hyp.$tag.detok" > "$OUT/hyps/$name-test-$tag.txt.gz"; done
     } ;;
   pairs)  # paired bootstraps of the Transformer's test outputs against the LSTM's and OpenNMT-py's
