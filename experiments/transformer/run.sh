@@ -95,7 +95,8 @@ case $job in
       ARCH=lstm "$PYTHON" experiments/transformer/onmt_result.py "runs/transformer/$name" "$OUT/$name.json"
       for tag in greedy beam5; do gzip -9c "runs/transformer/$name/hyp.$tag.detok" > "$OUT/hyps/$name-test-$tag.txt.gz"; done
     } ;;
-  pairs)  # paired bootstraps of the Transformer's test outputs against the LSTM's and OpenNMT-py's
+  pairs)  # paired bootstraps of the Transformer's test outputs against the LSTM's and OpenNMT-py's, and of the
+          # LSTM's against OpenNMT-py's LSTM
     H=$OUT/hyps
     for b in greedy beam5; do
       pair "$H/mt-lstm-test-$b.txt" "$H/mt-transformer-test-$b.txt" multi30k "$OUT/transformer-vs-lstm-$b.json"
@@ -103,6 +104,7 @@ case $job in
         "$OUT/transformer-vs-onmt-lr0.3-$b.json"
       pair "$H/mt-lstm-test-$b.txt" "$H/mt-transformer-layers2-lr2e-3-cosine-test-$b.txt" multi30k \
         "$OUT/tuned-transformer-vs-lstm-$b.json"  # the variant chosen on validation, now the recipe
+      pair "$H/onmt-lstm-test-$b.txt" "$H/mt-lstm-test-$b.txt" multi30k "$OUT/lstm-vs-onmt-lstm-$b.json"
     done ;;
   *) echo "unknown job $job" >&2; exit 2 ;;
 esac
