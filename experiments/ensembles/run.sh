@@ -22,6 +22,7 @@ core=${CORE:-0}
 job=${1:?a job: seed N, average N, ensemble N..., pairs}
 shift
 mkdir -p "$OUT/hyps" checkpoints/ensembles runs/ensembles
+STRONG=(--set train.max_steps=6025 --set train.max_minutes=0)  # the updates the recipe makes in 25 two-thread minutes
 
 score() {  # score NAME CHECKPOINT...: beam 5 on valid and test (the recipe's decoding otherwise)
   local name=$1 split; shift
@@ -35,7 +36,7 @@ case $job in
   seed | strong)  # seed N: 25 one-thread minutes; strong N: the 6,025 updates the recipe makes in 25 two-thread
                   # minutes (results/recipes), counted in updates so that two such runs go side by side, one core each
     n=$1 budget=()
-    if [[ $job == seed ]]; then name=mt-seed$n; else name=strong-seed$n budget=(--set train.max_steps=6025 --set train.max_minutes=0); fi
+    if [[ $job == seed ]]; then name=mt-seed$n; else name=strong-seed$n budget=("${STRONG[@]}"); fi
     ckpt=checkpoints/ensembles/$name.pt
     if [[ $job == seed && $n == 1 ]]; then
       [[ -f $ckpt ]] || ln -s ../transformer/mt-lstm.pt "$ckpt"  # experiments/transformer/run.sh mt-lstm
@@ -69,12 +70,12 @@ case $job in
       --rerank "$OUT/$name-rerank.json" --hyp-out "$OUT/hyps/$name-rerank8-test.txt" --results "$OUT/$name-rerank-test.json" ;;
   teacher | student | strong-teacher | strong-student)  # sequence-level distillation from the 4-model ensemble
     # (its [decode]: beam 5) of `seed` models, or of `strong` ones (then the students get the same 6,025 updates)
-    if [[ $job == strong-* ]]; then kind=strong budget=(--set train.max_steps=6025 --set train.max_minutes=0)
+    if [[ $job == strong-* ]]; then kind=strong budget=("${STRONG[@]}")
     else kind=mt budget=(); fi
     teachers=$(printf "checkpoints/ensembles/$kind-seed%s.pt," 1 2 3 4)
     distill=(--set "data.distill_from=\"${teachers%,}\"")
     if [[ $job == *teacher ]]; then  # decode ahead, so that students started side by side find the outputs
-      decoded=$OUT/$([[ $kind == strong ]] && echo strong-)teacher-decode.json
+      decoded=$OUT/$job-decode.json  # teacher-decode.json or strong-teacher-decode.json
       [[ -f $decoded ]] || {
         scratch
         taskset -c "$core" "$TEXTGEN" data prepare --recipe translate-multi30k "${distill[@]}" 2> >(tee "$_SCRATCH/log" >&2)

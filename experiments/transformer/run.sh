@@ -50,6 +50,17 @@ sys.stdout.write("".join(sp.decode(line.split()) + "\n" for line in open(sys.arg
   mv "$run/bleu.valid-beam5.tmp" "$run/bleu.valid-beam5.json"
 }
 
+peer() {  # peer NAME ARCH: peer-onmt.sh (25 minutes, this job's core) into runs/transformer/NAME, scored on valid
+          # too, its report turned into OUT/NAME.json and its test outputs kept, unless that file exists
+  local name=$1 arch=$2 tag
+  [[ -f $OUT/$name.json ]] && return 0
+  ARCH=$arch TRAIN_SECONDS=1500 REUSE_VENV=1 W=$PWD/runs/transformer/$name taskset -c "$core" \
+    bash ../shared/tools/peer-onmt.sh
+  onmt_valid "runs/transformer/$name"
+  ARCH=$arch "$PYTHON" experiments/transformer/onmt_result.py "runs/transformer/$name" "$OUT/$name.json"
+  for tag in greedy beam5; do gzip -9c "runs/transformer/$name/hyp.$tag.detok" > "$OUT/hyps/$name-test-$tag.txt.gz"; done
+}
+
 case $job in
   mt-transformer) train "$job" translate-multi30k-transformer && score "$job" --metric bleu4 ;;
   mt-lstm) train "$job" translate-multi30k && score "$job" --metric bleu4 ;;
@@ -78,23 +89,8 @@ case $job in
       "$PYTHON" experiments/transformer/onmt_result.py "$run" "$OUT/$name.json" ;;
   onmt)  # LR and WARMUP: OpenNMT-py's noam schedule (peer-onmt.sh's defaults 0.5 and 1000)
     export LR=${LR:-0.5} WARMUP=${WARMUP:-1000}
-    name=onmt-transformer-lr$LR-warmup$WARMUP
-    [[ -f $OUT/$name.json ]] || {
-      ARCH=transformer TRAIN_SECONDS=1500 REUSE_VENV=1 W=$PWD/runs/transformer/$name taskset -c "$core" \
-        bash ../shared/tools/peer-onmt.sh
-      onmt_valid "runs/transformer/$name"
-      "$PYTHON" experiments/transformer/onmt_result.py "runs/transformer/$name" "$OUT/$name.json"
-      for tag in greedy beam5; do gzip -9c "runs/transformer/$name/hyp.$tag.detok" > "$OUT/hyps/$name-test-$tag.txt.gz"; done
-    } ;;
-  onmt-lstm)  # OpenNMT-py's LSTM of translate-multi30k's shape (peer-onmt.sh's ARCH=lstm, its own settings)
-    name=onmt-lstm
-    [[ -f $OUT/$name.json ]] || {
-      ARCH=lstm TRAIN_SECONDS=1500 REUSE_VENV=1 W=$PWD/runs/transformer/$name taskset -c "$core" \
-        bash ../shared/tools/peer-onmt.sh
-      onmt_valid "runs/transformer/$name"
-      ARCH=lstm "$PYTHON" experiments/transformer/onmt_result.py "runs/transformer/$name" "$OUT/$name.json"
-      for tag in greedy beam5; do gzip -9c "runs/transformer/$name/hyp.$tag.detok" > "$OUT/hyps/$name-test-$tag.txt.gz"; done
-    } ;;
+    peer "onmt-transformer-lr$LR-warmup$WARMUP" transformer ;;
+  onmt-lstm) peer onmt-lstm lstm ;;  # OpenNMT-py's LSTM of translate-multi30k's shape (the script's own settings)
   pairs)  # paired bootstraps of the Transformer's test outputs against the LSTM's and OpenNMT-py's, and of the
           # LSTM's against OpenNMT-py's LSTM
     H=$OUT/hyps
