@@ -539,6 +539,17 @@ def case_distillation_for_a_language_model(cli, tmp, recipe):
     return cli("train", "-r", recipe, "-o", "x.pt", "--set", "data.distill_from=m.pt"), "for seq2seq recipes"
 
 
+def case_target_word_dropout_with_a_sequence_level_objective(cli, tmp, recipe):
+    seq2seq_checkpoint(cli, tmp)
+    sets = ("objective.name=mrt", "train.word_dropout=0.2", "init_from=mt.pt")
+    result = cli("train", "-r", "mt.toml", "-o", "r.pt", *(a for s in sets for a in ("--set", s)))
+    return result, "train.word_dropout is for the xent objective"
+
+
+def case_target_word_dropout_for_a_language_model(cli, tmp, recipe):
+    return cli("train", "-r", recipe, "-o", "x.pt", "--set", "train.word_dropout=0.1"), "for seq2seq recipes"
+
+
 CASES = {name[5:]: fn for name, fn in list(globals().items()) if name.startswith("case_")}
 
 

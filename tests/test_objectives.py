@@ -20,7 +20,7 @@ from textgen.config import (
     TrainConfig,
 )
 from textgen.data.seqbatch import collate
-from textgen.data.seqvocab import BOS, EOS, PAD, WordVocab
+from textgen.data.seqvocab import BOS, EOS, PAD, UNK, WordVocab
 from textgen.decode.generate import rollout
 from textgen.decode.search import allowed_log_probs, greedy_or_sample
 from textgen.metrics import sentence_bleu
@@ -30,6 +30,7 @@ from textgen.objectives.base import Context
 from textgen.objectives.common import teacher_forced_loss, token_loss
 from textgen.objectives.mixer import Segment
 from textgen.objectives.schedules import feed_probability, xent_prefix_length
+from textgen.objectives.xent import drop_target_words
 
 VOCAB = WordVocab(("<pad>", "<unk>", "<s>", "</s>", "x", "y"))
 MAX_LEN = 3  # outputs of at most 3 tokens including EOS: 13 sequences in all
@@ -49,12 +50,12 @@ TINY_MODELS = {  # model.arch → the tiny model the objectives' tests run on
 EVERY_ARCH = pytest.mark.parametrize("arch", list(TINY_MODELS))  # what must hold for an objective on every model
 
 
-def setup(name="xent", seed=0, dropout=0.0, arch="recurrent", **objective):
+def setup(name="xent", seed=0, dropout=0.0, arch="recurrent", train=TrainConfig(), **objective):
     torch.manual_seed(seed)
     recipe = Recipe(
         task="seq2seq",
         model=dataclasses.replace(TINY_MODELS[arch], dropout=dropout),
-        train=TrainConfig(),
+        train=train,
         decode=DecodeConfig(max_len_a=0.0, max_len_b=MAX_LEN),
         objective=objective_config(name, **objective),
     )
@@ -200,6 +201,34 @@ def test_scst_advantage_is_sample_reward_minus_greedy_reward(arch):
     out.loss_sum.backward()
     assert out.logs["s"] == 0 and out.loss_sum.requires_grad
     assert sum(float(p.grad.abs().sum()) for p in model.parameters() if p.grad is not None) > 0
+
+
+def test_target_word_dropout_turns_inputs_after_bos_into_unk_at_its_rate():
+    torch.manual_seed(0)
+    tgt_in = torch.randint(4, 9, (4000, 7))
+    tgt_in[:, 0], tgt_in[:, 5:] = BOS, PAD
+    dropped = drop_target_words(tgt_in, 0.3)
+    assert torch.equal(dropped[:, 0], tgt_in[:, 0]) and torch.equal(dropped[:, 5:], tgt_in[:, 5:])  # BOS, padding
+    changed = dropped[:, 1:5] != tgt_in[:, 1:5]
+    assert bool((dropped[:, 1:5][changed] == UNK).all())
+    assert abs(changed.float().mean().item() - 0.3) < 0.02
+    assert torch.equal(drop_target_words(tgt_in, 0.0), tgt_in)
+
+
+@EVERY_ARCH
+def test_xent_with_word_dropout_reads_dropped_inputs_in_training_only(arch):
+    """The loss is XENT of the whole targets given the dropped inputs; at evaluation the inputs stay whole."""
+    model, xent = setup("xent", arch=arch, train=TrainConfig(word_dropout=0.5))
+    batch = collate([[4, 5, 6], [7, 8]], [[4, 5, 4, 5], [5, 4]], [0, 1])
+    torch.manual_seed(3)
+    out = xent(model, batch, step=0)
+    torch.manual_seed(3)
+    dropped = dataclasses.replace(batch, tgt_in=drop_target_words(batch.tgt_in, 0.5))
+    assert not torch.equal(dropped.tgt_in, batch.tgt_in)  # the draw under seed 3 drops some input
+    torch.testing.assert_close(out.loss_sum, teacher_forced_loss(model, dropped))
+    assert out.ntokens == batch.ntokens
+    model.eval()
+    torch.testing.assert_close(xent(model, batch, step=0).loss_sum, teacher_forced_loss(model, batch))
 
 
 @EVERY_ARCH

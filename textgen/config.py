@@ -87,6 +87,9 @@ class TrainConfig:
     keep_checkpoints: int = 0  # >0: the weights at each of the last N validations, RUN_DIR/checkpoint-STEP.pt
     max_tokens: int = 0  # seq2seq: padded tokens per batch (token-budget batches of similar length)
     label_smoothing: float = 0.0
+    # seq2seq, xent objective: each teacher-forced target input after BOS becomes UNK with this probability
+    # (target-side word dropout), so that the decoder cannot predict from its own prefix alone and must read the source
+    word_dropout: float = 0.0
     valid_metric: str = "loss"  # seq2seq: loss | bleu4 | rouge2: picks the best checkpoint
     valid_subset: int = 0  # seq2seq: decode this many validation sentences for the metric (0: all)
     log_every: int = 50
@@ -335,6 +338,7 @@ RANGES = {
     "train.keep_checkpoints": NONNEGATIVE,
     "train.max_tokens": Range(0, 1 << 24),
     "train.label_smoothing": BELOW_1,
+    "train.word_dropout": BELOW_1,
     "train.valid_subset": NONNEGATIVE,
     "train.log_every": AT_LEAST_1,
     "train.threads": Range(0, 1024),

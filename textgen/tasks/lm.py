@@ -80,6 +80,8 @@ class LMTask:
 
     def __init__(self, recipe: Recipe, vocab: Vocab | None = None, dist: Dist = Dist(), prepared: Path | None = None):
         t = recipe.train
+        if t.word_dropout:
+            raise UserError("train.word_dropout is for seq2seq recipes (the decoder's target inputs): remove it here")
         self.recipe = recipe
         data = main_first(  # rank 0 prepares; the others map its folder, or prepare where they cannot see it
             dist,

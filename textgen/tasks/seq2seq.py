@@ -99,6 +99,11 @@ class Seq2SeqTask:
         ctx = Context(
             recipe, self.vocabs.tgt, self.references, self.steps_per_epoch, self.target_tokens / self.keep.size
         )
+        if t.word_dropout and recipe.objective.name != "xent":
+            raise UserError(
+                f"train.word_dropout is for the xent objective (objective.name = {recipe.objective.name!r}): "
+                "set it to 0 for sequence-level fine-tuning"
+            )
         self.objective = OBJECTIVES[recipe.objective.name](ctx).to(dist.device)  # its baseline regressor
         self.train_log_columns = list(self.objective.log_columns)
         metric = t.valid_metric
