@@ -7,6 +7,8 @@
 #   experiments/finetune/run.sh tatoeba       # Tatoeba, from translate-tatoeba: tatoeba-*.toml here
 #   experiments/finetune/run.sh aeslc-strong  # AESLC, from summarize: aeslc-*.toml here (ROUGE-mix reward)
 #   experiments/finetune/run.sh transformer   # Multi30k, from translate-multi30k-transformer: finetune-*-transformer
+#   experiments/finetune/run.sh student       # Multi30k, run METHOD-sN from the distilled student of seed N
+#                                             # (experiments/ensembles/run.sh strong-student distilled N)
 #   experiments/finetune/run.sh compare       # every finished run and MBR decoding against its seed's XENT
 #   experiments/finetune/run.sh table QUEUE   # results/finetune-CORPUS/QUEUE-table.{json,md}
 # RUNS="xent-s2 mixer-loo-s2" picks runs (METHOD-sSEED). MBR decodings of a run go to results/finetune-CORPUS/mbr/
@@ -27,18 +29,21 @@ study() {  # study QUEUE: the results folder, the start checkpoint, the test cor
     tatoeba) echo results/finetune-tatoeba checkpoints/translate-tatoeba.pt tatoeba bleu4 ;;
     aeslc-strong) echo results/finetune-aeslc checkpoints/summarize.pt aeslc rouge2 ;;  # against the original subject
     transformer) echo results/finetune-multi30k-transformer checkpoints/translate-multi30k-transformer.pt multi30k bleu4 ;;
-    *) echo "finetune/run.sh: no queue '$1' (strong, strong-long, tatoeba, aeslc-strong or transformer)" >&2; return 2 ;;
+    student) echo results/ensembles checkpoints/ensembles/strong-student-distilled-seedN.pt multi30k bleu4 ;;
+    *) echo "finetune/run.sh: no queue '$1' (strong, strong-long, tatoeba, aeslc-strong, transformer or student)" >&2
+       return 2 ;;
   esac
 }
 
 queue() {  # queue QUEUE RUN...: train and score each METHOD-sSEED run of QUEUE
   local q=$1 out start corpus metric name method seed; shift
   read -r out start corpus metric < <(study "$q")
-  [[ -f $start ]] || { echo "finetune/run.sh $q: no start model $start: train its recipe first" >&2; exit 2; }
   for name in "$@"; do
     method=${name%-s*} seed=${name##*-s}
+    local init=${start/seedN/seed$seed}  # the student queue starts each seed from its own student
+    [[ -f $init ]] || { echo "finetune/run.sh $q: no start model $init: train it first" >&2; exit 2; }
     case $q in
-      strong) args=(--recipe "finetune-$method") ;;
+      strong | student) args=(--recipe "finetune-$method") ;;
       strong-long) args=(--recipe "finetune-$method" --set train.epochs=4) ;;
       tatoeba) args=(--recipe "$HERE/tatoeba-$method.toml") ;;
       aeslc-strong) args=(--recipe "$HERE/aeslc-$method.toml") ;;
@@ -46,7 +51,7 @@ queue() {  # queue QUEUE RUN...: train and score each METHOD-sSEED run of QUEUE
     esac
     local metrics=$BLEU
     [[ $metric == rouge2 ]] && metrics=$ROUGE
-    train_and_score "$out" "$q-$name" "$start" "$metrics" -- "${args[@]}" --set train.seed="$seed"
+    train_and_score "$out" "$q-$name" "$init" "$metrics" -- "${args[@]}" --set train.seed="$seed"
   done
 }
 
@@ -76,9 +81,9 @@ compare() {  # every finished QUEUE-METHOD-sN output and MBR decoding against th
   done
 }
 
-case ${1:?strong, strong-long, tatoeba, aeslc-strong, transformer, compare or table} in
+case ${1:?strong, strong-long, tatoeba, aeslc-strong, transformer, student, compare or table} in
   strong) queue strong ${RUNS:-xent-s1 mrt-s1 mixer-loo-s1} ;;
-  strong-long | tatoeba | aeslc-strong | transformer) queue "$1" ${RUNS:-xent-s1 mixer-loo-s1} ;;
+  strong-long | tatoeba | aeslc-strong | transformer | student) queue "$1" ${RUNS:-xent-s1 mixer-loo-s1} ;;
   compare) compare ;;
   table) table $HERE/finetune_table.py "${2:-strong}" ;;
   *) study "$1" ;;
