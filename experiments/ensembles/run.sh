@@ -11,7 +11,7 @@
 # n-best reranking on valid, score test), teacher (the 4-model ensemble's beam-5 outputs for the training sources,
 # `data.distill_from`, decoded once into the cache) and student MIX N (translate-multi30k trained on them with
 # data.distill_targets = MIX, distilled or both, seed N; scored); strong-teacher and strong-student MIX N the same
-# from the strong ensemble.
+# from the strong ensemble. score NAME... scores checkpoints/ensembles/NAME.pt (valid and test, beam 5).
 # Seed 1 is the transformer study's mt-lstm run (the same command without kept checkpoints): `seed 1` links it.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -56,6 +56,9 @@ case $job in
     members=()
     for n in "$@"; do members+=("checkpoints/ensembles/$kind-seed$n.pt"); done
     score "$kind-ensemble-$(IFS=-; echo "$*")" "${members[@]}" ;;
+  score)  # score NAME...: checkpoints/ensembles/NAME.pt on valid and test (e.g. a student's fine-tunes, whose
+          # experiments/finetune/run.sh student scores test only)
+    for name in "$@"; do score "$name" "checkpoints/ensembles/$name.pt"; done ;;
   mixed)  # seed 1's LSTM with the transformer study's Transformer (the same vocabulary)
     score mt-ensemble-lstm-transformer checkpoints/ensembles/mt-seed1.pt checkpoints/transformer/mt-transformer.pt ;;
   reverse | lm)  # the reranking models: en->de translate-multi30k, and a char LM of the English targets (15 min)

@@ -74,6 +74,26 @@ def student_rows(kind: str) -> list[str]:
     return out
 
 
+def finetune_rows() -> list[str]:
+    """The rows of each student-METHOD-sN (experiments/finetune/run.sh student: strong student N fine-tuned with
+    finetune-METHOD) and each method's mean over seeds."""
+    out, methods = [], {}
+    for p in sorted(q for q in STUDY.glob("student-*-s*-test-beam5.json") if "-vs-" not in q.name):
+        name = p.name.removesuffix("-test-beam5.json")
+        method, n = re.fullmatch(r"student-([\w-]+)-s(\d+)", name).groups()
+        methods.setdefault(method, []).append((bleu(name, "valid"), bleu(name, "test")))
+        label = f"strong distilled student seed {n}, fine-tuned with `finetune-{method}`"
+        out.append(f"| {label} | {bleu(name, 'valid')} | {bleu(name, 'test')} | {speed(name)} |")
+    for method, scores in methods.items():
+        if len(scores) > 1:
+            valid = [x[0] for x in scores if x[0] is not None]
+            v = f"{statistics.mean(valid):.2f}" if len(valid) == len(scores) else ""
+            t = [x[1] for x in scores]
+            label = f"mean of the {len(scores)} students fine-tuned with `finetune-{method}` (test ± sd)"
+            out.append(f"| {label} | {v} | {statistics.mean(t):.2f} ± {statistics.stdev(t):.2f} | |")
+    return out
+
+
 def rows() -> list[str]:
     out = ["| system | valid BLEU | test BLEU | test sentences/s |", "|---|---|---|---|"]
     out += singles("mt", "seed {n} alone")
@@ -85,7 +105,7 @@ def rows() -> list[str]:
     out += ensemble_rows("mt")
     out += singles("strong", "strong seed {n} alone (6,025 updates)")
     out += ensemble_rows("strong")
-    out += student_rows("mt") + student_rows("strong")
+    out += student_rows("mt") + student_rows("strong") + finetune_rows()
     for p in sorted(STUDY.glob("*-rerank.json")):
         name = p.name.removesuffix("-rerank.json")
         tuned = load(p)
