@@ -3,9 +3,12 @@ teacher's beam output, decoded once, an interrupted decode goes on from its last
 prepared training split holds them (alone or after the original pairs)."""
 
 import json
+import threading
+import time
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
 import textgen
 import textgen.device
@@ -65,6 +68,35 @@ def test_an_interrupted_decode_keeps_its_whole_chunks_and_redoes_the_rest(traine
     resumed = read_lines(distill.distilled_targets(recipe))
     assert resumed == ["kept"] * 50 + full[50:]
     assert json.loads((folder / distill.MANIFEST).read_text())["metrics"]["decoded_now"] == len(full) - 50
+
+
+def test_a_run_waits_for_the_run_that_holds_the_decode_lock_and_reads_its_outputs(trained_mt, monkeypatch, tmp_path):
+    """Two students started side by side: the second waits for the first's decode and does not decode again."""
+    monkeypatch.setenv("TEXTGEN_CACHE", str(tmp_path / "cache"))
+    recipe = student(trained_mt, str(trained_mt))
+    folder = distill.distilled_targets(recipe).parent
+    (folder / distill.TARGETS).unlink()
+    holding, finished = threading.Event(), []
+
+    def first_run():  # holds the lock and writes the outputs only after the second run has started waiting
+        with FileLock(folder / distill.LOCK):
+            holding.set()
+            time.sleep(1.0)
+            (folder / distill.TARGETS).write_text("decoded by the first run\n")
+            finished.append(time.monotonic())
+
+    def fail(*args, **kwargs):
+        raise AssertionError("decoded while another run held the lock")
+
+    monkeypatch.setattr(distill, "decode_sources", fail)
+    thread = threading.Thread(target=first_run)
+    thread.start()
+    holding.wait()
+    path = distill.distilled_targets(recipe)
+    returned = time.monotonic()
+    thread.join()
+    assert finished and returned >= finished[0]
+    assert read_lines(path) == ["decoded by the first run"]
 
 
 def test_the_key_follows_the_training_sources_only(tmp_path):

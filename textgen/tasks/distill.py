@@ -5,8 +5,9 @@ The teacher's outputs are decoded once and kept in the cache, in a folder keyed 
 training sources' sha256 and the decode settings, so every student of the same teachers reuses them (the key is
 known without loading a model or reading the corpus). Decoding appends a chunk at a time to a partial file: an
 interrupted run goes on from the last whole chunk, and the file takes its final name only when every source is
-decoded. The data preparation then reads it as the training targets (data/prepared_parallel.py), alone or beside
-the original ones (`data.distill_targets`)."""
+decoded. Students started side by side take turns: one decodes under a lock file in the folder, the others wait
+and then read its outputs. The data preparation then reads it as the training targets (data/prepared_parallel.py),
+alone or beside the original ones (`data.distill_targets`)."""
 
 from __future__ import annotations
 
@@ -16,9 +17,10 @@ import time
 from pathlib import Path
 
 import torch
+from filelock import FileLock, Timeout
 
 from textgen.config import Recipe, recipe_from_checkpoint
-from textgen.console import progress_bar
+from textgen.console import progress_bar, stderr_console
 from textgen.data.parallel import load_parallel
 from textgen.data.prepared import file_sha256, fingerprint
 from textgen.data.prepared_parallel import training_sources_key
@@ -32,6 +34,7 @@ from textgen.train import checkpoint
 CHUNK = 1000  # sources decoded (and made safe on disk) at a time
 TARGETS = "train.tgt"  # the distilled targets, one per training source, in corpus order
 MANIFEST = "distill.json"
+LOCK = "decode.lock"  # held by the one run that decodes
 
 
 def teacher_paths(spec: str) -> list[Path]:
@@ -63,7 +66,18 @@ def distilled_targets(recipe: Recipe, device: torch.device = torch.device("cpu")
     folder = cache_dir() / "distilled" / f"{safe or 'corpus'}-{fingerprint(keyed)[:16]}"
     if (folder / TARGETS).is_file() or not decode:
         return folder / TARGETS if (folder / TARGETS).is_file() else None
-    _decode(folder, teachers, recipe.data.corpus, device, keyed)
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(folder / LOCK)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        stderr_console().print(f"waiting for another run that decodes the teachers' outputs into {folder}")
+        lock.acquire()
+    try:
+        if not (folder / TARGETS).is_file():  # not finished by the run this one waited for
+            _decode(folder, teachers, recipe.data.corpus, device, keyed)
+    finally:
+        lock.release()
     return folder / TARGETS
 
 
@@ -73,7 +87,6 @@ def _decode(folder: Path, teachers: list[Path], corpus: str, device: torch.devic
     model, vocabs, teacher_recipe, _ = load_models(teachers, device)
     cfg = settings.resolve(teacher_recipe.decode, device, model=model)
     sources = load_parallel(corpus, only="train").splits["train"].sources
-    folder.mkdir(parents=True, exist_ok=True)
     partial = folder / f"{TARGETS}.partial"
     done = _whole_lines(partial)
     start = time.perf_counter()
