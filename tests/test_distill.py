@@ -4,7 +4,6 @@ prepared training split holds them (alone or after the original pairs)."""
 
 import json
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -71,32 +70,73 @@ def test_an_interrupted_decode_keeps_its_whole_chunks_and_redoes_the_rest(traine
 
 
 def test_a_run_waits_for_the_run_that_holds_the_decode_lock_and_reads_its_outputs(trained_mt, monkeypatch, tmp_path):
-    """Two students started side by side: the second waits for the first's decode and does not decode again."""
+    """Two students started side by side: the second says it waits, waits for the first's decode, and does not
+    decode again."""
     monkeypatch.setenv("TEXTGEN_CACHE", str(tmp_path / "cache"))
     recipe = student(trained_mt, str(trained_mt))
     folder = distill.distilled_targets(recipe).parent
     (folder / distill.TARGETS).unlink()
-    holding, finished = threading.Event(), []
+    holding, waiting, said = threading.Event(), threading.Event(), []
 
-    def first_run():  # holds the lock and writes the outputs only after the second run has started waiting
+    class Console:  # the waiting run's notice: the first run writes its outputs only once it is printed
+        def print(self, text):
+            said.append(text)
+            waiting.set()
+
+    def first_run():
         with FileLock(folder / distill.LOCK):
             holding.set()
-            time.sleep(1.0)
-            (folder / distill.TARGETS).write_text("decoded by the first run\n")
-            finished.append(time.monotonic())
+            if waiting.wait(timeout=60):
+                (folder / distill.TARGETS).write_text("decoded by the first run\n")
 
     def fail(*args, **kwargs):
         raise AssertionError("decoded while another run held the lock")
 
+    monkeypatch.setattr(distill, "stderr_console", Console)
     monkeypatch.setattr(distill, "decode_sources", fail)
     thread = threading.Thread(target=first_run)
     thread.start()
-    holding.wait()
+    assert holding.wait(timeout=60)
     path = distill.distilled_targets(recipe)
-    returned = time.monotonic()
-    thread.join()
-    assert finished and returned >= finished[0]
+    thread.join(timeout=60)
+    assert said and "waiting for another run" in said[0]
     assert read_lines(path) == ["decoded by the first run"]
+
+
+def test_a_distilled_student_fine_tunes_on_the_references(cli, trained_mt, monkeypatch, tmp_path):
+    """init_from a student: its distill settings picked its targets, not its model, so a fine-tune drops them."""
+    monkeypatch.setenv("TEXTGEN_CACHE", str(tmp_path / "cache"))
+    recipe, steps = trained_mt.parent / "rev.toml", ("--set", "train.max_steps=1")
+    made = cli(
+        "train",
+        "-r",
+        recipe,
+        *steps,
+        "--set",
+        f"data.distill_from={json.dumps(str(trained_mt))}",
+        "-o",
+        "s.pt",
+        "--run-dir",
+        "s",
+    )
+    assert made.code == 0, made.err
+    tuned = cli("train", "-r", recipe, *steps, "--set", 'init_from="s.pt"', "-o", "f.pt", "--run-dir", "f")
+    assert tuned.code == 0, tuned.err
+    other = cli(
+        "train",
+        "-r",
+        recipe,
+        *steps,
+        "--set",
+        'init_from="s.pt"',
+        "--set",
+        "data.lowercase=true",
+        "-o",
+        "g.pt",
+        "--run-dir",
+        "g",
+    )
+    assert other.code == 2 and "--set data.lowercase=false" in other.err  # other [data] keys are still checked
 
 
 def test_the_key_follows_the_training_sources_only(tmp_path):

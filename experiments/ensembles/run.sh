@@ -58,6 +58,7 @@ case $job in
     score "$kind-ensemble-$(IFS=-; echo "$*")" "${members[@]}" ;;
   score)  # score NAME...: checkpoints/ensembles/NAME.pt on valid and test (e.g. a student's fine-tunes, whose
           # experiments/finetune/run.sh student scores test only)
+    (( $# )) || { echo "usage: score NAME..." >&2; exit 2; }
     for name in "$@"; do score "$name" "checkpoints/ensembles/$name.pt"; done ;;
   mixed)  # seed 1's LSTM with the transformer study's Transformer (the same vocabulary)
     score mt-ensemble-lstm-transformer checkpoints/ensembles/mt-seed1.pt checkpoints/transformer/mt-transformer.pt ;;

@@ -8,7 +8,9 @@
 #   experiments/finetune/run.sh aeslc-strong  # AESLC, from summarize: aeslc-*.toml here (ROUGE-mix reward)
 #   experiments/finetune/run.sh transformer   # Multi30k, from translate-multi30k-transformer: finetune-*-transformer
 #   experiments/finetune/run.sh student       # Multi30k, run METHOD-sN from the distilled student of seed N
-#                                             # (experiments/ensembles/run.sh strong-student distilled N)
+#                                             # (experiments/ensembles/run.sh strong-student distilled N), on the
+#                                             # references; into results/ensembles, whose run.sh pairs and table
+#                                             # take its runs (compare and table here do not)
 #   experiments/finetune/run.sh compare       # every finished run and MBR decoding against its seed's XENT
 #   experiments/finetune/run.sh table QUEUE   # results/finetune-CORPUS/QUEUE-table.{json,md}
 # RUNS="xent-s2 mixer-loo-s2" picks runs (METHOD-sSEED). MBR decodings of a run go to results/finetune-CORPUS/mbr/

@@ -104,7 +104,10 @@ def _decode(folder: Path, teachers: list[Path], corpus: str, device: torch.devic
     seconds = time.perf_counter() - start
     if _whole_lines(partial, chunk=1) != len(sources):  # another process appended too: start again
         partial.unlink()
-        raise UserError(f"'{partial}' was written by two runs at once: run one student at a time while it decodes")
+        raise UserError(
+            f"'{partial}' was written by two runs at once (its folder's lock file did not hold them apart, as on some "
+            "network file systems): run one student at a time while it decodes"
+        )
     count = len(sources) - done
     metrics = {"sources": len(sources), "decoded_now": count, "sentences_per_s": round(count / max(seconds, 1e-9), 1)}
     extra = {"teachers": [str(p.resolve()) for p in teachers], "teachers_sha256": keyed["teachers"]}

@@ -44,6 +44,11 @@ class Seq2SeqTask:
     def __init__(self, recipe: Recipe, vocab: dict | None = None, dist: Dist = Dist(), prepared: Path | None = None):
         self.recipe = recipe
         d, t = recipe.data, recipe.train
+        if t.word_dropout and recipe.objective.name != "xent":
+            raise UserError(
+                f"train.word_dropout is for the xent objective, not objective.name = {recipe.objective.name!r}: "
+                "set it to 0"
+            )
         init_payload = checkpoint.load(Path(recipe.init_from), kind="seq2seq") if recipe.init_from else None
         if init_payload is not None:
             check_same_model(init_payload, recipe)
@@ -99,11 +104,6 @@ class Seq2SeqTask:
         ctx = Context(
             recipe, self.vocabs.tgt, self.references, self.steps_per_epoch, self.target_tokens / self.keep.size
         )
-        if t.word_dropout and recipe.objective.name != "xent":
-            raise UserError(
-                f"train.word_dropout is for the xent objective (objective.name = {recipe.objective.name!r}): "
-                "set it to 0 for sequence-level fine-tuning"
-            )
         self.objective = OBJECTIVES[recipe.objective.name](ctx).to(dist.device)  # its baseline regressor
         self.train_log_columns = list(self.objective.log_columns)
         metric = t.valid_metric
@@ -239,13 +239,17 @@ def parent_steps(payload: dict, own: bool = False) -> int:
     return step if own else step + state.get("start_step", payload.get("start_step", 0))
 
 
+SET_BY_THE_FINE_TUNE = {("data", "max_len"), ("data", "distill_from"), ("data", "distill_targets")}
+
+
 def check_same_model(payload: dict, recipe: Recipe) -> None:
     """init_from must match the recipe's model shape and vocabulary settings; one error names every mismatch.
-    data.max_len only picks the training pairs, so a fine-tune may set its own."""
+    data.max_len picks the training pairs and data.distill_* their targets, not the model or its vocabulary (which
+    comes from the checkpoint), so a fine-tune sets its own: a distilled student fine-tunes on the references."""
     diff = [
         d
         for d in differences(recipe_from_checkpoint(payload), recipe, ("model", "data"))
-        if d[:2] != ("data", "max_len")
+        if d[:2] not in SET_BY_THE_FINE_TUNE
     ]
     if diff:
         sections = " and ".join(f"[{s}]" for s in dict.fromkeys(section for section, *_ in diff))
