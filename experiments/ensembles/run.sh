@@ -11,7 +11,8 @@
 # n-best reranking on valid, score test), teacher (the 4-model ensemble's beam-5 outputs for the training sources,
 # `data.distill_from`, decoded once into the cache) and student MIX N (translate-multi30k trained on them with
 # data.distill_targets = MIX, distilled or both, seed N; scored); strong-teacher and strong-student MIX N the same
-# from the strong ensemble. score NAME... scores checkpoints/ensembles/NAME.pt (valid and test, beam 5).
+# from the strong ensemble; pairs-xent pairs the strong students (and their fine-tunes) with the XENT continuation.
+# score NAME... scores checkpoints/ensembles/NAME.pt (valid and test, beam 5).
 # Seed 1 is the transformer study's mt-lstm run (the same command without kept checkpoints): `seed 1` links it.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -97,6 +98,14 @@ case $job in
     base=$1; shift
     for sys in "$@"; do
       pair "$OUT/hyps/$base.txt" "$OUT/hyps/$sys.txt" multi30k "$OUT/$sys-vs-$base.json"
+    done ;;
+  pairs-xent)  # each strong student and its fine-tunes (seed N) against the finetune-multi30k study's XENT continuation
+               # of seed N (translate-multi30k plus 4 epochs of finetune-xent), test beam 5
+    for hyp in "$OUT"/hyps/{strong-student-distilled-seed,student-*-s}[0-9]-test-beam5.txt{,.gz}; do
+      [[ -f $hyp ]] || continue
+      name=$(basename "${hyp%.gz}" .txt) && n=${name%-test-beam5} && n=${n##*[a-z]}
+      pair results/finetune-multi30k/hyps/strong-long-xent-s$n-test-beam5.txt "${hyp%.gz}" multi30k \
+        "$OUT/$name-vs-long-xent-s$n.json"
     done ;;
   *) echo "unknown job $job" >&2; exit 2 ;;
 esac
