@@ -99,11 +99,12 @@ case $job in
     for sys in "$@"; do
       pair "$OUT/hyps/$base.txt" "$OUT/hyps/$sys.txt" multi30k "$OUT/$sys-vs-$base.json"
     done ;;
-  pairs-xent)  # each strong student and its fine-tunes (seed N) against the finetune-multi30k study's XENT continuation
+  pairs-xent)  # each strong student, reranked or fine-tuned (seed N), against the finetune-multi30k study's XENT continuation
                # of seed N (translate-multi30k plus 4 epochs of finetune-xent), test beam 5
-    for hyp in "$OUT"/hyps/{strong-student-distilled-seed,student-*-s}[0-9]-test-beam5.txt{,.gz}; do
+    for hyp in "$OUT"/hyps/{strong-student-distilled-seed[0-9]-{test-beam5,rerank8-test},student-*-s[0-9]-test-beam5}.txt{,.gz}; do
       [[ -f $hyp ]] || continue
-      name=$(basename "${hyp%.gz}" .txt) && n=${name%-test-beam5} && n=${n##*[a-z]}
+      name=$(basename "${hyp%.gz}" .txt)
+      [[ $name =~ (seed|-s)([0-9]+)- ]] && n=${BASH_REMATCH[2]}
       pair results/finetune-multi30k/hyps/strong-long-xent-s$n-test-beam5.txt "${hyp%.gz}" multi30k \
         "$OUT/$name-vs-long-xent-s$n.json"
     done ;;
