@@ -67,11 +67,16 @@ def student_rows(kind: str) -> list[str]:
         )
     for mix, scores in students.items():
         if len(scores) > 1:
-            v, t = (statistics.mean(x[i] for x in scores) for i in (0, 1))
-            sd = statistics.stdev(x[1] for x in scores)
-            what = f"{'strong ' if kind == 'strong' else ''}{mix} students"
-            out.append(f"| mean of the {len(scores)} {what} (test ± sd) | {v:.2f} | {t:.2f} ± {sd:.2f} | |")
+            out.append(mean_row(f"{'strong ' if kind == 'strong' else ''}{mix} students", scores))
     return out
+
+
+def mean_row(what: str, scores: list[tuple[float | None, float]]) -> str:
+    """The row of the mean over seeds of (valid, test) scores, test ± sd; valid left blank where a seed lacks it."""
+    valid, test = [v for v, _ in scores if v is not None], [t for _, t in scores]
+    v = f"{statistics.mean(valid):.2f}" if len(valid) == len(scores) else ""
+    t = f"{statistics.mean(test):.2f} ± {statistics.stdev(test):.2f}"
+    return f"| mean of the {len(scores)} {what} (test ± sd) | {v} | {t} | |"
 
 
 def finetune_rows() -> list[str]:
@@ -86,11 +91,7 @@ def finetune_rows() -> list[str]:
         out.append(f"| {label} | {bleu(name, 'valid')} | {bleu(name, 'test')} | {speed(name)} |")
     for method, scores in methods.items():
         if len(scores) > 1:
-            valid = [x[0] for x in scores if x[0] is not None]
-            v = f"{statistics.mean(valid):.2f}" if len(valid) == len(scores) else ""
-            t = [x[1] for x in scores]
-            label = f"mean of the {len(scores)} students fine-tuned with `finetune-{method}` (test ± sd)"
-            out.append(f"| {label} | {v} | {statistics.mean(t):.2f} ± {statistics.stdev(t):.2f} | |")
+            out.append(mean_row(f"students fine-tuned with `finetune-{method}`", scores))
     return out
 
 
