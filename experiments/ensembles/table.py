@@ -58,13 +58,11 @@ def student_rows(kind: str) -> list[str]:
     for p in sorted(q for q in STUDY.glob(f"{kind}-student-*-test-beam5.json") if "-vs-" not in q.name):
         name = p.name.removesuffix("-test-beam5.json")
         mix, n = re.fullmatch(kind + r"-student-(\w+)-seed(\d+)", name).groups()
-        students.setdefault(mix, []).append((bleu(name, "valid"), bleu(name, "test")))
+        v, t = bleu(name, "valid"), bleu(name, "test")
+        students.setdefault(mix, []).append((v, t))
         targets = "its outputs" if mix == "distilled" else "the originals and its outputs"
         teacher = "the strong 4-ensemble" if kind == "strong" else "the 4-ensemble"
-        out.append(
-            f"| student of {teacher}, trained on {targets}, seed {n} | {bleu(name, 'valid')} | "
-            f"{bleu(name, 'test')} | {speed(name)} |"
-        )
+        out.append(f"| student of {teacher}, trained on {targets}, seed {n} | {v} | {t} | {speed(name)} |")
     for mix, scores in students.items():
         if len(scores) > 1:
             out.append(mean_row(f"{'strong ' if kind == 'strong' else ''}{mix} students", scores))
@@ -86,9 +84,10 @@ def finetune_rows() -> list[str]:
     for p in sorted(q for q in STUDY.glob("student-*-s*-test-beam5.json") if "-vs-" not in q.name):
         name = p.name.removesuffix("-test-beam5.json")
         method, n = re.fullmatch(r"student-([\w-]+)-s(\d+)", name).groups()
-        methods.setdefault(method, []).append((bleu(name, "valid"), bleu(name, "test")))
+        v, t = bleu(name, "valid"), bleu(name, "test")
+        methods.setdefault(method, []).append((v, t))
         label = f"strong distilled student seed {n}, fine-tuned with `finetune-{method}`"
-        out.append(f"| {label} | {bleu(name, 'valid')} | {bleu(name, 'test')} | {speed(name)} |")
+        out.append(f"| {label} | {v} | {t} | {speed(name)} |")
     for method, scores in methods.items():
         if len(scores) > 1:
             out.append(mean_row(f"students fine-tuned with `finetune-{method}`", scores))
