@@ -53,6 +53,13 @@ train_and_score() {  # train_and_score OUT NAME INIT METRICS -- train args...: f
     "$TEXTGEN" train "$@" --set init_from="$init" --set train.max_minutes=0 --set train.threads=1 \
       -o "$ckpt" --run-dir "runs/$study/$name" --results "$out/$name-train.json"
   fi
+  score_test "$out" "$name" "$metrics"
+}
+
+score_test() {  # score_test OUT NAME METRICS: score checkpoints/STUDY/NAME.pt on test with greedy search and beam 5
+                # into OUT/NAME-test-beamB.json and OUT/hyps/, unless scored already
+  local out=$1 name=$2 metrics=$3 beam ckpt
+  ckpt=checkpoints/$(basename "$out")/$name.pt
   for beam in 1 5; do
     [[ -f $out/$name-test-beam$beam.json ]] && continue
     # shellcheck disable=SC2086  # METRICS is a list of --metric options

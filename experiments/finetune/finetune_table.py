@@ -4,7 +4,7 @@ decodings of those models (results/finetune-CORPUS/mbr/[long-]METHOD-sN/, experi
 results/finetune-CORPUS/QUEUE-table.{json,md}. Multi30k's `strong` queue holds both budgets (2 and 4 epochs);
 AESLC's is tabulated on ROUGE-2, with distinct beam-5 outputs.
 
-    experiments/finetune/run.sh table [strong | tatoeba | aeslc-strong | transformer]
+    experiments/finetune/run.sh table [strong | tatoeba | aeslc-strong | aeslc-brio | transformer]
 """
 
 from __future__ import annotations
@@ -21,10 +21,14 @@ TABLES = {  # queue: (metric, study folder under results/, MBR setting chosen on
     "strong": ("bleu4", "finetune-multi30k", "mbr32-bleu-beam5"),  # chosen by experiments/mbr/run.sh valid
     "tatoeba": ("bleu4", "finetune-tatoeba", "mbr32-bleu-beam5"),
     "aeslc-strong": ("rouge2", "finetune-aeslc", "mbr32-rouge2-beam5"),
+    "aeslc-brio": ("rouge2", "finetune-aeslc", None),  # no MBR: finetune-aeslc/mbr/ holds aeslc-strong's models
     "transformer": ("bleu4", "finetune-multi30k-transformer", "mbr32-bleu-beam5"),  # strong's setting
 }
 UTILITY = {"bleu4": "sentence-BLEU", "rouge2": "ROUGE-2"}
-START = {"valid greedy": "strong-start-valid-beam1.json", "valid beam5": "strong-start-valid-beam5.json"}
+START = {  # queue: the start model's scores (aeslc-brio trains its own start model, run.sh start_model)
+    "strong": {"valid greedy": "strong-start-valid-beam1.json", "valid beam5": "strong-start-valid-beam5.json"},
+    "aeslc-brio": {"test greedy": "aeslc-brio-start-test-beam1.json", "test beam5": "aeslc-brio-start-test-beam5.json"},
+}
 
 
 def folder(queue: str) -> Path:
@@ -35,6 +39,8 @@ def mbr_run(queue: str, run: str, budget: str, seed: str, metric: str) -> dict:
     """One model's MBR decodings (experiments/mbr/run.sh one ..., in results/finetune-CORPUS/mbr/RUN): validation
     beam 5 and MBR, test MBR and its paired bootstrap against the same seed and budget's XENT with beam 5 (compare)."""
     setting = TABLES[queue][2]
+    if setting is None:
+        return {}
     mbr, out = folder(queue) / "mbr" / run, {}
     for key, name in (("valid_beam5", "valid-beam5"), ("valid_mbr", f"valid-{setting}"),
                       ("test_mbr", f"test-{setting}")):  # fmt: skip
@@ -93,7 +99,7 @@ def collect(queue: str = "strong") -> dict:
             if values:
                 row[key] = summarise(values)
         table[method] = row
-    start = {k: load(out / f)["metrics"]["bleu4"] for k, f in START.items() if queue == "strong" and (out / f).exists()}
+    start = {k: load(out / f)["metrics"][metric] for k, f in START.get(queue, {}).items() if (out / f).exists()}
     return {"queue": queue, "metric": metric, "start": start, "methods": table}
 
 
@@ -140,6 +146,8 @@ def markdown(result: dict) -> str:
             + (f"{fmt(row.get('distinct_beam5'), digits=0)} | " if distinct else "")
             + f"{ps or '–'} | {seconds:.0f}{ratio} |"
         )
+    if result["start"]:
+        lines += ["", "The start model: " + ", ".join(f"{k} {v:.2f}" for k, v in result["start"].items()) + "."]
     if not any("valid_mbr" in run for row in methods.values() for run in row["runs"].values()):
         return "\n".join(lines) + "\n"
     lines += [

@@ -6,6 +6,9 @@
 #   experiments/finetune/run.sh strong-long   # the same for 4 epochs (MIXER's stages as in strong, then s = 1)
 #   experiments/finetune/run.sh tatoeba       # Tatoeba, from translate-tatoeba: tatoeba-*.toml here
 #   experiments/finetune/run.sh aeslc-strong  # AESLC, from summarize: aeslc-*.toml here (ROUGE-mix reward)
+#   experiments/finetune/run.sh aeslc-brio    # AESLC, the ranking objective (recipe finetune-rank-summarize) and
+#                                             # aeslc-xent.toml from a summarize model of its own, trained first as
+#                                             # a user runs the recipe (25 minutes, torch's threads) and scored
 #   experiments/finetune/run.sh transformer   # Multi30k, from translate-multi30k-transformer: finetune-*-transformer
 #   experiments/finetune/run.sh student       # Multi30k, run METHOD-sN from the distilled student of seed N
 #                                             # (experiments/ensembles/run.sh strong-student distilled N), on the
@@ -30,11 +33,23 @@ study() {  # study QUEUE: the results folder, the start checkpoint, the test cor
     strong | strong-long) echo results/finetune-multi30k checkpoints/translate-multi30k.pt multi30k bleu4 ;;
     tatoeba) echo results/finetune-tatoeba checkpoints/translate-tatoeba.pt tatoeba bleu4 ;;
     aeslc-strong) echo results/finetune-aeslc checkpoints/summarize.pt aeslc rouge2 ;;  # against the original subject
+    aeslc-brio) echo results/finetune-aeslc checkpoints/finetune-aeslc/aeslc-brio-start.pt aeslc rouge2 ;;
     transformer) echo results/finetune-multi30k-transformer checkpoints/translate-multi30k-transformer.pt multi30k bleu4 ;;
     student) echo results/ensembles checkpoints/ensembles/strong-student-distilled-seedN.pt multi30k bleu4 ;;
-    *) echo "finetune/run.sh: no queue '$1' (strong, strong-long, tatoeba, aeslc-strong, transformer or student)" >&2
+    *) echo "finetune/run.sh: no queue '$1' (strong, strong-long, tatoeba, aeslc-strong, aeslc-brio, transformer or student)" >&2
        return 2 ;;
   esac
+}
+
+start_model() {  # start_model QUEUE: train and score the start model a queue trains for itself (aeslc-brio)
+  local out start corpus metric name
+  read -r out start corpus metric < <(study "$1")
+  name=$(basename "$start" .pt)
+  if [[ ! -f $out/$name-train.json ]]; then  # as a user runs the recipe: its minutes, torch's default threads
+    env -u OMP_NUM_THREADS "$TEXTGEN" train --recipe summarize -o "$start" --run-dir "runs/$(basename "$out")/$name" \
+      --results "$out/$name-train.json"
+  fi
+  score_test "$out" "$name" "$ROUGE"
 }
 
 queue() {  # queue QUEUE RUN...: train and score each METHOD-sSEED run of QUEUE
@@ -49,6 +64,7 @@ queue() {  # queue QUEUE RUN...: train and score each METHOD-sSEED run of QUEUE
       strong-long) args=(--recipe "finetune-$method" --set train.epochs=4) ;;
       tatoeba) args=(--recipe "$HERE/tatoeba-$method.toml") ;;
       aeslc-strong) args=(--recipe "$HERE/aeslc-$method.toml") ;;
+      aeslc-brio) args=(--recipe "$HERE/aeslc-$method.toml"); [[ $method == rank ]] && args=(--recipe finetune-rank-summarize) ;;
       transformer) args=(--recipe "finetune-$method-transformer") ;;
     esac
     local metrics=$BLEU
@@ -62,7 +78,11 @@ compare() {  # every finished QUEUE-METHOD-sN output and MBR decoding against th
   for hyp in results/finetune-*/hyps/*-test-beam*.txt{,.gz}; do
     [[ -f $hyp ]] || continue
     hyp=${hyp%.gz} name=$(basename "$hyp" .txt) seed_beam=${name##*-s}  # e.g. 1-test-beam5
-    case $name in strong-long-*) budget=strong-long ;; aeslc-strong-*) budget=aeslc-strong ;; *) budget=${name%%-*} ;; esac
+    [[ $name == *-s[0-9]*-test-beam* ]] || continue  # a start model's output, not a seed's fine-tune
+    case $name in
+      strong-long-*) budget=strong-long ;; aeslc-strong-*) budget=aeslc-strong ;; aeslc-brio-*) budget=aeslc-brio ;;
+      *) budget=${name%%-*} ;;
+    esac
     [[ $name == "$budget"-xent-* ]] && continue
     read -r out start corpus metric < <(study "$budget")
     pair "$out/hyps/$budget-xent-s$seed_beam.txt" "$hyp" "$corpus" \
@@ -83,8 +103,9 @@ compare() {  # every finished QUEUE-METHOD-sN output and MBR decoding against th
   done
 }
 
-case ${1:?strong, strong-long, tatoeba, aeslc-strong, transformer, student, compare or table} in
+case ${1:?strong, strong-long, tatoeba, aeslc-strong, aeslc-brio, transformer, student, compare or table} in
   strong) queue strong ${RUNS:-xent-s1 mrt-s1 mixer-loo-s1} ;;
+  aeslc-brio) start_model aeslc-brio; queue aeslc-brio ${RUNS:-xent-s1 rank-s1} ;;
   strong-long | tatoeba | aeslc-strong | transformer | student) queue "$1" ${RUNS:-xent-s1 mixer-loo-s1} ;;
   compare) compare ;;
   table) table $HERE/finetune_table.py "${2:-strong}" ;;

@@ -106,3 +106,22 @@ def test_finetune_table_refuses_a_stale_bootstrap(strong):
     write_bootstrap(strong / "strong-mrt-s1-vs-xent-beam5.json", [xent, mrt], 41.1, 40.9, 0.3)  # MRT re-decoded since
     with pytest.raises(AssertionError, match="stale"):
         finetune_table.collect("strong")
+
+
+def test_finetune_table_of_a_queue_with_its_own_start_model_takes_no_other_queues_mbr(tmp_path, monkeypatch):
+    out = tmp_path / "finetune-aeslc"
+    monkeypatch.setattr(finetune_table, "RESULTS", tmp_path)
+    for queue in ("aeslc-strong", "aeslc-brio"):
+        train = {"best_valid_rouge2": 4.4, "train_seconds": 300.0, "steps": 788}
+        write_json(out / f"{queue}-xent-s1-train.json", {"metrics": train})
+        write_json(out / f"{queue}-xent-s1-test-beam5.json", {"metrics": {"rouge2": 4.5, "distinct_outputs": 770}})
+    write_json(out / "aeslc-brio-start-test-beam5.json", {"metrics": {"rouge2": 4.7}})
+    scores = {"valid-beam5": 4.3, "valid-mbr32-rouge2-beam5": 4.55}  # aeslc-strong's xent-s1, decoded with MBR
+    for name, score in scores.items():
+        write_json(out / "mbr" / "xent-s1" / f"{name}.json", {"metrics": {"rouge2": score}})
+    assert finetune_table.collect("aeslc-strong")["methods"]["xent"]["runs"][1]["valid_mbr"] == 4.55
+    result = finetune_table.collect("aeslc-brio")
+    assert "valid_mbr" not in result["methods"]["xent"]["runs"][1]
+    assert list(result["methods"]) == ["xent"]  # aeslc-strong's runs are not this queue's
+    assert result["start"] == {"test beam5": 4.7}
+    assert "The start model: test beam5 4.70." in finetune_table.markdown(result)
