@@ -835,6 +835,30 @@ def test_the_reference_as_a_candidate_earns_reward_one_and_cost_zero_under_every
         textgen.tasks.seq2seq.decode_sources = original
 
 
+@pytest.mark.parametrize("valid_beam", [1, 4])
+def test_validation_decodes_with_train_valid_beam(cased_recipe, monkeypatch, valid_beam):
+    """The validation metric that picks the checkpoint comes from a search of train.valid_beam's width (1: greedy,
+    whatever decode.beam is), one output per sentence and never MBR, on train.valid_subset's sentences."""
+    import textgen.tasks.seq2seq
+    from textgen.config import load_recipe
+    from textgen.decode.dispatch import Decoded
+    from textgen.tasks.seq2seq import Seq2SeqTask
+
+    path, settings = cased_recipe
+    sets = [*settings, f"train.valid_beam={valid_beam}", "train.valid_subset=3", "decode.beam=2"]
+    sets.append("decode.mbr.samples=8")
+    task = Seq2SeqTask(load_recipe(str(path), sets))
+    searches = []
+
+    def record(model, decode_text, sources, cfg, **options):
+        searches.append((cfg.beam, cfg.nbest, cfg.mbr.samples, len(sources)))
+        return [Decoded([("x", 0.0)]) for _ in sources]
+
+    monkeypatch.setattr(textgen.tasks.seq2seq, "decode_sources", record)
+    task.validate()
+    assert searches == [(valid_beam, 1, 0, 3)]
+
+
 def test_eval_scores_a_lowercased_model_against_lowercased_references(cli, tmp_path, monkeypatch):
     """`textgen eval` normalises the references as the checkpoint's target vocabulary does."""
     import json

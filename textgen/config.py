@@ -92,6 +92,7 @@ class TrainConfig:
     word_dropout: float = 0.0
     valid_metric: str = "loss"  # seq2seq: loss | bleu4 | rouge2: picks the best checkpoint
     valid_subset: int = 0  # seq2seq: decode this many validation sentences for the metric (0: all)
+    valid_beam: int = 1  # seq2seq: ... with a beam this wide (1: greedy): pick by the search you will decode with
     log_every: int = 50
     threads: int = 0  # torch intra-op threads (0: torch default)
     tensorboard: bool = False  # also log metrics to RUN_DIR/tensorboard (needs the tensorboard package)
@@ -340,6 +341,7 @@ RANGES = {
     "train.label_smoothing": BELOW_1,
     "train.word_dropout": BELOW_1,
     "train.valid_subset": NONNEGATIVE,
+    "train.valid_beam": Range(1, 1024),
     "train.log_every": AT_LEAST_1,
     "train.threads": Range(0, 1024),
     "objective.sample_temperature": POSITIVE,

@@ -194,9 +194,11 @@ class Seq2SeqTask:
         metric = self.recipe.train.valid_metric
         if metric != "loss":
             n = self.recipe.train.valid_subset or len(self.valid_src)
-            cfg = self.recipe.decode
-            greedy = dataclasses.replace(cfg, beam=1, mbr=dataclasses.replace(cfg.mbr, samples=0))
-            decoded = decode_sources(self.model, self.vocabs.tgt.decode, self.valid_src[:n], greedy)
+            cfg = self.recipe.decode  # its length limits and bans; the beam is train.valid_beam's, never MBR
+            search = dataclasses.replace(
+                cfg, beam=self.recipe.train.valid_beam, nbest=1, mbr=dataclasses.replace(cfg.mbr, samples=0)
+            )
+            decoded = decode_sources(self.model, self.vocabs.tgt.decode, self.valid_src[:n], search)
             values, _ = score([metric], [d.text for d in decoded], [self.valid_targets[:n]])
             out[self.best_metric] = values[metric]
         return out
