@@ -24,6 +24,7 @@ TABLES = {  # queue: (metric, study folder under results/, MBR setting chosen on
     "aeslc-brio": ("rouge2", "finetune-aeslc", None),  # no MBR: finetune-aeslc/mbr/ holds aeslc-strong's models
     "transformer": ("bleu4", "finetune-multi30k-transformer", "mbr32-bleu-beam5"),  # strong's setting
 }
+CONTROL = {"aeslc-brio": "xent-valid-beam5"}  # queue: its XENT continuation, when not "xent" (run.sh control)
 UTILITY = {"bleu4": "sentence-BLEU", "rouge2": "ROUGE-2"}
 START = {  # queue: the start model's scores (aeslc-brio trains its own start model, run.sh start_model)
     "strong": {"valid greedy": "strong-start-valid-beam1.json", "valid beam5": "strong-start-valid-beam5.json"},
@@ -83,7 +84,7 @@ def collect(queue: str = "strong") -> dict:
                 run[f"test_{tag}"], run[f"distinct_{tag}"] = scores[metric], scores["distinct_outputs"]
             versus = out / f"{name}-vs-xent-beam{beam}.json"
             if versus.exists():  # the difference and its p from one file: the pair the bootstrap compared
-                base = f"{queue}-{m['budget'] or ''}xent-s{m['seed']}-test-beam{beam}"
+                base = f"{queue}-{m['budget'] or ''}{CONTROL.get(queue, 'xent')}-s{m['seed']}-test-beam{beam}"
                 run[f"diff_vs_xent_{tag}"], run[f"p_vs_xent_{tag}"] = paired(
                     queue, versus, base, f"{name}-test-beam{beam}.txt", run.get(f"test_{tag}"), metric
                 )
@@ -100,7 +101,7 @@ def collect(queue: str = "strong") -> dict:
                 row[key] = summarise(values)
         table[method] = row
     start = {k: load(out / f)["metrics"][metric] for k, f in START.get(queue, {}).items() if (out / f).exists()}
-    return {"queue": queue, "metric": metric, "start": start, "methods": table}
+    return {"queue": queue, "metric": metric, "control": CONTROL.get(queue, "xent"), "start": start, "methods": table}
 
 
 def versus(run: dict, tag: str) -> str:
@@ -110,7 +111,7 @@ def versus(run: dict, tag: str) -> str:
     return f"{run[f'diff_vs_xent_{tag}']:+.2f} (p {run[f'p_vs_xent_{tag}']:.3f})"
 
 
-ROWS = ("xent", "mixer-loo", "mixer", "mrt")  # the best sequence-level recipe next to XENT
+ROWS = ("xent", "xent-valid-beam5", "mixer-loo", "mixer", "mrt", "rank")  # the best sequence-level recipe next to XENT
 
 
 def order(method: str) -> tuple[bool, int, str]:  # 2-epoch budget first, then ROWS' order
@@ -130,7 +131,8 @@ def markdown(result: dict) -> str:
     ]
     for method in sorted(methods, key=order):
         row = methods[method]
-        xent = methods.get("long-xent" if method.startswith("long-") else "xent", {}).get("train_seconds", {})
+        control = result.get("control", "xent")
+        xent = methods.get(f"long-{control}" if method.startswith("long-") else control, {}).get("train_seconds", {})
         ps = "; ".join(
             f"s{seed}: {versus(run, 'greedy')} / {versus(run, 'beam5')}"
             for seed, run in sorted(row["runs"].items())

@@ -73,8 +73,13 @@ queue() {  # queue QUEUE RUN...: train and score each METHOD-sSEED run of QUEUE
   done
 }
 
+control() {  # control BUDGET: the XENT continuation a budget's runs are paired with (aeslc-brio picks every
+             # checkpoint by beam 5 on validation, its control too)
+  case $1 in aeslc-brio) echo xent-valid-beam5 ;; *) echo xent ;; esac
+}
+
 compare() {  # every finished QUEUE-METHOD-sN output and MBR decoding against the same budget's XENT sN
-  local hyp name budget seed_beam out start corpus metric model seed
+  local hyp name budget seed_beam out start corpus metric model seed base
   for hyp in results/finetune-*/hyps/*-test-beam*.txt{,.gz}; do
     [[ -f $hyp ]] || continue
     hyp=${hyp%.gz} name=$(basename "$hyp" .txt) seed_beam=${name##*-s}  # e.g. 1-test-beam5
@@ -83,9 +88,10 @@ compare() {  # every finished QUEUE-METHOD-sN output and MBR decoding against th
       strong-long-*) budget=strong-long ;; aeslc-strong-*) budget=aeslc-strong ;; aeslc-brio-*) budget=aeslc-brio ;;
       *) budget=${name%%-*} ;;
     esac
-    [[ $name == "$budget"-xent-* ]] && continue
+    base=$(control "$budget")
+    [[ $name == "$budget-$base"-s* ]] && continue
     read -r out start corpus metric < <(study "$budget")
-    pair "$out/hyps/$budget-xent-s$seed_beam.txt" "$hyp" "$corpus" \
+    pair "$out/hyps/$budget-$base-s$seed_beam.txt" "$hyp" "$corpus" \
       "$out/${name%-test-beam*}-vs-xent-beam${name##*-beam}.json" "$metric"
   done
   for hyp in results/finetune-*/mbr/*-s*/hyps/test-mbr*.txt{,.gz}; do

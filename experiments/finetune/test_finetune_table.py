@@ -120,8 +120,20 @@ def test_finetune_table_of_a_queue_with_its_own_start_model_takes_no_other_queue
     for name, score in scores.items():
         write_json(out / "mbr" / "xent-s1" / f"{name}.json", {"metrics": {"rouge2": score}})
     assert finetune_table.collect("aeslc-strong")["methods"]["xent"]["runs"][1]["valid_mbr"] == 4.55
+    for method, score in (("xent-valid-beam5", 4.4), ("rank", 4.8)):  # the queue's control, and a ranking run
+        train = {"best_valid_rouge2": 4.6, "train_seconds": 300.0 if method != "rank" else 1200.0, "steps": 788}
+        write_json(out / f"aeslc-brio-{method}-s1-train.json", {"metrics": train})
+        scores = {"rouge2": score, "distinct_outputs": 800}
+        write_json(out / f"aeslc-brio-{method}-s1-test-beam5.json", {"metrics": scores})
+    pair = [f"results/finetune-aeslc/hyps/aeslc-brio-{m}-s1-test-beam5.txt" for m in ("xent-valid-beam5", "rank")]
+    metrics = {"sys0_rouge2": 4.4, "sys1_rouge2": 4.8, "sys1_rouge2_p_bootstrap": 0.04}
+    write_json(out / "aeslc-brio-rank-s1-vs-xent-beam5.json", {"systems": pair, "metrics": metrics})
     result = finetune_table.collect("aeslc-brio")
     assert "valid_mbr" not in result["methods"]["xent"]["runs"][1]
-    assert list(result["methods"]) == ["xent"]  # aeslc-strong's runs are not this queue's
+    assert sorted(result["methods"]) == ["rank", "xent", "xent-valid-beam5"]  # not aeslc-strong's runs
+    rank = result["methods"]["rank"]["runs"][1]
+    assert (rank["diff_vs_xent_beam5"], rank["p_vs_xent_beam5"]) == (0.4, 0.04)  # against the queue's control
     assert result["start"] == {"test beam5": 4.7}
-    assert "The start model: test beam5 4.70." in finetune_table.markdown(result)
+    text = finetune_table.markdown(result)
+    assert "The start model: test beam5 4.70." in text
+    assert {r[0]: r[-1] for r in rows(text)}["rank"] == "1200 (4.0×)"  # time against the control's
