@@ -185,8 +185,9 @@ def test_the_aeslc_ranking_finetune_starts_from_a_summarize_model_at_a_fine_tuni
     """init_from refuses any other model or data setting than the start model's; the budget is epochs."""
     recipe, start = load_recipe("finetune-rank-summarize"), load_recipe("summarize")
     assert (recipe.model, recipe.data, recipe.decode) == (start.model, start.data, start.decode)
-    assert recipe.objective.name == "rank" and recipe.objective.rank.reward == "rouge-mix"
+    assert recipe.objective.name == "rank" and recipe.objective.rank.reward == "rouge2"  # the scored metric
     assert recipe.train.max_minutes == 0 and recipe.train.lr < start.train.lr
+    assert recipe.train.valid_beam == recipe.decode.beam == 5  # picked by the search it is scored with
 
 
 def test_transformer_finetunes_start_from_the_transformer_recipes_model_and_differ_only_in_objective():
