@@ -6,9 +6,11 @@
 #   experiments/finetune/run.sh strong-long   # the same for 4 epochs (MIXER's stages as in strong, then s = 1)
 #   experiments/finetune/run.sh tatoeba       # Tatoeba, from translate-tatoeba: tatoeba-*.toml here
 #   experiments/finetune/run.sh aeslc-strong  # AESLC, from summarize: aeslc-*.toml here (ROUGE-mix reward)
-#   experiments/finetune/run.sh aeslc-brio    # AESLC, the ranking objective (recipe finetune-rank-summarize) and
-#                                             # aeslc-xent.toml from a summarize model of its own, trained first as
-#                                             # a user runs the recipe (25 minutes, torch's threads) and scored
+#   experiments/finetune/run.sh aeslc-brio    # AESLC, the ranking objective (aeslc-rank-*.toml, finetune-rank-
+#                                             # summarize) against aeslc-xent-valid-beam5.toml, every checkpoint
+#                                             # picked by beam 5 on validation, from a summarize model of its own,
+#                                             # trained first as a user runs the recipe (25 minutes, torch's threads)
+#   experiments/finetune/run.sh oracle QUEUE RUN...  # the best reordering of each run's test beam 5 (nbest_oracle.py)
 #   experiments/finetune/run.sh transformer   # Multi30k, from translate-multi30k-transformer: finetune-*-transformer
 #   experiments/finetune/run.sh student       # Multi30k, run METHOD-sN from the distilled student of seed N
 #                                             # (experiments/ensembles/run.sh strong-student distilled N), on the
@@ -73,6 +75,17 @@ queue() {  # queue QUEUE RUN...: train and score each METHOD-sSEED run of QUEUE
   done
 }
 
+oracle() {  # oracle QUEUE RUN...: each run's test beam 5 against the best of its 5 best, unless measured already
+  local q=${1:?oracle QUEUE RUN...} out start corpus metric run
+  shift
+  read -r out start corpus metric < <(study "$q")
+  for run in "$@"; do
+    [[ -f $out/oracle/$q-$run-test-beam5.json ]] && continue
+    "$PYTHON" $HERE/nbest_oracle.py "checkpoints/$(basename "$out")/$q-$run.pt" --split test --beam 5 \
+      --metric "$metric" --out "$out/oracle/$q-$run-test-beam5.json"
+  done
+}
+
 control() {  # control BUDGET: the XENT continuation a budget's runs are paired with (aeslc-brio picks every
              # checkpoint by beam 5 on validation, its control too)
   case $1 in aeslc-brio) echo xent-valid-beam5 ;; *) echo xent ;; esac
@@ -109,9 +122,10 @@ compare() {  # every finished QUEUE-METHOD-sN output and MBR decoding against th
   done
 }
 
-case ${1:?strong, strong-long, tatoeba, aeslc-strong, aeslc-brio, transformer, student, compare or table} in
+case ${1:?strong, strong-long, tatoeba, aeslc-strong, aeslc-brio, transformer, student, compare, oracle or table} in
   strong) queue strong ${RUNS:-xent-s1 mrt-s1 mixer-loo-s1} ;;
-  aeslc-brio) start_model aeslc-brio; queue aeslc-brio ${RUNS:-xent-s1 rank-s1} ;;
+  aeslc-brio) start_model aeslc-brio; queue aeslc-brio ${RUNS:-xent-valid-beam5-s1 rank-rouge2-s1} ;;
+  oracle) oracle "${@:2}" ;;
   strong-long | tatoeba | aeslc-strong | transformer | student) queue "$1" ${RUNS:-xent-s1 mixer-loo-s1} ;;
   compare) compare ;;
   table) table $HERE/finetune_table.py "${2:-strong}" ;;
