@@ -24,6 +24,7 @@ TABLES = {  # queue: (metric, study folder under results/, MBR setting chosen on
     "aeslc-brio": ("rouge2", "finetune-aeslc", None),  # no MBR: finetune-aeslc/mbr/ holds aeslc-strong's models
     "transformer": ("bleu4", "finetune-multi30k-transformer", "mbr32-bleu-beam5"),  # strong's setting
 }
+VALID_SEARCH = {"aeslc-brio": "beam 5; greedy for xent and rank"}  # queue: the search its runs validate with
 CONTROL = {"aeslc-brio": "xent-valid-beam5"}  # queue: its XENT continuation, when not "xent" (run.sh control)
 UTILITY = {"bleu4": "sentence-BLEU", "rouge2": "ROUGE-2"}
 START = {  # queue: the start model's scores (aeslc-brio trains its own start model, run.sh start_model)
@@ -124,7 +125,8 @@ def markdown(result: dict) -> str:
     valid_key = f"best_valid_{result['metric']}"
     distinct = result["metric"] != "bleu4"  # summaries: how many different outputs (generic-subject collapse)
     lines = [
-        f"| fine-tune | seeds | best valid {name} (greedy) | test greedy | test beam 5 | "
+        f"| fine-tune | seeds | best valid {name} ({VALID_SEARCH.get(result['queue'], 'greedy')}) | test greedy | "
+        "test beam 5 | "
         + ("distinct beam-5 outputs | " if distinct else "")
         + "test vs the seed's XENT, greedy / beam 5 (paired bootstrap p) | train s (× XENT, loaded machine) |",
         "|---|---|---|---|---|---|---|" + ("---|" if distinct else ""),
