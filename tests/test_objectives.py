@@ -836,27 +836,28 @@ def test_the_reference_as_a_candidate_earns_reward_one_and_cost_zero_under_every
 
 
 @pytest.mark.parametrize("valid_beam", [1, 4])
-def test_validation_decodes_with_train_valid_beam(cased_recipe, monkeypatch, valid_beam):
+def test_validation_decodes_with_train_valid_beam(tmp_path, monkeypatch, valid_beam):
     """The validation metric that picks the checkpoint comes from a search of train.valid_beam's width (1: greedy,
     whatever decode.beam is), one output per sentence and never MBR, on train.valid_subset's sentences."""
     import textgen.tasks.seq2seq
+    from tests.conftest import write_reversal_recipe
     from textgen.config import load_recipe
     from textgen.decode.dispatch import Decoded
     from textgen.tasks.seq2seq import Seq2SeqTask
 
-    path, settings = cased_recipe
-    sets = [*settings, f"train.valid_beam={valid_beam}", "train.valid_subset=3", "decode.beam=2"]
-    sets.append("decode.mbr.samples=8")
+    train = {"max_tokens": 60, "valid_metric": "bleu4", "valid_beam": valid_beam, "valid_subset": 3}
+    path = write_reversal_recipe(tmp_path / "r.toml", write_cased_corpus(tmp_path), "cased", hidden=8, train=train)
+    sets = ["decode.beam=2", "decode.nbest=2", "decode.mbr.samples=8", "decode.max_len_b=7"]
     task = Seq2SeqTask(load_recipe(str(path), sets))
     searches = []
 
     def record(model, decode_text, sources, cfg, **options):
-        searches.append((cfg.beam, cfg.nbest, cfg.mbr.samples, len(sources)))
+        searches.append((cfg.beam, cfg.nbest, cfg.mbr.samples, cfg.max_len_b, len(sources)))
         return [Decoded([("x", 0.0)]) for _ in sources]
 
     monkeypatch.setattr(textgen.tasks.seq2seq, "decode_sources", record)
     task.validate()
-    assert searches == [(valid_beam, 1, 0, 3)]
+    assert searches == [(valid_beam, 1, 0, 7, 3)]  # the recipe's length limit kept
 
 
 def test_eval_scores_a_lowercased_model_against_lowercased_references(cli, tmp_path, monkeypatch):

@@ -1,5 +1,6 @@
-"""How much a reordering of a model's own beam can move its score: beam search's best output against the best of
-its n best by the sentence metric (an oracle no reranker and no ranking objective of those candidates can beat).
+"""How much a reordering of a model's own beam can move its ROUGE: beam search's best output against the best of
+its n best by sentence ROUGE (corpus ROUGE is the mean of sentence scores, so no reranker and no ranking objective
+of those candidates can beat it; corpus BLEU is not, which is why BLEU is not offered).
 
 A ranking objective (objective.rank) teaches the model to put the candidate with the best reward first; the
 oracle is where that stops. Also reports how often the oracle's choice differs from beam search's and how many
@@ -19,11 +20,11 @@ import torch
 
 from textgen.data.parallel import load_parallel
 from textgen.decode.driver import decode_ids
-from textgen.metrics import score, sentence_bleu, sentence_rouge
+from textgen.metrics import score, sentence_rouge
 from textgen.results import invocation, make_result, write_result
 from textgen.tasks.seq2seq import encode_sources, load_model
 
-SENTENCE = {"rouge2": lambda h, r: sentence_rouge(h, r, "rouge2"), "bleu4": sentence_bleu}
+KINDS = ("rouge1", "rouge2", "rougeL")
 
 
 def main() -> None:
@@ -31,7 +32,7 @@ def main() -> None:
     parser.add_argument("checkpoint", type=Path)
     parser.add_argument("--split", default="valid")
     parser.add_argument("--beam", type=int, default=5)
-    parser.add_argument("--metric", choices=list(SENTENCE), default="rouge2")
+    parser.add_argument("--metric", choices=KINDS, default="rouge2")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     start = time.perf_counter()
@@ -41,11 +42,13 @@ def main() -> None:
     split = corpus.splits[args.split]
     sources = encode_sources(vocabs, split.sources, recipe.data.max_source_tokens)
     cfg = dataclasses.replace(recipe.decode, beam=args.beam, nbest=args.beam)
-    nbest = [[vocabs.tgt.decode(toks) for toks in candidates] for candidates, _ in decode_ids(model, sources, cfg)]
-    rewards = [[SENTENCE[args.metric](h, ref) for h in hyps] for hyps, ref in zip(nbest, split.targets)]
+    references = [vocabs.tgt.normalize(t) for t in split.targets]  # as outputs come out (textgen eval's)
+    outputs = decode_ids(model, sources, cfg)
+    nbest = [[vocabs.tgt.decode(toks) for toks in candidates] or [""] for candidates, _ in outputs]
+    rewards = [[sentence_rouge(h, ref, args.metric) for h in hyps] for hyps, ref in zip(nbest, references)]
     chosen = [max(range(len(r)), key=r.__getitem__) for r in rewards]  # the first best on ties
-    top = score([args.metric], [hyps[0] for hyps in nbest], [split.targets])[0][args.metric]
-    oracle = score([args.metric], [hyps[i] for hyps, i in zip(nbest, chosen)], [split.targets])[0][args.metric]
+    top = score([args.metric], [hyps[0] for hyps in nbest], [references])[0][args.metric]
+    oracle = score([args.metric], [hyps[i] for hyps, i in zip(nbest, chosen)], [references])[0][args.metric]
     metrics = {
         "sentences": len(sources),
         "beam": args.beam,

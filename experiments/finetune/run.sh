@@ -5,10 +5,10 @@
 #   experiments/finetune/run.sh strong        # Multi30k, from translate-multi30k: finetune-{xent,mixer,mixer-loo,...}
 #   experiments/finetune/run.sh strong-long   # the same for 4 epochs (MIXER's stages as in strong, then s = 1)
 #   experiments/finetune/run.sh tatoeba       # Tatoeba, from translate-tatoeba: tatoeba-*.toml here
-#   experiments/finetune/run.sh aeslc-strong  # AESLC, from summarize: aeslc-*.toml here (ROUGE-mix reward)
-#   experiments/finetune/run.sh aeslc-brio    # AESLC, the ranking objective (aeslc-rank-*.toml, finetune-rank-
-#                                             # summarize) against aeslc-xent-valid-beam5.toml, every checkpoint
-#                                             # picked by beam 5 on validation, from a summarize model of its own,
+#   experiments/finetune/run.sh aeslc-strong  # AESLC, from summarize: aeslc-{xent,mixer-loo}.toml (ROUGE-mix reward)
+#   experiments/finetune/run.sh aeslc-brio    # AESLC, the ranking objective (aeslc-rank*.toml) against
+#                                             # aeslc-xent-valid-beam5.toml (rank-rouge2 and it pick by beam 5 on
+#                                             # validation), from a summarize model of its own,
 #                                             # trained first as a user runs the recipe (25 minutes, torch's threads)
 #   experiments/finetune/run.sh oracle QUEUE RUN...  # the best reordering of each run's test beam 5 (nbest_oracle.py)
 #   experiments/finetune/run.sh transformer   # Multi30k, from translate-multi30k-transformer: finetune-*-transformer
@@ -66,7 +66,7 @@ queue() {  # queue QUEUE RUN...: train and score each METHOD-sSEED run of QUEUE
       strong-long) args=(--recipe "finetune-$method" --set train.epochs=4) ;;
       tatoeba) args=(--recipe "$HERE/tatoeba-$method.toml") ;;
       aeslc-strong) args=(--recipe "$HERE/aeslc-$method.toml") ;;
-      aeslc-brio) args=(--recipe "$HERE/aeslc-$method.toml"); [[ $method == rank ]] && args=(--recipe finetune-rank-summarize) ;;
+      aeslc-brio) args=(--recipe "$HERE/aeslc-$method.toml") ;;
       transformer) args=(--recipe "finetune-$method-transformer") ;;
     esac
     local metrics=$BLEU
@@ -96,7 +96,7 @@ compare() {  # every finished QUEUE-METHOD-sN output and MBR decoding against th
   for hyp in results/finetune-*/hyps/*-test-beam*.txt{,.gz}; do
     [[ -f $hyp ]] || continue
     hyp=${hyp%.gz} name=$(basename "$hyp" .txt) seed_beam=${name##*-s}  # e.g. 1-test-beam5
-    [[ $name == *-s[0-9]*-test-beam* ]] || continue  # a start model's output, not a seed's fine-tune
+    [[ $name == *-s[0-9]*-test-beam* ]] || continue  # skip a start model's output
     case $name in
       strong-long-*) budget=strong-long ;; aeslc-strong-*) budget=aeslc-strong ;; aeslc-brio-*) budget=aeslc-brio ;;
       *) budget=${name%%-*} ;;
