@@ -12,17 +12,15 @@ sources have no candidate with any reward (nothing to rank).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import time
 from pathlib import Path
 
 import torch
 
-from textgen.data.parallel import load_parallel
-from textgen.decode.driver import decode_ids
-from textgen.metrics import score, sentence_rouge
+from textgen.evaluate import open_split
+from textgen.metrics import best_reference_f1
+from textgen.rerank import corpus_metric
 from textgen.results import invocation, make_result, write_result
-from textgen.tasks.seq2seq import encode_sources, load_model
 
 KINDS = ("rouge1", "rouge2", "rougeL")
 
@@ -36,21 +34,18 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     start = time.perf_counter()
-    torch.manual_seed(1)
-    model, vocabs, recipe, _ = load_model(args.checkpoint)
-    corpus = load_parallel(recipe.data.corpus)
-    split = corpus.splits[args.split]
-    sources = encode_sources(vocabs, split.sources, recipe.data.max_source_tokens)
-    cfg = dataclasses.replace(recipe.decode, beam=args.beam, nbest=args.beam)
-    references = [vocabs.tgt.normalize(t) for t in split.targets]  # as outputs come out (textgen eval's)
-    outputs = decode_ids(model, sources, cfg)
-    nbest = [[vocabs.tgt.decode(toks) for toks in candidates] or [""] for candidates, _ in outputs]
-    rewards = [[sentence_rouge(h, ref, args.metric) for h in hyps] for hyps, ref in zip(nbest, references)]
+    # the split decoded and its references normalised as `textgen eval --beam B` does, keeping the n best
+    s = open_split([args.checkpoint], None, args.split, torch.device("cpu"), nbest=args.beam, beam=args.beam)
+    nbest = [[text for text, _ in d.nbest] or [""] for d in s.decode()]
+    references = s.references()[0]
+    rewards = [[best_reference_f1(h, [ref], (args.metric,))[args.metric] for h in hyps]
+               for hyps, ref in zip(nbest, references)]  # fmt: skip
     chosen = [max(range(len(r)), key=r.__getitem__) for r in rewards]  # the first best on ties
-    top = score([args.metric], [hyps[0] for hyps in nbest], [references])[0][args.metric]
-    oracle = score([args.metric], [hyps[i] for hyps, i in zip(nbest, chosen)], [references])[0][args.metric]
+    corpus = corpus_metric(args.metric, references)
+    top = round(corpus([hyps[0] for hyps in nbest]), 2)
+    oracle = round(corpus([hyps[i] for hyps, i in zip(nbest, chosen)]), 2)
     metrics = {
-        "sentences": len(sources),
+        "sentences": len(nbest),
         "beam": args.beam,
         "candidates_per_source": round(sum(map(len, nbest)) / len(nbest), 2),
         f"top_{args.metric}": top,
@@ -64,7 +59,7 @@ def main() -> None:
         args.out,
         make_result(
             metrics,
-            corpus.sha256,
+            s.sha256,
             time.perf_counter() - start,
             command=invocation("python experiments/finetune/nbest_oracle.py"),
             checkpoint=str(args.checkpoint),
