@@ -5,6 +5,8 @@ results/finetune-CORPUS/QUEUE-table.{json,md}. Multi30k's `strong` queue holds b
 AESLC's is tabulated on ROUGE-2, with distinct beam-5 outputs.
 
     experiments/finetune/run.sh table [strong | tatoeba | aeslc-strong | aeslc-brio | transformer]
+
+run.sh passes the queue's control, the XENT run its runs were paired with (its `control`), as a second argument.
 """
 
 from __future__ import annotations
@@ -25,7 +27,6 @@ TABLES = {  # queue: (metric, study folder under results/, MBR setting chosen on
     "transformer": ("bleu4", "finetune-multi30k-transformer", "mbr32-bleu-beam5"),  # strong's setting
 }
 VALID_SEARCH = {"aeslc-brio": "beam 5; greedy for xent and rank"}  # queue: the search its runs validate with
-CONTROL = {"aeslc-brio": "xent-valid-beam5"}  # queue: its XENT continuation, when not "xent" (run.sh control)
 UTILITY = {"bleu4": "sentence-BLEU", "rouge2": "ROUGE-2"}
 START = {  # queue: the start model's scores (aeslc-brio trains its own start model, run.sh start_model)
     "strong": {"valid greedy": "strong-start-valid-beam1.json", "valid beam5": "strong-start-valid-beam5.json"},
@@ -66,7 +67,7 @@ def paired(
     )
 
 
-def collect(queue: str = "strong") -> dict:
+def collect(queue: str = "strong", control: str = "xent") -> dict:
     metric = TABLES[queue][0]
     pattern = re.compile(rf"{re.escape(queue)}-(?P<method>(?P<budget>long-)?.+)-s(?P<seed>\d+)-train\.json")
     methods: dict[str, dict] = defaultdict(dict)
@@ -85,7 +86,7 @@ def collect(queue: str = "strong") -> dict:
                 run[f"test_{tag}"], run[f"distinct_{tag}"] = scores[metric], scores["distinct_outputs"]
             versus = out / f"{name}-vs-xent-beam{beam}.json"
             if versus.exists():  # the difference and its p from one file: the pair the bootstrap compared
-                base = f"{queue}-{m['budget'] or ''}{CONTROL.get(queue, 'xent')}-s{m['seed']}-test-beam{beam}"
+                base = f"{queue}-{m['budget'] or ''}{control}-s{m['seed']}-test-beam{beam}"
                 run[f"diff_vs_xent_{tag}"], run[f"p_vs_xent_{tag}"] = paired(
                     queue, versus, base, f"{name}-test-beam{beam}.txt", run.get(f"test_{tag}"), metric
                 )
@@ -102,7 +103,7 @@ def collect(queue: str = "strong") -> dict:
                 row[key] = summarise(values)
         table[method] = row
     start = {k: load(out / f)["metrics"][metric] for k, f in START.get(queue, {}).items() if (out / f).exists()}
-    return {"queue": queue, "metric": metric, "control": CONTROL.get(queue, "xent"), "start": start, "methods": table}
+    return {"queue": queue, "metric": metric, "control": control, "start": start, "methods": table}
 
 
 def versus(run: dict, tag: str) -> str:
@@ -131,9 +132,9 @@ def markdown(result: dict) -> str:
         + "test vs the seed's XENT, greedy / beam 5 (paired bootstrap p) | train s (× XENT, loaded machine) |",
         "|---|---|---|---|---|---|---|" + ("---|" if distinct else ""),
     ]
+    control = result["control"]
     for method in sorted(methods, key=order):
         row = methods[method]
-        control = result.get("control", "xent")
         xent = methods.get(f"long-{control}" if method.startswith("long-") else control, {}).get("train_seconds", {})
         ps = "; ".join(
             f"s{seed}: {versus(run, 'greedy')} / {versus(run, 'beam5')}"
@@ -176,7 +177,7 @@ def main() -> None:
     queue = sys.argv[1] if len(sys.argv) > 1 else "strong"
     if queue not in TABLES:
         sys.exit(f"unknown queue '{queue}': choose from {', '.join(TABLES)}")
-    result = collect(queue)
+    result = collect(queue, sys.argv[2] if len(sys.argv) > 2 else "xent")
     (folder(queue) / f"{queue}-table.json").write_text(json.dumps(result, indent=1) + "\n")
     text = markdown(result)
     (folder(queue) / f"{queue}-table.md").write_text(text)

@@ -128,6 +128,6 @@ case ${1:?strong, strong-long, tatoeba, aeslc-strong, aeslc-brio, transformer, s
   oracle) oracle "${@:2}" ;;
   strong-long | tatoeba | aeslc-strong | transformer | student) queue "$1" ${RUNS:-xent-s1 mixer-loo-s1} ;;
   compare) compare ;;
-  table) table $HERE/finetune_table.py "${2:-strong}" ;;
+  table) table $HERE/finetune_table.py "${2:-strong}" "$(control "${2:-strong}")" ;;
   *) study "$1" ;;
 esac

@@ -128,7 +128,7 @@ def test_finetune_table_of_a_queue_with_its_own_start_model_takes_no_other_queue
     pair = [f"results/finetune-aeslc/hyps/aeslc-brio-{m}-s1-test-beam5.txt" for m in ("xent-valid-beam5", "rank")]
     metrics = {"sys0_rouge2": 4.4, "sys1_rouge2": 4.8, "sys1_rouge2_p_bootstrap": 0.04}
     write_json(out / "aeslc-brio-rank-s1-vs-xent-beam5.json", {"systems": pair, "metrics": metrics})
-    result = finetune_table.collect("aeslc-brio")
+    result = finetune_table.collect("aeslc-brio", control="xent-valid-beam5")
     assert not {"valid_beam5", "valid_mbr", "test_mbr"} & result["methods"]["xent"]["runs"][1].keys()
     assert sorted(result["methods"]) == ["rank", "xent", "xent-valid-beam5"]  # not aeslc-strong's runs
     rank = result["methods"]["rank"]["runs"][1]
