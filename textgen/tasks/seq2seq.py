@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from textgen.data.prepared import MANIFEST, KeptLines, read_manifest
 from textgen.data.prepared_parallel import ParallelArrays, PreparedParallel, prepare_parallel
 from textgen.data.seqbatch import Batch, BatchPlan, collate, collate_arrays, token_budget_batches
 from textgen.data.seqvocab import UNK, Vocabs, sentencepiece_note
+from textgen.decode import settings
 from textgen.decode.dispatch import decode_sources
 from textgen.decode.ensemble import Ensemble
 from textgen.errors import UserError
@@ -194,10 +194,8 @@ class Seq2SeqTask:
         metric = self.recipe.train.valid_metric
         if metric != "loss":
             n = self.recipe.train.valid_subset or len(self.valid_src)
-            cfg = self.recipe.decode  # its length limits and bans; the beam is train.valid_beam's, never MBR
-            search = dataclasses.replace(
-                cfg, beam=self.recipe.train.valid_beam, nbest=1, mbr=dataclasses.replace(cfg.mbr, samples=0)
-            )
+            # the recipe's length limits and bans, train.valid_beam's beam (a beam given turns MBR off)
+            search = settings.resolve(self.recipe.decode, beam=self.recipe.train.valid_beam, nbest=1)
             decoded = decode_sources(self.model, self.vocabs.tgt.decode, self.valid_src[:n], search)
             values, _ = score([metric], [d.text for d in decoded], [self.valid_targets[:n]])
             out[self.best_metric] = values[metric]
