@@ -65,8 +65,7 @@ queue() {  # queue QUEUE RUN...: train and score each METHOD-sSEED run of QUEUE
       strong | student) args=(--recipe "finetune-$method") ;;
       strong-long) args=(--recipe "finetune-$method" --set train.epochs=4) ;;
       tatoeba) args=(--recipe "$HERE/tatoeba-$method.toml") ;;
-      aeslc-strong) args=(--recipe "$HERE/aeslc-$method.toml") ;;
-      aeslc-brio) args=(--recipe "$HERE/aeslc-$method.toml") ;;
+      aeslc-strong | aeslc-brio) args=(--recipe "$HERE/aeslc-$method.toml") ;;
       transformer) args=(--recipe "finetune-$method-transformer") ;;
     esac
     local metrics=$BLEU

@@ -85,12 +85,10 @@ case $job in
                # write its result file again with that score
     run=${RUN:?RUN names a peer run folder} && name=$(basename "$run")
     onmt_valid "$run"
-    if [[ $name == onmt-lstm ]]; then  # the LSTM peer has no noam schedule in its name
-      ARCH=lstm "$PYTHON" experiments/transformer/onmt_result.py "$run" "$OUT/$name.json"
-    else
-      ARCH=transformer LR=${name#*-lr} LR=${LR%-warmup*} WARMUP=${name##*-warmup} \
-        "$PYTHON" experiments/transformer/onmt_result.py "$run" "$OUT/$name.json"
-    fi ;;
+    arch=transformer  # onmt_result.py reads LR and WARMUP (the noam schedule in the name) for a transformer only
+    if [[ $name == onmt-lstm ]]; then arch=lstm; fi
+    ARCH=$arch LR=${name#*-lr} LR=${LR%-warmup*} WARMUP=${name##*-warmup} \
+      "$PYTHON" experiments/transformer/onmt_result.py "$run" "$OUT/$name.json" ;;
   onmt)  # LR and WARMUP: OpenNMT-py's noam schedule (peer-onmt.sh's defaults 0.5 and 1000)
     export LR=${LR:-0.5} WARMUP=${WARMUP:-1000}
     peer "onmt-transformer-lr$LR-warmup$WARMUP" transformer ;;
