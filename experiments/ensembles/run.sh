@@ -104,7 +104,8 @@ case $job in
     for hyp in "$OUT"/hyps/{strong-student-distilled-seed[0-9]-{test-beam5,rerank8-test},student-*-s[0-9]-test-beam5}.txt{,.gz}; do
       [[ -f $hyp ]] || continue
       name=$(basename "${hyp%.gz}" .txt)
-      [[ $name =~ (seed|-s)([0-9]+)- ]] && n=${BASH_REMATCH[2]}
+      [[ $name =~ (seed|-s)([0-9]+)- ]] || { echo "pairs-xent: no seed in $name" >&2; exit 2; }
+      n=${BASH_REMATCH[2]}
       pair results/finetune-multi30k/hyps/strong-long-xent-s$n-test-beam5.txt "${hyp%.gz}" multi30k \
         "$OUT/$name-vs-long-xent-s$n.json"
     done ;;
